@@ -1,0 +1,71 @@
+//! `cachefill check`: what a valid plan would write, without touching the network.
+
+use crate::error::Failure;
+use crate::plan::units::human_bytes;
+use crate::plan::{Endpoint, Plan};
+
+/// Prints the plan's targets and stages (stdout) in the order they would run.
+pub fn print(plan: &Plan) -> Result<(), Failure> {
+    println!("plan {} ({}): valid", plan.name, plan.path.display());
+    match plan.seed {
+        Some(seed) => println!("seed: {seed}"),
+        None => println!("seed: drawn at random for each run and recorded in the result"),
+    }
+    for target in &plan.targets {
+        let place = match &target.endpoint {
+            Endpoint::Nodes(nodes) => nodes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            Endpoint::Launch { server_bin } => format!("launched locally ({server_bin})"),
+        };
+        let flush = if target.flush { ", flushed first" } else { "" };
+        println!(
+            "target {}: {} {place}{flush}",
+            target.name,
+            target.mode.as_str()
+        );
+    }
+    let mut total_keys = 0u64;
+    let mut total_bytes = 0u64;
+    for stage in &plan.stages {
+        let bytes = stage.keys.saturating_mul(stage.shape.mean_entry_bytes());
+        total_keys += stage.keys;
+        total_bytes = total_bytes.saturating_add(bytes);
+        let order = if stage.after.is_empty() {
+            "starts at once".to_string()
+        } else {
+            let names: Vec<&str> = stage
+                .after
+                .iter()
+                .map(|&d| plan.stages[d].name.as_str())
+                .collect();
+            format!("after {}", names.join(", "))
+        };
+        let value = if stage.shape.value_size.min == stage.shape.value_size.max {
+            format!("{} B", stage.shape.value_size.min)
+        } else {
+            format!(
+                "{}..{} B",
+                stage.shape.value_size.min, stage.shape.value_size.max
+            )
+        };
+        let seed = stage
+            .seed
+            .or(plan.seed)
+            .map_or("run seed".to_string(), |s| s.to_string());
+        println!(
+            "stage {}: target {}, {} keys, ~{} payload (key {} B, value {value}), {} connections × pipeline {}, seed {seed}, {order}",
+            stage.name,
+            plan.targets[stage.target].name,
+            stage.keys,
+            human_bytes(bytes),
+            stage.shape.key_size,
+            stage.connections,
+            stage.pipeline,
+        );
+    }
+    println!("total: {total_keys} keys, ~{}", human_bytes(total_bytes));
+    Ok(())
+}

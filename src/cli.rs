@@ -1,0 +1,41 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Fill Redis and Redis-compatible servers with synthetic data from a declarative plan.
+#[derive(Debug, Parser)]
+#[command(name = "cachefill", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the plan, connect, flush, run the stages and write the JSON result.
+    Run {
+        /// The plan file (TOML).
+        plan: PathBuf,
+        /// Where the JSON result goes; `-` for standard output [default: <plan name>.result.json].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Confirm flushing targets that are not on a loopback address.
+        #[arg(long)]
+        yes: bool,
+        /// No progress bars: one line per stage start and end.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Leave servers started with `launch` running and print their addresses.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Validate the plan without touching the network and show what it would write.
+    Check {
+        /// The plan file (TOML).
+        plan: PathBuf,
+    },
+    /// Print the JSON Schema of the plan format (for editors and CI linters).
+    Schema,
+}

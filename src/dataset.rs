@@ -1,0 +1,240 @@
+//! The dataset: entry `i` of a stage → (key, value, TTL), a pure function of the stage seed,
+//! the stage name, `i` and the stage's shape. `run` and `verify` both use only this module,
+//! so what is written and what is checked can never disagree.
+//!
+//! The algorithm is part of the contract (docs/dataset.md): changing it changes every
+//! dataset, so it is written out here with fixed constants and no dependency on any
+//! library's random number generator.
+
+use crate::plan::Shape;
+
+/// Size of the byte pool values and key fillers are cut from (a power of two).
+const POOL_LEN: usize = 1 << 20;
+/// Bytes repeated after the pool, so that any slice this long is contiguous.
+const POOL_TAIL: usize = 64 << 10;
+/// What fillers and values are made of: readable in `redis-cli`, free of `{` and `}` so that
+/// no filler ever forms a cluster hash tag.
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function: a fast, well-mixed bijection on u64.
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a, 64 bit, of the stage name.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Everything needed to produce the entries of one stage.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    prefix: Vec<u8>,
+    key_size: usize,
+    width: usize,
+    value_min: u64,
+    value_span: u64,
+    ttl: Option<(u64, u64)>,
+    stage_key: u64,
+    pool: Vec<u8>,
+}
+
+/// The per-entry draws, computed once and used for key, value and TTL.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Index of the entry in its stage.
+    pub index: u64,
+    /// Bytes of the value.
+    pub value_len: usize,
+    value_offset: usize,
+    key_offset: usize,
+    /// TTL in milliseconds, when the stage has one.
+    pub ttl_ms: Option<u64>,
+}
+
+impl Dataset {
+    /// The dataset of a stage of `keys` entries (the count fixes the index width).
+    pub fn new(seed: u64, stage_name: &str, shape: &Shape, keys: u64) -> Dataset {
+        let stage_key = mix64(seed ^ mix64(fnv1a64(stage_name.as_bytes())));
+        let mut pool = Vec::with_capacity(POOL_LEN + POOL_TAIL);
+        let mut state = stage_key;
+        while pool.len() < POOL_LEN {
+            state = state.wrapping_add(GOLDEN);
+            for byte in mix64(state).to_le_bytes() {
+                pool.push(ALPHABET[(usize::from(byte) * ALPHABET.len()) >> 8]);
+            }
+        }
+        pool.extend_from_within(..POOL_TAIL);
+        Dataset {
+            prefix: shape.key_prefix.as_bytes().to_vec(),
+            key_size: shape.key_size as usize,
+            width: crate::plan::index_width(keys) as usize,
+            value_min: shape.value_size.min,
+            value_span: shape.value_size.max - shape.value_size.min + 1,
+            ttl: shape.ttl.map(|t| (t.min_ms, t.max_ms - t.min_ms + 1)),
+            stage_key,
+            pool,
+        }
+    }
+
+    /// Bytes of every key.
+    pub fn key_size(&self) -> usize {
+        self.key_size
+    }
+
+    /// The draws of entry `index`.
+    #[inline]
+    pub fn entry(&self, index: u64) -> Entry {
+        let a = mix64(
+            self.stage_key
+                .wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN)),
+        );
+        let b = mix64(a ^ GOLDEN);
+        let mask = (POOL_LEN - 1) as u64;
+        Entry {
+            index,
+            value_len: (self.value_min + a % self.value_span) as usize,
+            value_offset: (b & mask) as usize,
+            key_offset: ((b >> 32) & mask) as usize,
+            ttl_ms: self.ttl.map(|(min, span)| min + mix64(b) % span),
+        }
+    }
+
+    /// Appends the key of `entry`: prefix, zero-padded index, filler up to `key_size`.
+    #[inline]
+    pub fn push_key(&self, entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix);
+        let mut digits = itoa::Buffer::new();
+        let index = digits.format(entry.index).as_bytes();
+        out.extend(std::iter::repeat_n(
+            b'0',
+            self.width.saturating_sub(index.len()),
+        ));
+        out.extend_from_slice(index);
+        let filler = self
+            .key_size
+            .saturating_sub(self.prefix.len() + self.width.max(index.len()));
+        self.push_pool(entry.key_offset, filler, out);
+    }
+
+    /// Appends the value of `entry`.
+    #[inline]
+    pub fn push_value(&self, entry: &Entry, out: &mut Vec<u8>) {
+        self.push_pool(entry.value_offset, entry.value_len, out);
+    }
+
+    /// Appends `len` pool bytes starting at `offset`, wrapping around the pool.
+    #[inline]
+    fn push_pool(&self, mut offset: usize, mut len: usize, out: &mut Vec<u8>) {
+        while len > 0 {
+            let chunk = len.min(POOL_TAIL);
+            out.extend_from_slice(&self.pool[offset..offset + chunk]);
+            len -= chunk;
+            offset = (offset + chunk) & (POOL_LEN - 1);
+        }
+    }
+
+    /// Payload bytes (key plus value) of entry `index`.
+    #[inline]
+    pub fn payload_bytes(&self, index: u64) -> u64 {
+        let value = if self.value_span == 1 {
+            self.value_min
+        } else {
+            self.entry(index).value_len as u64
+        };
+        self.key_size as u64 + value
+    }
+
+    /// The key of entry `index`, as a new vector (for checks and tests, not the hot path).
+    pub fn key(&self, index: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.key_size);
+        self.push_key(&self.entry(index), &mut out);
+        out
+    }
+
+    /// The value of entry `index`, as a new vector (for checks and tests, not the hot path).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn value(&self, index: u64) -> Vec<u8> {
+        let entry = self.entry(index);
+        let mut out = Vec::with_capacity(entry.value_len);
+        self.push_value(&entry, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Ttl, ValueSize};
+    use std::collections::HashSet;
+
+    fn shape(prefix: &str, key_size: u32, min: u64, max: u64) -> Shape {
+        Shape {
+            key_prefix: prefix.into(),
+            key_size,
+            value_size: ValueSize { min, max },
+            ttl: Some(Ttl {
+                min_ms: 1000,
+                max_ms: 5000,
+            }),
+        }
+    }
+
+    #[test]
+    fn keys_have_prefix_padded_index_and_exact_size() {
+        let ds = Dataset::new(42, "sessions", &shape("sessions:", 32, 10, 10), 100_000);
+        let key = ds.key(42);
+        assert_eq!(key.len(), 32);
+        assert!(
+            key.starts_with(b"sessions:00042"),
+            "{}",
+            String::from_utf8_lossy(&key)
+        );
+        assert_eq!(ds.key(99_999).len(), 32);
+    }
+
+    #[test]
+    fn keys_never_collide_within_a_stage() {
+        let ds = Dataset::new(7, "s", &shape("s:", 12, 1, 1), 200_000);
+        let keys: HashSet<Vec<u8>> = (0..200_000).map(|i| ds.key(i)).collect();
+        assert_eq!(keys.len(), 200_000);
+    }
+
+    #[test]
+    fn entries_depend_on_seed_and_stage_name_only() {
+        let a = Dataset::new(1, "a", &shape("p:", 32, 100, 200), 1000);
+        let again = Dataset::new(1, "a", &shape("p:", 32, 100, 200), 1000);
+        let other_seed = Dataset::new(2, "a", &shape("p:", 32, 100, 200), 1000);
+        let other_name = Dataset::new(1, "b", &shape("p:", 32, 100, 200), 1000);
+        assert_eq!(a.value(5), again.value(5));
+        assert_eq!(a.key(5), again.key(5));
+        assert_ne!(a.value(5), other_seed.value(5));
+        assert_ne!(a.value(5), other_name.value(5));
+    }
+
+    #[test]
+    fn value_sizes_and_ttls_stay_in_their_ranges_and_vary() {
+        let ds = Dataset::new(3, "v", &shape("v:", 16, 64, 4096), 10_000);
+        let mut lengths = HashSet::new();
+        for i in 0..10_000 {
+            let e = ds.entry(i);
+            assert!((64..=4096).contains(&e.value_len));
+            assert!((1000..=5000).contains(&e.ttl_ms.unwrap()));
+            assert_eq!(ds.value(i).len(), e.value_len);
+            lengths.insert(e.value_len);
+        }
+        assert!(lengths.len() > 1000);
+    }
+
+    #[test]
+    fn values_larger_than_the_pool_wrap_around() {
+        let ds = Dataset::new(3, "big", &shape("b:", 16, 3 << 20, 3 << 20), 2);
+        assert_eq!(ds.value(1).len(), 3 << 20);
+    }
+}

@@ -1,0 +1,297 @@
+//! One data connection of a stage: streams pre-encoded `SET` commands and reads the replies
+//! concurrently, keeping at most `pipeline` commands in flight. Every entry is acknowledged
+//! or retried; none is lost silently.
+
+use std::collections::VecDeque;
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore};
+
+use super::state::StageState;
+use crate::dataset::Dataset;
+use crate::plan::NodeAddr;
+use crate::resp::{self, Reply};
+use crate::target::Endpoint;
+
+/// How long a connection may wait for the next reply while commands are in flight.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reconnection attempts in a row, without progress in between, before a stage gives up.
+const MAX_RECONNECTS: u32 = 3;
+/// Bytes encoded per write, about.
+const WRITE_BATCH_BYTES: u64 = 64 << 10;
+
+/// How a connection batches and windows its commands.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Entries encoded and written at once.
+    pub batch: u64,
+    /// Most commands in flight (the stage's `pipeline`).
+    pub window: u32,
+}
+
+impl WriterConfig {
+    /// Batches of about 64 KiB, at most a quarter of the window so writing never waits for
+    /// a whole window to drain.
+    pub fn new(pipeline: u32, mean_entry_bytes: u64) -> WriterConfig {
+        let by_bytes = (WRITE_BATCH_BYTES / mean_entry_bytes.max(1)).max(1);
+        let by_window = u64::from(pipeline / 4).max(1);
+        WriterConfig {
+            batch: by_bytes.min(by_window),
+            window: pipeline,
+        }
+    }
+}
+
+/// Why a session ended early.
+enum SessionEnd {
+    /// The connection broke; what was in flight is retried on a new one.
+    Lost(String),
+    /// The server spoke something that is not RESP: retrying will not help.
+    Fatal(String),
+}
+
+/// Writes entries from the stage's index range over one connection (reconnecting when it
+/// breaks) until the range is used up or the stage stops. `Err` is the stage's failure.
+pub async fn connection_worker(
+    endpoint: Arc<Endpoint>,
+    addr: NodeAddr,
+    stage: Arc<StageState>,
+    dataset: Arc<Dataset>,
+    config: WriterConfig,
+) -> Result<(), String> {
+    let mut retry: VecDeque<Range<u64>> = VecDeque::new();
+    let mut failures = 0u32;
+    loop {
+        let acked_before = stage.acked.load(Relaxed);
+        let outcome = match endpoint.data(&addr).await {
+            Ok(mut stream) => {
+                let inflight = Mutex::new(VecDeque::new());
+                let result =
+                    session(&mut stream, &stage, &dataset, config, &mut retry, &inflight).await;
+                retry.extend(inflight.into_inner().unwrap_or_default());
+                result
+            }
+            Err(e) => Err(SessionEnd::Lost(e.0)),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(SessionEnd::Fatal(message)) => return Err(message),
+            Err(SessionEnd::Lost(reason)) => {
+                if stage.acked.load(Relaxed) > acked_before {
+                    failures = 0;
+                }
+                failures += 1;
+                if failures > MAX_RECONNECTS || stage.should_stop() {
+                    return Err(format!(
+                        "lost the connection to {addr} and could not restore it ({MAX_RECONNECTS} attempts): {reason}"
+                    ));
+                }
+                stage.reconnects.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+            }
+        }
+    }
+}
+
+/// Runs one connection until the work is done or the connection breaks. Spans of entries
+/// sent but not yet acknowledged stay in `inflight`, so the caller can resend them.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    stage: &StageState,
+    dataset: &Dataset,
+    config: WriterConfig,
+    retry: &mut VecDeque<Range<u64>>,
+    inflight: &Mutex<VecDeque<Range<u64>>>,
+) -> Result<(), SessionEnd> {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let window = Semaphore::new(config.window as usize);
+    let wake_reader = Notify::new();
+    let sent = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+
+    let write = async {
+        let mut buf = Vec::with_capacity((WRITE_BATCH_BYTES * 2) as usize);
+        let encoder = Encoder::new(dataset);
+        loop {
+            if stage.should_stop() {
+                break;
+            }
+            let span = match retry.pop_front() {
+                Some(span) if span.end - span.start > config.batch => {
+                    let head = span.start..span.start + config.batch;
+                    retry.push_front(head.end..span.end);
+                    head
+                }
+                Some(span) => span,
+                None => match stage.take(config.batch) {
+                    Some(span) => span,
+                    None => break,
+                },
+            };
+            let count = (span.end - span.start) as u32;
+            window
+                .acquire_many(count)
+                .await
+                .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
+                .forget();
+            buf.clear();
+            for index in span.clone() {
+                encoder.push_set(index, &mut buf);
+            }
+            lock(inflight).push_back(span);
+            sent.fetch_add(u64::from(count), Relaxed);
+            wake_reader.notify_one();
+            writer
+                .write_all(&buf)
+                .await
+                .map_err(|e| SessionEnd::Lost(describe_io(&e)))?;
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| SessionEnd::Lost(describe_io(&e)))?;
+        done.store(true, Relaxed);
+        wake_reader.notify_one();
+        Ok::<(), SessionEnd>(())
+    };
+
+    let read = async {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut filled = 0usize;
+        let mut received = 0u64;
+        loop {
+            if received == sent.load(Relaxed) {
+                if done.load(Relaxed) && received == sent.load(Relaxed) {
+                    return Ok::<(), SessionEnd>(());
+                }
+                wake_reader.notified().await;
+                continue;
+            }
+            if filled == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = match tokio::time::timeout(REPLY_TIMEOUT, reader.read(&mut buf[filled..])).await
+            {
+                Ok(Ok(0)) => {
+                    return Err(SessionEnd::Lost("the server closed the connection".into()));
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(SessionEnd::Lost(describe_io(&e))),
+                Err(_) => {
+                    return Err(SessionEnd::Lost(format!(
+                        "no reply for {}s with commands in flight",
+                        REPLY_TIMEOUT.as_secs()
+                    )));
+                }
+            };
+            filled += n;
+            let (used, replies) = consume_replies(&buf[..filled], stage, dataset, inflight)?;
+            buf.copy_within(used..filled, 0);
+            filled -= used;
+            received += replies;
+            window.add_permits(replies as usize);
+        }
+    };
+
+    tokio::try_join!(write, read).map(|_| ())
+}
+
+/// Matches the complete replies in `buf` to the entries in flight, in order. Returns the
+/// bytes used and the number of replies.
+fn consume_replies(
+    buf: &[u8],
+    stage: &StageState,
+    dataset: &Dataset,
+    inflight: &Mutex<VecDeque<Range<u64>>>,
+) -> Result<(usize, u64), SessionEnd> {
+    let mut queue = lock(inflight);
+    let (mut at, mut replies, mut acked, mut bytes) = (0usize, 0u64, 0u64, 0u64);
+    loop {
+        let parsed = resp::parse_reply(&buf[at..]).map_err(|e| SessionEnd::Fatal(e.to_string()))?;
+        let Some((reply, used)) = parsed else { break };
+        let Some(span) = queue.front_mut() else {
+            return Err(SessionEnd::Fatal(
+                "the server sent a reply to a command that was never sent".into(),
+            ));
+        };
+        let index = span.start;
+        span.start += 1;
+        if span.start == span.end {
+            queue.pop_front();
+        }
+        match reply {
+            Reply::Ok => {
+                acked += 1;
+                bytes += dataset.payload_bytes(index);
+            }
+            Reply::Error(line) => {
+                stage.record_error(dataset, index, &String::from_utf8_lossy(line))
+            }
+            Reply::Other => stage.record_error(dataset, index, "unexpected reply to SET"),
+        }
+        at += used;
+        replies += 1;
+    }
+    if acked > 0 {
+        stage.acked.fetch_add(acked, Relaxed);
+        stage.bytes.fetch_add(bytes, Relaxed);
+    }
+    Ok((at, replies))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn describe_io(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+            format!("the server closed the connection ({error})")
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Encodes `SET key value [PX ms]` for entries of one stage, allocating nothing per entry.
+struct Encoder<'a> {
+    dataset: &'a Dataset,
+    key_header: Vec<u8>,
+}
+
+impl<'a> Encoder<'a> {
+    fn new(dataset: &'a Dataset) -> Encoder<'a> {
+        let mut key_header = Vec::new();
+        resp::push_bulk_header(&mut key_header, dataset.key_size());
+        Encoder {
+            dataset,
+            key_header,
+        }
+    }
+
+    #[inline]
+    fn push_set(&self, index: u64, out: &mut Vec<u8>) {
+        let entry = self.dataset.entry(index);
+        out.extend_from_slice(if entry.ttl_ms.is_some() {
+            b"*5\r\n$3\r\nSET\r\n"
+        } else {
+            b"*3\r\n$3\r\nSET\r\n"
+        });
+        out.extend_from_slice(&self.key_header);
+        self.dataset.push_key(&entry, out);
+        out.extend_from_slice(b"\r\n");
+        resp::push_bulk_header(out, entry.value_len);
+        self.dataset.push_value(&entry, out);
+        out.extend_from_slice(b"\r\n");
+        if let Some(ms) = entry.ttl_ms {
+            out.extend_from_slice(b"$2\r\nPX\r\n");
+            resp::push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! cachefill: fills Redis and Redis-compatible servers with synthetic data from a plan.
+
+mod check;
+mod cli;
+mod dataset;
+mod error;
+mod fill;
+mod interrupt;
+mod plan;
+mod progress;
+mod report;
+mod resp;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use error::Failure;
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("cachefill: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Schema => {
+            println!("{}", plan::json_schema());
+            Ok(())
+        }
+        Command::Check { plan } => check::print(&plan::load(&plan)?),
+        Command::Run {
+            plan,
+            output,
+            yes,
+            quiet,
+            keep,
+        } => {
+            let plan = plan::load(&plan)?;
+            let output =
+                output.unwrap_or_else(|| PathBuf::from(format!("{}.result.json", plan.name)));
+            let options = fill::RunOptions {
+                output,
+                yes,
+                quiet,
+                keep,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Failed(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(async {
+                interrupt::install()
+                    .map_err(|e| Failure::Failed(format!("cannot install signal handlers: {e}")))?;
+                fill::run(&plan, &options).await
+            })
+        }
+    }
+}

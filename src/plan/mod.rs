@@ -1,0 +1,312 @@
+//! Plans: the file people keep in their repositories, read, checked and resolved into the
+//! typed [`Plan`] that the rest of the program works from.
+
+pub mod raw;
+pub mod units;
+mod validate;
+
+pub use validate::index_width;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use raw::{Ttl, ValueSize};
+
+/// A validated plan: everything the executor needs, nothing it must check again.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `name`, or the file's stem.
+    pub name: String,
+    /// The plan file as given on the command line.
+    pub path: PathBuf,
+    /// SHA-256 of the plan file's bytes, hex.
+    pub sha256: String,
+    /// The plan-wide seed, when the plan sets one.
+    pub seed: Option<u64>,
+    /// Targets in name order.
+    pub targets: Vec<Target>,
+    /// Stages in file order.
+    pub stages: Vec<Stage>,
+}
+
+/// How a target is organised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One server.
+    Standalone,
+    /// A Redis Cluster.
+    Cluster,
+}
+
+impl Mode {
+    /// The word used in plans and results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Cluster => "cluster",
+        }
+    }
+}
+
+/// A server (or cluster) that stages write to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name under `[targets.NAME]`.
+    pub name: String,
+    /// Standalone or cluster.
+    pub mode: Mode,
+    /// Where the servers are.
+    pub endpoint: Endpoint,
+    /// ACL user and where its password comes from.
+    pub auth: Auth,
+    /// Database number (standalone).
+    pub db: u32,
+    /// FLUSHALL before the first stage writes here.
+    pub flush: bool,
+    /// Limit for establishing one connection.
+    pub connect_timeout: Duration,
+}
+
+/// Where a target's servers are.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// Existing servers: the standalone server, or a cluster's seed nodes.
+    Nodes(Vec<NodeAddr>),
+    /// A throwaway local server started by cachefill.
+    Launch {
+        /// The server binary, looked up on PATH.
+        server_bin: String,
+    },
+}
+
+/// `host:port` of one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddr {
+    /// Host name or IP address (without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl NodeAddr {
+    /// Parses `host:port`, `[ipv6]:port` or a bare host (then `default_port`).
+    pub fn parse(text: &str, default_port: u16) -> Result<NodeAddr, String> {
+        let bad = || {
+            format!("`{text}` is not a node address: write host:port, [ipv6]:port or a bare host")
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(bad());
+        }
+        if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+            let port = match after {
+                "" => default_port,
+                _ => after
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(bad)?,
+            };
+            return Ok(NodeAddr {
+                host: host.to_string(),
+                port,
+            });
+        }
+        match text.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => {
+                let port = port.parse().map_err(|_| bad())?;
+                if host.is_empty() {
+                    return Err(bad());
+                }
+                Ok(NodeAddr {
+                    host: host.to_string(),
+                    port,
+                })
+            }
+            // A bare IPv6 address without brackets and port.
+            Some(_) if text.parse::<std::net::Ipv6Addr>().is_ok() => Ok(NodeAddr {
+                host: text.to_string(),
+                port: default_port,
+            }),
+            Some(_) => Err(bad()),
+            None => Ok(NodeAddr {
+                host: text.to_string(),
+                port: default_port,
+            }),
+        }
+    }
+
+    /// True for `localhost` and loopback IP addresses.
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// ACL credentials of a target. The password itself is read only when connecting.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// ACL user; `None` is the default user.
+    pub username: Option<String>,
+    /// Where the password comes from.
+    pub password: Option<PasswordSource>,
+}
+
+/// Where a password is read from; plans never hold one.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    /// An environment variable's name.
+    Env(String),
+    /// A file whose first line is the password (resolved against the plan's directory).
+    File(PathBuf),
+}
+
+/// How many entries a stage writes, as the plan said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    /// `keys = N`.
+    Keys,
+    /// `size = "5GiB"` of payload (bytes).
+    Size(u64),
+}
+
+/// One stage of data, resolved.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Unique name.
+    pub name: String,
+    /// Index into [`Plan::targets`].
+    pub target: usize,
+    /// How the amount was given.
+    pub amount: Amount,
+    /// Entries the stage writes.
+    pub keys: u64,
+    /// Key and value shape.
+    pub shape: Shape,
+    /// Connections (per primary on a cluster).
+    pub connections: u32,
+    /// Most commands in flight per connection.
+    pub pipeline: u32,
+    /// Indexes of stages that must finish first.
+    pub after: Vec<usize>,
+    /// The stage's own seed, when it sets one.
+    pub seed: Option<u64>,
+}
+
+/// The shape of a stage's entries: what `dataset` needs besides seed and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// Key prefix bytes.
+    pub key_prefix: String,
+    /// Bytes per key, prefix included.
+    pub key_size: u32,
+    /// Value size range in bytes.
+    pub value_size: ValueSize,
+    /// TTL range, when entries expire.
+    pub ttl: Option<Ttl>,
+}
+
+impl Shape {
+    /// Mean payload bytes of one entry (key plus mean value), rounded up.
+    pub fn mean_entry_bytes(&self) -> u64 {
+        u64::from(self.key_size) + (self.value_size.min + self.value_size.max).div_ceil(2)
+    }
+}
+
+/// Default `key_size`.
+pub const DEFAULT_KEY_SIZE: u32 = 32;
+/// Default `value_size`.
+pub const DEFAULT_VALUE_SIZE: u64 = 512;
+/// Default `connections`.
+pub const DEFAULT_CONNECTIONS: u32 = 4;
+/// Default `pipeline`.
+pub const DEFAULT_PIPELINE: u32 = 1024;
+/// Default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An invalid plan: where, which field, what is wrong and what would be valid. One line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{location}: {field}: {message}")]
+pub struct PlanError {
+    /// `file`, or `file:line:column`.
+    pub location: String,
+    /// Dotted path of the field, e.g. `stages[1].size`.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Reads, parses and validates a plan file.
+pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    let bytes = std::fs::read(path).map_err(|e| PlanError {
+        location: path.display().to_string(),
+        field: "plan".into(),
+        message: format!("cannot read the plan file: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| PlanError {
+        location: path.display().to_string(),
+        field: "plan".into(),
+        message: "the plan file is not UTF-8 text".into(),
+    })?;
+    let sha256 = hex(&Sha256::digest(text.as_bytes()));
+    validate::parse(path, &text, sha256)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The JSON Schema of the plan format, pretty-printed.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(raw::RawPlan);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_parse_like_redis_cli() {
+        assert_eq!(
+            NodeAddr::parse("10.0.0.5:7000", 6379).unwrap().to_string(),
+            "10.0.0.5:7000"
+        );
+        assert_eq!(NodeAddr::parse("redis.internal", 6380).unwrap().port, 6380);
+        assert_eq!(NodeAddr::parse("[::1]:7001", 6379).unwrap().host, "::1");
+        assert_eq!(
+            NodeAddr::parse("[::1]", 6379).unwrap().to_string(),
+            "[::1]:6379"
+        );
+        assert_eq!(NodeAddr::parse("::1", 6379).unwrap().port, 6379);
+        assert!(NodeAddr::parse("host:port", 6379).is_err());
+        assert!(NodeAddr::parse(":7000", 6379).is_err());
+        assert!(NodeAddr::parse("", 6379).is_err());
+    }
+
+    #[test]
+    fn loopback_is_recognised() {
+        for addr in ["127.0.0.1:1", "localhost:1", "[::1]:1", "127.3.2.1:5"] {
+            assert!(NodeAddr::parse(addr, 1).unwrap().is_loopback(), "{addr}");
+        }
+        for addr in ["10.0.0.5:7000", "redis.internal:6379", "[2001:db8::1]:1"] {
+            assert!(!NodeAddr::parse(addr, 1).unwrap().is_loopback(), "{addr}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What a run shows while it works: a bar per running stage on a terminal, otherwise (or
+//! with `--quiet`) one line when a stage starts and one when it ends. All on stderr.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::plan::units::human_bytes;
+
+/// The run's display.
+#[derive(Clone)]
+pub struct Progress {
+    bars: Option<MultiProgress>,
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal and `quiet` is off; log lines otherwise.
+    pub fn new(quiet: bool) -> Progress {
+        let bars = (!quiet && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
+        Progress { bars }
+    }
+
+    /// Prints a line without tearing the bars.
+    pub fn line(&self, message: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(message);
+            }
+            None => eprintln!("{message}"),
+        }
+    }
+
+    /// Shows a stage that starts now.
+    pub fn stage(&self, name: &str, target: &str, keys: u64, bytes: u64) -> StageProgress {
+        let bar = self.bars.as_ref().map(|bars| {
+            let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let template = if color {
+                "{prefix:>14.bold} [{bar:30.cyan/blue}] {pos}/{len} keys · {msg} · ETA {eta}"
+            } else {
+                "{prefix:>14} [{bar:30}] {pos}/{len} keys · {msg} · ETA {eta}"
+            };
+            let style = ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            let bar = bars.add(ProgressBar::new(keys).with_style(style));
+            bar.set_prefix(name.to_string());
+            bar
+        });
+        if bar.is_none() {
+            eprintln!(
+                "stage {name} → {target}: started, {keys} keys, {}",
+                human_bytes(bytes)
+            );
+        }
+        StageProgress {
+            bar,
+            name: name.to_string(),
+            planned_bytes: bytes,
+        }
+    }
+}
+
+/// The display of one stage.
+pub struct StageProgress {
+    bar: Option<ProgressBar>,
+    name: String,
+    planned_bytes: u64,
+}
+
+impl StageProgress {
+    /// Updates the bar with what the server acknowledged so far.
+    pub fn update(&self, keys: u64, bytes: u64, elapsed: Duration) {
+        if let Some(bar) = &self.bar {
+            let seconds = elapsed.as_secs_f64().max(1e-3);
+            bar.set_position(keys);
+            bar.set_message(format!(
+                "{}/{} · {:.1} MB/s · {:.0} keys/s",
+                human_bytes(bytes),
+                human_bytes(self.planned_bytes),
+                bytes as f64 / 1e6 / seconds,
+                keys as f64 / seconds
+            ));
+        }
+    }
+
+    /// Ends the display of the stage with a one-line summary.
+    pub fn finish(&self, summary: &str) {
+        match &self.bar {
+            Some(bar) => bar.abandon_with_message(summary.to_string()),
+            None => eprintln!("stage {}: {summary}", self.name),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! RESP: encoding commands into a reusable buffer and scanning replies without allocating.
+
+/// Appends `$<len>\r\n`, the header of a bulk string.
+#[inline]
+pub fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
+    out.push(b'$');
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a whole bulk string.
+#[inline]
+pub fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_bulk_header(out, bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a command given as its arguments.
+pub fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.push(b'*');
+    out.extend_from_slice(itoa::Buffer::new().format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for arg in args {
+        push_bulk(out, arg);
+    }
+}
+
+/// One reply, borrowed from the read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// `+OK`.
+    Ok,
+    /// `-ERR …`: the line without the `-`.
+    Error(&'a [u8]),
+    /// Any other well-formed reply.
+    Other,
+}
+
+/// The server sent something that is not RESP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the server sent a malformed reply (starting with {0:?}); is this a Redis server?")]
+pub struct ProtocolError(pub String);
+
+fn line_end(buf: &[u8], from: usize) -> Option<usize> {
+    memchr_crlf(&buf[from..]).map(|i| from + i)
+}
+
+#[inline]
+fn memchr_crlf(buf: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while let Some(i) = buf[start..].iter().position(|&b| b == b'\r') {
+        let at = start + i;
+        if at + 1 >= buf.len() {
+            return None;
+        }
+        if buf[at + 1] == b'\n' {
+            return Some(at);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+fn malformed(buf: &[u8]) -> ProtocolError {
+    let shown = &buf[..buf.len().min(32)];
+    ProtocolError(String::from_utf8_lossy(shown).into_owned())
+}
+
+fn parse_int(buf: &[u8], line: &[u8]) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| malformed(buf))
+}
+
+/// Parses the reply at the start of `buf`: `Ok(None)` when more bytes are needed, else the
+/// reply and how many bytes it took.
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
+    if buf.starts_with(b"+OK\r\n") {
+        return Ok(Some((Reply::Ok, 5)));
+    }
+    let Some(&kind) = buf.first() else {
+        return Ok(None);
+    };
+    let Some(end) = line_end(buf, 1) else {
+        return Ok(None);
+    };
+    let line = &buf[1..end];
+    let after = end + 2;
+    match kind {
+        b'-' => Ok(Some((Reply::Error(line), after))),
+        b'+' | b':' => Ok(Some((Reply::Other, after))),
+        b'$' => {
+            let len = parse_int(buf, line)?;
+            if len < 0 {
+                return Ok(Some((Reply::Other, after)));
+            }
+            let total = after + len as usize + 2;
+            if buf.len() < total {
+                Ok(None)
+            } else {
+                Ok(Some((Reply::Other, total)))
+            }
+        }
+        b'*' => {
+            let count = parse_int(buf, line)?;
+            let mut at = after;
+            for _ in 0..count.max(0) {
+                match parse_reply(&buf[at..])? {
+                    Some((_, used)) => at += used,
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((Reply::Other, at)))
+        }
+        _ => Err(malformed(buf)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_encode_as_resp_arrays() {
+        let mut out = Vec::new();
+        push_command(&mut out, &[b"SET", b"k", b"value"]);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n");
+    }
+
+    #[test]
+    fn replies_parse_or_ask_for_more() {
+        assert_eq!(parse_reply(b"+OK\r\n+OK").unwrap(), Some((Reply::Ok, 5)));
+        assert_eq!(parse_reply(b"+OK\r").unwrap(), None);
+        assert_eq!(
+            parse_reply(b"-OOM command not allowed\r\n").unwrap(),
+            Some((Reply::Error(b"OOM command not allowed"), 26))
+        );
+        assert_eq!(parse_reply(b":12\r\n").unwrap(), Some((Reply::Other, 5)));
+        assert_eq!(parse_reply(b"$3\r\nab").unwrap(), None);
+        assert_eq!(
+            parse_reply(b"$3\r\nabc\r\n").unwrap(),
+            Some((Reply::Other, 9))
+        );
+        assert_eq!(parse_reply(b"$-1\r\n").unwrap(), Some((Reply::Other, 5)));
+        assert_eq!(
+            parse_reply(b"*2\r\n:1\r\n$1\r\na\r\n").unwrap(),
+            Some((Reply::Other, 15))
+        );
+        assert_eq!(parse_reply(b"*2\r\n:1\r\n").unwrap(), None);
+        assert!(parse_reply(b"HTTP/1.1 400\r\n").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Throwaway local servers for `launch = true`: started on a free loopback port without
+//! persistence, stopped when the run ends (unless `--keep`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::plan::NodeAddr;
+
+/// A `redis-server` started by cachefill. Dropping it stops the server.
+#[derive(Debug)]
+pub struct LocalServer {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: NodeAddr,
+    dir: PathBuf,
+}
+
+/// How long a launched server may take to answer its first PING.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl LocalServer {
+    /// Starts `server_bin` on a free loopback port and waits until it answers PING.
+    pub fn start(server_bin: &str, target: &str) -> Result<LocalServer, String> {
+        let mut last_error = String::new();
+        // A port found free can be taken by someone else before the server binds it: retry.
+        for _ in 0..5 {
+            let port = free_port().map_err(|e| {
+                format!("target \"{target}\": cannot find a free loopback port: {e}")
+            })?;
+            match Self::start_on(server_bin, target, port) {
+                Ok(server) => return Ok(server),
+                Err(StartError::Fatal(message)) => return Err(message),
+                Err(StartError::Retry(message)) => last_error = message,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn start_on(server_bin: &str, target: &str, port: u16) -> Result<LocalServer, StartError> {
+        let dir = std::env::temp_dir().join(format!("cachefill-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StartError::Fatal(format!(
+                "target \"{target}\": cannot create {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let log = dir.join("server.log");
+        let spawned = Command::new(server_bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: Ctrl-C on cachefill must not kill a server kept with --keep.
+            .process_group(0)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(StartError::Fatal(format!(
+                    "target \"{target}\": `{server_bin}` was not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server, macOS: brew install redis) or name another binary with server_bin"
+                )));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(StartError::Fatal(format!(
+                    "target \"{target}\": cannot start `{server_bin}`: {e}"
+                )));
+            }
+        };
+        let mut server = LocalServer {
+            child: Some(child),
+            addr: NodeAddr {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = server.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let last = tail.lines().last().unwrap_or("").trim().to_string();
+                return Err(StartError::Retry(format!(
+                    "target \"{target}\": `{server_bin}` exited at start ({status}): {last}"
+                )));
+            }
+            if answers_ping(port) {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(StartError::Fatal(format!(
+                    "target \"{target}\": `{server_bin}` on port {port} did not answer PING within {}s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Leaves the server running after cachefill exits; returns its address.
+    pub fn keep(mut self) -> NodeAddr {
+        if let Some(child) = self.child.take() {
+            std::mem::forget(child);
+        }
+        self.addr.clone()
+    }
+}
+
+enum StartError {
+    Fatal(String),
+    Retry(String),
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nobody listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// True when a server on `port` answers `PING` with `+PONG`.
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}

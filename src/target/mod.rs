@@ -1,0 +1,315 @@
+//! Targets at run time: credentials, connections (a control connection through the `redis`
+//! crate and raw data connections for the hot path), server facts, flushing, local servers.
+
+pub mod launch;
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::plan::{Auth, NodeAddr, PasswordSource, Target};
+use crate::resp::{self, Reply};
+
+/// A password read at run time. Its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// ACL user and password of a target, resolved from the environment or a file.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// ACL user; `None` is the default user.
+    pub username: Option<String>,
+    /// The password, if any.
+    pub password: Option<Secret>,
+}
+
+impl Credentials {
+    /// Reads the password a target names. Errors name the target and the variable or file.
+    pub fn resolve(target: &str, auth: &Auth) -> Result<Credentials, String> {
+        let password = match &auth.password {
+            None => None,
+            Some(PasswordSource::Env(var)) => match std::env::var(var) {
+                Ok(value) => Some(Secret(value)),
+                Err(_) => {
+                    return Err(format!(
+                        "targets.{target}.password_env: the environment variable {var} is not set; export it before running the plan"
+                    ));
+                }
+            },
+            Some(PasswordSource::File(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(Secret(text.lines().next().unwrap_or("").to_string())),
+                Err(e) => {
+                    return Err(format!(
+                        "targets.{target}.password_file: cannot read {}: {e}",
+                        path.display()
+                    ));
+                }
+            },
+        };
+        Ok(Credentials {
+            username: auth.username.clone(),
+            password,
+        })
+    }
+
+    /// `, user "name"` for messages, or nothing for the default user.
+    pub fn describe_user(&self) -> String {
+        match &self.username {
+            Some(user) => format!(", user \"{user}\""),
+            None => String::new(),
+        }
+    }
+}
+
+/// How to reach the servers of one target; shared by every connection to it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Target name from the plan.
+    pub name: String,
+    /// Credentials for every connection.
+    pub credentials: Credentials,
+    /// Database to select.
+    pub db: u32,
+    /// Limit for establishing one connection.
+    pub connect_timeout: Duration,
+}
+
+/// A failure to reach or use a server, already phrased for the user.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
+
+impl Endpoint {
+    /// Builds an endpoint from a plan target and its resolved credentials.
+    pub fn new(target: &Target, credentials: Credentials) -> Endpoint {
+        Endpoint {
+            name: target.name.clone(),
+            credentials,
+            db: target.db,
+            connect_timeout: target.connect_timeout,
+        }
+    }
+
+    fn fail(&self, addr: &NodeAddr, what: impl fmt::Display) -> TargetError {
+        TargetError(format!(
+            "target \"{}\" ({addr}{}): {what}",
+            self.name,
+            self.credentials.describe_user()
+        ))
+    }
+
+    /// Opens the control connection: INFO, DBSIZE, FLUSHALL.
+    pub async fn control(&self, addr: &NodeAddr) -> Result<Control, TargetError> {
+        let mut settings = RedisConnectionInfo::default()
+            .set_db(i64::from(self.db))
+            .set_skip_set_lib_name();
+        if let Some(user) = &self.credentials.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.credentials.password {
+            settings = settings.set_password(password.expose());
+        }
+        let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
+            .into_connection_info()
+            .map_err(|e| self.fail(addr, e))?
+            .set_redis_settings(settings);
+        let client = Client::open(info).map_err(|e| self.fail(addr, e))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.fail(addr, describe_redis_error(&e)))?;
+        Ok(Control {
+            connection,
+            addr: addr.clone(),
+            endpoint: self.clone(),
+        })
+    }
+
+    /// Opens a data connection for the hot path: TCP, AUTH, SELECT, nothing else.
+    pub async fn data(&self, addr: &NodeAddr) -> Result<TcpStream, TargetError> {
+        let connect = TcpStream::connect((addr.host.as_str(), addr.port));
+        let mut stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(self.fail(addr, format!("cannot connect: {e}"))),
+            Err(_) => {
+                return Err(self.fail(
+                    addr,
+                    format!(
+                        "cannot connect within {} (connect_timeout)",
+                        humantime::format_duration(self.connect_timeout)
+                    ),
+                ));
+            }
+        };
+        stream.set_nodelay(true).map_err(|e| self.fail(addr, e))?;
+        let mut hello = Vec::new();
+        let mut expected = 0;
+        if let Some(password) = &self.credentials.password {
+            match &self.credentials.username {
+                Some(user) => resp::push_command(
+                    &mut hello,
+                    &[b"AUTH", user.as_bytes(), password.expose().as_bytes()],
+                ),
+                None => resp::push_command(&mut hello, &[b"AUTH", password.expose().as_bytes()]),
+            }
+            expected += 1;
+        }
+        if self.db != 0 {
+            resp::push_command(&mut hello, &[b"SELECT", self.db.to_string().as_bytes()]);
+            expected += 1;
+        }
+        if expected == 0 {
+            return Ok(stream);
+        }
+        let handshake = async {
+            stream.write_all(&hello).await?;
+            let mut buf = Vec::with_capacity(256);
+            let mut replies = Vec::new();
+            while replies.len() < expected {
+                let mut chunk = [0u8; 256];
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    ));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((reply, used)) =
+                    resp::parse_reply(&buf).map_err(std::io::Error::other)?
+                {
+                    replies.push(match reply {
+                        Reply::Error(line) => Some(String::from_utf8_lossy(line).into_owned()),
+                        _ => None,
+                    });
+                    buf.drain(..used);
+                }
+            }
+            Ok(replies)
+        };
+        let replies = match tokio::time::timeout(self.connect_timeout, handshake).await {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(e)) => {
+                return Err(self.fail(addr, format!("connection failed during login: {e}")));
+            }
+            Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
+        };
+        if let Some(error) = replies.into_iter().flatten().next() {
+            return Err(self.fail(addr, describe_login_error(&error)));
+        }
+        Ok(stream)
+    }
+}
+
+/// Time limit for one control command (FLUSHALL of a large server takes a while).
+const CONTROL_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn describe_login_error(error: &str) -> String {
+    if error.starts_with("WRONGPASS")
+        || error.contains("invalid password")
+        || error.contains("invalid username-password")
+    {
+        format!("authentication failed ({error}); check the user and the password variable or file")
+    } else if error.starts_with("NOAUTH") {
+        format!("the server requires a password ({error}); set password_env or password_file")
+    } else {
+        format!("login refused: {error}")
+    }
+}
+
+fn describe_redis_error(error: &redis::RedisError) -> String {
+    let text = error.to_string();
+    if text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("invalid password") {
+        describe_login_error(text.trim_start_matches("AuthenticationFailed: "))
+    } else {
+        format!("cannot connect: {text}")
+    }
+}
+
+/// A control connection to one server.
+pub struct Control {
+    connection: MultiplexedConnection,
+    addr: NodeAddr,
+    endpoint: Endpoint,
+}
+
+/// Facts about one server, read with INFO.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFacts {
+    /// `redis_version` (or the Valkey version).
+    pub version: Option<String>,
+    /// Keys in the selected database.
+    pub keys: Option<u64>,
+    /// `used_memory` in bytes.
+    pub used_memory: Option<u64>,
+    /// `maxmemory` in bytes (0: no limit).
+    pub maxmemory: Option<u64>,
+    /// `maxmemory_policy`.
+    pub maxmemory_policy: Option<String>,
+}
+
+impl Control {
+    /// Reads version, key count and memory; a user that may not run INFO gets unknowns.
+    pub async fn facts(&mut self) -> ServerFacts {
+        let info: Result<String, _> = redis::cmd("INFO")
+            .arg("all")
+            .query_async(&mut self.connection)
+            .await;
+        let Ok(info) = info else {
+            return ServerFacts::default();
+        };
+        let field = |name: &str| {
+            info.lines().find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(':')
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        let db = format!("db{}", self.endpoint.db);
+        let keys = field(&db)
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("keys=")?.parse().ok())
+            })
+            .or(Some(0));
+        ServerFacts {
+            version: field("valkey_version").or_else(|| field("redis_version")),
+            keys,
+            used_memory: field("used_memory").and_then(|v| v.parse().ok()),
+            maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
+            maxmemory_policy: field("maxmemory_policy"),
+        }
+    }
+
+    /// FLUSHALL: empties every database of the server.
+    pub async fn flushall(&mut self) -> Result<(), TargetError> {
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut self.connection)
+            .await
+            .map_err(|e| {
+                self.endpoint
+                    .fail(&self.addr, format!("FLUSHALL failed: {e}"))
+            })
+    }
+}

@@ -115,9 +115,9 @@ pub struct NodeKeys {
     pub keys: u64,
 }
 
-/// `2026-11-26T07:00:00Z`.
+/// `2026-11-26T07:00:00.123Z`: RFC 3339, UTC, milliseconds.
 pub fn timestamp(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 /// Writes `report` to `path` (`-`: standard output) through a temporary file and a rename,

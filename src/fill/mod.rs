@@ -398,7 +398,12 @@ impl StageRun {
         let display =
             self.progress
                 .stage(&stage.name, &self.target_name, stage.keys, planned_bytes);
-        let config = WriterConfig::new(stage.pipeline, stage.shape.mean_entry_bytes());
+        let config = WriterConfig::new(
+            stage.pipeline,
+            stage.shape.mean_entry_bytes(),
+            stage.keys_per_command,
+            stage.shape.ttl.is_some(),
+        );
 
         let mut workers = JoinSet::new();
         for _ in 0..stage.connections {

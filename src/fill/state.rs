@@ -52,13 +52,18 @@ impl StageState {
         self.stop.load(Relaxed) || interrupt::requested()
     }
 
-    /// Records an error reply for entry `index` and stops the stage.
-    pub fn record_error(&self, dataset: &Dataset, index: u64, message: &str) {
-        self.errors.fetch_add(1, Relaxed);
+    /// Records an error reply to the command carrying `entries` and stops the stage.
+    pub fn record_error(&self, dataset: &Dataset, entries: Range<u64>, message: &str) {
+        self.errors.fetch_add(entries.end - entries.start, Relaxed);
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if first.is_none() {
-            let key = String::from_utf8_lossy(&dataset.key(index)).into_owned();
-            *first = Some(format!("the server refused SET {key}: {message}"));
+            let key = String::from_utf8_lossy(&dataset.key(entries.start)).into_owned();
+            let command = if entries.end - entries.start > 1 {
+                "MSET"
+            } else {
+                "SET"
+            };
+            *first = Some(format!("the server refused {command} {key}: {message}"));
         }
         self.stop.store(true, Relaxed);
     }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
 
 use super::state::StageState;
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, Entry};
 use crate::plan::NodeAddr;
 use crate::resp::{self, Reply};
 use crate::target::Endpoint;
@@ -25,23 +25,37 @@ const MAX_RECONNECTS: u32 = 3;
 /// Bytes encoded per write, about.
 const WRITE_BATCH_BYTES: u64 = 64 << 10;
 
-/// How a connection batches and windows its commands.
+/// How a connection batches, groups and windows its entries.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
     /// Entries encoded and written at once.
     pub batch: u64,
-    /// Most commands in flight (the stage's `pipeline`).
+    /// Entries per command: 1 writes `SET`, more write `MSET` (one reply per command).
+    pub group: u64,
+    /// Most entries in flight (the stage's `pipeline`).
     pub window: u32,
 }
 
 impl WriterConfig {
     /// Batches of about 64 KiB, at most a quarter of the window so writing never waits for
-    /// a whole window to drain.
-    pub fn new(pipeline: u32, mean_entry_bytes: u64) -> WriterConfig {
+    /// a whole window to drain. Entries with a TTL need `SET … PX`, so they are never grouped.
+    pub fn new(
+        pipeline: u32,
+        mean_entry_bytes: u64,
+        keys_per_command: u32,
+        has_ttl: bool,
+    ) -> WriterConfig {
+        let group = if has_ttl {
+            1
+        } else {
+            u64::from(keys_per_command.min(pipeline).max(1))
+        };
         let by_bytes = (WRITE_BATCH_BYTES / mean_entry_bytes.max(1)).max(1);
         let by_window = u64::from(pipeline / 4).max(1);
+        let batch = by_bytes.min(by_window).max(group).min(u64::from(pipeline));
         WriterConfig {
-            batch: by_bytes.min(by_window),
+            batch,
+            group,
             window: pipeline,
         }
     }
@@ -140,9 +154,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
                 .forget();
             buf.clear();
-            for index in span.clone() {
-                encoder.push_set(index, &mut buf);
-            }
+            encoder.push_span(span.clone(), config.group, &mut buf);
             lock(inflight).push_back(span);
             sent.fetch_add(u64::from(count), Relaxed);
             wake_reader.notify_one();
@@ -190,27 +202,30 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             };
             filled += n;
-            let (used, replies) = consume_replies(&buf[..filled], stage, dataset, inflight)?;
+            let (used, entries) =
+                consume_replies(&buf[..filled], stage, dataset, config.group, inflight)?;
             buf.copy_within(used..filled, 0);
             filled -= used;
-            received += replies;
-            window.add_permits(replies as usize);
+            received += entries;
+            window.add_permits(entries as usize);
         }
     };
 
     tokio::try_join!(write, read).map(|_| ())
 }
 
-/// Matches the complete replies in `buf` to the entries in flight, in order. Returns the
-/// bytes used and the number of replies.
+/// Matches the complete replies in `buf` to the entries in flight, in order: each reply
+/// answers the next command, which carries up to `group` entries of the front span. Returns
+/// the bytes used and the number of entries answered.
 fn consume_replies(
     buf: &[u8],
     stage: &StageState,
     dataset: &Dataset,
+    group: u64,
     inflight: &Mutex<VecDeque<Range<u64>>>,
 ) -> Result<(usize, u64), SessionEnd> {
     let mut queue = lock(inflight);
-    let (mut at, mut replies, mut acked, mut bytes) = (0usize, 0u64, 0u64, 0u64);
+    let (mut at, mut answered, mut acked, mut bytes) = (0usize, 0u64, 0u64, 0u64);
     loop {
         let parsed = resp::parse_reply(&buf[at..]).map_err(|e| SessionEnd::Fatal(e.to_string()))?;
         let Some((reply, used)) = parsed else { break };
@@ -219,29 +234,30 @@ fn consume_replies(
                 "the server sent a reply to a command that was never sent".into(),
             ));
         };
-        let index = span.start;
-        span.start += 1;
+        let first = span.start;
+        span.start = (first + group).min(span.end);
+        let entries = first..span.start;
         if span.start == span.end {
             queue.pop_front();
         }
+        answered += entries.end - entries.start;
         match reply {
             Reply::Ok => {
-                acked += 1;
-                bytes += dataset.payload_bytes(index);
+                acked += entries.end - entries.start;
+                bytes += entries.map(|i| dataset.payload_bytes(i)).sum::<u64>();
             }
             Reply::Error(line) => {
-                stage.record_error(dataset, index, &String::from_utf8_lossy(line))
+                stage.record_error(dataset, entries, &String::from_utf8_lossy(line))
             }
-            Reply::Other => stage.record_error(dataset, index, "unexpected reply to SET"),
+            Reply::Other => stage.record_error(dataset, entries, "unexpected reply"),
         }
         at += used;
-        replies += 1;
     }
     if acked > 0 {
         stage.acked.fetch_add(acked, Relaxed);
         stage.bytes.fetch_add(bytes, Relaxed);
     }
-    Ok((at, replies))
+    Ok((at, answered))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -259,7 +275,8 @@ fn describe_io(error: &io::Error) -> String {
     }
 }
 
-/// Encodes `SET key value [PX ms]` for entries of one stage, allocating nothing per entry.
+/// Encodes `SET key value [PX ms]` and `MSET k v k v …` for the entries of one stage,
+/// allocating nothing per entry.
 struct Encoder<'a> {
     dataset: &'a Dataset,
     key_header: Vec<u8>,
@@ -275,6 +292,26 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// Encodes the entries of `span` as commands of up to `group` entries each, counted from
+    /// the span's start (the reader splits the replies the same way).
+    fn push_span(&self, span: Range<u64>, group: u64, out: &mut Vec<u8>) {
+        let mut start = span.start;
+        while start < span.end {
+            let end = (start + group).min(span.end);
+            if end - start == 1 {
+                self.push_set(start, out);
+            } else {
+                out.push(b'*');
+                out.extend_from_slice(itoa::Buffer::new().format(1 + 2 * (end - start)).as_bytes());
+                out.extend_from_slice(b"\r\n$4\r\nMSET\r\n");
+                for index in start..end {
+                    self.push_pair(&self.dataset.entry(index), out);
+                }
+            }
+            start = end;
+        }
+    }
+
     #[inline]
     fn push_set(&self, index: u64, out: &mut Vec<u8>) {
         let entry = self.dataset.entry(index);
@@ -283,15 +320,21 @@ impl<'a> Encoder<'a> {
         } else {
             b"*3\r\n$3\r\nSET\r\n"
         });
-        out.extend_from_slice(&self.key_header);
-        self.dataset.push_key(&entry, out);
-        out.extend_from_slice(b"\r\n");
-        resp::push_bulk_header(out, entry.value_len);
-        self.dataset.push_value(&entry, out);
-        out.extend_from_slice(b"\r\n");
+        self.push_pair(&entry, out);
         if let Some(ms) = entry.ttl_ms {
             out.extend_from_slice(b"$2\r\nPX\r\n");
             resp::push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
         }
+    }
+
+    /// The key and the value of an entry, as two bulk strings.
+    #[inline]
+    fn push_pair(&self, entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key_header);
+        self.dataset.push_key(entry, out);
+        out.extend_from_slice(b"\r\n");
+        resp::push_bulk_header(out, entry.value_len);
+        self.dataset.push_value(entry, out);
+        out.extend_from_slice(b"\r\n");
     }
 }

@@ -201,8 +201,10 @@ pub struct Stage {
     pub shape: Shape,
     /// Connections (per primary on a cluster).
     pub connections: u32,
-    /// Most commands in flight per connection.
+    /// Most entries in flight per connection.
     pub pipeline: u32,
+    /// Entries per write command (`MSET` when above 1 and the stage has no TTL).
+    pub keys_per_command: u32,
     /// Indexes of stages that must finish first.
     pub after: Vec<usize>,
     /// The stage's own seed, when it sets one.
@@ -237,6 +239,8 @@ pub const DEFAULT_VALUE_SIZE: u64 = 512;
 pub const DEFAULT_CONNECTIONS: u32 = 4;
 /// Default `pipeline`.
 pub const DEFAULT_PIPELINE: u32 = 1024;
+/// Default `keys_per_command`.
+pub const DEFAULT_KEYS_PER_COMMAND: u32 = 16;
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

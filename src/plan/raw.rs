@@ -183,6 +183,9 @@ pub struct RawStage {
     pub connections: Option<Connections>,
     /// Most commands in flight on one connection (1..=65536).
     pub pipeline: Option<Pipeline>,
+    /// Entries per write command (1..=1024, default 16): above 1, entries without a TTL
+    /// are written with MSET; 1 writes one SET per entry.
+    pub keys_per_command: Option<KeysPerCommand>,
     /// Start only after these stages finished.
     pub after: Option<Vec<String>>,
     /// This stage's seed instead of the plan's.
@@ -265,6 +268,13 @@ bounded_integer!(
 bounded_integer!(
     /// Connections of a stage (per primary on a cluster).
     Connections, "connections", 1, 1024
+);
+bounded_integer!(
+    /// Entries per write command.
+    KeysPerCommand,
+    "keys_per_command",
+    1,
+    1024
 );
 bounded_integer!(
     /// Most commands in flight on one connection.

@@ -1,0 +1,215 @@
+//! Real `redis-server` processes for the integration tests, on free loopback ports, and a
+//! way to run the `cachefill` binary against them.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server started for one test; killed when dropped.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn require(binary: &str) {
+    let found = Command::new(binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if found.is_err() {
+        panic!(
+            "`{binary}` is not installed: install it (Debian: apt-get install redis-server redis-tools) to run these tests"
+        );
+    }
+}
+
+impl RedisServer {
+    /// Starts a server with the debug command enabled, no persistence, and `extra` arguments.
+    pub fn start(extra: &[&str]) -> RedisServer {
+        require("redis-server");
+        for _ in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--enable-debug-command", "local"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break; // port taken by someone else meanwhile: try another
+                }
+                if ping(port, extra) {
+                    return RedisServer { child, port, dir };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server on port {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("could not start redis-server on a free port");
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A connection as the default user (with `password` when the server needs one).
+    pub fn connect(&self) -> redis::Connection {
+        self.connect_with(None)
+    }
+
+    pub fn connect_with(&self, password: Option<&str>) -> redis::Connection {
+        let url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        };
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+
+    pub fn dbsize(&self) -> u64 {
+        redis::cmd("DBSIZE").query(&mut self.connect()).unwrap()
+    }
+
+    pub fn digest(&self) -> String {
+        redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query(&mut self.connect())
+            .unwrap()
+    }
+
+    pub fn flushall(&self) {
+        redis::cmd("FLUSHALL")
+            .query::<()>(&mut self.connect())
+            .unwrap();
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// True when something on `port` answers PING (an auth error counts: the server is up).
+fn ping(port: u16, _extra: &[&str]) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 1];
+    stream.read_exact(&mut reply).is_ok() && (reply[0] == b'+' || reply[0] == b'-')
+}
+
+/// A scratch directory holding a plan file.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes `plan.toml` (or another name) and returns its path.
+    pub fn plan(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// The cachefill binary, run in `cwd` without a terminal.
+pub fn cachefill(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cachefill"));
+    command.current_dir(cwd).stdin(Stdio::null());
+    command
+}
+
+/// Runs a plan with `run --quiet -o result.json` and returns the output and the parsed result.
+pub fn run_plan(
+    scratch: &Scratch,
+    plan: &Path,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    let result = scratch.path("result.json");
+    let _ = std::fs::remove_file(&result);
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(plan)
+        .args(["--quiet", "-o"])
+        .arg(&result)
+        .args(extra)
+        .output()
+        .unwrap();
+    let json = std::fs::read_to_string(&result)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("result is JSON"));
+    (output, json)
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A standalone target table for `server`.
+pub fn target(server: &RedisServer, flush: bool) -> String {
+    format!(
+        "[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nflush = {flush}\n",
+        server.addr()
+    )
+}
+
+/// Waits, polling, until `condition` holds; panics with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -125,7 +125,11 @@ fn parse_raw(source: &Source) -> Result<RawPlan, PlanError> {
         )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
+        // `Spanned` wrappers show up in the path as a private field: leave them out.
+        let path = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let field = if path == "." {
             "plan".to_string()
         } else {

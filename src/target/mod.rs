@@ -240,8 +240,12 @@ fn describe_login_error(error: &str) -> String {
 
 fn describe_redis_error(error: &redis::RedisError) -> String {
     let text = error.to_string();
-    if text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("invalid password") {
-        describe_login_error(text.trim_start_matches("AuthenticationFailed: "))
+    if error.kind() == redis::ErrorKind::AuthenticationFailed || text.contains("WRONGPASS") {
+        "authentication failed (wrong user or password); check the user and the password variable or file".into()
+    } else if text.contains("NOAUTH") {
+        "the server requires a password; set password_env or password_file".into()
+    } else if error.is_timeout() {
+        "cannot connect: timed out (connect_timeout)".into()
     } else {
         format!("cannot connect: {text}")
     }

@@ -1,0 +1,257 @@
+//! How runs fail: error replies, dead servers, interrupts, bad credentials. Each ends with
+//! the right exit code, one line of why, and a result file that says what was written.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn out_of_memory_fails_the_stage_and_counts_only_what_the_server_holds() {
+    let server = RedisServer::start(&["--maxmemory", "20mb", "--maxmemory-policy", "noeviction"]);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"big\"\nkeys = 100_000\nvalue_size = 1000\n",
+            target(&server, true)
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("cachefill: "), "{err}");
+    assert!(
+        last.contains("stage \"big\"") && last.contains(&server.addr()) && last.contains("OOM"),
+        "{last}"
+    );
+    let result = result.expect("a failed run writes its result");
+    assert_eq!(result["status"], "failed");
+    assert!(result["error"].as_str().unwrap().contains("OOM"));
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "failed");
+    assert!(stage["errors"].as_u64().unwrap() > 0);
+    assert!(stage["first_error"].as_str().unwrap().contains("OOM"));
+    let written = stage["keys_written"].as_u64().unwrap();
+    assert!(written > 0 && written < 100_000);
+    assert_eq!(
+        server.dbsize(),
+        written,
+        "keys_written must equal what the server holds"
+    );
+}
+
+#[test]
+fn wrong_password_fails_before_any_write_and_never_shows_the_password() {
+    let server = RedisServer::start(&["--requirepass", "right-password"]);
+    let scratch = Scratch::new();
+    let secret = "Wr0ng-Pa55-d1st1nct1ve";
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "{}password_env = \"CACHEFILL_TEST_PASSWORD\"\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
+            target(&server, true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .env("CACHEFILL_TEST_PASSWORD", secret)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let reasons: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cachefill: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{err}");
+    assert!(
+        reasons[0].contains(&server.addr()) && reasons[0].contains("authentication failed"),
+        "{err}"
+    );
+    let result = std::fs::read_to_string(&result_path).unwrap();
+    for text in [
+        &err,
+        &String::from_utf8_lossy(&output.stdout).into_owned(),
+        &result,
+    ] {
+        assert!(!text.contains(secret), "the password leaked: {text}");
+    }
+    let mut conn = server.connect_with(Some("right-password"));
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys, 0);
+
+    // The right password through password_file works, and also stays out of the output.
+    std::fs::write(scratch.path("pw"), "right-password\n").unwrap();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "{}password_file = \"pw\"\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
+            target(&server, true)
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !serde_json::to_string(&result)
+            .unwrap()
+            .contains("right-password")
+    );
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys, 1000);
+}
+
+#[test]
+fn refused_connection_names_the_address() {
+    let scratch = Scratch::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!("[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:{port}\"]\n[[stages]]\nname = \"s\"\nkeys = 10\n"),
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("main"),
+        "{err}"
+    );
+    assert_eq!(result.unwrap()["status"], "failed");
+}
+
+#[test]
+fn a_server_that_dies_mid_run_ends_the_run_with_exit_1_and_a_result() {
+    let mut server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 50_000_000\nvalue_size = 10\nconnections = 2\n",
+            target(&server, true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        server.dbsize() > 10_000
+    });
+    server.kill();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("long") && err.contains(&server.addr()),
+        "{err}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["stages"][0]["status"], "failed");
+    // Replies still in flight when the server died are not counted: only acknowledged entries.
+    assert!(result["stages"][0]["keys_written"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sigint_stops_writing_and_records_how_far_each_stage_got() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 50_000_000\nvalue_size = 10\n[[stages]]\nname = \"later\"\nkeys = 10\nafter = [\"long\"]\n",
+            target(&server, true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        server.dbsize() > 10_000
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted"),
+        "{}",
+        stderr(&output)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    assert_eq!(result["status"], "interrupted");
+    assert_eq!(result["stages"][0]["status"], "interrupted");
+    assert_eq!(result["stages"][1]["status"], "skipped");
+    let written = result["stages"][0]["keys_written"].as_u64().unwrap();
+    assert!(written < 50_000_000);
+    assert_eq!(
+        server.dbsize(),
+        written,
+        "every acknowledged entry is counted, and only those"
+    );
+}
+
+#[test]
+fn sigterm_is_an_interrupt_too() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 50_000_000\nvalue_size = 10\n",
+            target(&server, true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        server.dbsize() > 10_000
+    });
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    assert_eq!(result["status"], "interrupted");
+    assert_eq!(
+        server.dbsize(),
+        result["stages"][0]["keys_written"].as_u64().unwrap()
+    );
+}

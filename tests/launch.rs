@@ -1,0 +1,86 @@
+//! `launch = true`: a throwaway local server for self-contained plans and the quickstart.
+
+mod support;
+
+use std::net::TcpStream;
+
+use support::*;
+
+fn launched_port(result: &serde_json::Value) -> u16 {
+    let address = result["targets"]["local"]["nodes"][0]["address"]
+        .as_str()
+        .unwrap();
+    address.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn a_launched_server_is_filled_and_stopped_afterwards() {
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[[stages]]\nname = \"s\"\nkeys = 10_000\n",
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(result["targets"]["local"]["launched"], true);
+    assert_eq!(result["targets"]["local"]["nodes"][0]["keys_after"], 10_000);
+    let port = launched_port(&result);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the launched server is still running"
+    );
+}
+
+#[test]
+fn keep_leaves_the_launched_server_running_and_prints_its_address() {
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[[stages]]\nname = \"s\"\nkeys = 500\n",
+    );
+    let (output, result) = run_plan(&scratch, &plan, &["--keep"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let port = launched_port(&result.unwrap());
+    assert!(
+        stderr(&output).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        stderr(&output)
+    );
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys, 500);
+    redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut conn).ok();
+}
+
+#[test]
+fn a_missing_server_binary_says_how_to_install_it() {
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        "[targets.local]\nmode = \"standalone\"\nlaunch = true\nserver_bin = \"no-such-redis-server\"\n[[stages]]\nname = \"s\"\nkeys = 1\n",
+    );
+    let (output, _) = run_plan(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("no-such-redis-server") && err.contains("apt-get install redis-server"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_quickstart_plan_runs_on_a_machine_with_nothing_running() {
+    let scratch = Scratch::new();
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/quickstart.toml");
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(result["status"], "ok");
+    for stage in result["stages"].as_array().unwrap() {
+        assert_eq!(stage["keys_written"], stage["keys_planned"]);
+    }
+}

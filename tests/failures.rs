@@ -255,3 +255,47 @@ fn sigterm_is_an_interrupt_too() {
         result["stages"][0]["keys_written"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn connections_killed_mid_stage_are_restored_and_nothing_is_lost() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let keys = 3_000_000u64;
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = {keys}\nvalue_size = 10\nconnections = 2\n",
+            target(&server, true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        server.dbsize() > 10_000
+    });
+    let mut conn = server.connect();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut conn)
+        .unwrap();
+    assert!(killed >= 2, "killed {killed} connections");
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    assert_eq!(result["stages"][0]["status"], "ok");
+    assert_eq!(result["stages"][0]["keys_written"], keys);
+    assert!(result["stages"][0]["reconnects"].as_u64().unwrap() >= 2);
+    assert_eq!(server.dbsize(), keys);
+}

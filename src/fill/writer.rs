@@ -135,6 +135,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             if stage.should_stop() {
                 break;
             }
+            // Permits first, entries second, and no await between taking entries and
+            // recording them in flight: a session dropped at any await loses nothing.
+            let batch = config.batch as u32;
+            window
+                .acquire_many(batch)
+                .await
+                .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
+                .forget();
             let span = match retry.pop_front() {
                 Some(span) if span.end - span.start > config.batch => {
                     let head = span.start..span.start + config.batch;
@@ -148,11 +156,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 },
             };
             let count = (span.end - span.start) as u32;
-            window
-                .acquire_many(count)
-                .await
-                .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
-                .forget();
+            window.add_permits((batch - count) as usize);
             buf.clear();
             encoder.push_span(span.clone(), config.group, &mut buf);
             lock(inflight).push_back(span);

@@ -85,8 +85,17 @@ pub async fn connection_worker(
         let outcome = match endpoint.data(&addr).await {
             Ok(mut stream) => {
                 let inflight = Mutex::new(VecDeque::new());
-                let result =
-                    session(&mut stream, &stage, &dataset, config, &mut retry, &inflight).await;
+                let wake_at = ReplyThreshold::for_socket(&stream);
+                let result = session(
+                    &mut stream,
+                    &stage,
+                    &dataset,
+                    config,
+                    wake_at,
+                    &mut retry,
+                    &inflight,
+                )
+                .await;
                 retry.extend(inflight.into_inner().unwrap_or_default());
                 result
             }
@@ -119,6 +128,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stage: &StageState,
     dataset: &Dataset,
     config: WriterConfig,
+    mut wake_at: ReplyThreshold,
     retry: &mut VecDeque<Range<u64>>,
     inflight: &Mutex<VecDeque<Range<u64>>>,
 ) -> Result<(), SessionEnd> {
@@ -191,6 +201,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             if filled == buf.len() {
                 buf.resize(buf.len() * 2, 0);
             }
+            let outstanding = sent.load(Relaxed) - received;
+            wake_at.update(
+                if filled > 0 {
+                    0
+                } else {
+                    outstanding.div_ceil(config.group)
+                },
+                &config,
+            );
             let n = match tokio::time::timeout(REPLY_TIMEOUT, reader.read(&mut buf[filled..])).await
             {
                 Ok(Ok(0)) => {
@@ -262,6 +281,58 @@ fn consume_replies(
         stage.bytes.fetch_add(bytes, Relaxed);
     }
     Ok((at, answered))
+}
+
+/// When a connection's reader wakes up: not for every few replies, but when at least a
+/// quarter window's worth of commands can have been answered. Every reply to SET/MSET is at
+/// least 4 bytes, so `SO_RCVLOWAT = 4 × commands` is a lower bound that never waits for a
+/// reply that will not come. This cuts the client's wake-ups (and CPU) several-fold.
+pub struct ReplyThreshold {
+    fd: Option<std::os::fd::RawFd>,
+    current: usize,
+}
+
+/// The fewest bytes any reply to a write command takes (`:0\r\n`).
+const MIN_REPLY_BYTES: u64 = 4;
+
+impl ReplyThreshold {
+    /// A threshold for a TCP socket.
+    pub fn for_socket(stream: &tokio::net::TcpStream) -> ReplyThreshold {
+        use std::os::fd::AsRawFd;
+        ReplyThreshold {
+            fd: Some(stream.as_raw_fd()),
+            current: 1,
+        }
+    }
+
+    /// Wakes the reader once `commands` replies (at most a quarter window's) could be there;
+    /// 0 means "as soon as anything arrives" (a reply is partly read).
+    fn update(&mut self, commands: u64, config: &WriterConfig) {
+        let Some(fd) = self.fd else { return };
+        let quarter = (u64::from(config.window) / config.group / 4).max(1);
+        let bytes = (MIN_REPLY_BYTES * commands.min(quarter)).max(1) as usize;
+        if bytes == self.current {
+            return;
+        }
+        let value = bytes as libc::c_int;
+        // SAFETY: `fd` is the open socket of the stream this session owns, and `value` is a
+        // plain int that outlives the call.
+        let status = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if status == 0 {
+            self.current = bytes;
+        } else {
+            // Not supported here: wake on every reply, as without it.
+            self.fd = None;
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -18,7 +18,7 @@ use crate::error::Failure;
 use crate::interrupt;
 use crate::plan::units::human_bytes;
 use crate::plan::{Amount, Endpoint as PlanEndpoint, NodeAddr, Plan, Stage};
-use crate::progress::Progress;
+use crate::progress::{Progress, StageProgress};
 use crate::report::{
     self, NodeKeys, NodeReport, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status,
     TargetReport,
@@ -321,6 +321,7 @@ async fn schedule(
 ) {
     let mut running = JoinSet::new();
     let mut started = vec![false; plan.stages.len()];
+    let mut tasks = std::collections::HashMap::new();
     loop {
         for (i, stage) in plan.stages.iter().enumerate() {
             if started[i] || report.stages[i].status != Status::Pending {
@@ -350,20 +351,29 @@ async fn schedule(
             {
                 started[i] = true;
                 let target = &live[stage.target];
+                let target_name = plan.targets[stage.target].name.clone();
+                // The display is made here, so bars appear in plan order.
+                let display =
+                    progress.stage(&stage.name, &target_name, stage.keys, planned_bytes(stage));
                 let run = StageRun {
                     stage: stage.clone(),
                     seed: stage_seed(stage, run_seed),
-                    target_name: plan.targets[stage.target].name.clone(),
+                    target_name,
                     endpoint: target.endpoint.clone(),
                     addr: target.addr.clone(),
-                    progress: progress.clone(),
+                    display,
                 };
-                running.spawn(async move { (i, run.execute().await) });
+                let task = running.spawn(run.execute());
+                tasks.insert(task.id(), i);
             }
         }
-        match running.join_next().await {
-            Some(Ok((i, stage_report))) => report.stages[i] = stage_report,
-            Some(Err(e)) => progress.line(&format!("internal error in a stage: {e}")),
+        match running.join_next_with_id().await {
+            Some(Ok((id, stage_report))) => report.stages[tasks[&id]] = stage_report,
+            Some(Err(e)) => {
+                let stage = &mut report.stages[tasks[&e.id()]];
+                stage.status = Status::Failed;
+                stage.first_error = Some(format!("internal error: {e}"));
+            }
             None => break,
         }
     }
@@ -376,7 +386,15 @@ struct StageRun {
     target_name: String,
     endpoint: Arc<Endpoint>,
     addr: NodeAddr,
-    progress: Progress,
+    display: StageProgress,
+}
+
+/// Payload bytes a stage is expected to write, for the display.
+fn planned_bytes(stage: &Stage) -> u64 {
+    match stage.amount {
+        Amount::Size(bytes) => bytes,
+        Amount::Keys => stage.keys.saturating_mul(stage.shape.mean_entry_bytes()),
+    }
 }
 
 impl StageRun {
@@ -391,13 +409,7 @@ impl StageRun {
             stage.keys,
         ));
         let state = Arc::new(StageState::new(stage.keys));
-        let planned_bytes = match stage.amount {
-            Amount::Size(bytes) => bytes,
-            Amount::Keys => stage.keys.saturating_mul(stage.shape.mean_entry_bytes()),
-        };
-        let display =
-            self.progress
-                .stage(&stage.name, &self.target_name, stage.keys, planned_bytes);
+        let display = &self.display;
         let config = WriterConfig::new(
             stage.pipeline,
             stage.shape.mean_entry_bytes(),

@@ -2,7 +2,7 @@
 
 use crate::error::Failure;
 use crate::plan::units::human_bytes;
-use crate::plan::{Endpoint, Plan};
+use crate::plan::{Endpoint, Mode, Plan};
 
 /// Prints the plan's targets and stages (stdout) in the order they would run.
 pub fn print(plan: &Plan) -> Result<(), Failure> {
@@ -18,7 +18,16 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            Endpoint::Launch { server_bin } => format!("launched locally ({server_bin})"),
+            Endpoint::Launch { server_bin, .. } if target.mode == Mode::Standalone => {
+                format!("launched locally ({server_bin})")
+            }
+            Endpoint::Launch {
+                server_bin,
+                primaries,
+                replicas,
+            } => format!(
+                "launched locally ({server_bin}, {primaries} primaries × {replicas} replicas)"
+            ),
         };
         let flush = if target.flush { ", flushed first" } else { "" };
         println!(

@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod report;
 mod resp;
+mod slot;
 mod target;
 
 use std::path::PathBuf;

@@ -1,32 +1,27 @@
 //! The executor: from a validated plan to servers holding its data and a result that says
 //! exactly what was written.
 
+mod cluster;
+mod stage;
 mod state;
+mod targets;
 mod writer;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
-use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::units::human_bytes;
-use crate::plan::{Amount, Endpoint as PlanEndpoint, NodeAddr, Plan, Stage};
-use crate::progress::{Progress, StageProgress};
-use crate::report::{
-    self, NodeKeys, NodeReport, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status,
-    TargetReport,
-};
-use crate::target::launch::LocalServer;
-use crate::target::{Control, Credentials, Endpoint};
-use state::StageState;
-use writer::{WriterConfig, connection_worker};
+use crate::plan::{Amount, Endpoint as PlanEndpoint, Plan, Stage};
+use crate::progress::Progress;
+use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
+use crate::target::Credentials;
+use stage::StageRun;
+use targets::LiveTarget;
 
 /// Options of `cachefill run` beyond the plan.
 #[derive(Debug, Clone)]
@@ -39,14 +34,6 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Leave launched servers running.
     pub keep: bool,
-}
-
-/// One target, ready to be written to.
-struct LiveTarget {
-    endpoint: Arc<Endpoint>,
-    addr: NodeAddr,
-    control: Control,
-    launched: Option<LocalServer>,
 }
 
 /// Runs a plan: checks what needs the environment, connects, flushes, fills, and writes the
@@ -98,27 +85,13 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         &mut live,
     )
     .await;
-    for target in &mut live {
-        let facts = target.control.facts().await;
-        if let Some(node) = report
-            .targets
-            .get_mut(&target.endpoint.name)
-            .and_then(|t| t.nodes.first_mut())
-        {
-            node.keys_after = facts.keys;
-            node.used_memory_after = facts.used_memory;
+    for (target, live) in plan.targets.iter().zip(&mut live) {
+        if let Some(target_report) = report.targets.get_mut(&target.name) {
+            live.record_after(target_report).await;
         }
     }
-    for target in live {
-        if let Some(server) = target.launched
-            && options.keep
-        {
-            let addr = server.keep();
-            progress.line(&format!(
-                "target {} keeps running at {addr} (--keep)",
-                target.endpoint.name
-            ));
-        }
+    for live in live {
+        live.finish(options.keep, &progress);
     }
 
     let failure = outcome.err().or_else(|| stage_failure(plan, &report));
@@ -226,79 +199,21 @@ async fn execute(
     live: &mut Vec<LiveTarget>,
 ) -> Result<(), Failure> {
     for (target, credentials) in plan.targets.iter().zip(credentials) {
-        let (addr, launched) = match &target.endpoint {
-            PlanEndpoint::Nodes(nodes) => (nodes[0].clone(), None),
-            PlanEndpoint::Launch { server_bin } => {
-                let bin = server_bin.clone();
-                let name = target.name.clone();
-                let server = tokio::task::spawn_blocking(move || LocalServer::start(&bin, &name))
-                    .await
-                    .map_err(|e| Failure::Failed(format!("target \"{}\": {e}", target.name)))?
-                    .map_err(Failure::Failed)?;
-                progress.line(&format!(
-                    "target {}: started {server_bin} at {}",
-                    target.name, server.addr
-                ));
-                (server.addr.clone(), Some(server))
-            }
-        };
-        let endpoint = Arc::new(Endpoint::new(target, credentials));
-        let mut control = endpoint
-            .control(&addr)
-            .await
-            .map_err(|e| Failure::Failed(e.0))?;
-        let facts = control.facts().await;
-        if let (Some(max), Some(policy)) = (facts.maxmemory, &facts.maxmemory_policy)
-            && max > 0
-            && policy != "noeviction"
-        {
-            progress.line(&format!(
-                "warning: target {} ({addr}) has maxmemory-policy {policy}: the server may evict entries this run writes",
-                target.name
-            ));
-        }
-        report.targets.insert(
-            target.name.clone(),
-            TargetReport {
-                mode: target.mode.as_str(),
-                tls: false,
-                flushed: false,
-                launched: launched.is_some(),
-                server_version: facts.version.clone(),
-                nodes: vec![NodeReport {
-                    address: addr.to_string(),
-                    role: "primary",
-                    slots: None,
-                    keys_before: facts.keys,
-                    keys_after: None,
-                    used_memory_before: facts.used_memory,
-                    used_memory_after: None,
-                }],
-            },
-        );
-        live.push(LiveTarget {
-            endpoint,
-            addr,
-            control,
-            launched,
-        });
+        let (connected, target_report) = LiveTarget::connect(target, credentials, progress).await?;
+        report.targets.insert(target.name.clone(), target_report);
+        live.push(connected);
         if interrupt::requested() {
             return Err(Failure::Interrupted(
                 "interrupted before anything was written".into(),
             ));
         }
     }
-
     for (target, live) in plan.targets.iter().zip(live.iter_mut()) {
         if target.flush {
-            live.control
-                .flushall()
-                .await
-                .map_err(|e| Failure::Failed(e.0))?;
+            live.flush(progress).await?;
             if let Some(t) = report.targets.get_mut(&target.name) {
                 t.flushed = true;
             }
-            progress.line(&format!("target {}: flushed {}", target.name, live.addr));
         }
     }
     if interrupt::requested() {
@@ -360,7 +275,7 @@ async fn schedule(
                     seed: stage_seed(stage, run_seed),
                     target_name,
                     endpoint: target.endpoint.clone(),
-                    addr: target.addr.clone(),
+                    route: target.route.clone(),
                     display,
                 };
                 let task = running.spawn(run.execute());
@@ -379,133 +294,10 @@ async fn schedule(
     }
 }
 
-/// Everything one running stage needs.
-struct StageRun {
-    stage: Stage,
-    seed: u64,
-    target_name: String,
-    endpoint: Arc<Endpoint>,
-    addr: NodeAddr,
-    display: StageProgress,
-}
-
 /// Payload bytes a stage is expected to write, for the display.
 fn planned_bytes(stage: &Stage) -> u64 {
     match stage.amount {
         Amount::Size(bytes) => bytes,
         Amount::Keys => stage.keys.saturating_mul(stage.shape.mean_entry_bytes()),
-    }
-}
-
-impl StageRun {
-    async fn execute(self) -> StageReport {
-        let stage = &self.stage;
-        let started_at = SystemTime::now();
-        let clock = Instant::now();
-        let dataset = Arc::new(Dataset::new(
-            self.seed,
-            &stage.name,
-            &stage.shape,
-            stage.keys,
-        ));
-        let state = Arc::new(StageState::new(stage.keys));
-        let display = &self.display;
-        let config = WriterConfig::new(
-            stage.pipeline,
-            stage.shape.mean_entry_bytes(),
-            stage.keys_per_command,
-            stage.shape.ttl.is_some(),
-        );
-
-        let mut workers = JoinSet::new();
-        for _ in 0..stage.connections {
-            workers.spawn(connection_worker(
-                self.endpoint.clone(),
-                self.addr.clone(),
-                state.clone(),
-                dataset.clone(),
-                config,
-            ));
-        }
-        let mut ticker = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                finished = workers.join_next() => match finished {
-                    None => break,
-                    Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(message))) => state.record_failure(message),
-                    Some(Err(e)) => state.record_failure(format!("internal error: {e}")),
-                },
-                _ = ticker.tick() => {
-                    display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
-                }
-            }
-        }
-
-        let elapsed = clock.elapsed();
-        let keys_written = state.acked.load(Relaxed);
-        let payload_bytes = state.bytes.load(Relaxed);
-        let first_error = state.first_error();
-        let status = if first_error.is_some() {
-            Status::Failed
-        } else if keys_written == stage.keys {
-            Status::Ok
-        } else if interrupt::requested() {
-            Status::Interrupted
-        } else {
-            Status::Failed
-        };
-        let first_error = first_error.or_else(|| {
-            (status == Status::Failed).then(|| {
-                format!(
-                    "only {keys_written} of {} entries were acknowledged",
-                    stage.keys
-                )
-            })
-        });
-        display.update(keys_written, payload_bytes, elapsed);
-        let seconds = elapsed.as_secs_f64().max(1e-9);
-        let summary = match status {
-            Status::Ok => format!(
-                "ok, {keys_written} keys, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s)",
-                human_bytes(payload_bytes),
-                seconds,
-                payload_bytes as f64 / 1e6 / seconds,
-                keys_written as f64 / seconds
-            ),
-            _ => format!(
-                "{}, {keys_written} of {} keys written: {}",
-                if status == Status::Interrupted {
-                    "interrupted"
-                } else {
-                    "failed"
-                },
-                stage.keys,
-                first_error.as_deref().unwrap_or("interrupted")
-            ),
-        };
-        display.finish(&summary);
-
-        StageReport {
-            name: stage.name.clone(),
-            target: self.target_name.clone(),
-            status,
-            seed: self.seed,
-            keys_planned: stage.keys,
-            keys_written,
-            payload_bytes,
-            started_at: Some(report::timestamp(started_at)),
-            duration_s: elapsed.as_secs_f64(),
-            keys_per_s: keys_written as f64 / seconds,
-            mb_per_s: payload_bytes as f64 / 1e6 / seconds,
-            errors: state.errors.load(Relaxed),
-            first_error,
-            redirects: Redirects::default(),
-            reconnects: state.reconnects.load(Relaxed),
-            per_node: vec![NodeKeys {
-                address: self.addr.to_string(),
-                keys: keys_written,
-            }],
-        }
     }
 }

@@ -47,6 +47,11 @@ impl StageState {
         (start < self.end).then(|| start..(start + count).min(self.end))
     }
 
+    /// Entries the stage writes.
+    pub fn planned(&self) -> u64 {
+        self.end
+    }
+
     /// True when connections should send nothing more: an error, or an interrupt.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Relaxed) || interrupt::requested()

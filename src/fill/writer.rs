@@ -1,6 +1,7 @@
-//! One data connection of a stage: streams pre-encoded `SET` commands and reads the replies
-//! concurrently, keeping at most `pipeline` commands in flight. Every entry is acknowledged
-//! or retried; none is lost silently.
+//! One data connection of a stage: streams pre-encoded `SET`/`MSET` commands and reads the
+//! replies concurrently, keeping at most `pipeline` entries in flight. Every entry is
+//! acknowledged, counted as refused, redirected (cluster) or resent after a reconnection;
+//! none is lost silently.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
 
+use super::cluster::{NodeFeed, Router};
 use super::state::StageState;
 use crate::dataset::{Dataset, Entry};
 use crate::plan::NodeAddr;
@@ -61,6 +63,131 @@ impl WriterConfig {
     }
 }
 
+/// Entries a connection sends together; the reader matches replies against them in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Span {
+    /// Consecutive entries (standalone stages).
+    Range(Range<u64>),
+    /// Entries routed to one cluster node, from `start` on.
+    List { indices: Vec<u64>, start: usize },
+    /// One entry a cluster node told us to send elsewhere with `ASKING` first; `asked` once
+    /// the reply to ASKING came back.
+    Asking { index: u64, asked: bool },
+}
+
+impl Span {
+    /// Entries not yet answered.
+    pub fn len(&self) -> u64 {
+        match self {
+            Span::Range(r) => r.end - r.start,
+            Span::List { indices, start } => (indices.len() - start) as u64,
+            Span::Asking { .. } => 1,
+        }
+    }
+
+    /// Splits off the first `max` entries when there are more.
+    fn split_front(self, max: u64) -> (Span, Option<Span>) {
+        match self {
+            Span::Range(r) if r.end - r.start > max => (
+                Span::Range(r.start..r.start + max),
+                Some(Span::Range(r.start + max..r.end)),
+            ),
+            Span::List { mut indices, start } if (indices.len() - start) as u64 > max => {
+                let rest = indices.split_off(start + max as usize);
+                (
+                    Span::List { indices, start },
+                    Some(Span::List {
+                        indices: rest,
+                        start: 0,
+                    }),
+                )
+            }
+            span => (span, None),
+        }
+    }
+
+    /// The span to send again on a new connection (ASKING is sent again too).
+    fn resend(self) -> Span {
+        match self {
+            Span::Asking { index, .. } => Span::Asking {
+                index,
+                asked: false,
+            },
+            span => span,
+        }
+    }
+}
+
+/// What one reply answered.
+enum Answered {
+    /// The reply to ASKING, which answers no entry.
+    Asking,
+    /// These entries (consecutive ones, or one routed entry).
+    Range(Range<u64>),
+}
+
+/// Takes the entries the next reply answers from the front of `queue`.
+fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered> {
+    while queue.front().is_some_and(|span| span.len() == 0) {
+        queue.pop_front();
+    }
+    let span = queue.front_mut()?;
+    let answered = match span {
+        Span::Range(r) => {
+            let first = r.start;
+            r.start = (first + group).min(r.end);
+            Answered::Range(first..r.start)
+        }
+        Span::List { indices, start } => {
+            let index = indices[*start];
+            *start += 1;
+            Answered::Range(index..index + 1)
+        }
+        Span::Asking {
+            asked: asked @ false,
+            ..
+        } => {
+            *asked = true;
+            return Some(Answered::Asking);
+        }
+        Span::Asking { index, .. } => Answered::Range(*index..*index + 1),
+    };
+    if span.len() == 0 || matches!(span, Span::Asking { asked: true, .. }) {
+        queue.pop_front();
+    }
+    Some(answered)
+}
+
+/// Where a connection's entries come from.
+#[derive(Clone)]
+pub enum Feed {
+    /// A standalone stage: ranges handed out by the stage.
+    Stage,
+    /// A cluster stage: the entries routed to one primary.
+    Node {
+        node: Arc<NodeFeed>,
+        router: Arc<Router>,
+    },
+}
+
+impl Feed {
+    /// Up to `max` entries to send now; `None` when there is nothing right now.
+    fn next(&self, stage: &StageState, max: u64) -> Option<Span> {
+        match self {
+            Feed::Stage => stage.take(max).map(Span::Range),
+            Feed::Node { node, .. } => node.next(max),
+        }
+    }
+
+    /// Waits for more entries; false when this feed will never have any again.
+    async fn wait(&self) -> bool {
+        match self {
+            Feed::Stage => false,
+            Feed::Node { node, router } => node.wait(router).await,
+        }
+    }
+}
+
 /// Why a session ended early.
 enum SessionEnd {
     /// The connection broke; what was in flight is retried on a new one.
@@ -77,8 +204,9 @@ pub async fn connection_worker(
     stage: Arc<StageState>,
     dataset: Arc<Dataset>,
     config: WriterConfig,
+    feed: Feed,
 ) -> Result<(), String> {
-    let mut retry: VecDeque<Range<u64>> = VecDeque::new();
+    let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
     loop {
         let acked_before = stage.acked.load(Relaxed);
@@ -86,17 +214,15 @@ pub async fn connection_worker(
             Ok(mut stream) => {
                 let inflight = Mutex::new(VecDeque::new());
                 let wake_at = ReplyThreshold::for_socket(&stream);
-                let result = session(
-                    &mut stream,
-                    &stage,
-                    &dataset,
+                let job = Job {
+                    stage: &stage,
+                    dataset: &dataset,
                     config,
-                    wake_at,
-                    &mut retry,
-                    &inflight,
-                )
-                .await;
-                retry.extend(inflight.into_inner().unwrap_or_default());
+                    feed: &feed,
+                };
+                let result = session(&mut stream, &job, wake_at, &mut retry, &inflight).await;
+                let unanswered = inflight.into_inner().unwrap_or_default();
+                retry.extend(unanswered.into_iter().map(Span::resend));
                 result
             }
             Err(e) => Err(SessionEnd::Lost(e.0)),
@@ -123,15 +249,27 @@ pub async fn connection_worker(
 
 /// Runs one connection until the work is done or the connection breaks. Spans of entries
 /// sent but not yet acknowledged stay in `inflight`, so the caller can resend them.
+/// What a connection works on: the stage, its dataset, how to batch, where entries come from.
+struct Job<'a> {
+    stage: &'a StageState,
+    dataset: &'a Dataset,
+    config: WriterConfig,
+    feed: &'a Feed,
+}
+
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    stage: &StageState,
-    dataset: &Dataset,
-    config: WriterConfig,
+    job: &Job<'_>,
     mut wake_at: ReplyThreshold,
-    retry: &mut VecDeque<Range<u64>>,
-    inflight: &Mutex<VecDeque<Range<u64>>>,
+    retry: &mut VecDeque<Span>,
+    inflight: &Mutex<VecDeque<Span>>,
 ) -> Result<(), SessionEnd> {
+    let Job {
+        stage,
+        dataset,
+        config,
+        feed,
+    } = *job;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let window = Semaphore::new(config.window as usize);
     let wake_reader = Notify::new();
@@ -153,22 +291,25 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 .await
                 .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
                 .forget();
-            let span = match retry.pop_front() {
-                Some(span) if span.end - span.start > config.batch => {
-                    let head = span.start..span.start + config.batch;
-                    retry.push_front(head.end..span.end);
-                    head
+            let next = retry.pop_front().or_else(|| feed.next(stage, config.batch));
+            let Some(span) = next else {
+                window.add_permits(batch as usize);
+                if feed.wait().await {
+                    continue;
                 }
-                Some(span) => span,
-                None => match stage.take(config.batch) {
-                    Some(span) => span,
-                    None => break,
-                },
+                break;
             };
-            let count = (span.end - span.start) as u32;
+            let (span, rest) = span.split_front(config.batch);
+            if let Some(rest) = rest {
+                retry.push_front(rest);
+            }
+            let count = span.len() as u32;
             window.add_permits((batch - count) as usize);
+            if count == 0 {
+                continue;
+            }
             buf.clear();
-            encoder.push_span(span.clone(), config.group, &mut buf);
+            encoder.push_span(&span, config.group, &mut buf);
             lock(inflight).push_back(span);
             sent.fetch_add(u64::from(count), Relaxed);
             wake_reader.notify_one();
@@ -226,7 +367,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             };
             filled += n;
             let (used, entries) =
-                consume_replies(&buf[..filled], stage, dataset, config.group, inflight)?;
+                consume_replies(&buf[..filled], stage, dataset, config.group, feed, inflight)?;
             buf.copy_within(used..filled, 0);
             filled -= used;
             received += entries;
@@ -245,24 +386,24 @@ fn consume_replies(
     stage: &StageState,
     dataset: &Dataset,
     group: u64,
-    inflight: &Mutex<VecDeque<Range<u64>>>,
+    feed: &Feed,
+    inflight: &Mutex<VecDeque<Span>>,
 ) -> Result<(usize, u64), SessionEnd> {
     let mut queue = lock(inflight);
     let (mut at, mut answered, mut acked, mut bytes) = (0usize, 0u64, 0u64, 0u64);
     loop {
         let parsed = resp::parse_reply(&buf[at..]).map_err(|e| SessionEnd::Fatal(e.to_string()))?;
         let Some((reply, used)) = parsed else { break };
-        let Some(span) = queue.front_mut() else {
-            return Err(SessionEnd::Fatal(
-                "the server sent a reply to a command that was never sent".into(),
-            ));
+        at += used;
+        let entries = match take_answered(&mut queue, group) {
+            None => {
+                return Err(SessionEnd::Fatal(
+                    "the server sent a reply to a command that was never sent".into(),
+                ));
+            }
+            Some(Answered::Asking) => continue,
+            Some(Answered::Range(entries)) => entries,
         };
-        let first = span.start;
-        span.start = (first + group).min(span.end);
-        let entries = first..span.start;
-        if span.start == span.end {
-            queue.pop_front();
-        }
         answered += entries.end - entries.start;
         match reply {
             Reply::Ok => {
@@ -270,15 +411,25 @@ fn consume_replies(
                 bytes += entries.map(|i| dataset.payload_bytes(i)).sum::<u64>();
             }
             Reply::Error(line) => {
-                stage.record_error(dataset, entries, &String::from_utf8_lossy(line))
+                let redirected = match feed {
+                    Feed::Node { node, router } => router.redirect(entries.start, line, node),
+                    Feed::Stage => false,
+                };
+                if !redirected {
+                    stage.record_error(dataset, entries, &String::from_utf8_lossy(line));
+                }
             }
             Reply::Other => stage.record_error(dataset, entries, "unexpected reply"),
         }
-        at += used;
     }
+    drop(queue);
     if acked > 0 {
         stage.acked.fetch_add(acked, Relaxed);
         stage.bytes.fetch_add(bytes, Relaxed);
+        if let Feed::Node { node, router } = feed {
+            node.keys.fetch_add(acked, Relaxed);
+            router.acknowledged();
+        }
     }
     Ok((at, answered))
 }
@@ -369,7 +520,21 @@ impl<'a> Encoder<'a> {
 
     /// Encodes the entries of `span` as commands of up to `group` entries each, counted from
     /// the span's start (the reader splits the replies the same way).
-    fn push_span(&self, span: Range<u64>, group: u64, out: &mut Vec<u8>) {
+    fn push_span(&self, span: &Span, group: u64, out: &mut Vec<u8>) {
+        let span = match span {
+            Span::Range(range) => range.clone(),
+            Span::List { indices, start } => {
+                for &index in &indices[*start..] {
+                    self.push_set(index, out);
+                }
+                return;
+            }
+            Span::Asking { index, .. } => {
+                resp::push_command(out, &[b"ASKING"]);
+                self.push_set(*index, out);
+                return;
+            }
+        };
         let mut start = span.start;
         while start < span.end {
             let end = (start + group).min(span.end);

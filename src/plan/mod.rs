@@ -75,10 +75,15 @@ pub struct Target {
 pub enum Endpoint {
     /// Existing servers: the standalone server, or a cluster's seed nodes.
     Nodes(Vec<NodeAddr>),
-    /// A throwaway local server started by cachefill.
+    /// Throwaway local servers started by cachefill: one for a standalone target, a formed
+    /// cluster for a cluster target.
     Launch {
         /// The server binary, looked up on PATH.
         server_bin: String,
+        /// Primaries of a launched cluster (1 for standalone).
+        primaries: u32,
+        /// Replicas per primary of a launched cluster.
+        replicas: u32,
     },
 }
 
@@ -241,6 +246,8 @@ pub const DEFAULT_CONNECTIONS: u32 = 4;
 pub const DEFAULT_PIPELINE: u32 = 1024;
 /// Default `keys_per_command`.
 pub const DEFAULT_KEYS_PER_COMMAND: u32 = 16;
+/// Primaries of `launch = true` on a cluster target.
+pub const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -168,9 +168,6 @@ fn resolve_target(
             "cert_file and key_file go together: give both for mutual TLS, or neither".into(),
         ));
     }
-    if raw.mode == RawMode::Cluster {
-        return Err(err("mode", "cluster targets are not supported yet by this version of cachefill; use mode = \"standalone\"".into()));
-    }
     if raw.tls.is_some() {
         return Err(err("tls", "TLS is not supported yet by this version of cachefill; remove the [tls] table or use a plaintext port".into()));
     }
@@ -190,15 +187,43 @@ fn resolve_target(
                     .into(),
             ));
         }
-        (None, Some(RawLaunch::Cluster(_))) => {
+        (None, Some(RawLaunch::Cluster(_))) if raw.mode == RawMode::Standalone => {
             return Err(err("launch", "launch = { primaries = … } is for cluster targets; a standalone target takes launch = true".into()));
         }
-        (None, Some(RawLaunch::Enabled(true))) => Endpoint::Launch {
-            server_bin: raw
-                .server_bin
-                .clone()
-                .unwrap_or_else(|| "redis-server".into()),
-        },
+        (None, Some(launch @ (RawLaunch::Enabled(true) | RawLaunch::Cluster(_)))) => {
+            let (primaries, replicas) = match launch {
+                RawLaunch::Cluster(shape) => {
+                    if shape.tls == Some(true) {
+                        return Err(err(
+                            "launch.tls",
+                            "TLS is not supported yet by this version of cachefill".into(),
+                        ));
+                    }
+                    (
+                        shape.primaries.unwrap_or(DEFAULT_LAUNCH_PRIMARIES),
+                        shape.replicas.unwrap_or(0),
+                    )
+                }
+                _ if raw.mode == RawMode::Cluster => (DEFAULT_LAUNCH_PRIMARIES, 0),
+                _ => (1, 0),
+            };
+            if !(1..=16).contains(&primaries) || replicas > 4 {
+                return Err(err(
+                    "launch",
+                    format!(
+                        "a launched cluster takes 1 to 16 primaries and 0 to 4 replicas each, not {primaries} and {replicas}"
+                    ),
+                ));
+            }
+            Endpoint::Launch {
+                server_bin: raw
+                    .server_bin
+                    .clone()
+                    .unwrap_or_else(|| "redis-server".into()),
+                primaries,
+                replicas,
+            }
+        }
         (Some(nodes), _) => {
             let mut parsed = Vec::new();
             for node in nodes {

@@ -25,13 +25,22 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 impl LocalServer {
     /// Starts `server_bin` on a free loopback port and waits until it answers PING.
     pub fn start(server_bin: &str, target: &str) -> Result<LocalServer, String> {
+        Self::start_with(server_bin, target, &[])
+    }
+
+    /// Like [`LocalServer::start`], with extra server arguments.
+    pub fn start_with(
+        server_bin: &str,
+        target: &str,
+        extra: &[&str],
+    ) -> Result<LocalServer, String> {
         let mut last_error = String::new();
         // A port found free can be taken by someone else before the server binds it: retry.
         for _ in 0..5 {
             let port = free_port().map_err(|e| {
                 format!("target \"{target}\": cannot find a free loopback port: {e}")
             })?;
-            match Self::start_on(server_bin, target, port) {
+            match Self::start_on(server_bin, target, port, extra) {
                 Ok(server) => return Ok(server),
                 Err(StartError::Fatal(message)) => return Err(message),
                 Err(StartError::Retry(message)) => last_error = message,
@@ -40,7 +49,12 @@ impl LocalServer {
         Err(last_error)
     }
 
-    fn start_on(server_bin: &str, target: &str, port: u16) -> Result<LocalServer, StartError> {
+    fn start_on(
+        server_bin: &str,
+        target: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<LocalServer, StartError> {
         let dir = std::env::temp_dir().join(format!("cachefill-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| {
             StartError::Fatal(format!(
@@ -64,6 +78,7 @@ impl LocalServer {
             .arg(&dir)
             .arg("--logfile")
             .arg(&log)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,4 +174,124 @@ fn answers_ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// How long a launched cluster may take to agree on its shape.
+const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster of local servers started and formed by cachefill.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// Primaries first, then replicas.
+    pub servers: Vec<LocalServer>,
+}
+
+impl LocalCluster {
+    /// Starts `primaries × (1 + replicas)` servers, spreads the 16384 slots evenly over the
+    /// primaries, attaches the replicas, and waits until every node reports `cluster_state:ok`.
+    pub fn start(
+        server_bin: &str,
+        target: &str,
+        primaries: u32,
+        replicas: u32,
+    ) -> Result<LocalCluster, String> {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--cluster-require-full-coverage",
+            "yes",
+        ];
+        let total = primaries * (1 + replicas);
+        let mut servers = Vec::new();
+        for _ in 0..total {
+            servers.push(LocalServer::start_with(server_bin, target, &args)?);
+        }
+        let cluster = LocalCluster { servers };
+        cluster
+            .form(primaries as usize)
+            .map_err(|e| format!("target \"{target}\": cannot form the local cluster: {e}"))?;
+        Ok(cluster)
+    }
+
+    fn form(&self, primaries: usize) -> redis::RedisResult<()> {
+        let mut connections = Vec::new();
+        for server in &self.servers {
+            let client = redis::Client::open(format!("redis://{}/", server.addr))?;
+            connections.push(client.get_connection_with_timeout(START_TIMEOUT)?);
+        }
+        for (i, conn) in connections.iter_mut().take(primaries).enumerate() {
+            let start = i * usize::from(crate::slot::SLOTS) / primaries;
+            let end = (i + 1) * usize::from(crate::slot::SLOTS) / primaries - 1;
+            redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(start)
+                .arg(end)
+                .exec(conn)?;
+        }
+        let first = self.servers[0].addr.clone();
+        for conn in connections.iter_mut().skip(1) {
+            redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg(&first.host)
+                .arg(first.port)
+                .exec(conn)?;
+        }
+        let ids: Vec<String> = connections
+            .iter_mut()
+            .map(|c| redis::cmd("CLUSTER").arg("MYID").query(c))
+            .collect::<Result<_, _>>()?;
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        let wait = |what: &str, done: &mut dyn FnMut() -> redis::RedisResult<bool>| {
+            while !done()? {
+                if Instant::now() > deadline {
+                    return Err(redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("{what} within {}s", FORM_TIMEOUT.as_secs()),
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        };
+        let count = self.servers.len();
+        wait("the nodes did not all meet", &mut || {
+            for conn in connections.iter_mut() {
+                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(conn)?;
+                if nodes.lines().filter(|l| !l.contains("handshake")).count() < count {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        for (i, conn) in connections.iter_mut().enumerate().skip(primaries) {
+            let primary = &ids[(i - primaries) % primaries];
+            redis::cmd("CLUSTER")
+                .arg("REPLICATE")
+                .arg(primary)
+                .exec(conn)?;
+        }
+        wait("the cluster did not report cluster_state:ok", &mut || {
+            for conn in connections.iter_mut() {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(conn)?;
+                if !info.contains("cluster_state:ok") {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// The addresses of all nodes, primaries first.
+    pub fn addrs(&self) -> Vec<NodeAddr> {
+        self.servers.iter().map(|s| s.addr.clone()).collect()
+    }
+
+    /// Leaves the servers running after cachefill exits; returns their addresses.
+    pub fn keep(self) -> Vec<NodeAddr> {
+        self.servers.into_iter().map(LocalServer::keep).collect()
+    }
 }

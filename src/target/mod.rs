@@ -1,6 +1,7 @@
 //! Targets at run time: credentials, connections (a control connection through the `redis`
 //! crate and raw data connections for the hot path), server facts, flushing, local servers.
 
+pub mod cluster;
 pub mod launch;
 
 use std::fmt;
@@ -304,6 +305,16 @@ impl Control {
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
             maxmemory_policy: field("maxmemory_policy"),
         }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> &NodeAddr {
+        &self.addr
+    }
+
+    /// Runs any command and returns its reply.
+    pub async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        command.query_async(&mut self.connection).await
     }
 
     /// FLUSHALL: empties every database of the server.

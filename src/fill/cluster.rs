@@ -1,0 +1,350 @@
+//! Cluster stages: every entry goes straight to the primary that owns its slot. A router
+//! task walks the stage's index range and queues each entry on its primary's feed (bounded,
+//! so a slow primary holds up the others only once its queue is full); each primary has its
+//! own connections. Redirections are followed: `MOVED` updates the slot map and moves the
+//! entry to the new owner, `ASK` sends it once with `ASKING`, `TRYAGAIN`/`CLUSTERDOWN` retry
+//! it after a pause, within a bounded time.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use super::state::StageState;
+use super::writer::Span;
+use crate::dataset::Dataset;
+use crate::plan::NodeAddr;
+use crate::slot::slot;
+use crate::target::cluster::Topology;
+
+/// Entries the router hands a primary at once.
+const ROUTE_BATCH: usize = 256;
+/// How long a cluster may answer TRYAGAIN or CLUSTERDOWN before the stage gives up.
+const BUSY_LIMIT: Duration = Duration::from_secs(30);
+/// Pause before resending an entry the cluster asked to try again.
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The entries waiting for one primary.
+#[derive(Debug)]
+pub struct NodeFeed {
+    /// The primary's address.
+    pub addr: NodeAddr,
+    queue: Mutex<VecDeque<Span>>,
+    space: Semaphore,
+    moved_here: Mutex<VecDeque<u64>>,
+    asked_here: Mutex<VecDeque<u64>>,
+    work: Notify,
+    /// Entries this primary acknowledged.
+    pub keys: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl NodeFeed {
+    fn new(addr: NodeAddr, capacity: usize) -> NodeFeed {
+        NodeFeed {
+            addr,
+            queue: Mutex::new(VecDeque::new()),
+            space: Semaphore::new(capacity),
+            moved_here: Mutex::new(VecDeque::new()),
+            asked_here: Mutex::new(VecDeque::new()),
+            work: Notify::new(),
+            keys: AtomicU64::new(0),
+        }
+    }
+
+    /// Up to `max` entries to send: asked ones first, then moved ones, then routed ones.
+    pub fn next(&self, max: u64) -> Option<Span> {
+        if let Some(index) = lock(&self.asked_here).pop_front() {
+            return Some(Span::Asking {
+                index,
+                asked: false,
+            });
+        }
+        {
+            let mut moved = lock(&self.moved_here);
+            if !moved.is_empty() {
+                let take = moved.len().min(max as usize);
+                let indices: Vec<u64> = moved.drain(..take).collect();
+                return Some(Span::List { indices, start: 0 });
+            }
+        }
+        let span = lock(&self.queue).pop_front()?;
+        self.space.add_permits(span.len() as usize);
+        Some(span)
+    }
+
+    /// Waits until there is work or the stage is over; false when it is over.
+    pub async fn wait(&self, router: &Router) -> bool {
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !lock(&self.asked_here).is_empty()
+                || !lock(&self.moved_here).is_empty()
+                || !lock(&self.queue).is_empty()
+            {
+                return true;
+            }
+            if router.finished() {
+                return false;
+            }
+            notified.await;
+        }
+    }
+
+    fn push_moved(&self, index: u64) {
+        lock(&self.moved_here).push_back(index);
+        self.work.notify_one();
+    }
+}
+
+/// The slot map and the primaries' feeds of one cluster stage.
+pub struct Router {
+    stage: Arc<StageState>,
+    slots: RwLock<Vec<usize>>,
+    nodes: RwLock<Vec<Arc<NodeFeed>>>,
+    new_nodes: mpsc::UnboundedSender<Arc<NodeFeed>>,
+    capacity: usize,
+    routed_all: AtomicBool,
+    busy_since: Mutex<Option<Instant>>,
+    /// `MOVED` replies followed.
+    pub moved: AtomicU64,
+    /// `ASK` replies followed.
+    pub ask: AtomicU64,
+}
+
+impl Router {
+    /// A router over `topology`; primaries found later (after MOVED or ASK) arrive on the
+    /// returned channel so the stage can open connections to them.
+    pub fn new(
+        stage: Arc<StageState>,
+        topology: &Topology,
+        capacity: usize,
+    ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), String> {
+        if let Some(uncovered) = topology.uncovered() {
+            return Err(format!(
+                "no primary serves slots {uncovered}; the cluster is not ready"
+            ));
+        }
+        let (new_nodes, receiver) = mpsc::unbounded_channel();
+        let nodes = topology
+            .primaries
+            .iter()
+            .map(|p| Arc::new(NodeFeed::new(p.addr.clone(), capacity)))
+            .collect();
+        let slots = topology.owner.iter().map(|o| o.unwrap_or(0)).collect();
+        let router = Router {
+            stage,
+            slots: RwLock::new(slots),
+            nodes: RwLock::new(nodes),
+            new_nodes,
+            capacity,
+            routed_all: AtomicBool::new(false),
+            busy_since: Mutex::new(None),
+            moved: AtomicU64::new(0),
+            ask: AtomicU64::new(0),
+        };
+        Ok((Arc::new(router), receiver))
+    }
+
+    /// The primaries known so far.
+    pub fn nodes(&self) -> Vec<Arc<NodeFeed>> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Walks the whole index range and queues every entry on its primary.
+    pub async fn route(&self, dataset: &Dataset, keys: u64) {
+        let mut key = Vec::with_capacity(dataset.key_size());
+        let mut pending: Vec<Vec<u64>> = Vec::new();
+        let mut start = 0u64;
+        while start < keys && !self.stage.should_stop() {
+            let end = (start + ROUTE_BATCH as u64).min(keys);
+            let mut full = Vec::new();
+            {
+                let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+                for index in start..end {
+                    key.clear();
+                    dataset.push_key(&dataset.entry(index), &mut key);
+                    let node = slots[usize::from(slot(&key))];
+                    if pending.len() <= node {
+                        pending.resize_with(node + 1, Vec::new);
+                    }
+                    pending[node].push(index);
+                    if pending[node].len() == ROUTE_BATCH {
+                        full.push(node);
+                    }
+                }
+            }
+            for node in full {
+                let indices = std::mem::take(&mut pending[node]);
+                self.queue(node, indices).await;
+            }
+            start = end;
+        }
+        for (node, indices) in pending.into_iter().enumerate() {
+            if !indices.is_empty() {
+                self.queue(node, indices).await;
+            }
+        }
+        self.routed_all.store(true, Relaxed);
+        self.wake_all();
+    }
+
+    async fn queue(&self, node: usize, indices: Vec<u64>) {
+        let feed = self.nodes()[node].clone();
+        // The queue is bounded: wait for room (this is where a slow primary holds the others).
+        let count = indices.len().min(self.capacity) as u32;
+        if let Ok(permits) = feed.space.acquire_many(count).await {
+            permits.forget();
+        }
+        lock(&feed.queue).push_back(Span::List { indices, start: 0 });
+        feed.work.notify_one();
+    }
+
+    /// The feed of the primary at `addr`, created (and announced) when it is new.
+    fn node_at(&self, addr: &NodeAddr) -> (usize, Arc<NodeFeed>) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = nodes.iter().position(|n| &n.addr == addr) {
+            return (i, nodes[i].clone());
+        }
+        let feed = Arc::new(NodeFeed::new(addr.clone(), self.capacity));
+        nodes.push(feed.clone());
+        let _ = self.new_nodes.send(feed.clone());
+        (nodes.len() - 1, feed)
+    }
+
+    /// Handles an error reply to entry `index` sent to `from`: true when it was a
+    /// redirection (the entry is on its way elsewhere), false for a real error.
+    pub fn redirect(&self, index: u64, line: &[u8], from: &Arc<NodeFeed>) -> bool {
+        let text = String::from_utf8_lossy(line);
+        let mut words = text.split_whitespace();
+        match words.next() {
+            Some(kind @ ("MOVED" | "ASK")) => {
+                let (Some(slot), Some(addr)) = (
+                    words.next().and_then(|s| s.parse::<usize>().ok()),
+                    words.next(),
+                ) else {
+                    return false;
+                };
+                let Some(addr) = parse_redirect_addr(addr, &from.addr) else {
+                    return false;
+                };
+                let (node, feed) = self.node_at(&addr);
+                if kind == "MOVED" {
+                    self.moved.fetch_add(1, Relaxed);
+                    if let Some(owner) = self
+                        .slots
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(slot)
+                    {
+                        *owner = node;
+                    }
+                    feed.push_moved(index);
+                } else {
+                    self.ask.fetch_add(1, Relaxed);
+                    lock(&feed.asked_here).push_back(index);
+                    feed.work.notify_one();
+                }
+                true
+            }
+            Some("TRYAGAIN" | "CLUSTERDOWN" | "LOADING") => {
+                let now = Instant::now();
+                let since = *lock(&self.busy_since).get_or_insert(now);
+                if now.duration_since(since) > BUSY_LIMIT {
+                    return false;
+                }
+                let feed = from.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                    feed.push_moved(index);
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Called after acknowledgements: the cluster is answering, and the stage may be done.
+    pub fn acknowledged(&self) {
+        *lock(&self.busy_since) = None;
+        if self.finished() {
+            self.wake_all();
+        }
+    }
+
+    /// True when nothing more will be sent: all routed and all acknowledged, or stopping.
+    pub fn finished(&self) -> bool {
+        self.stage.should_stop()
+            || (self.routed_all.load(Relaxed)
+                && self.stage.acked.load(Relaxed) >= self.stage.planned())
+    }
+
+    /// Wakes every waiting connection (to exit, or to look for work). When the stage stops,
+    /// the queues close too, so the router never waits for room that will not come.
+    pub fn wake_all(&self) {
+        let stopping = self.stage.should_stop();
+        for node in self.nodes() {
+            if stopping {
+                node.space.close();
+            }
+            node.work.notify_waiters();
+        }
+    }
+}
+
+/// `host:port` from a MOVED/ASK reply; an empty host means the node we asked.
+fn parse_redirect_addr(text: &str, from: &NodeAddr) -> Option<NodeAddr> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() {
+        from.host.clone()
+    } else {
+        host.to_string()
+    };
+    Some(NodeAddr { host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_addresses_parse() {
+        let from = NodeAddr {
+            host: "10.0.0.1".into(),
+            port: 7000,
+        };
+        assert_eq!(
+            parse_redirect_addr("127.0.0.1:7001", &from),
+            Some(NodeAddr {
+                host: "127.0.0.1".into(),
+                port: 7001
+            })
+        );
+        assert_eq!(
+            parse_redirect_addr(":7002", &from),
+            Some(NodeAddr {
+                host: "10.0.0.1".into(),
+                port: 7002
+            })
+        );
+        assert_eq!(
+            parse_redirect_addr("::1:7003", &from),
+            Some(NodeAddr {
+                host: "::1".into(),
+                port: 7003
+            })
+        );
+        assert_eq!(parse_redirect_addr("nonsense", &from), None);
+    }
+}

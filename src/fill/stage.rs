@@ -1,0 +1,299 @@
+//! One running stage: its connections (per primary on a cluster), the router of a cluster
+//! stage, the progress display, and the stage's report.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+
+use super::cluster::{NodeFeed, Router};
+use super::state::StageState;
+use super::targets::Route;
+use super::writer::{Feed, WriterConfig, connection_worker};
+use crate::dataset::Dataset;
+use crate::interrupt;
+use crate::plan::units::human_bytes;
+use crate::plan::{NodeAddr, Stage};
+use crate::progress::StageProgress;
+use crate::report::{self, NodeKeys, Redirects, StageReport, Status};
+use crate::target::Endpoint;
+
+/// Everything one running stage needs.
+pub struct StageRun {
+    pub stage: Stage,
+    pub seed: u64,
+    pub target_name: String,
+    pub endpoint: Arc<Endpoint>,
+    pub route: Route,
+    pub display: StageProgress,
+}
+
+type Workers = JoinSet<Result<(), String>>;
+
+/// What `drive` needs to open connections to primaries found during a cluster stage.
+type ClusterDrive<'a> = (
+    &'a Arc<Router>,
+    tokio::sync::mpsc::UnboundedReceiver<Arc<NodeFeed>>,
+    &'a Arc<Dataset>,
+    WriterConfig,
+);
+
+impl StageRun {
+    /// Runs the stage to its end (done, failed or interrupted) and reports it.
+    pub async fn execute(self) -> StageReport {
+        let stage = &self.stage;
+        let started_at = SystemTime::now();
+        let clock = Instant::now();
+        let dataset = Arc::new(Dataset::new(
+            self.seed,
+            &stage.name,
+            &stage.shape,
+            stage.keys,
+        ));
+        let state = Arc::new(StageState::new(stage.keys));
+        let mut workers = Workers::new();
+
+        let (per_node, redirects) = match &self.route {
+            Route::Standalone(addr) => {
+                let config = WriterConfig::new(
+                    stage.pipeline,
+                    stage.shape.mean_entry_bytes(),
+                    stage.keys_per_command,
+                    stage.shape.ttl.is_some(),
+                );
+                for _ in 0..stage.connections {
+                    self.spawn_worker(&mut workers, addr, &state, &dataset, config, Feed::Stage);
+                }
+                self.drive(&mut workers, &state, clock, None).await;
+                let keys = state.acked.load(Relaxed);
+                (
+                    vec![NodeKeys {
+                        address: addr.to_string(),
+                        keys,
+                    }],
+                    Redirects::default(),
+                )
+            }
+            Route::Cluster(topology) => {
+                // Keys of one MSET must share a slot, so a cluster stage writes one SET per entry.
+                let config =
+                    WriterConfig::new(stage.pipeline, stage.shape.mean_entry_bytes(), 1, true);
+                let capacity = (stage.pipeline as usize * stage.connections as usize * 2).max(4096);
+                match Router::new(state.clone(), topology, capacity) {
+                    Err(message) => {
+                        state.record_failure(message);
+                        (Vec::new(), Redirects::default())
+                    }
+                    Ok((router, new_nodes)) => {
+                        for node in router.nodes() {
+                            self.spawn_node(&mut workers, &node, &router, &state, &dataset, config);
+                        }
+                        let (routing, ds) = (router.clone(), dataset.clone());
+                        let keys = stage.keys;
+                        workers.spawn(async move {
+                            routing.route(&ds, keys).await;
+                            Ok(())
+                        });
+                        self.drive(
+                            &mut workers,
+                            &state,
+                            clock,
+                            Some((&router, new_nodes, &dataset, config)),
+                        )
+                        .await;
+                        let per_node = router
+                            .nodes()
+                            .iter()
+                            .map(|n| NodeKeys {
+                                address: n.addr.to_string(),
+                                keys: n.keys.load(Relaxed),
+                            })
+                            .collect();
+                        let redirects = Redirects {
+                            moved: router.moved.load(Relaxed),
+                            ask: router.ask.load(Relaxed),
+                        };
+                        (per_node, redirects)
+                    }
+                }
+            }
+        };
+        self.report(&state, started_at, clock.elapsed(), per_node, redirects)
+    }
+
+    fn spawn_worker(
+        &self,
+        workers: &mut Workers,
+        addr: &NodeAddr,
+        state: &Arc<StageState>,
+        dataset: &Arc<Dataset>,
+        config: WriterConfig,
+        feed: Feed,
+    ) {
+        workers.spawn(connection_worker(
+            self.endpoint.clone(),
+            addr.clone(),
+            state.clone(),
+            dataset.clone(),
+            config,
+            feed,
+        ));
+    }
+
+    fn spawn_node(
+        &self,
+        workers: &mut Workers,
+        node: &Arc<NodeFeed>,
+        router: &Arc<Router>,
+        state: &Arc<StageState>,
+        dataset: &Arc<Dataset>,
+        config: WriterConfig,
+    ) {
+        let slots = match &self.route {
+            Route::Cluster(topology) => topology
+                .primaries
+                .iter()
+                .position(|p| p.addr == node.addr)
+                .map(|i| format!("slots {}", topology.slots_of(i))),
+            Route::Standalone(_) => None,
+        }
+        .unwrap_or_else(|| "slots it took over".into());
+        for _ in 0..self.stage.connections {
+            let feed = Feed::Node {
+                node: node.clone(),
+                router: router.clone(),
+            };
+            let worker = connection_worker(
+                self.endpoint.clone(),
+                node.addr.clone(),
+                state.clone(),
+                dataset.clone(),
+                config,
+                feed,
+            );
+            let (addr, slots) = (node.addr.clone(), slots.clone());
+            workers.spawn(async move {
+                worker
+                    .await
+                    .map_err(|e| format!("primary {addr} ({slots}): {e}"))
+            });
+        }
+    }
+
+    /// Waits for every task of the stage, updating the display; on a cluster also opens
+    /// connections to primaries that redirections reveal.
+    async fn drive(
+        &self,
+        workers: &mut Workers,
+        state: &Arc<StageState>,
+        clock: Instant,
+        mut cluster: Option<ClusterDrive<'_>>,
+    ) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let new_node = async {
+                match cluster.as_mut() {
+                    Some((_, receiver, _, _)) => receiver.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                finished = workers.join_next() => {
+                    match finished {
+                        None => break,
+                        Some(Ok(Ok(()))) => {}
+                        Some(Ok(Err(message))) => state.record_failure(message),
+                        Some(Err(e)) => state.record_failure(format!("internal error: {e}")),
+                    }
+                    if let Some((router, ..)) = &cluster && state.should_stop() {
+                        router.wake_all();
+                    }
+                }
+                Some(node) = new_node => {
+                    if let Some((router, _, dataset, config)) = &cluster {
+                        self.spawn_node(workers, &node, router, state, dataset, *config);
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
+                    if let Some((router, ..)) = &cluster && interrupt::requested() {
+                        router.wake_all();
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(
+        &self,
+        state: &StageState,
+        started_at: SystemTime,
+        elapsed: Duration,
+        per_node: Vec<NodeKeys>,
+        redirects: Redirects,
+    ) -> StageReport {
+        let stage = &self.stage;
+        let keys_written = state.acked.load(Relaxed);
+        let payload_bytes = state.bytes.load(Relaxed);
+        let first_error = state.first_error();
+        let status = if first_error.is_some() {
+            Status::Failed
+        } else if keys_written == stage.keys {
+            Status::Ok
+        } else if interrupt::requested() {
+            Status::Interrupted
+        } else {
+            Status::Failed
+        };
+        let first_error = first_error.or_else(|| {
+            (status == Status::Failed).then(|| {
+                format!(
+                    "only {keys_written} of {} entries were acknowledged",
+                    stage.keys
+                )
+            })
+        });
+        self.display.update(keys_written, payload_bytes, elapsed);
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        let summary = match status {
+            Status::Ok => format!(
+                "ok, {keys_written} keys, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s)",
+                human_bytes(payload_bytes),
+                seconds,
+                payload_bytes as f64 / 1e6 / seconds,
+                keys_written as f64 / seconds
+            ),
+            _ => format!(
+                "{}, {keys_written} of {} keys written: {}",
+                if status == Status::Interrupted {
+                    "interrupted"
+                } else {
+                    "failed"
+                },
+                stage.keys,
+                first_error.as_deref().unwrap_or("interrupted")
+            ),
+        };
+        self.display.finish(&summary);
+
+        StageReport {
+            name: stage.name.clone(),
+            target: self.target_name.clone(),
+            status,
+            seed: self.seed,
+            keys_planned: stage.keys,
+            keys_written,
+            payload_bytes,
+            started_at: Some(report::timestamp(started_at)),
+            duration_s: elapsed.as_secs_f64(),
+            keys_per_s: keys_written as f64 / seconds,
+            mb_per_s: payload_bytes as f64 / 1e6 / seconds,
+            errors: state.errors.load(Relaxed),
+            first_error,
+            redirects,
+            reconnects: state.reconnects.load(Relaxed),
+            per_node,
+        }
+    }
+}

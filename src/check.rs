@@ -65,13 +65,18 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
             .or(plan.seed)
             .map_or("run seed".to_string(), |s| s.to_string());
         println!(
-            "stage {}: target {}, {} keys, ~{} payload (key {} B, value {value}), {} connections × pipeline {}, seed {seed}, {order}",
+            "stage {}: target {}, {} keys, ~{} payload (key {} B, value {value}), {} connections{} × pipeline {}, seed {seed}, {order}",
             stage.name,
             plan.targets[stage.target].name,
             stage.keys,
             human_bytes(bytes),
             stage.shape.key_size,
             stage.connections,
+            if plan.targets[stage.target].mode == Mode::Cluster {
+                " per primary"
+            } else {
+                ""
+            },
             stage.pipeline,
         );
     }

@@ -376,3 +376,28 @@ fn flushing_a_remote_target_needs_yes() {
     );
     assert!(!scratch.path("plan.result.json").exists());
 }
+
+#[test]
+fn every_shipped_plan_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for dir in ["plans", "examples"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let output = cachefill(root).arg("check").arg(&path).output().unwrap();
+                assert!(
+                    output.status.success(),
+                    "{}: {}",
+                    path.display(),
+                    stderr(&output)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} plans found");
+}

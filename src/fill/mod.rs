@@ -161,11 +161,10 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64) -> StageReport {
 /// The run's failure from its stages: the first stage that failed, or an interrupt.
 fn stage_failure(plan: &Plan, report: &RunReport) -> Option<Failure> {
     if let Some(stage) = report.stages.iter().find(|s| s.status == Status::Failed) {
-        let addr = stage
-            .per_node
-            .first()
-            .map(|n| format!(" ({})", n.address))
-            .unwrap_or_default();
+        let addr = match stage.per_node.as_slice() {
+            [node] => format!(" ({})", node.address),
+            _ => String::new(),
+        };
         return Some(Failure::Failed(format!(
             "stage \"{}\" on target \"{}\"{addr} failed after {} of {} keys: {}",
             stage.name,

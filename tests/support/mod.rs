@@ -213,3 +213,121 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A Redis Cluster of real servers, formed with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    /// Primaries first (as created), then replicas.
+    pub servers: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        require("redis-cli");
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+        ];
+        let servers: Vec<RedisServer> = (0..primaries * (1 + replicas))
+            .map(|_| RedisServer::start(&args))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(servers.iter().map(|s| s.addr()))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = RedisCluster { servers };
+        wait_until(
+            "the cluster is ok on every node",
+            Duration::from_secs(30),
+            || {
+                cluster.servers.iter().all(|s| {
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query(&mut s.connect())
+                        .unwrap_or_default();
+                    info.contains("cluster_state:ok")
+                })
+            },
+        );
+        cluster
+    }
+
+    /// `nodes = [...]` for a plan: only the first node, as a seed.
+    pub fn target(&self, flush: bool) -> String {
+        format!(
+            "[targets.main]\nmode = \"cluster\"\nnodes = [\"{}\"]\nflush = {flush}\n",
+            self.servers[0].addr()
+        )
+    }
+
+    /// The servers that are primaries now, with their slot counts.
+    pub fn primaries(&self) -> Vec<(&RedisServer, u64)> {
+        self.servers
+            .iter()
+            .filter_map(|s| {
+                let mut conn = redis::Client::open(format!("redis://{}/", s.addr()))
+                    .ok()?
+                    .get_connection()
+                    .ok()?;
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut conn).ok()?;
+                if !matches!(&role[0], redis::Value::BulkString(b) if b == b"master") {
+                    return None;
+                }
+                let id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut conn).ok()?;
+                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).ok()?;
+                let line = nodes.lines().find(|l| l.starts_with(&id))?;
+                let slots = line
+                    .split_whitespace()
+                    .skip(8)
+                    .filter(|r| !r.starts_with('['))
+                    .map(|r| match r.split_once('-') {
+                        Some((a, b)) => b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1,
+                        None => 1,
+                    })
+                    .sum();
+                Some((s, slots))
+            })
+            .collect()
+    }
+
+    /// Sum of DBSIZE over the primaries.
+    pub fn total_keys(&self) -> u64 {
+        self.primaries().iter().map(|(s, _)| s.dbsize()).sum()
+    }
+
+    /// A connection to the node serving `key` (follows one MOVED).
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut conn = self.servers[0].connect();
+        match redis::cmd("GET")
+            .arg(key)
+            .query::<Option<Vec<u8>>>(&mut conn)
+        {
+            Ok(value) => value,
+            Err(e) => {
+                let detail = e.to_string();
+                let addr = detail
+                    .split_whitespace()
+                    .find(|w| {
+                        w.contains(':') && w.chars().next().is_some_and(|c| c.is_ascii_digit())
+                    })?
+                    .to_string();
+                let mut conn = redis::Client::open(format!("redis://{addr}/"))
+                    .ok()?
+                    .get_connection()
+                    .ok()?;
+                redis::cmd("GET").arg(key).query(&mut conn).ok()?
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Cluster targets against real clusters on loopback: exact counts, balance, the same data
+//! as standalone, redirections during resharding, flushing, lost primaries.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn three_primaries_get_their_slot_share_with_no_redirects() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 300_000\nvalue_size = 64\n",
+            cluster.target(true)
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(cluster.total_keys(), 300_000);
+    for (server, slots) in cluster.primaries() {
+        let share = 300_000.0 * slots as f64 / 16384.0;
+        let keys = server.dbsize() as f64;
+        assert!(
+            (keys - share).abs() <= share * 0.02,
+            "{}: {keys} keys for a share of {share}",
+            server.addr()
+        );
+    }
+    let stage = &result["stages"][0];
+    assert_eq!(stage["keys_written"], 300_000);
+    assert_eq!(stage["redirects"]["moved"], 0);
+    assert_eq!(stage["redirects"]["ask"], 0);
+    let per_node: u64 = stage["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["keys"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_node, 300_000);
+    let nodes = result["targets"]["main"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n["slots"].as_u64().unwrap())
+            .sum::<u64>(),
+        16384
+    );
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n["keys_after"].as_u64().unwrap())
+            .sum::<u64>(),
+        300_000
+    );
+}
+
+#[test]
+fn a_cluster_holds_the_same_data_as_a_standalone_server() {
+    let cluster = RedisCluster::start(3, 0);
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let stage =
+        "[[stages]]\nname = \"same\"\nkeys = 50_000\nvalue_size = { min = 10, max = 200 }\n";
+    for target in [cluster.target(true), support::target(&server, true)] {
+        let plan = scratch.plan("plan.toml", &format!("seed = 77\n{target}\n{stage}"));
+        let (output, _) = run_plan(&scratch, &plan, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    assert_eq!(cluster.total_keys(), 50_000);
+    assert_eq!(server.dbsize(), 50_000);
+    let mut conn = server.connect();
+    for _ in 0..2_000 {
+        let key: Vec<u8> = redis::cmd("RANDOMKEY").query(&mut conn).unwrap();
+        let value: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(
+            cluster.get(&key).as_deref(),
+            Some(&value[..]),
+            "{}",
+            String::from_utf8_lossy(&key)
+        );
+    }
+}
+
+#[test]
+fn resharding_during_the_fill_loses_nothing() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let keys = 600_000u64;
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!("seed = 5\n{}\n[[stages]]\nname = \"moving\"\nkeys = {keys}\nvalue_size = 32\nconnections = 1\npipeline = 64\n", cluster.target(true)),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 20_000
+    });
+    let ids: Vec<String> = cluster
+        .servers
+        .iter()
+        .map(|s| {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut s.connect())
+                .unwrap()
+        })
+        .collect();
+    let reshard = Command::new("redis-cli")
+        .args(["--cluster", "reshard", &cluster.servers[0].addr()])
+        .args([
+            "--cluster-from",
+            &ids[0],
+            "--cluster-to",
+            &ids[1],
+            "--cluster-slots",
+            "1500",
+            "--cluster-yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        reshard.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&reshard.stdout)
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok");
+    assert_eq!(stage["keys_written"], keys);
+    let redirects =
+        stage["redirects"]["moved"].as_u64().unwrap() + stage["redirects"]["ask"].as_u64().unwrap();
+    assert!(
+        redirects > 0,
+        "the fill saw no redirection; the resharding finished too early"
+    );
+    assert_eq!(cluster.total_keys(), keys);
+}
+
+#[test]
+fn flush_empties_every_primary() {
+    let cluster = RedisCluster::start(3, 0);
+    for (server, _) in cluster.primaries() {
+        let mut conn = server.connect();
+        // A key in a slot this node serves: find one by trial.
+        for i in 0.. {
+            let key = format!("old:{i}");
+            if redis::cmd("SET")
+                .arg(&key)
+                .arg("x")
+                .query::<()>(&mut conn)
+                .is_ok()
+            {
+                break;
+            }
+        }
+    }
+    assert_eq!(cluster.total_keys(), 3);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "{}\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
+            cluster.target(true)
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(cluster.total_keys(), 1000);
+    assert_eq!(result.unwrap()["targets"]["main"]["flushed"], true);
+}
+
+#[test]
+fn a_cluster_target_refuses_a_database_other_than_0() {
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        "[targets.main]\nmode = \"cluster\"\nnodes = [\"127.0.0.1:7000\"]\ndb = 1\n[[stages]]\nname = \"s\"\nkeys = 1\n",
+    );
+    let output = cachefill(scratch.dir.path())
+        .arg("check")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("targets.main.db"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 30_000_000\nvalue_size = 10\n",
+            cluster.target(true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 30_000
+    });
+    let victim = cluster.servers[2].addr();
+    cluster.servers[2].kill();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let reason = err.lines().last().unwrap();
+    assert!(
+        reason.contains(&victim) && reason.contains("slots"),
+        "{reason}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    assert_eq!(result["status"], "failed");
+}
+
+#[test]
+fn a_launched_cluster_is_formed_filled_and_stopped() {
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        "seed = 1\n[targets.local]\nmode = \"cluster\"\nlaunch = { primaries = 3, replicas = 0 }\n[[stages]]\nname = \"s\"\nkeys = 30_000\n",
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    let nodes = result["targets"]["local"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n["keys_after"].as_u64().unwrap())
+            .sum::<u64>(),
+        30_000
+    );
+    for node in nodes {
+        let address = node["address"].as_str().unwrap();
+        assert!(
+            std::net::TcpStream::connect(address).is_err(),
+            "{address} still runs"
+        );
+    }
+}

@@ -37,9 +37,13 @@ impl LocalServer {
         let mut last_error = String::new();
         // A port found free can be taken by someone else before the server binds it: retry.
         for _ in 0..5 {
-            let port = free_port().map_err(|e| {
-                format!("target \"{target}\": cannot find a free loopback port: {e}")
-            })?;
+            let cluster = extra.contains(&"--cluster-enabled");
+            let port = if cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            }
+            .map_err(|e| format!("target \"{target}\": cannot find a free loopback port: {e}"))?;
             match Self::start_on(server_bin, target, port, extra) {
                 Ok(server) => return Ok(server),
                 Err(StartError::Fatal(message)) => return Err(message),
@@ -159,6 +163,30 @@ impl Drop for LocalServer {
 /// A port on 127.0.0.1 that nobody listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A free port for a cluster node: its bus port (port + 10000) must be free too, and so at
+/// most 55535, which ports the system picks do not respect.
+fn free_cluster_port() -> std::io::Result<u16> {
+    let mut state = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..1000 {
+        state = crate::dataset::mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        let port = 20000 + (state % (55535 - 20000)) as u16;
+        let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            drop(listener);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port pair below 55536",
+    ))
 }
 
 /// True when a server on `port` answers `PING` with `+PONG`.

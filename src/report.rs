@@ -98,6 +98,10 @@ pub struct StageReport {
     pub first_error: Option<String>,
     pub redirects: Redirects,
     pub reconnects: u64,
+    /// Cluster primaries replaced by a replica while the stage ran.
+    pub failovers: u64,
+    /// Entries found missing on a new primary after a failover and written again.
+    pub rewritten: u64,
     pub per_node: Vec<NodeKeys>,
 }
 

@@ -213,7 +213,7 @@ fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
     let plan = scratch.plan(
         "plan.toml",
         &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 30_000_000\nvalue_size = 10\n",
+            "seed = 1\n{}failover_timeout = \"3s\"\n[[stages]]\nname = \"s\"\nkeys = 30_000_000\nvalue_size = 10\n",
             cluster.target(true)
         ),
     );
@@ -236,7 +236,9 @@ fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
     let err = stderr(&output);
     let reason = err.lines().last().unwrap();
     assert!(
-        reason.contains(&victim) && reason.contains("slots"),
+        reason.contains(&victim)
+            && reason.contains("slots")
+            && reason.contains("no replica took over"),
         "{reason}"
     );
     let result: serde_json::Value =
@@ -270,4 +272,52 @@ fn a_launched_cluster_is_formed_filled_and_stopped() {
             "{address} still runs"
         );
     }
+}
+
+#[test]
+fn a_failover_during_the_fill_loses_nothing() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let scratch = Scratch::new();
+    let keys = 2_000_000u64;
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 9\n{}\n[[stages]]\nname = \"s\"\nkeys = {keys}\nvalue_size = 16\n",
+            cluster.target(true)
+        ),
+    );
+    let result_path = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&result_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 50_000
+    });
+    // Kill a primary that is not the seed node.
+    let primaries: Vec<u16> = cluster.primaries().iter().map(|(s, _)| s.port).collect();
+    let victim = cluster
+        .servers
+        .iter()
+        .position(|s| s.port != cluster.servers[0].port && primaries.contains(&s.port))
+        .unwrap();
+    cluster.servers[victim].kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok");
+    assert_eq!(stage["keys_written"], keys);
+    assert_eq!(stage["failovers"], 1);
+    assert_eq!(cluster.primaries().len(), 3, "a replica took over");
+    assert_eq!(
+        cluster.total_keys(),
+        keys,
+        "every entry is on the primaries after the failover"
+    );
 }

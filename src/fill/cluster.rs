@@ -3,9 +3,12 @@
 //! so a slow primary holds up the others only once its queue is full); each primary has its
 //! own connections. Redirections are followed: `MOVED` updates the slot map and moves the
 //! entry to the new owner, `ASK` sends it once with `ASKING`, `TRYAGAIN`/`CLUSTERDOWN` retry
-//! it after a pause, within a bounded time.
+//! it after a pause, within a bounded time. When a primary is lost, the router waits for a
+//! replica to take over, moves the lost primary's pending entries to the new owners, and
+//! re-checks every entry it had routed there (replication is asynchronous: acknowledged
+//! writes can be gone), rewriting the missing ones before the stage may end.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,8 +20,9 @@ use super::state::StageState;
 use super::writer::Span;
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
-use crate::slot::slot;
-use crate::target::cluster::Topology;
+use crate::slot::{SLOTS, slot};
+use crate::target::cluster::{Topology, discover, ranges};
+use crate::target::{Control, Endpoint};
 
 /// Entries the router hands a primary at once.
 const ROUTE_BATCH: usize = 256;
@@ -26,6 +30,10 @@ const ROUTE_BATCH: usize = 256;
 const BUSY_LIMIT: Duration = Duration::from_secs(30);
 /// Pause before resending an entry the cluster asked to try again.
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
+/// Pause between topology reads while waiting for a replica to take over.
+const FAILOVER_POLL: Duration = Duration::from_millis(250);
+/// Entries re-checked per round trip after a failover.
+const RECHECK_BATCH: u64 = 1000;
 
 /// The entries waiting for one primary.
 #[derive(Debug)]
@@ -39,6 +47,10 @@ pub struct NodeFeed {
     work: Notify,
     /// Entries this primary acknowledged.
     pub keys: AtomicU64,
+    /// Set once a replica took over: nothing is sent here any more.
+    retired: AtomicBool,
+    /// The outcome of waiting for a successor, decided once for all connections.
+    failover: tokio::sync::Mutex<Option<Result<(), String>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,11 +69,28 @@ impl NodeFeed {
             asked_here: Mutex::new(VecDeque::new()),
             work: Notify::new(),
             keys: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            failover: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Every entry waiting here, taken out.
+    fn drain(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = lock(&self.asked_here).drain(..).collect();
+        out.extend(lock(&self.moved_here).drain(..));
+        for span in lock(&self.queue).drain(..) {
+            if let Span::List { indices, start } = span {
+                out.extend_from_slice(&indices[start..]);
+            }
+        }
+        out
     }
 
     /// Up to `max` entries to send: asked ones first, then moved ones, then routed ones.
     pub fn next(&self, max: u64) -> Option<Span> {
+        if self.retired.load(Relaxed) {
+            return None;
+        }
         if let Some(index) = lock(&self.asked_here).pop_front() {
             return Some(Span::Asking {
                 index,
@@ -93,7 +122,7 @@ impl NodeFeed {
             {
                 return true;
             }
-            if router.finished() {
+            if router.finished() || self.retired.load(Relaxed) {
                 return false;
             }
             notified.await;
@@ -119,6 +148,15 @@ pub struct Router {
     pub moved: AtomicU64,
     /// `ASK` replies followed.
     pub ask: AtomicU64,
+    /// Primaries replaced by a replica during the stage.
+    pub failovers: AtomicU64,
+    /// Entries found missing after a failover and written again.
+    pub rewritten: AtomicU64,
+    endpoint: Arc<Endpoint>,
+    dataset: Arc<Dataset>,
+    known: Mutex<Vec<NodeAddr>>,
+    routed_upto: AtomicU64,
+    recovering: AtomicU64,
 }
 
 impl Router {
@@ -128,6 +166,8 @@ impl Router {
         stage: Arc<StageState>,
         topology: &Topology,
         capacity: usize,
+        endpoint: Arc<Endpoint>,
+        dataset: Arc<Dataset>,
     ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), String> {
         if let Some(uncovered) = topology.uncovered() {
             return Err(format!(
@@ -151,6 +191,20 @@ impl Router {
             busy_since: Mutex::new(None),
             moved: AtomicU64::new(0),
             ask: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
+            endpoint,
+            dataset,
+            known: Mutex::new(
+                topology
+                    .primaries
+                    .iter()
+                    .chain(&topology.replicas)
+                    .map(|n| n.addr.clone())
+                    .collect(),
+            ),
+            routed_upto: AtomicU64::new(0),
+            recovering: AtomicU64::new(0),
         };
         Ok((Arc::new(router), receiver))
     }
@@ -187,6 +241,7 @@ impl Router {
                 let indices = std::mem::take(&mut pending[node]);
                 self.queue(node, indices).await;
             }
+            self.routed_upto.store(end, Relaxed);
             start = end;
         }
         for (node, indices) in pending.into_iter().enumerate() {
@@ -204,6 +259,13 @@ impl Router {
         let count = indices.len().min(self.capacity) as u32;
         if let Ok(permits) = feed.space.acquire_many(count).await {
             permits.forget();
+        }
+        if feed.retired.load(Relaxed) {
+            // Its slots moved to a successor while we waited for room.
+            for index in indices {
+                self.reroute(index);
+            }
+            return;
         }
         lock(&feed.queue).push_back(Span::List { indices, start: 0 });
         feed.work.notify_one();
@@ -281,11 +343,212 @@ impl Router {
         }
     }
 
-    /// True when nothing more will be sent: all routed and all acknowledged, or stopping.
+    /// True when nothing more will be sent: all routed, all acknowledged and no failover
+    /// re-check running, or stopping.
     pub fn finished(&self) -> bool {
         self.stage.should_stop()
             || (self.routed_all.load(Relaxed)
-                && self.stage.acked.load(Relaxed) >= self.stage.planned())
+                && self.stage.acked.load(Relaxed) >= self.stage.planned()
+                && self.recovering.load(Relaxed) == 0)
+    }
+
+    /// The feed of the primary that owns `index`'s slot now.
+    fn owner_of(&self, index: u64) -> Arc<NodeFeed> {
+        let mut key = Vec::with_capacity(self.dataset.key_size());
+        self.dataset.push_key(&self.dataset.entry(index), &mut key);
+        let node = self.slots.read().unwrap_or_else(|p| p.into_inner())[usize::from(slot(&key))];
+        self.nodes()[node].clone()
+    }
+
+    /// Sends `index` to the primary that owns its slot now.
+    fn reroute(&self, index: u64) {
+        self.owner_of(index).push_moved(index);
+    }
+
+    /// Entries a connection of `node` had sent without seeing their replies: back to the
+    /// node's feed, or to the new owners when the node has been replaced.
+    pub fn hand_back(&self, node: &NodeFeed, spans: impl IntoIterator<Item = Span>) {
+        for span in spans {
+            let indices: Vec<u64> = match span {
+                Span::Range(range) => range.collect(),
+                Span::List { indices, start } => indices[start..].to_vec(),
+                Span::Asking { index, .. } => vec![index],
+            };
+            for index in indices {
+                if node.retired.load(Relaxed) {
+                    self.reroute(index);
+                } else {
+                    lock(&node.moved_here).push_back(index);
+                }
+            }
+        }
+        node.work.notify_one();
+    }
+
+    /// A primary that its connections cannot reach any more: waits (once, for all of its
+    /// connections) for a replica to take over. `Ok` when one did and the entries are on
+    /// their way to it; `Err` naming the node and its slots when none did in time.
+    pub async fn node_unreachable(
+        self: &Arc<Self>,
+        node: &Arc<NodeFeed>,
+        reason: &str,
+    ) -> Result<(), String> {
+        let mut outcome = node.failover.lock().await;
+        if let Some(decided) = outcome.as_ref() {
+            return decided.clone();
+        }
+        let decided = self.wait_for_successor(node, reason).await;
+        *outcome = Some(decided.clone());
+        decided
+    }
+
+    async fn wait_for_successor(
+        self: &Arc<Self>,
+        node: &Arc<NodeFeed>,
+        reason: &str,
+    ) -> Result<(), String> {
+        let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
+        let lost: Vec<bool> = self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|&o| Some(o) == index)
+            .collect();
+        let timeout = self.endpoint.failover_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stage.should_stop() {
+                return Ok(());
+            }
+            let seeds: Vec<NodeAddr> = lock(&self.known)
+                .iter()
+                .filter(|a| **a != node.addr)
+                .cloned()
+                .collect();
+            if let Ok(topology) = discover(&self.endpoint, &seeds).await
+                && topology.uncovered().is_none()
+                && !topology.primaries.iter().any(|p| p.addr == node.addr)
+            {
+                self.take_over(node, &topology, lost);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "primary {} (slots {}) is unreachable ({reason}) and no replica took over within {} (failover_timeout)",
+                    node.addr,
+                    ranges(lost.into_iter()).unwrap_or_else(|| "none".into()),
+                    humantime::format_duration(timeout)
+                ));
+            }
+            tokio::time::sleep(FAILOVER_POLL).await;
+        }
+    }
+
+    /// Switches to the topology after a failover: new slot map, the lost primary's entries
+    /// moved on, and a re-check of what it had acknowledged.
+    fn take_over(self: &Arc<Self>, node: &Arc<NodeFeed>, topology: &Topology, lost: Vec<bool>) {
+        self.failovers.fetch_add(1, Relaxed);
+        {
+            let mut known = lock(&self.known);
+            for n in topology.primaries.iter().chain(&topology.replicas) {
+                if !known.contains(&n.addr) {
+                    known.push(n.addr.clone());
+                }
+            }
+        }
+        let mut map = vec![0usize; usize::from(SLOTS)];
+        for (slot, owner) in topology.owner.iter().enumerate() {
+            if let Some(owner) = owner {
+                map[slot] = self.node_at(&topology.primaries[*owner].addr).0;
+            }
+        }
+        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = map;
+        node.retired.store(true, Relaxed);
+        node.space.close();
+        for index in node.drain() {
+            self.reroute(index);
+        }
+        node.work.notify_waiters();
+        self.recovering.fetch_add(1, Relaxed);
+        let upto = if self.routed_all.load(Relaxed) {
+            self.stage.planned()
+        } else {
+            self.routed_upto.load(Relaxed)
+        };
+        let (router, addr) = (self.clone(), node.addr.clone());
+        tokio::spawn(async move {
+            if let Err(e) = router.recheck(&lost, upto).await {
+                router.stage.record_failure(format!(
+                    "re-checking the entries of lost primary {addr} failed: {e}"
+                ));
+            }
+            router.recovering.fetch_sub(1, Relaxed);
+            router.wake_all();
+        });
+    }
+
+    /// Reads back every entry below `upto` whose slot was lost, and writes again the ones
+    /// that are missing (acknowledged by the lost primary, never replicated).
+    async fn recheck(&self, lost: &[bool], upto: u64) -> Result<(), String> {
+        let mut controls: HashMap<NodeAddr, Control> = HashMap::new();
+        let mut key = Vec::with_capacity(self.dataset.key_size());
+        let mut start = 0;
+        while start < upto && !self.stage.should_stop() {
+            let end = (start + RECHECK_BATCH).min(upto);
+            let mut by_owner: HashMap<NodeAddr, Vec<(u64, Vec<u8>)>> = HashMap::new();
+            for index in start..end {
+                key.clear();
+                self.dataset.push_key(&self.dataset.entry(index), &mut key);
+                if lost[usize::from(slot(&key))] {
+                    let owner = self.owner_of(index).addr.clone();
+                    by_owner
+                        .entry(owner)
+                        .or_default()
+                        .push((index, key.clone()));
+                }
+            }
+            for (addr, entries) in by_owner {
+                if !controls.contains_key(&addr) {
+                    let control = self.endpoint.control(&addr).await.map_err(|e| e.0)?;
+                    controls.insert(addr.clone(), control);
+                }
+                let Some(control) = controls.get_mut(&addr) else {
+                    continue;
+                };
+                let mut exists = redis::pipe();
+                for (_, key) in &entries {
+                    exists.cmd("EXISTS").arg(key);
+                }
+                let found: Vec<i64> = control
+                    .pipeline(&exists)
+                    .await
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                let mut rewrite = redis::pipe();
+                let mut missing = 0;
+                for ((index, key), found) in entries.iter().zip(found) {
+                    if found == 0 {
+                        let entry = self.dataset.entry(*index);
+                        let mut value = Vec::with_capacity(entry.value_len);
+                        self.dataset.push_value(&entry, &mut value);
+                        let command = rewrite.cmd("SET").arg(key).arg(value);
+                        if let Some(ms) = entry.ttl_ms {
+                            command.arg("PX").arg(ms);
+                        }
+                        missing += 1;
+                    }
+                }
+                if missing > 0 {
+                    let _: Vec<redis::Value> = control
+                        .pipeline(&rewrite)
+                        .await
+                        .map_err(|e| format!("{addr}: {e}"))?;
+                    self.rewritten.fetch_add(missing, Relaxed);
+                }
+            }
+            start = end;
+        }
+        Ok(())
     }
 
     /// Wakes every waiting connection (to exit, or to look for work). When the stage stops,

@@ -154,6 +154,8 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64) -> StageReport {
         first_error: None,
         redirects: Redirects::default(),
         reconnects: 0,
+        failovers: 0,
+        rewritten: 0,
         per_node: Vec::new(),
     }
 }

@@ -54,6 +54,7 @@ impl StageRun {
         let state = Arc::new(StageState::new(stage.keys));
         let mut workers = Workers::new();
 
+        let mut recovery = (0, 0);
         let (per_node, redirects) = match &self.route {
             Route::Standalone(addr) => {
                 let config = WriterConfig::new(
@@ -80,7 +81,13 @@ impl StageRun {
                 let config =
                     WriterConfig::new(stage.pipeline, stage.shape.mean_entry_bytes(), 1, true);
                 let capacity = (stage.pipeline as usize * stage.connections as usize * 2).max(4096);
-                match Router::new(state.clone(), topology, capacity) {
+                match Router::new(
+                    state.clone(),
+                    topology,
+                    capacity,
+                    self.endpoint.clone(),
+                    dataset.clone(),
+                ) {
                     Err(message) => {
                         state.record_failure(message);
                         (Vec::new(), Redirects::default())
@@ -110,6 +117,10 @@ impl StageRun {
                                 keys: n.keys.load(Relaxed),
                             })
                             .collect();
+                        recovery = (
+                            router.failovers.load(Relaxed),
+                            router.rewritten.load(Relaxed),
+                        );
                         let redirects = Redirects {
                             moved: router.moved.load(Relaxed),
                             ask: router.ask.load(Relaxed),
@@ -119,7 +130,9 @@ impl StageRun {
                 }
             }
         };
-        self.report(&state, started_at, clock.elapsed(), per_node, redirects)
+        let mut report = self.report(&state, started_at, clock.elapsed(), per_node, redirects);
+        (report.failovers, report.rewritten) = recovery;
+        report
     }
 
     fn spawn_worker(
@@ -293,6 +306,8 @@ impl StageRun {
             first_error,
             redirects,
             reconnects: state.reconnects.load(Relaxed),
+            failovers: 0,
+            rewritten: 0,
             per_node,
         }
     }

@@ -231,11 +231,19 @@ pub async fn connection_worker(
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(message)) => return Err(message),
             Err(SessionEnd::Lost(reason)) => {
+                if let Feed::Node { node, router } = &feed {
+                    // Whoever serves this primary next (a new connection, or a replica that
+                    // takes over) finds these entries in its feed.
+                    router.hand_back(node, retry.drain(..));
+                }
                 if stage.acked.load(Relaxed) > acked_before {
                     failures = 0;
                 }
                 failures += 1;
                 if failures > MAX_RECONNECTS || stage.should_stop() {
+                    if let Feed::Node { node, router } = &feed {
+                        return router.node_unreachable(node, &reason).await;
+                    }
                     return Err(format!(
                         "lost the connection to {addr} and could not restore it ({MAX_RECONNECTS} attempts): {reason}"
                     ));

@@ -68,6 +68,8 @@ pub struct Target {
     pub flush: bool,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// Cluster: how long a lost primary may stay without a successor.
+    pub failover_timeout: Duration,
 }
 
 /// Where a target's servers are.
@@ -88,7 +90,7 @@ pub enum Endpoint {
 }
 
 /// `host:port` of one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeAddr {
     /// Host name or IP address (without brackets).
     pub host: String,
@@ -248,6 +250,8 @@ pub const DEFAULT_PIPELINE: u32 = 1024;
 pub const DEFAULT_KEYS_PER_COMMAND: u32 = 16;
 /// Primaries of `launch = true` on a cluster target.
 pub const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
+/// Default `failover_timeout`.
+pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

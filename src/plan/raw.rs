@@ -81,6 +81,9 @@ pub struct RawTarget {
     /// How long to wait for a connection, e.g. "5s".
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<HumanDuration>,
+    /// Cluster: how long to wait for a replica to take over from a lost primary, e.g. "30s".
+    #[schemars(with = "Option<String>")]
+    pub failover_timeout: Option<HumanDuration>,
     /// TLS settings; the table's presence turns TLS on.
     pub tls: Option<RawTls>,
 }

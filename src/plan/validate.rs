@@ -290,6 +290,9 @@ fn resolve_target(
         db,
         flush: raw.flush.unwrap_or(false),
         connect_timeout: raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+        failover_timeout: raw
+            .failover_timeout
+            .map_or(DEFAULT_FAILOVER_TIMEOUT, |d| d.0),
     })
 }
 

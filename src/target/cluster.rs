@@ -45,7 +45,7 @@ impl Topology {
 }
 
 /// Ranges of the slots for which `flags` is true, e.g. "0-5460, 10923".
-fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
+pub fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
     let mut out = Vec::new();
     let mut start = None;
     let flags: Vec<bool> = flags.collect();

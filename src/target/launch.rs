@@ -232,6 +232,9 @@ impl LocalCluster {
             "2000",
             "--cluster-require-full-coverage",
             "yes",
+            // Replicas sync at once, so they can take over from the start.
+            "--repl-diskless-sync-delay",
+            "0",
         ];
         let total = primaries * (1 + replicas);
         let mut servers = Vec::new();
@@ -306,6 +309,15 @@ impl LocalCluster {
             for conn in connections.iter_mut() {
                 let info: String = redis::cmd("CLUSTER").arg("INFO").query(conn)?;
                 if !info.contains("cluster_state:ok") {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        wait("the replicas did not finish their first sync", &mut || {
+            for conn in connections.iter_mut().skip(primaries) {
+                let info: String = redis::cmd("INFO").arg("replication").query(conn)?;
+                if !info.contains("master_link_status:up") {
                     return Ok(false);
                 }
             }

@@ -91,6 +91,8 @@ pub struct Endpoint {
     pub db: u32,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// Cluster: how long a lost primary may stay without a successor.
+    pub failover_timeout: Duration,
 }
 
 /// A failure to reach or use a server, already phrased for the user.
@@ -106,6 +108,7 @@ impl Endpoint {
             credentials,
             db: target.db,
             connect_timeout: target.connect_timeout,
+            failover_timeout: target.failover_timeout,
         }
     }
 
@@ -315,6 +318,14 @@ impl Control {
     /// Runs any command and returns its reply.
     pub async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
         command.query_async(&mut self.connection).await
+    }
+
+    /// Runs a pipeline and returns its replies.
+    pub async fn pipeline<T: redis::FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        pipe.query_async(&mut self.connection).await
     }
 
     /// FLUSHALL: empties every database of the server.

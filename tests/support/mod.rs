@@ -230,6 +230,9 @@ impl RedisCluster {
             "nodes.conf",
             "--cluster-node-timeout",
             "1000",
+            // No diskless-sync delay: replicas are in sync (and able to take over) at once.
+            "--repl-diskless-sync-delay",
+            "0",
         ];
         let servers: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| RedisServer::start(&args))
@@ -260,6 +263,15 @@ impl RedisCluster {
                 })
             },
         );
+        wait_until("every replica is in sync", Duration::from_secs(30), || {
+            cluster.servers.iter().all(|s| {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut s.connect())
+                    .unwrap_or_default();
+                info.contains("role:master") || info.contains("master_link_status:up")
+            })
+        });
         cluster
     }
 

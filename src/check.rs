@@ -40,7 +40,7 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
     let mut total_bytes = 0u64;
     for stage in &plan.stages {
         let bytes = stage.keys.saturating_mul(stage.shape.mean_entry_bytes());
-        total_keys += stage.keys;
+        total_keys = total_keys.saturating_add(stage.keys);
         total_bytes = total_bytes.saturating_add(bytes);
         let order = if stage.after.is_empty() {
             "starts at once".to_string()

@@ -74,9 +74,16 @@ fn parse_int(buf: &[u8], line: &[u8]) -> Result<i64, ProtocolError> {
         .ok_or_else(|| malformed(buf))
 }
 
+/// How deeply arrays may nest in a reply (write commands get flat replies).
+const MAX_DEPTH: usize = 8;
+
 /// Parses the reply at the start of `buf`: `Ok(None)` when more bytes are needed, else the
 /// reply and how many bytes it took.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
+    parse_at(buf, 0)
+}
+
+fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
     if buf.starts_with(b"+OK\r\n") {
         return Ok(Some((Reply::Ok, 5)));
     }
@@ -96,18 +103,18 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolErr
             if len < 0 {
                 return Ok(Some((Reply::Other, after)));
             }
-            let total = after + len as usize + 2;
+            let total = after.saturating_add(len as usize).saturating_add(2);
             if buf.len() < total {
                 Ok(None)
             } else {
                 Ok(Some((Reply::Other, total)))
             }
         }
-        b'*' => {
+        b'*' if depth < MAX_DEPTH => {
             let count = parse_int(buf, line)?;
             let mut at = after;
             for _ in 0..count.max(0) {
-                match parse_reply(&buf[at..])? {
+                match parse_at(&buf[at..], depth + 1)? {
                     Some((_, used)) => at += used,
                     None => return Ok(None),
                 }
@@ -150,5 +157,9 @@ mod tests {
         );
         assert_eq!(parse_reply(b"*2\r\n:1\r\n").unwrap(), None);
         assert!(parse_reply(b"HTTP/1.1 400\r\n").is_err());
+        assert!(
+            parse_reply(&b"*1\r\n".repeat(100)).is_err(),
+            "deep nesting is refused"
+        );
     }
 }

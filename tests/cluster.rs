@@ -321,3 +321,51 @@ fn a_failover_during_the_fill_loses_nothing() {
         "every entry is on the primaries after the failover"
     );
 }
+
+#[test]
+fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
+    let cluster = RedisCluster::start(3, 0);
+    for (server, _) in cluster.primaries() {
+        redis::cmd("ACL")
+            .arg(&[
+                "SETUSER",
+                "filler",
+                "on",
+                ">pw-77",
+                "~allowed:*",
+                "+set",
+                "+info",
+                "+ping",
+                "+cluster",
+                "+flushall",
+            ])
+            .query::<()>(&mut server.connect())
+            .unwrap();
+    }
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "{}username = \"filler\"\npassword_env = \"FILLER_PW\"\n[[stages]]\nname = \"s\"\nkeys = 1000\nkey_prefix = \"other:\"\n",
+            cluster.target(false)
+        ),
+    );
+    let mut child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .args(["-q", "-o", "result.json"])
+        .env("FILLER_PW", "pw-77")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until("the refused run ends", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(1));
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert!(err.contains("NOPERM") && err.contains("other:"), "{err}");
+    assert_eq!(cluster.total_keys(), 0);
+}

@@ -136,6 +136,48 @@ const BAD_PLANS: &[(&str, &str, &str, &[&str])] = &[
         &["nodes", "exactly one"],
     ),
     (
+        "username without password",
+        "username = \"u\"",
+        "keys = 10",
+        &["username", "password"],
+    ),
+    (
+        "two password sources",
+        "password_env = \"A\"\npassword_file = \"f\"",
+        "keys = 10",
+        &["password_env", "not both"],
+    ),
+    (
+        "password_env holding a value",
+        "password_env = \"hunter2 with spaces\"",
+        "keys = 10",
+        &["password_env", "NAME"],
+    ),
+    (
+        "nodes and launch",
+        "launch = true",
+        "keys = 10",
+        &["launch", "not both"],
+    ),
+    (
+        "tls not supported yet",
+        "[targets.main.tls]\nca_file = \"ca.pem\"",
+        "keys = 10",
+        &["tls", "not supported yet"],
+    ),
+    (
+        "until_memory not supported yet",
+        "",
+        "until_memory = \"1GiB\"",
+        &["until_memory", "not supported yet"],
+    ),
+    (
+        "ttl beyond 100 years",
+        "",
+        "keys = 10\nttl = \"200years\"",
+        &["ttl", "at most 100 years"],
+    ),
+    (
         "missing password variable",
         "password_env = \"CACHEFILL_TEST_UNSET_VARIABLE\"",
         "keys = 10",
@@ -400,4 +442,33 @@ fn every_shipped_plan_is_valid() {
         }
     }
     assert!(checked >= 3, "only {checked} plans found");
+}
+
+#[test]
+fn a_plan_name_that_is_not_a_file_name_is_refused() {
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        "name = \"../elsewhere\"\n[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n",
+    );
+    let output = cachefill(scratch.dir.path())
+        .arg("check")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("plan name"), "{}", stderr(&output));
+}
+
+#[test]
+fn command_line_errors_are_one_line_with_exit_2() {
+    let scratch = Scratch::new();
+    let output = cachefill(scratch.dir.path())
+        .args(["run", "--bogus", "x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--bogus"), "{err}");
 }

@@ -83,6 +83,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         &progress,
         &mut report,
         &mut live,
+        options.yes,
     )
     .await;
     for (target, live) in plan.targets.iter().zip(&mut live) {
@@ -182,8 +183,14 @@ fn stage_failure(plan: &Plan, report: &RunReport) -> Option<Failure> {
             .iter()
             .any(|s| s.status == Status::Interrupted)
     {
-        let written: u64 = report.stages.iter().map(|s| s.keys_written).sum();
-        let planned: u64 = plan.stages.iter().map(|s| s.keys).sum();
+        let written = report
+            .stages
+            .iter()
+            .fold(0u64, |t, s| t.saturating_add(s.keys_written));
+        let planned = plan
+            .stages
+            .iter()
+            .fold(0u64, |t, s| t.saturating_add(s.keys));
         return Some(Failure::Interrupted(format!(
             "interrupted: {written} of {planned} keys written; the result file says how far each stage got"
         )));
@@ -198,6 +205,7 @@ async fn execute(
     progress: &Progress,
     report: &mut RunReport,
     live: &mut Vec<LiveTarget>,
+    yes: bool,
 ) -> Result<(), Failure> {
     for (target, credentials) in plan.targets.iter().zip(credentials) {
         let (connected, target_report) = LiveTarget::connect(target, credentials, progress).await?;
@@ -207,6 +215,17 @@ async fn execute(
             return Err(Failure::Interrupted(
                 "interrupted before anything was written".into(),
             ));
+        }
+    }
+    // A cluster reached through a loopback seed can still have remote primaries.
+    if !yes {
+        for (target, live) in plan.targets.iter().zip(live.iter()) {
+            if let Some(remote) = live.remote_node().filter(|_| target.flush) {
+                return Err(Failure::Invalid(format!(
+                    "target \"{}\" has flush = true and its primary {remote} is not on a loopback address: nothing was written; run again with --yes to confirm the FLUSHALL",
+                    target.name
+                )));
+            }
         }
     }
     for (target, live) in plan.targets.iter().zip(live.iter_mut()) {

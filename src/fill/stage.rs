@@ -230,7 +230,7 @@ impl StageRun {
                 }
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
-                    if let Some((router, ..)) = &cluster && interrupt::requested() {
+                    if let Some((router, ..)) = &cluster && state.should_stop() {
                         router.wake_all();
                     }
                 }

@@ -105,6 +105,14 @@ impl LiveTarget {
         ))
     }
 
+    /// A primary of the target that is not on this machine, if any.
+    pub fn remote_node(&self) -> Option<&NodeAddr> {
+        self.controls
+            .iter()
+            .map(Control::addr)
+            .find(|a| !a.is_loopback())
+    }
+
     /// FLUSHALL on every primary.
     pub async fn flush(&mut self, progress: &Progress) -> Result<(), Failure> {
         for control in &mut self.controls {

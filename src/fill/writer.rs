@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::cluster::{NodeFeed, Router};
 use super::state::StageState;
 use crate::dataset::{Dataset, Entry};
+use crate::interrupt;
 use crate::plan::NodeAddr;
 use crate::resp::{self, Reply};
 use crate::target::Endpoint;
@@ -24,6 +25,8 @@ use crate::target::Endpoint;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reconnection attempts in a row, without progress in between, before a stage gives up.
 const MAX_RECONNECTS: u32 = 3;
+/// Largest reply a connection accepts.
+const MAX_REPLY_BYTES: usize = 1 << 20;
 /// Bytes encoded per write, about.
 const WRITE_BATCH_BYTES: u64 = 64 << 10;
 
@@ -47,12 +50,13 @@ impl WriterConfig {
         keys_per_command: u32,
         has_ttl: bool,
     ) -> WriterConfig {
+        let by_bytes = (WRITE_BATCH_BYTES / mean_entry_bytes.max(1)).max(1);
+        // A command never carries more than a batch's worth of bytes (huge values: one each).
         let group = if has_ttl {
             1
         } else {
-            u64::from(keys_per_command.min(pipeline).max(1))
+            u64::from(keys_per_command.min(pipeline).max(1)).min(by_bytes)
         };
-        let by_bytes = (WRITE_BATCH_BYTES / mean_entry_bytes.max(1)).max(1);
         let by_window = u64::from(pipeline / 4).max(1);
         let batch = by_bytes.min(by_window).max(group).min(u64::from(pipeline));
         WriterConfig {
@@ -208,8 +212,9 @@ pub async fn connection_worker(
 ) -> Result<(), String> {
     let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
+    let acked_here = std::sync::atomic::AtomicU64::new(0);
     loop {
-        let acked_before = stage.acked.load(Relaxed);
+        let acked_before = acked_here.load(Relaxed);
         let outcome = match endpoint.data(&addr).await {
             Ok(mut stream) => {
                 let inflight = Mutex::new(VecDeque::new());
@@ -219,6 +224,7 @@ pub async fn connection_worker(
                     dataset: &dataset,
                     config,
                     feed: &feed,
+                    acked_here: &acked_here,
                 };
                 let result = session(&mut stream, &job, wake_at, &mut retry, &inflight).await;
                 let unanswered = inflight.into_inner().unwrap_or_default();
@@ -236,10 +242,14 @@ pub async fn connection_worker(
                     // takes over) finds these entries in its feed.
                     router.hand_back(node, retry.drain(..));
                 }
-                if stage.acked.load(Relaxed) > acked_before {
+                if acked_here.load(Relaxed) > acked_before {
                     failures = 0;
                 }
                 failures += 1;
+                if interrupt::requested() {
+                    // Interrupted: the run reports that; a broken connection is no failure.
+                    return Ok(());
+                }
                 if failures > MAX_RECONNECTS || stage.should_stop() {
                     if let Feed::Node { node, router } = &feed {
                         return router.node_unreachable(node, &reason).await;
@@ -263,6 +273,8 @@ struct Job<'a> {
     dataset: &'a Dataset,
     config: WriterConfig,
     feed: &'a Feed,
+    /// Entries this connection's server acknowledged, across reconnections.
+    acked_here: &'a std::sync::atomic::AtomicU64,
 }
 
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
@@ -277,6 +289,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         dataset,
         config,
         feed,
+        acked_here,
     } = *job;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let window = Semaphore::new(config.window as usize);
@@ -348,6 +361,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             if filled == buf.len() {
+                // Replies to SET and MSET are a few bytes; a huge one means a broken peer.
+                if buf.len() >= MAX_REPLY_BYTES {
+                    return Err(SessionEnd::Fatal(format!(
+                        "the server sent a reply longer than {} KiB; is this a Redis server?",
+                        MAX_REPLY_BYTES >> 10
+                    )));
+                }
                 buf.resize(buf.len() * 2, 0);
             }
             let outstanding = sent.load(Relaxed) - received;
@@ -374,8 +394,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             };
             filled += n;
-            let (used, entries) =
-                consume_replies(&buf[..filled], stage, dataset, config.group, feed, inflight)?;
+            let (used, entries) = consume_replies(
+                &buf[..filled],
+                stage,
+                dataset,
+                config.group,
+                feed,
+                inflight,
+                acked_here,
+            )?;
             buf.copy_within(used..filled, 0);
             filled -= used;
             received += entries;
@@ -396,16 +423,22 @@ fn consume_replies(
     group: u64,
     feed: &Feed,
     inflight: &Mutex<VecDeque<Span>>,
+    acked_here: &std::sync::atomic::AtomicU64,
 ) -> Result<(usize, u64), SessionEnd> {
     let mut queue = lock(inflight);
     let (mut at, mut answered, mut acked, mut bytes) = (0usize, 0u64, 0u64, 0u64);
-    loop {
-        let parsed = resp::parse_reply(&buf[at..]).map_err(|e| SessionEnd::Fatal(e.to_string()))?;
-        let Some((reply, used)) = parsed else { break };
+    let mut refused = false;
+    // Acknowledgements parsed before a malformed reply still count: `end` keeps the error.
+    let end = loop {
+        let (reply, used) = match resp::parse_reply(&buf[at..]) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(SessionEnd::Fatal(e.to_string())),
+        };
         at += used;
         let entries = match take_answered(&mut queue, group) {
             None => {
-                return Err(SessionEnd::Fatal(
+                break Err(SessionEnd::Fatal(
                     "the server sent a reply to a command that was never sent".into(),
                 ));
             }
@@ -425,21 +458,30 @@ fn consume_replies(
                 };
                 if !redirected {
                     stage.record_error(dataset, entries, &String::from_utf8_lossy(line));
+                    refused = true;
                 }
             }
-            Reply::Other => stage.record_error(dataset, entries, "unexpected reply"),
+            Reply::Other => {
+                stage.record_error(dataset, entries, "unexpected reply");
+                refused = true;
+            }
         }
-    }
+    };
     drop(queue);
     if acked > 0 {
         stage.acked.fetch_add(acked, Relaxed);
         stage.bytes.fetch_add(bytes, Relaxed);
+        acked_here.fetch_add(acked, Relaxed);
         if let Feed::Node { node, router } = feed {
             node.keys.fetch_add(acked, Relaxed);
             router.acknowledged();
         }
     }
-    Ok((at, answered))
+    if refused && let Feed::Node { router, .. } = feed {
+        // The stage stops: wake the connections idle on their feeds so they end too.
+        router.wake_all();
+    }
+    end.map(|()| (at, answered))
 }
 
 /// When a connection's reader wakes up: not for every few replies, but when at least a
@@ -584,5 +626,101 @@ impl<'a> Encoder<'a> {
         resp::push_bulk_header(out, entry.value_len);
         self.dataset.push_value(entry, out);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_to_grouped_ranges_answer_up_to_a_group_each() {
+        let mut queue = VecDeque::from([Span::Range(0..5), Span::Range(10..11)]);
+        let mut answered = Vec::new();
+        while let Some(Answered::Range(r)) = take_answered(&mut queue, 2) {
+            answered.push(r);
+        }
+        assert_eq!(answered, vec![0..2, 2..4, 4..5, 10..11]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn lists_answer_one_entry_per_reply_and_asking_takes_two_replies() {
+        let mut queue = VecDeque::from([
+            Span::List {
+                indices: vec![7, 3],
+                start: 0,
+            },
+            Span::Asking {
+                index: 9,
+                asked: false,
+            },
+        ]);
+        assert!(matches!(take_answered(&mut queue, 16), Some(Answered::Range(r)) if r == (7..8)));
+        assert!(matches!(take_answered(&mut queue, 16), Some(Answered::Range(r)) if r == (3..4)));
+        assert!(matches!(
+            take_answered(&mut queue, 16),
+            Some(Answered::Asking)
+        ));
+        assert!(matches!(take_answered(&mut queue, 16), Some(Answered::Range(r)) if r == (9..10)));
+        assert!(take_answered(&mut queue, 16).is_none());
+    }
+
+    #[test]
+    fn resent_asking_spans_ask_again() {
+        let span = Span::Asking {
+            index: 4,
+            asked: true,
+        }
+        .resend();
+        assert_eq!(
+            span,
+            Span::Asking {
+                index: 4,
+                asked: false
+            }
+        );
+    }
+
+    #[test]
+    fn split_front_keeps_order_and_entries() {
+        let (head, rest) = Span::Range(0..10).split_front(4);
+        assert_eq!((head, rest), (Span::Range(0..4), Some(Span::Range(4..10))));
+        let (head, rest) = Span::List {
+            indices: vec![5, 6, 7, 8],
+            start: 1,
+        }
+        .split_front(2);
+        assert_eq!(
+            head,
+            Span::List {
+                indices: vec![5, 6, 7],
+                start: 1
+            }
+        );
+        assert_eq!(
+            rest,
+            Some(Span::List {
+                indices: vec![8],
+                start: 0
+            })
+        );
+        assert_eq!(Span::Range(0..3).split_front(4), (Span::Range(0..3), None));
+    }
+
+    #[test]
+    fn writer_config_respects_window_group_and_bytes() {
+        let serial = WriterConfig::new(1, 544, 16, false);
+        assert_eq!((serial.batch, serial.group, serial.window), (1, 1, 1));
+        let odd = WriterConfig::new(7, 544, 16, false);
+        assert!(odd.group <= 7 && odd.batch <= 7 && odd.batch >= odd.group);
+        let ttl = WriterConfig::new(1024, 544, 16, true);
+        assert_eq!(ttl.group, 1);
+        let huge = WriterConfig::new(1024, 64 << 20, 16, false);
+        assert_eq!(
+            (huge.group, huge.batch),
+            (1, 1),
+            "64 MiB values go one per command"
+        );
     }
 }

@@ -15,6 +15,8 @@ use toml::Spanned;
 
 use super::units::{ByteSize, HumanDuration};
 
+/// Longest TTL: 100 years (the server refuses expiry times it cannot represent).
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 /// Largest value a stage may write: 64 MiB.
 pub const MAX_VALUE_SIZE: u64 = 64 << 20;
 
@@ -399,6 +401,12 @@ fn ttl_millis<E: de::Error>(d: HumanDuration) -> Result<u64, E> {
     if ms < 1000 {
         return Err(E::custom(format!(
             "ttl must be at least 1s, not {}",
+            humantime::format_duration(d.0)
+        )));
+    }
+    if ms > MAX_TTL_MS {
+        return Err(E::custom(format!(
+            "ttl must be at most 100 years, not {}",
             humantime::format_duration(d.0)
         )));
     }

@@ -56,6 +56,13 @@ pub(super) fn parse(path: &Path, text: &str, sha256: String) -> Result<Plan, Pla
         ));
     }
     let name = match &raw.name {
+        Some(name) if !is_valid_stage_name(name) => {
+            return Err(source.error(
+                None,
+                "name",
+                format!("plan name \"{name}\" may only use letters, digits, '_', '.' and '-' (it names the result file)"),
+            ));
+        }
         Some(name) => name.clone(),
         None => path
             .file_stem()
@@ -121,7 +128,7 @@ fn parse_raw(source: &Source) -> Result<RawPlan, PlanError> {
         source.error(
             e.span(),
             "plan",
-            format!("invalid TOML: {}", e.message().trim()),
+            format!("invalid TOML: {}", e.message().trim().replace('\n', " ")),
         )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -255,10 +262,11 @@ fn resolve_target(
                 "give either password_env or password_file, not both".into(),
             ));
         }
-        (Some(var), None) if var.is_empty() || var.contains('=') => {
+        (Some(var), None) if !is_variable_name(var) => {
+            // Not echoed: a value here may be the password itself, pasted by mistake.
             return Err(err(
                 "password_env",
-                format!("`{var}` is not an environment variable name"),
+                "password_env takes the NAME of an environment variable (letters, digits and _, not starting with a digit), never the password".into(),
             ));
         }
         (Some(var), None) => Some(PasswordSource::Env(var.clone())),
@@ -303,6 +311,13 @@ fn resolve_path(base_dir: &Path, file: &str) -> PathBuf {
     } else {
         base_dir.join(path)
     }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    name.bytes()
+        .enumerate()
+        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
+        && !name.is_empty()
 }
 
 fn is_valid_stage_name(name: &str) -> bool {

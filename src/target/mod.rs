@@ -226,6 +226,8 @@ impl Endpoint {
     }
 }
 
+/// Time limit for reading a server's facts (INFO).
+const FACTS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time limit for one control command (FLUSHALL of a large server takes a while).
 const CONTROL_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -280,11 +282,12 @@ pub struct ServerFacts {
 impl Control {
     /// Reads version, key count and memory; a user that may not run INFO gets unknowns.
     pub async fn facts(&mut self) -> ServerFacts {
-        let info: Result<String, _> = redis::cmd("INFO")
+        let mut command = redis::cmd("INFO");
+        let query = command
             .arg("all")
-            .query_async(&mut self.connection)
-            .await;
-        let Ok(info) = info else {
+            .query_async::<String>(&mut self.connection);
+        // Facts are nice to have: a server that does not answer quickly is recorded as unknown.
+        let Ok(Ok(info)) = tokio::time::timeout(FACTS_TIMEOUT, query).await else {
             return ServerFacts::default();
         };
         let field = |name: &str| {

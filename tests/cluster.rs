@@ -8,6 +8,18 @@ use std::time::Duration;
 
 use support::*;
 
+/// The digest of the same stages written to a standalone server.
+fn standalone_digest(scratch: &Scratch, head: &str, stages: &str) -> String {
+    let server = RedisServer::start(&[]);
+    let plan = scratch.plan(
+        "standalone.toml",
+        &format!("{head}\n{}\n{stages}", support::target(&server, true)),
+    );
+    let (output, _) = run_plan(scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    server.digest()
+}
+
 #[test]
 fn three_primaries_get_their_slot_share_with_no_redirects() {
     let cluster = RedisCluster::start(3, 0);
@@ -76,7 +88,8 @@ fn a_cluster_holds_the_same_data_as_a_standalone_server() {
     assert_eq!(cluster.total_keys(), 50_000);
     assert_eq!(server.dbsize(), 50_000);
     let mut conn = server.connect();
-    for _ in 0..2_000 {
+    assert_eq!(cluster.digest_xor(), server.digest(), "the datasets differ");
+    for _ in 0..10_000 {
         let key: Vec<u8> = redis::cmd("RANDOMKEY").query(&mut conn).unwrap();
         let value: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
         assert_eq!(
@@ -151,6 +164,12 @@ fn resharding_during_the_fill_loses_nothing() {
         "the fill saw no redirection; the resharding finished too early"
     );
     assert_eq!(cluster.total_keys(), keys);
+    let stages = format!("[[stages]]\nname = \"moving\"\nkeys = {keys}\nvalue_size = 32\n");
+    assert_eq!(
+        cluster.digest_xor(),
+        standalone_digest(&scratch, "seed = 5", &stages),
+        "an entry is missing or wrong"
+    );
 }
 
 #[test]
@@ -320,6 +339,12 @@ fn a_failover_during_the_fill_loses_nothing() {
         keys,
         "every entry is on the primaries after the failover"
     );
+    let stages = format!("[[stages]]\nname = \"s\"\nkeys = {keys}\nvalue_size = 16\n");
+    assert_eq!(
+        cluster.digest_xor(),
+        standalone_digest(&scratch, "seed = 9", &stages),
+        "an entry is missing or wrong"
+    );
 }
 
 #[test]
@@ -368,4 +393,24 @@ fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
     let err = stderr(&output);
     assert!(err.contains("NOPERM") && err.contains("other:"), "{err}");
     assert_eq!(cluster.total_keys(), 0);
+}
+
+#[test]
+fn a_seed_node_that_is_down_is_skipped() {
+    let cluster = RedisCluster::start(3, 0);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n[targets.main]\nmode = \"cluster\"\nnodes = [\"{dead}\", \"{}\"]\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
+            cluster.servers[1].addr()
+        ),
+    );
+    let (output, _) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(cluster.total_keys(), 1000);
 }

@@ -64,7 +64,10 @@ fn dataset_is_the_same_for_any_connections_and_pipeline() {
         "connections/pipeline changed the data"
     );
     assert_eq!(digests[0], digests[2], "keys_per_command changed the data");
-    assert_eq!(digests[0], digests[3], "MSETs cut across batches changed the data");
+    assert_eq!(
+        digests[0], digests[3],
+        "MSETs cut across batches changed the data"
+    );
     assert_ne!(digests[0], digests[4], "another seed gave the same data");
 }
 

@@ -313,6 +313,25 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The XOR of the primaries' `DEBUG DIGEST`s. Redis XORs the digests of the keys into a
+    /// server's digest (after mixing in the database number), so with an odd number of
+    /// primaries this equals the digest of one server holding the same keys and values.
+    pub fn digest_xor(&self) -> String {
+        let primaries = self.primaries();
+        assert!(
+            primaries.len() % 2 == 1,
+            "digest_xor needs an odd number of primaries"
+        );
+        let mut xor = [0u8; 20];
+        for (server, _) in primaries {
+            let digest = server.digest();
+            for (i, byte) in xor.iter_mut().enumerate() {
+                *byte ^= u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap();
+            }
+        }
+        xor.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Sum of DBSIZE over the primaries.
     pub fn total_keys(&self) -> u64 {
         self.primaries().iter().map(|(s, _)| s.dbsize()).sum()

@@ -414,3 +414,56 @@ fn a_seed_node_that_is_down_is_skipped() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(cluster.total_keys(), 1000);
 }
+
+#[test]
+fn nodes_are_reached_at_the_endpoint_they_announce() {
+    let cluster = RedisCluster::start(3, 0);
+    for server in &cluster.servers {
+        let mut conn = server.connect();
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-announce-hostname")
+            .arg("localhost")
+            .query::<()>(&mut conn)
+            .unwrap();
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-preferred-endpoint-type")
+            .arg("hostname")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    wait_until(
+        "every node announces its hostname",
+        Duration::from_secs(30),
+        || {
+            let nodes: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query(&mut cluster.servers[0].connect())
+                .unwrap();
+            nodes.lines().all(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| a.ends_with(",localhost"))
+            })
+        },
+    );
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 3000\n",
+            cluster.target(true)
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    for node in result["stages"][0]["per_node"].as_array().unwrap() {
+        assert!(
+            node["address"].as_str().unwrap().starts_with("localhost:"),
+            "{node}"
+        );
+    }
+    assert_eq!(cluster.total_keys(), 3000);
+}

@@ -110,15 +110,7 @@ fn resharding_during_the_fill_loses_nothing() {
         "plan.toml",
         &format!("seed = 5\n{}\n[[stages]]\nname = \"moving\"\nkeys = {keys}\nvalue_size = 32\nconnections = 1\npipeline = 64\n", cluster.target(true)),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 20_000
     });
@@ -152,8 +144,7 @@ fn resharding_during_the_fill_loses_nothing() {
     );
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     let stage = &result["stages"][0];
     assert_eq!(stage["status"], "ok");
     assert_eq!(stage["keys_written"], keys);
@@ -236,15 +227,7 @@ fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
             cluster.target(true)
         ),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 30_000
     });
@@ -260,8 +243,7 @@ fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
             && reason.contains("no replica took over"),
         "{reason}"
     );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     assert_eq!(result["status"], "failed");
 }
 
@@ -305,15 +287,7 @@ fn a_failover_during_the_fill_loses_nothing() {
             cluster.target(true)
         ),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 50_000
     });
@@ -327,8 +301,7 @@ fn a_failover_during_the_fill_loses_nothing() {
     cluster.servers[victim].kill();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     let stage = &result["stages"][0];
     assert_eq!(stage["status"], "ok");
     assert_eq!(stage["keys_written"], keys);

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
@@ -141,15 +140,7 @@ fn a_server_that_dies_mid_run_ends_the_run_with_exit_1_and_a_result() {
             target(&server, true)
         ),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
     });
@@ -161,8 +152,7 @@ fn a_server_that_dies_mid_run_ends_the_run_with_exit_1_and_a_result() {
         err.contains("long") && err.contains(&server.addr()),
         "{err}"
     );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     assert_eq!(result["status"], "failed");
     assert_eq!(result["stages"][0]["status"], "failed");
     // Replies still in flight when the server died are not counted: only acknowledged entries.
@@ -180,15 +170,7 @@ fn sigint_stops_writing_and_records_how_far_each_stage_got() {
             target(&server, true)
         ),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
     });
@@ -204,8 +186,7 @@ fn sigint_stops_writing_and_records_how_far_each_stage_got() {
         "{}",
         stderr(&output)
     );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     assert_eq!(result["status"], "interrupted");
     assert_eq!(result["stages"][0]["status"], "interrupted");
     assert_eq!(result["stages"][1]["status"], "skipped");
@@ -229,15 +210,7 @@ fn sigterm_is_an_interrupt_too() {
             target(&server, true)
         ),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
     });
@@ -247,8 +220,7 @@ fn sigterm_is_an_interrupt_too() {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     assert_eq!(result["status"], "interrupted");
     assert_eq!(
         server.dbsize(),
@@ -268,15 +240,7 @@ fn connections_killed_mid_stage_are_restored_and_nothing_is_lost() {
             target(&server, true)
         ),
     );
-    let result_path = scratch.path("result.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("run")
-        .arg(&plan)
-        .arg("-o")
-        .arg(&result_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
     });
@@ -292,8 +256,7 @@ fn connections_killed_mid_stage_are_restored_and_nothing_is_lost() {
     assert!(killed >= 2, "killed {killed} connections");
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap();
+    let result = read_result(&result_path);
     assert_eq!(result["stages"][0]["status"], "ok");
     assert_eq!(result["stages"][0]["keys_written"], keys);
     assert!(result["stages"][0]["reconnects"].as_u64().unwrap() >= 2);

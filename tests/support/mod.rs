@@ -193,6 +193,26 @@ pub fn run_plan(
     (output, json)
 }
 
+/// Starts `run PLAN -o result.json` in the background (for tests that act during the run).
+pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (std::process::Child, PathBuf) {
+    let result = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(plan)
+        .arg("-o")
+        .arg(&result)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, result)
+}
+
+/// The JSON result file at `path`.
+pub fn read_result(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the result file exists"))
+        .expect("the result is JSON")
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

@@ -36,6 +36,20 @@ pub enum Command {
         /// The plan file (TOML).
         plan: PathBuf,
     },
+    /// Read the plan's dataset back from the servers and report what is missing or wrong.
+    Verify {
+        /// The plan file (TOML).
+        plan: PathBuf,
+        /// The result of the run to check (seeds, counts, addresses of launched servers).
+        #[arg(long, value_name = "FILE")]
+        result: Option<PathBuf>,
+        /// Check N entries spread over each stage instead of all of them.
+        #[arg(long, value_name = "N")]
+        sample: Option<u64>,
+        /// Write a JSON report here.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the plan format (for editors and CI linters).
     Schema,
 }

@@ -12,6 +12,7 @@ mod report;
 mod resp;
 mod slot;
 mod target;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Check { plan } => check::print(&plan::load(&plan)?),
+        Command::Verify {
+            plan,
+            result,
+            sample,
+            output,
+        } => {
+            let plan = plan::load(&plan)?;
+            let options = verify::VerifyOptions {
+                result,
+                sample,
+                output,
+            };
+            runtime()?.block_on(verify::verify(&plan, &options))
+        }
         Command::Run {
             plan,
             output,
@@ -75,15 +90,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 quiet,
                 keep,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Failed(format!("cannot start the async runtime: {e}")))?;
-            runtime.block_on(async {
+            runtime()?.block_on(async {
                 interrupt::install()
                     .map_err(|e| Failure::Failed(format!("cannot install signal handlers: {e}")))?;
                 fill::run(&plan, &options).await
             })
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Failed(format!("cannot start the async runtime: {e}")))
 }

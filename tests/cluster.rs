@@ -161,6 +161,16 @@ fn resharding_during_the_fill_loses_nothing() {
         standalone_digest(&scratch, "seed = 5", &stages),
         "an entry is missing or wrong"
     );
+    let verify = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify after resharding: {}",
+        stderr(&verify)
+    );
 }
 
 #[test]

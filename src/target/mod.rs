@@ -318,6 +318,11 @@ impl Control {
         &self.addr
     }
 
+    /// A handle on the connection for concurrent pipelines (verify).
+    pub fn connection(&self) -> MultiplexedConnection {
+        self.connection.clone()
+    }
+
     /// Runs any command and returns its reply.
     pub async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
         command.query_async(&mut self.connection).await

@@ -30,11 +30,37 @@ pub enum Command {
         /// Leave servers started with `launch` running and print their addresses.
         #[arg(long)]
         keep: bool,
+        /// Write only the I-th of N disjoint parts of every stage (0 <= I < N).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Shard count, with the index taken from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
+        #[arg(long, value_name = "N")]
+        shards: Option<u64>,
+        /// Skip the plan's flushes: they were done once with `cachefill flush` before the shards.
+        #[arg(long)]
+        no_flush: bool,
+    },
+    /// Only flush the plan's targets that have `flush = true` (before starting sharded runs).
+    Flush {
+        /// The plan file (TOML).
+        plan: PathBuf,
+        /// Where the JSON result goes; `-` for standard output [default: <plan name>.flush.json].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Confirm flushing targets that are not on a loopback address.
+        #[arg(long)]
+        yes: bool,
     },
     /// Validate the plan without touching the network and show what it would write.
     Check {
         /// The plan file (TOML).
         plan: PathBuf,
+        /// Also check that the plan can run as N shards (seeded, no flush in the shards).
+        #[arg(long, value_name = "N")]
+        shards: Option<u64>,
+        /// With --shards: the shards will run with --no-flush.
+        #[arg(long)]
+        no_flush: bool,
     },
     /// Read the plan's dataset back from the servers and report what is missing or wrong.
     Verify {
@@ -47,6 +73,15 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         sample: Option<u64>,
         /// Write a JSON report here.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Combine the results of a sharded run into one result.
+    Merge {
+        /// The shards' result files.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Where the merged result goes [default: <plan name>.result.json].
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },

@@ -214,8 +214,9 @@ impl Router {
         self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Walks the whole index range and queues every entry on its primary.
-    pub async fn route(&self, dataset: &Dataset, keys: u64) {
+    /// Walks this shard's part of the stage (positions `0..planned`, see [`crate::shard`]).
+    pub async fn route(&self, dataset: &Dataset) {
+        let keys = self.stage.planned();
         let mut key = Vec::with_capacity(dataset.key_size());
         let mut pending: Vec<Vec<u64>> = Vec::new();
         let mut start = 0u64;
@@ -224,7 +225,8 @@ impl Router {
             let mut full = Vec::new();
             {
                 let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-                for index in start..end {
+                for position in start..end {
+                    let index = self.stage.global(position);
                     key.clear();
                     dataset.push_key(&dataset.entry(index), &mut key);
                     let node = slots[usize::from(slot(&key))];
@@ -497,7 +499,8 @@ impl Router {
         while start < upto && !self.stage.should_stop() {
             let end = (start + RECHECK_BATCH).min(upto);
             let mut by_owner: HashMap<NodeAddr, Vec<(u64, Vec<u8>)>> = HashMap::new();
-            for index in start..end {
+            for position in start..end {
+                let index = self.stage.global(position);
                 key.clear();
                 self.dataset.push_key(&self.dataset.entry(index), &mut key);
                 if lost[usize::from(slot(&key))] {

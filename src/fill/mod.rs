@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::{Amount, Endpoint as PlanEndpoint, Plan, Stage};
+use crate::plan::{Amount, Endpoint as PlanEndpoint, Plan, Stage, Target};
 use crate::progress::Progress;
 use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
+use crate::shard::Shard;
 use crate::target::Credentials;
 use stage::StageRun;
 use targets::LiveTarget;
@@ -34,6 +35,12 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Leave launched servers running.
     pub keep: bool,
+    /// The part of every stage to write.
+    pub shard: Shard,
+    /// Skip the plan's flushes (they were done once, before the shards started).
+    pub no_flush: bool,
+    /// Only flush: `cachefill flush`.
+    pub flush_only: bool,
 }
 
 /// Runs a plan: checks what needs the environment, connects, flushes, fills, and writes the
@@ -45,7 +52,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         .map(|t| Credentials::resolve(&t.name, &t.auth))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::Invalid(format!("{}: {e}", plan.path.display())))?;
-    check_flush_safety(plan, options.yes)?;
+    check_flush_safety(plan, options)?;
 
     let run_seed = plan
         .seed
@@ -63,16 +70,22 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
             sha256: plan.sha256.clone(),
             seed: run_seed,
         },
-        shard: ShardInfo { index: 0, count: 1 },
+        shard: ShardInfo {
+            index: options.shard.index,
+            count: options.shard.count,
+        },
         started_at: report::timestamp(started_at),
         finished_at: String::new(),
         duration_s: 0.0,
         targets: BTreeMap::new(),
-        stages: plan
-            .stages
-            .iter()
-            .map(|s| pending_stage(plan, s, run_seed))
-            .collect(),
+        stages: if options.flush_only {
+            Vec::new()
+        } else {
+            plan.stages
+                .iter()
+                .map(|s| pending_stage(plan, s, run_seed, options.shard))
+                .collect()
+        },
     };
 
     let mut live = Vec::new();
@@ -83,7 +96,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         &progress,
         &mut report,
         &mut live,
-        options.yes,
+        options,
     )
     .await;
     for (target, live) in plan.targets.iter().zip(&mut live) {
@@ -116,12 +129,41 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     failure.map_or(Ok(()), Err)
 }
 
-/// Refuses to flush a server that is not on this machine unless `--yes` confirms it.
-fn check_flush_safety(plan: &Plan, yes: bool) -> Result<(), Failure> {
-    if yes {
+/// True when this run flushes `target`.
+fn flushes(target: &Target, options: &RunOptions) -> bool {
+    target.flush && !options.no_flush
+}
+
+/// Refuses a sharded run that could not write one dataset: a flush that could erase what
+/// other shards already wrote, or a stage without a seed (each shard would draw its own).
+pub fn check_sharding(plan: &Plan, shard: Shard, no_flush: bool) -> Result<(), Failure> {
+    if shard.count <= 1 {
         return Ok(());
     }
-    for target in plan.targets.iter().filter(|t| t.flush) {
+    if let Some(stage) = plan.stages.iter().find(|s| s.seed.or(plan.seed).is_none()) {
+        return Err(Failure::Invalid(format!(
+            "{}: stage \"{}\" has no seed, and every shard would draw its own: add seed = … to the plan so the shards write one dataset",
+            plan.path.display(),
+            stage.name
+        )));
+    }
+    if let Some(target) = plan.targets.iter().find(|t| t.flush && !no_flush) {
+        return Err(Failure::Invalid(format!(
+            "target \"{}\" has flush = true, and a shard could erase what other shards already wrote: flush once with `cachefill flush {}` before starting the shards, and run the shards with --no-flush",
+            target.name,
+            plan.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses what could write a wrong dataset or flush the wrong server, before connecting.
+fn check_flush_safety(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
+    check_sharding(plan, options.shard, options.no_flush)?;
+    if options.yes {
+        return Ok(());
+    }
+    for target in plan.targets.iter().filter(|t| flushes(t, options)) {
         if let PlanEndpoint::Nodes(nodes) = &target.endpoint
             && let Some(remote) = nodes.iter().find(|n| !n.is_loopback())
         {
@@ -138,13 +180,13 @@ fn stage_seed(stage: &Stage, run_seed: u64) -> u64 {
     stage.seed.unwrap_or(run_seed)
 }
 
-fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64) -> StageReport {
+fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> StageReport {
     StageReport {
         name: stage.name.clone(),
         target: plan.targets[stage.target].name.clone(),
         status: Status::Pending,
         seed: stage_seed(stage, run_seed),
-        keys_planned: stage.keys,
+        keys_planned: shard.len(stage.keys),
         keys_written: 0,
         payload_bytes: 0,
         started_at: None,
@@ -205,7 +247,7 @@ async fn execute(
     progress: &Progress,
     report: &mut RunReport,
     live: &mut Vec<LiveTarget>,
-    yes: bool,
+    options: &RunOptions,
 ) -> Result<(), Failure> {
     for (target, credentials) in plan.targets.iter().zip(credentials) {
         let (connected, target_report) = LiveTarget::connect(target, credentials, progress).await?;
@@ -218,9 +260,9 @@ async fn execute(
         }
     }
     // A cluster reached through a loopback seed can still have remote primaries.
-    if !yes {
+    if !options.yes {
         for (target, live) in plan.targets.iter().zip(live.iter()) {
-            if let Some(remote) = live.remote_node().filter(|_| target.flush) {
+            if let Some(remote) = live.remote_node().filter(|_| flushes(target, options)) {
                 return Err(Failure::Invalid(format!(
                     "target \"{}\" has flush = true and its primary {remote} is not on a loopback address: nothing was written; run again with --yes to confirm the FLUSHALL",
                     target.name
@@ -229,7 +271,7 @@ async fn execute(
         }
     }
     for (target, live) in plan.targets.iter().zip(live.iter_mut()) {
-        if target.flush {
+        if flushes(target, options) {
             live.flush(progress).await?;
             if let Some(t) = report.targets.get_mut(&target.name) {
                 t.flushed = true;
@@ -242,7 +284,10 @@ async fn execute(
         ));
     }
 
-    schedule(plan, run_seed, progress, report, live).await;
+    if options.flush_only {
+        return Ok(());
+    }
+    schedule(plan, run_seed, progress, report, live, options.shard).await;
     Ok(())
 }
 
@@ -253,6 +298,7 @@ async fn schedule(
     progress: &Progress,
     report: &mut RunReport,
     live: &[LiveTarget],
+    shard: Shard,
 ) {
     let mut running = JoinSet::new();
     let mut started = vec![false; plan.stages.len()];
@@ -288,8 +334,12 @@ async fn schedule(
                 let target = &live[stage.target];
                 let target_name = plan.targets[stage.target].name.clone();
                 // The display is made here, so bars appear in plan order.
-                let display =
-                    progress.stage(&stage.name, &target_name, stage.keys, planned_bytes(stage));
+                let display = progress.stage(
+                    &stage.name,
+                    &target_name,
+                    shard.len(stage.keys),
+                    planned_bytes(stage, shard),
+                );
                 let run = StageRun {
                     stage: stage.clone(),
                     seed: stage_seed(stage, run_seed),
@@ -297,6 +347,7 @@ async fn schedule(
                     endpoint: target.endpoint.clone(),
                     route: target.route.clone(),
                     display,
+                    shard,
                 };
                 let task = running.spawn(run.execute());
                 tasks.insert(task.id(), i);
@@ -314,10 +365,13 @@ async fn schedule(
     }
 }
 
-/// Payload bytes a stage is expected to write, for the display.
-fn planned_bytes(stage: &Stage) -> u64 {
-    match stage.amount {
+/// Payload bytes this shard of a stage is expected to write, for the display.
+fn planned_bytes(stage: &Stage, shard: Shard) -> u64 {
+    let whole = match stage.amount {
         Amount::Size(bytes) => bytes,
         Amount::Keys => stage.keys.saturating_mul(stage.shape.mean_entry_bytes()),
-    }
+    };
+    let part =
+        u128::from(whole) * u128::from(shard.len(stage.keys)) / u128::from(stage.keys.max(1));
+    u64::try_from(part).unwrap_or(u64::MAX)
 }

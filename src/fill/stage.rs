@@ -17,6 +17,7 @@ use crate::plan::units::human_bytes;
 use crate::plan::{NodeAddr, Stage};
 use crate::progress::StageProgress;
 use crate::report::{self, NodeKeys, Redirects, StageReport, Status};
+use crate::shard::Shard;
 use crate::target::Endpoint;
 
 /// Everything one running stage needs.
@@ -27,6 +28,7 @@ pub struct StageRun {
     pub endpoint: Arc<Endpoint>,
     pub route: Route,
     pub display: StageProgress,
+    pub shard: Shard,
 }
 
 type Workers = JoinSet<Result<(), String>>;
@@ -51,7 +53,7 @@ impl StageRun {
             &stage.shape,
             stage.keys,
         ));
-        let state = Arc::new(StageState::new(stage.keys));
+        let state = Arc::new(StageState::new(stage.keys, self.shard));
         let mut workers = Workers::new();
 
         let mut recovery = (0, 0);
@@ -97,9 +99,8 @@ impl StageRun {
                             self.spawn_node(&mut workers, &node, &router, &state, &dataset, config);
                         }
                         let (routing, ds) = (router.clone(), dataset.clone());
-                        let keys = stage.keys;
                         workers.spawn(async move {
-                            routing.route(&ds, keys).await;
+                            routing.route(&ds).await;
                             Ok(())
                         });
                         self.drive(
@@ -252,7 +253,7 @@ impl StageRun {
         let first_error = state.first_error();
         let status = if first_error.is_some() {
             Status::Failed
-        } else if keys_written == stage.keys {
+        } else if keys_written == state.planned() {
             Status::Ok
         } else if interrupt::requested() {
             Status::Interrupted
@@ -284,7 +285,7 @@ impl StageRun {
                 } else {
                     "failed"
                 },
-                stage.keys,
+                state.planned(),
                 first_error.as_deref().unwrap_or("interrupted")
             ),
         };
@@ -295,7 +296,7 @@ impl StageRun {
             target: self.target_name.clone(),
             status,
             seed: self.seed,
-            keys_planned: stage.keys,
+            keys_planned: state.planned(),
             keys_written,
             payload_bytes,
             started_at: Some(report::timestamp(started_at)),

@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::dataset::Dataset;
 use crate::interrupt;
+use crate::shard::Shard;
 
 /// Shared state of a running stage.
 #[derive(Debug)]
 pub struct StageState {
     next: AtomicU64,
     end: u64,
+    shard: Shard,
     /// Entries the server acknowledged with `+OK`.
     pub acked: AtomicU64,
     /// Payload bytes of the acknowledged entries.
@@ -27,11 +29,12 @@ pub struct StageState {
 }
 
 impl StageState {
-    /// State for writing entries `0..keys`.
-    pub fn new(keys: u64) -> StageState {
+    /// State for writing this shard's part of a stage of `keys` entries.
+    pub fn new(keys: u64, shard: Shard) -> StageState {
         StageState {
             next: AtomicU64::new(0),
-            end: keys,
+            end: shard.len(keys),
+            shard,
             acked: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -41,13 +44,32 @@ impl StageState {
         }
     }
 
-    /// Hands out the next at most `count` entries, or `None` when all are handed out.
+    /// Hands out the next at most `count` consecutive entries (stage indexes), or `None`
+    /// when all are handed out.
     pub fn take(&self, count: u64) -> Option<Range<u64>> {
-        let start = self.next.fetch_add(count, Relaxed);
-        (start < self.end).then(|| start..(start + count).min(self.end))
+        let mut position = self.next.load(Relaxed);
+        loop {
+            if position >= self.end {
+                return None;
+            }
+            let range = self.shard.range(position, count, self.end);
+            let len = range.end - range.start;
+            match self
+                .next
+                .compare_exchange_weak(position, position + len, Relaxed, Relaxed)
+            {
+                Ok(_) => return Some(range),
+                Err(now) => position = now,
+            }
+        }
     }
 
-    /// Entries the stage writes.
+    /// The stage index of this shard's `position`-th entry.
+    pub fn global(&self, position: u64) -> u64 {
+        self.shard.global(position)
+    }
+
+    /// Entries this process writes for the stage.
     pub fn planned(&self) -> u64 {
         self.end
     }

@@ -2,7 +2,7 @@
 
 use crate::error::Failure;
 use crate::plan::units::human_bytes;
-use crate::plan::{Endpoint, Mode, Plan};
+use crate::plan::{Amount, Endpoint, MemoryGoal, Mode, Plan};
 
 /// Prints the plan's targets and stages (stdout) in the order they would run.
 pub fn print(plan: &Plan) -> Result<(), Failure> {
@@ -39,9 +39,20 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
     let mut total_keys = 0u64;
     let mut total_bytes = 0u64;
     for stage in &plan.stages {
-        let bytes = stage.keys.saturating_mul(stage.shape.mean_entry_bytes());
-        total_keys = total_keys.saturating_add(stage.keys);
-        total_bytes = total_bytes.saturating_add(bytes);
+        let amount = match stage.amount {
+            Amount::UntilMemory(MemoryGoal::Bytes(goal)) => {
+                format!("until used_memory reaches {}", human_bytes(goal))
+            }
+            Amount::UntilMemory(MemoryGoal::Percent(percent)) => {
+                format!("until used_memory reaches {percent}% of maxmemory")
+            }
+            _ => {
+                let bytes = stage.keys.saturating_mul(stage.shape.mean_entry_bytes());
+                total_keys = total_keys.saturating_add(stage.keys);
+                total_bytes = total_bytes.saturating_add(bytes);
+                format!("{} keys, ~{} payload", stage.keys, human_bytes(bytes))
+            }
+        };
         let order = if stage.after.is_empty() {
             "starts at once".to_string()
         } else {
@@ -65,11 +76,9 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
             .or(plan.seed)
             .map_or("run seed".to_string(), |s| s.to_string());
         println!(
-            "stage {}: target {}, {} keys, ~{} payload (key {} B, value {value}), {} connections{} × pipeline {}, seed {seed}, {order}",
+            "stage {}: target {}, {amount} (key {} B, value {value}), {} connections{} × pipeline {}, seed {seed}, {order}",
             stage.name,
             plan.targets[stage.target].name,
-            stage.keys,
-            human_bytes(bytes),
             stage.shape.key_size,
             stage.connections,
             if plan.targets[stage.target].mode == Mode::Cluster {

@@ -102,7 +102,19 @@ pub struct StageReport {
     pub failovers: u64,
     /// Entries found missing on a new primary after a failover and written again.
     pub rewritten: u64,
+    /// For an `until_memory` stage: the goal and the `used_memory` reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_memory: Option<UntilMemoryReport>,
     pub per_node: Vec<NodeKeys>,
+}
+
+/// How an `until_memory` stage ended.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UntilMemoryReport {
+    /// The goal, in bytes of `used_memory` (summed over primaries).
+    pub goal_bytes: u64,
+    /// `used_memory` (summed) when the stage ended.
+    pub used_memory: Option<u64>,
 }
 
 /// Cluster redirections followed.

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::dataset::Dataset;
 use crate::error::Failure;
-use crate::plan::{Endpoint as PlanEndpoint, Mode, NodeAddr, Plan, Stage};
+use crate::plan::{Amount, Endpoint as PlanEndpoint, Mode, NodeAddr, Plan, Stage};
 use crate::slot::slot;
 use crate::target::cluster::discover;
 use crate::target::{Credentials, Endpoint};
@@ -201,15 +201,24 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
     let mut checks = Vec::new();
     for stage in &plan.stages {
         let seed = stage_seed(plan, stage, recorded.as_ref())?;
-        let keys = recorded
+        let recorded_count = recorded
             .as_ref()
-            .and_then(|r| r.counts.get(&stage.name).copied())
-            .unwrap_or(stage.keys);
+            .and_then(|r| r.counts.get(&stage.name).copied());
+        let count = match (stage.amount, recorded_count) {
+            (_, Some(count)) => count,
+            (Amount::UntilMemory(_), None) => {
+                return Err(Failure::Invalid(format!(
+                    "stage \"{}\" fills until_memory: pass the run's result with --result FILE so verify knows how many entries it wrote",
+                    stage.name
+                )));
+            }
+            (_, None) => stage.keys,
+        };
         let check = check_stage(
             plan,
             stage,
             seed,
-            keys,
+            count,
             readers[stage.target].clone(),
             options.sample,
         )
@@ -300,7 +309,8 @@ async fn check_stage(
     reader: Arc<Reader>,
     sample: Option<u64>,
 ) -> Result<StageCheck, Failure> {
-    let dataset = Arc::new(Dataset::new(seed, &stage.name, &stage.shape, keys));
+    // The index width comes from the plan's count, as when the stage was written.
+    let dataset = Arc::new(Dataset::new(seed, &stage.name, &stage.shape, stage.keys));
     let ttl = stage.shape.ttl.map(|t| t.max_ms);
     let all = indices(keys, sample);
     let mut check = StageCheck {

@@ -166,10 +166,16 @@ const BAD_PLANS: &[(&str, &str, &str, &[&str])] = &[
         &["tls", "not supported yet"],
     ),
     (
-        "until_memory not supported yet",
+        "until_memory not a size",
         "",
-        "until_memory = \"1GiB\"",
-        &["until_memory", "not supported yet"],
+        "until_memory = \"lots\"",
+        &["until_memory", "lots"],
+    ),
+    (
+        "until_memory percentage out of range",
+        "",
+        "until_memory = \"120%\"",
+        &["until_memory", "percentage"],
     ),
     (
         "ttl beyond 100 years",

@@ -155,7 +155,6 @@ pub struct Router {
     endpoint: Arc<Endpoint>,
     dataset: Arc<Dataset>,
     known: Mutex<Vec<NodeAddr>>,
-    routed_upto: AtomicU64,
     recovering: AtomicU64,
 }
 
@@ -203,7 +202,6 @@ impl Router {
                     .map(|n| n.addr.clone())
                     .collect(),
             ),
-            routed_upto: AtomicU64::new(0),
             recovering: AtomicU64::new(0),
         };
         Ok((Arc::new(router), receiver))
@@ -214,19 +212,23 @@ impl Router {
         self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Walks this shard's part of the stage (positions `0..planned`, see [`crate::shard`]).
+    /// Walks this shard's part of the stage (entries handed out by the stage, see
+    /// [`crate::shard`]) and queues every entry on its primary.
     pub async fn route(&self, dataset: &Dataset) {
-        let keys = self.stage.planned();
         let mut key = Vec::with_capacity(dataset.key_size());
         let mut pending: Vec<Vec<u64>> = Vec::new();
-        let mut start = 0u64;
-        while start < keys && !self.stage.should_stop() {
-            let end = (start + ROUTE_BATCH as u64).min(keys);
+        while !self.stage.should_stop() {
+            let Some(range) = self.stage.take(ROUTE_BATCH as u64) else {
+                // An until_memory stage hands out entries as memory allows.
+                if self.stage.wait_for_budget().await {
+                    continue;
+                }
+                break;
+            };
             let mut full = Vec::new();
             {
                 let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-                for position in start..end {
-                    let index = self.stage.global(position);
+                for index in range {
                     key.clear();
                     dataset.push_key(&dataset.entry(index), &mut key);
                     let node = slots[usize::from(slot(&key))];
@@ -243,8 +245,16 @@ impl Router {
                 let indices = std::mem::take(&mut pending[node]);
                 self.queue(node, indices).await;
             }
-            self.routed_upto.store(end, Relaxed);
-            start = end;
+            // Entries are routed in batches: a budgeted stage flushes them at once so memory
+            // is measured on what was written.
+            if self.stage.handed_out() >= self.stage.planned() || self.stage.is_budgeted() {
+                for (node, indices) in pending.iter_mut().enumerate() {
+                    if !indices.is_empty() {
+                        let indices = std::mem::take(indices);
+                        self.queue(node, indices).await;
+                    }
+                }
+            }
         }
         for (node, indices) in pending.into_iter().enumerate() {
             if !indices.is_empty() {
@@ -473,11 +483,7 @@ impl Router {
         }
         node.work.notify_waiters();
         self.recovering.fetch_add(1, Relaxed);
-        let upto = if self.routed_all.load(Relaxed) {
-            self.stage.planned()
-        } else {
-            self.routed_upto.load(Relaxed)
-        };
+        let upto = self.stage.handed_out();
         let (router, addr) = (self.clone(), node.addr.clone());
         tokio::spawn(async move {
             if let Err(e) = router.recheck(&lost, upto).await {

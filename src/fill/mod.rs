@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::{Amount, Endpoint as PlanEndpoint, Plan, Stage, Target};
+use crate::plan::{Amount, Endpoint as PlanEndpoint, MemoryGoal, Plan, Stage, Target};
 use crate::progress::Progress;
 use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
 use crate::shard::Shard;
@@ -140,6 +140,17 @@ pub fn check_sharding(plan: &Plan, shard: Shard, no_flush: bool) -> Result<(), F
     if shard.count <= 1 {
         return Ok(());
     }
+    if let Some(stage) = plan
+        .stages
+        .iter()
+        .find(|s| matches!(s.amount, Amount::UntilMemory(_)))
+    {
+        return Err(Failure::Invalid(format!(
+            "{}: stage \"{}\" fills until_memory, which one process must measure and stop: run it without --shard",
+            plan.path.display(),
+            stage.name
+        )));
+    }
     if let Some(stage) = plan.stages.iter().find(|s| s.seed.or(plan.seed).is_none()) {
         return Err(Failure::Invalid(format!(
             "{}: stage \"{}\" has no seed, and every shard would draw its own: add seed = … to the plan so the shards write one dataset",
@@ -199,6 +210,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         reconnects: 0,
         failovers: 0,
         rewritten: 0,
+        until_memory: None,
         per_node: Vec::new(),
     }
 }
@@ -270,6 +282,24 @@ async fn execute(
             }
         }
     }
+    // until_memory goals in bytes, known before anything is written.
+    let mut goals = Vec::new();
+    for stage in &plan.stages {
+        goals.push(match stage.amount {
+            Amount::UntilMemory(MemoryGoal::Bytes(bytes)) => Some(bytes),
+            Amount::UntilMemory(MemoryGoal::Percent(percent)) => {
+                let target = &plan.targets[stage.target];
+                let Some(max) = live[stage.target].maxmemory().await else {
+                    return Err(Failure::Invalid(format!(
+                        "stage \"{}\": until_memory = \"{percent}%\" needs maxmemory, and a primary of target \"{}\" has none (maxmemory 0, or INFO is not allowed): set maxmemory on the server or give an absolute size such as \"4GiB\"; nothing was written",
+                        stage.name, target.name
+                    )));
+                };
+                Some((max as f64 * percent / 100.0) as u64)
+            }
+            _ => None,
+        });
+    }
     for (target, live) in plan.targets.iter().zip(live.iter_mut()) {
         if flushes(target, options) {
             live.flush(progress).await?;
@@ -287,7 +317,16 @@ async fn execute(
     if options.flush_only {
         return Ok(());
     }
-    schedule(plan, run_seed, progress, report, live, options.shard).await;
+    schedule(
+        plan,
+        run_seed,
+        progress,
+        report,
+        live,
+        options.shard,
+        &goals,
+    )
+    .await;
     Ok(())
 }
 
@@ -299,6 +338,7 @@ async fn schedule(
     report: &mut RunReport,
     live: &[LiveTarget],
     shard: Shard,
+    goals: &[Option<u64>],
 ) {
     let mut running = JoinSet::new();
     let mut started = vec![false; plan.stages.len()];
@@ -334,12 +374,12 @@ async fn schedule(
                 let target = &live[stage.target];
                 let target_name = plan.targets[stage.target].name.clone();
                 // The display is made here, so bars appear in plan order.
-                let display = progress.stage(
-                    &stage.name,
-                    &target_name,
-                    shard.len(stage.keys),
-                    planned_bytes(stage, shard),
-                );
+                let (keys, bytes) = match goals[i] {
+                    // until_memory: an estimate, from the goal and a typical per-key overhead.
+                    Some(goal) => (goal / (stage.shape.mean_entry_bytes() + 100), goal),
+                    None => (shard.len(stage.keys), planned_bytes(stage, shard)),
+                };
+                let display = progress.stage(&stage.name, &target_name, keys, bytes);
                 let run = StageRun {
                     stage: stage.clone(),
                     seed: stage_seed(stage, run_seed),
@@ -348,6 +388,7 @@ async fn schedule(
                     route: target.route.clone(),
                     display,
                     shard,
+                    memory: goals[i].map(|bytes| (bytes, target.memory_probe())),
                 };
                 let task = running.spawn(run.execute());
                 tasks.insert(task.id(), i);
@@ -370,6 +411,7 @@ fn planned_bytes(stage: &Stage, shard: Shard) -> u64 {
     let whole = match stage.amount {
         Amount::Size(bytes) => bytes,
         Amount::Keys => stage.keys.saturating_mul(stage.shape.mean_entry_bytes()),
+        Amount::UntilMemory(_) => return 0,
     };
     let part =
         u128::from(whole) * u128::from(shard.len(stage.keys)) / u128::from(stage.keys.max(1));

@@ -16,9 +16,9 @@ use crate::interrupt;
 use crate::plan::units::human_bytes;
 use crate::plan::{NodeAddr, Stage};
 use crate::progress::StageProgress;
-use crate::report::{self, NodeKeys, Redirects, StageReport, Status};
+use crate::report::{self, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
 use crate::shard::Shard;
-use crate::target::Endpoint;
+use crate::target::{Endpoint, MemoryProbe};
 
 /// Everything one running stage needs.
 pub struct StageRun {
@@ -29,6 +29,51 @@ pub struct StageRun {
     pub route: Route,
     pub display: StageProgress,
     pub shard: Shard,
+    /// `until_memory`: the goal in bytes of `used_memory`, and how to read it.
+    pub memory: Option<(u64, MemoryProbe)>,
+}
+
+/// How often an until_memory stage reads `used_memory`.
+const MEMORY_POLL: Duration = Duration::from_millis(5);
+
+/// Hands out entries of an until_memory stage as memory allows, and closes the stage when
+/// `used_memory` reaches the goal. The entries written are always a prefix of the index
+/// range; the overshoot is what was in flight, at most about one window.
+async fn memory_monitor(
+    state: Arc<StageState>,
+    mut probe: MemoryProbe,
+    goal: u64,
+    entry_bytes: u64,
+) -> Result<(), String> {
+    let start = probe.used().await?;
+    loop {
+        if state.should_stop() {
+            state.close();
+            return Ok(());
+        }
+        let used = probe.used().await?;
+        if used >= goal {
+            state.close();
+            return Ok(());
+        }
+        let acked = state.acked.load(Relaxed);
+        let grown = used.saturating_sub(start);
+        // Memory per entry: measured once enough is written, else the payload plus a
+        // typical per-key overhead.
+        let per_entry = if acked >= 1000 && grown > 0 {
+            (grown / acked).max(1)
+        } else {
+            entry_bytes + 100
+        };
+        // Half of what seems to fit: the estimate errs, and the rest follows on the next
+        // reading, so the fill converges on the goal instead of overshooting it.
+        let mut allow = acked + (goal - used) / per_entry / 2;
+        if state.handed_out() == acked {
+            allow = allow.max(acked + 1); // less than one entry to go: write one more
+        }
+        state.raise_limit(allow);
+        tokio::time::sleep(MEMORY_POLL).await;
+    }
 }
 
 type Workers = JoinSet<Result<(), String>>;
@@ -53,8 +98,20 @@ impl StageRun {
             &stage.shape,
             stage.keys,
         ));
-        let state = Arc::new(StageState::new(stage.keys, self.shard));
+        let state = Arc::new(StageState::new(
+            stage.keys,
+            self.shard,
+            self.memory.is_some(),
+        ));
         let mut workers = Workers::new();
+        if let Some((goal, probe)) = &self.memory {
+            workers.spawn(memory_monitor(
+                state.clone(),
+                probe.clone(),
+                *goal,
+                stage.shape.mean_entry_bytes(),
+            ));
+        }
 
         let mut recovery = (0, 0);
         let (per_node, redirects) = match &self.route {
@@ -133,6 +190,13 @@ impl StageRun {
         };
         let mut report = self.report(&state, started_at, clock.elapsed(), per_node, redirects);
         (report.failovers, report.rewritten) = recovery;
+        if let Some((goal, probe)) = &self.memory {
+            let used = probe.clone().used().await.ok();
+            report.until_memory = Some(UntilMemoryReport {
+                goal_bytes: *goal,
+                used_memory: used,
+            });
+        }
         report
     }
 
@@ -309,6 +373,7 @@ impl StageRun {
             reconnects: state.reconnects.load(Relaxed),
             failovers: 0,
             rewritten: 0,
+            until_memory: None,
             per_node,
         }
     }

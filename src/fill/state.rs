@@ -14,8 +14,14 @@ use crate::shard::Shard;
 #[derive(Debug)]
 pub struct StageState {
     next: AtomicU64,
-    end: u64,
+    end: AtomicU64,
     shard: Shard,
+    /// `until_memory`: entries may be handed out only below `limit`, which a monitor raises
+    /// as memory allows, until it closes the stage.
+    budgeted: bool,
+    limit: AtomicU64,
+    closed: AtomicBool,
+    more: tokio::sync::Notify,
     /// Entries the server acknowledged with `+OK`.
     pub acked: AtomicU64,
     /// Payload bytes of the acknowledged entries.
@@ -29,12 +35,17 @@ pub struct StageState {
 }
 
 impl StageState {
-    /// State for writing this shard's part of a stage of `keys` entries.
-    pub fn new(keys: u64, shard: Shard) -> StageState {
+    /// State for writing this shard's part of a stage of `keys` entries; `budgeted` stages
+    /// hand out entries only as a memory monitor allows.
+    pub fn new(keys: u64, shard: Shard, budgeted: bool) -> StageState {
         StageState {
             next: AtomicU64::new(0),
-            end: shard.len(keys),
+            end: AtomicU64::new(shard.len(keys)),
             shard,
+            budgeted,
+            limit: AtomicU64::new(if budgeted { 0 } else { u64::MAX }),
+            closed: AtomicBool::new(false),
+            more: tokio::sync::Notify::new(),
             acked: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -49,10 +60,11 @@ impl StageState {
     pub fn take(&self, count: u64) -> Option<Range<u64>> {
         let mut position = self.next.load(Relaxed);
         loop {
-            if position >= self.end {
+            let end = self.end.load(Relaxed).min(self.limit.load(Relaxed));
+            if position >= end {
                 return None;
             }
-            let range = self.shard.range(position, count, self.end);
+            let range = self.shard.range(position, count, end);
             let len = range.end - range.start;
             match self
                 .next
@@ -69,9 +81,62 @@ impl StageState {
         self.shard.global(position)
     }
 
-    /// Entries this process writes for the stage.
+    /// Entries this process writes for the stage (for `until_memory`: so far allowed, and
+    /// the final count once closed).
     pub fn planned(&self) -> u64 {
-        self.end
+        self.end.load(Relaxed)
+    }
+
+    /// True for `until_memory` stages.
+    pub fn is_budgeted(&self) -> bool {
+        self.budgeted
+    }
+
+    /// Positions handed out so far.
+    pub fn handed_out(&self) -> u64 {
+        self.next.load(Relaxed).min(self.planned())
+    }
+
+    /// Waits until a budgeted stage may hand out more; false when it never will.
+    pub async fn wait_for_budget(&self) -> bool {
+        if !self.budgeted {
+            return false;
+        }
+        loop {
+            let notified = self.more.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.load(Relaxed) || self.should_stop() {
+                return false;
+            }
+            if self.next.load(Relaxed) < self.limit.load(Relaxed).min(self.planned()) {
+                return true;
+            }
+            notified.await;
+        }
+    }
+
+    /// Lets a budgeted stage hand out entries up to position `limit`.
+    pub fn raise_limit(&self, limit: u64) {
+        if self.limit.fetch_max(limit, Relaxed) < limit {
+            self.more.notify_waiters();
+        }
+    }
+
+    /// Ends a budgeted stage: nothing more is handed out, and what was handed out is the
+    /// stage's count (a prefix of the index range).
+    pub fn close(&self) {
+        self.closed.store(true, Relaxed);
+        loop {
+            let handed = self.next.load(Relaxed);
+            self.limit.store(handed, Relaxed);
+            // A take that read the old limit may have slipped in: settle on what it took.
+            if self.next.load(Relaxed) == handed {
+                self.end.fetch_min(handed, Relaxed);
+                break;
+            }
+        }
+        self.more.notify_waiters();
     }
 
     /// True when connections should send nothing more: an error, or an interrupt.
@@ -93,6 +158,7 @@ impl StageState {
             *first = Some(format!("the server refused {command} {key}: {message}"));
         }
         self.stop.store(true, Relaxed);
+        self.more.notify_waiters();
     }
 
     /// Records a failure that is not an error reply (a connection that could not be mended).
@@ -102,6 +168,7 @@ impl StageState {
             *first = Some(message);
         }
         self.stop.store(true, Relaxed);
+        self.more.notify_waiters();
     }
 
     /// The first error of the stage, if any.

@@ -9,7 +9,7 @@ use crate::progress::Progress;
 use crate::report::{NodeReport, TargetReport};
 use crate::target::cluster::{Topology, discover};
 use crate::target::launch::{LocalCluster, LocalServer};
-use crate::target::{Control, Credentials, Endpoint, ServerFacts};
+use crate::target::{Control, Credentials, Endpoint, MemoryProbe, ServerFacts};
 
 /// Where a stage's entries go.
 #[derive(Debug, Clone)]
@@ -103,6 +103,23 @@ impl LiveTarget {
             },
             report,
         ))
+    }
+
+    /// A probe of the primaries' memory.
+    pub fn memory_probe(&self) -> MemoryProbe {
+        MemoryProbe::new(&self.controls)
+    }
+
+    /// `maxmemory` summed over the primaries; `None` when a primary has none (or hides it).
+    pub async fn maxmemory(&mut self) -> Option<u64> {
+        let mut total = 0u64;
+        for control in &mut self.controls {
+            match control.facts().await.maxmemory {
+                Some(max) if max > 0 => total += max,
+                _ => return None,
+            }
+        }
+        Some(total)
     }
 
     /// A primary of the target that is not on this machine, if any.

@@ -184,9 +184,9 @@ impl Feed {
     }
 
     /// Waits for more entries; false when this feed will never have any again.
-    async fn wait(&self) -> bool {
+    async fn wait(&self, stage: &StageState) -> bool {
         match self {
-            Feed::Stage => false,
+            Feed::Stage => stage.wait_for_budget().await,
             Feed::Node { node, router } => node.wait(router).await,
         }
     }
@@ -315,7 +315,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             let next = retry.pop_front().or_else(|| feed.next(stage, config.batch));
             let Some(span) = next else {
                 window.add_permits(batch as usize);
-                if feed.wait().await {
+                if feed.wait(stage).await {
                     continue;
                 }
                 break;

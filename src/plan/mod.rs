@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub use raw::{Ttl, ValueSize};
+pub use raw::{MemoryGoal, Ttl, ValueSize};
 
 /// A validated plan: everything the executor needs, nothing it must check again.
 #[derive(Debug, Clone)]
@@ -185,13 +185,19 @@ pub enum PasswordSource {
 }
 
 /// How many entries a stage writes, as the plan said it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Amount {
     /// `keys = N`.
     Keys,
     /// `size = "5GiB"` of payload (bytes).
     Size(u64),
+    /// `until_memory`: write until the target's `used_memory` reaches the goal.
+    UntilMemory(MemoryGoal),
 }
+
+/// The index range of an `until_memory` stage: never reached, it only fixes the index width
+/// (12 digits), so the keys do not depend on the server the stage fills.
+pub const UNTIL_MEMORY_KEYS: u64 = 1_000_000_000_000;
 
 /// One stage of data, resolved.
 #[derive(Debug, Clone)]

@@ -391,13 +391,7 @@ fn resolve_stage(
             )
         }
         (None, Some(keys), None) => (Amount::Keys, keys),
-        (None, None, Some(_)) => {
-            return Err(err(
-                "until_memory",
-                "until_memory is not supported yet by this version of cachefill; use size or keys"
-                    .into(),
-            ));
-        }
+        (None, None, Some(goal)) => (Amount::UntilMemory(goal), UNTIL_MEMORY_KEYS),
         (None, None, None) => {
             return Err(err(
                 "size",

@@ -264,6 +264,40 @@ pub struct Control {
     endpoint: Endpoint,
 }
 
+/// Reads `used_memory` summed over a target's primaries, for `until_memory` stages.
+#[derive(Clone)]
+pub struct MemoryProbe {
+    connections: Vec<MultiplexedConnection>,
+}
+
+impl MemoryProbe {
+    /// A probe over these control connections.
+    pub fn new(controls: &[Control]) -> MemoryProbe {
+        MemoryProbe {
+            connections: controls.iter().map(Control::connection).collect(),
+        }
+    }
+
+    /// The sum of `used_memory` now.
+    pub async fn used(&mut self) -> Result<u64, String> {
+        let mut total = 0u64;
+        for connection in &mut self.connections {
+            let info: String = redis::cmd("INFO")
+                .arg("memory")
+                .query_async(connection)
+                .await
+                .map_err(|e| format!("INFO memory failed: {e}"))?;
+            let used = info
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or("INFO memory has no used_memory")?;
+            total += used;
+        }
+        Ok(total)
+    }
+}
+
 /// Facts about one server, read with INFO.
 #[derive(Debug, Clone, Default)]
 pub struct ServerFacts {

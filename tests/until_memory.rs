@@ -1,0 +1,93 @@
+//! `until_memory`: fill until the server's used_memory reaches a goal, writing a prefix of the
+//! index range that `verify --result` can check.
+
+mod support;
+
+use support::*;
+
+/// |final used_memory - goal| within 1% of the goal or one window of entries.
+fn assert_near_goal(result: &serde_json::Value, goal: u64) {
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok", "{stage}");
+    let memory = &stage["until_memory"];
+    assert_eq!(memory["goal_bytes"], goal);
+    let used = memory["used_memory"].as_u64().unwrap();
+    let window = 1024 * 4 * 1200; // pipeline × connections × largest entry with overhead
+    let tolerance = (goal / 100).max(window);
+    assert!(
+        used.abs_diff(goal) <= tolerance,
+        "used_memory {used} is not within {tolerance} of {goal}"
+    );
+    assert_eq!(stage["keys_written"], stage["keys_planned"]);
+    assert!(stage["keys_written"].as_u64().unwrap() > 1000);
+}
+
+fn plan(server_target: &str, goal: &str) -> String {
+    format!(
+        "seed = 3\n{server_target}\n[[stages]]\nname = \"fill\"\nuntil_memory = \"{goal}\"\nvalue_size = {{ min = 100, max = 1000 }}\n"
+    )
+}
+
+#[test]
+fn an_absolute_goal_is_reached_and_the_prefix_verifies() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let path = scratch.plan("plan.toml", &plan(&target(&server, true), "200MiB"));
+    let (output, result) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_near_goal(&result, 200 << 20);
+    assert_eq!(
+        server.dbsize(),
+        result["stages"][0]["keys_written"].as_u64().unwrap()
+    );
+    let verify = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(&path)
+        .args(["--result", scratch.path("result.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+#[test]
+fn a_percentage_of_maxmemory_is_reached() {
+    let server = RedisServer::start(&["--maxmemory", "400mb", "--maxmemory-policy", "noeviction"]);
+    let scratch = Scratch::new();
+    let path = scratch.plan("plan.toml", &plan(&target(&server, true), "50%"));
+    let (output, result) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_near_goal(&result.unwrap(), 200 * 1024 * 1024);
+}
+
+#[test]
+fn a_percentage_without_maxmemory_is_refused_before_writing() {
+    let server = RedisServer::start(&[]);
+    redis::cmd("SET")
+        .arg("keep")
+        .arg("me")
+        .query::<()>(&mut server.connect())
+        .unwrap();
+    let scratch = Scratch::new();
+    let path = scratch.plan("plan.toml", &plan(&target(&server, true), "80%"));
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("maxmemory") && err.contains("80%"), "{err}");
+    assert_eq!(server.dbsize(), 1, "the flush or a write happened");
+}
+
+#[test]
+fn a_cluster_fills_until_the_sum_of_its_primaries_reaches_the_goal() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let path = scratch.plan("plan.toml", &plan(&cluster.target(true), "120MiB"));
+    let (output, result) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_near_goal(&result, 120 << 20);
+    assert_eq!(
+        cluster.total_keys(),
+        result["stages"][0]["keys_written"].as_u64().unwrap()
+    );
+}

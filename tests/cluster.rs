@@ -450,3 +450,44 @@ fn nodes_are_reached_at_the_endpoint_they_announce() {
     }
     assert_eq!(cluster.total_keys(), 3000);
 }
+
+#[test]
+fn sigint_during_a_cluster_stage_records_what_each_primary_acknowledged() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 30_000_000\nvalue_size = 10\n",
+            cluster.target(true)
+        ),
+    );
+    let (child, result_path) = spawn_plan(&scratch, &plan);
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 30_000
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let result = read_result(&result_path);
+    assert_eq!(result["status"], "interrupted");
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "interrupted");
+    let written = stage["keys_written"].as_u64().unwrap();
+    assert_eq!(
+        cluster.total_keys(),
+        written,
+        "every acknowledged entry is counted, and only those"
+    );
+    let per_node: u64 = stage["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["keys"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_node, written);
+}

@@ -168,7 +168,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 target.name
             )));
         }
-        let endpoint = Endpoint::new(target, credentials);
+        let endpoint = Endpoint::new(target, credentials).map_err(Failure::Invalid)?;
         let reader = match target.mode {
             Mode::Standalone => Reader::Standalone(
                 endpoint

@@ -160,12 +160,6 @@ const BAD_PLANS: &[(&str, &str, &str, &[&str])] = &[
         &["launch", "not both"],
     ),
     (
-        "tls not supported yet",
-        "[targets.main.tls]\nca_file = \"ca.pem\"",
-        "keys = 10",
-        &["tls", "not supported yet"],
-    ),
-    (
         "until_memory not a size",
         "",
         "until_memory = \"lots\"",

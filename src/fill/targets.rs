@@ -49,8 +49,15 @@ impl LiveTarget {
         credentials: Credentials,
         progress: &Progress,
     ) -> Result<(LiveTarget, TargetReport), Failure> {
+        let endpoint = Endpoint::new(target, credentials).map_err(Failure::Invalid)?;
+        if target.tls.as_ref().is_some_and(|t| t.insecure) {
+            progress.line(&format!(
+                "warning: target {}: insecure = true, so server certificates are not verified",
+                target.name
+            ));
+        }
+        let endpoint = Arc::new(endpoint);
         let (seeds, launched) = launch(target, progress).await?;
-        let endpoint = Arc::new(Endpoint::new(target, credentials));
         let (route, primaries) = match target.mode {
             Mode::Standalone => (
                 Route::Standalone(seeds[0].clone()),
@@ -88,7 +95,7 @@ impl LiveTarget {
         }
         let report = TargetReport {
             mode: target.mode.as_str(),
-            tls: false,
+            tls: target.tls.is_some(),
             flushed: false,
             launched: !matches!(launched, Launched::Nothing),
             server_version: version,

@@ -218,7 +218,7 @@ pub async fn connection_worker(
         let outcome = match endpoint.data(&addr).await {
             Ok(mut stream) => {
                 let inflight = Mutex::new(VecDeque::new());
-                let wake_at = ReplyThreshold::for_socket(&stream);
+                let wake_at = ReplyThreshold::for_socket(stream.tcp());
                 let job = Job {
                     stage: &stage,
                     dataset: &dataset,

@@ -70,6 +70,8 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
+    /// TLS settings, when the target speaks TLS.
+    pub tls: Option<crate::target::tls::TlsSpec>,
 }
 
 /// Where a target's servers are.

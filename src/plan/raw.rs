@@ -90,8 +90,7 @@ pub struct RawTarget {
     pub tls: Option<RawTls>,
 }
 
-/// TLS settings of a target (read and checked; connecting with TLS comes with the TLS issue).
-#[allow(dead_code)]
+/// TLS settings of a target.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {

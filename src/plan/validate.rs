@@ -175,9 +175,29 @@ fn resolve_target(
             "cert_file and key_file go together: give both for mutual TLS, or neither".into(),
         ));
     }
-    if raw.tls.is_some() {
-        return Err(err("tls", "TLS is not supported yet by this version of cachefill; remove the [tls] table or use a plaintext port".into()));
+    if raw.tls.is_some() && raw.launch.is_some() {
+        return Err(err(
+            "tls",
+            "launched servers do not speak TLS yet; remove the [tls] table or name nodes".into(),
+        ));
     }
+    if matches!(&raw.launch, Some(RawLaunch::Cluster(shape)) if shape.tls == Some(true)) {
+        return Err(err(
+            "launch.tls",
+            "launched servers do not speak TLS yet".into(),
+        ));
+    }
+    let tls = raw.tls.as_ref().map(|t| crate::target::tls::TlsSpec {
+        ca_file: t.ca_file.as_deref().map(|f| resolve_path(base_dir, f)),
+        client_auth: match (&t.cert_file, &t.key_file) {
+            (Some(cert), Some(key)) => {
+                Some((resolve_path(base_dir, cert), resolve_path(base_dir, key)))
+            }
+            _ => None,
+        },
+        server_name: t.server_name.clone(),
+        insecure: t.insecure.unwrap_or(false),
+    });
     let default_port = if raw.tls.is_some() { 6380 } else { 6379 };
 
     let endpoint = match (&raw.nodes, &raw.launch) {
@@ -301,6 +321,7 @@ fn resolve_target(
         failover_timeout: raw
             .failover_timeout
             .map_or(DEFAULT_FAILOVER_TIMEOUT, |d| d.0),
+        tls,
     })
 }
 

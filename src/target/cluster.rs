@@ -79,7 +79,7 @@ pub async fn discover(endpoint: &Endpoint, seeds: &[NodeAddr]) -> Result<Topolog
         };
         let shards = control.query(redis::cmd("CLUSTER").arg("SHARDS")).await;
         let parsed = match shards {
-            Ok(value) => parse_shards(&value, seed),
+            Ok(value) => parse_shards(&value, seed, endpoint.tls.is_some()),
             Err(_) => match control.query(redis::cmd("CLUSTER").arg("SLOTS")).await {
                 Ok(value) => parse_slots(&value, seed),
                 Err(e) => Err(format!("CLUSTER SLOTS failed: {e}")),
@@ -149,7 +149,7 @@ fn announced(host: Option<String>, port: Option<i64>, seed: &NodeAddr) -> Option
     Some(NodeAddr { host, port })
 }
 
-fn parse_shards(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
+fn parse_shards(value: &Value, seed: &NodeAddr, tls: bool) -> Result<Topology, String> {
     let mut topology = Topology {
         primaries: Vec::new(),
         replicas: Vec::new(),
@@ -173,7 +173,7 @@ fn parse_shards(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
             let host = field(node, "endpoint")
                 .and_then(text)
                 .or_else(|| field(node, "ip").and_then(text));
-            let Some(addr) = announced(host, field(node, "port").and_then(int), seed) else {
+            let Some(addr) = announced(host, port_of(node, tls), seed) else {
                 continue;
             };
             let node_info = ClusterNode {
@@ -199,6 +199,15 @@ fn parse_shards(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
         }
     }
     Ok(topology)
+}
+
+/// The port of a node: its TLS port when the target speaks TLS and the node has one.
+fn port_of(node: &Value, tls: bool) -> Option<i64> {
+    let tls_port = field(node, "tls-port").and_then(int).filter(|p| *p != 0);
+    match tls_port {
+        Some(port) if tls => Some(port),
+        _ => field(node, "port").and_then(int),
+    }
 }
 
 fn parse_slots(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
@@ -301,7 +310,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 7000,
         };
-        let topology = parse_shards(&reply, &seed).unwrap();
+        let topology = parse_shards(&reply, &seed, false).unwrap();
         assert_eq!(topology.primaries.len(), 2);
         assert_eq!(topology.replicas.len(), 1);
         assert_eq!(topology.slot_count(0), 8192);

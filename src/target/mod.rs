@@ -3,19 +3,19 @@
 
 pub mod cluster;
 pub mod launch;
+pub mod tls;
 
 use std::fmt;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
-};
+use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::plan::{Auth, NodeAddr, PasswordSource, Target};
 use crate::resp::{self, Reply};
+use tls::{Stream, Tls};
 
 /// A password read at run time. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -93,6 +93,8 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
+    /// TLS client, when the target speaks TLS.
+    pub tls: Option<Tls>,
 }
 
 /// A failure to reach or use a server, already phrased for the user.
@@ -102,14 +104,23 @@ pub struct TargetError(pub String);
 
 impl Endpoint {
     /// Builds an endpoint from a plan target and its resolved credentials.
-    pub fn new(target: &Target, credentials: Credentials) -> Endpoint {
-        Endpoint {
+    /// Builds an endpoint (and its TLS client) from a plan target and its credentials.
+    /// Errors name the target and the TLS file that is wrong.
+    pub fn new(target: &Target, credentials: Credentials) -> Result<Endpoint, String> {
+        let tls = match &target.tls {
+            Some(spec) => {
+                Some(Tls::new(spec).map_err(|e| format!("targets.{}.tls: {e}", target.name))?)
+            }
+            None => None,
+        };
+        Ok(Endpoint {
             name: target.name.clone(),
             credentials,
             db: target.db,
             connect_timeout: target.connect_timeout,
             failover_timeout: target.failover_timeout,
-        }
+            tls,
+        })
     }
 
     fn fail(&self, addr: &NodeAddr, what: impl fmt::Display) -> TargetError {
@@ -120,7 +131,34 @@ impl Endpoint {
         ))
     }
 
-    /// Opens the control connection: INFO, DBSIZE, FLUSHALL.
+    /// Connects to `addr`: TCP, then TLS when the target has it, within `connect_timeout`.
+    async fn connect(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+        let timeout = self.connect_timeout;
+        let connecting = async {
+            let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            match &self.tls {
+                None => Ok::<Stream, String>(Stream::Plain(tcp)),
+                Some(tls) => Ok(Stream::Tls(Box::new(tls.connect(&addr.host, tcp).await?))),
+            }
+        };
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(message)) => Err(self.fail(addr, message)),
+            Err(_) => Err(self.fail(
+                addr,
+                format!(
+                    "cannot connect within {} (connect_timeout)",
+                    humantime::format_duration(timeout)
+                ),
+            )),
+        }
+    }
+
+    /// Opens the control connection (INFO, FLUSHALL, topology) over the same kind of
+    /// connection as the data plane, logged in by the `redis` crate.
     pub async fn control(&self, addr: &NodeAddr) -> Result<Control, TargetError> {
         let mut settings = RedisConnectionInfo::default()
             .set_db(i64::from(self.db))
@@ -131,18 +169,15 @@ impl Endpoint {
         if let Some(password) = &self.credentials.password {
             settings = settings.set_password(password.expose());
         }
-        let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
-            .into_connection_info()
-            .map_err(|e| self.fail(addr, e))?
-            .set_redis_settings(settings);
-        let client = Client::open(info).map_err(|e| self.fail(addr, e))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| self.fail(addr, describe_redis_error(&e)))?;
+        let stream = self.connect(addr).await?;
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
+        let login = MultiplexedConnection::new_with_config(&settings, stream, config);
+        let (connection, driver) = match tokio::time::timeout(self.connect_timeout, login).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e))),
+            Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
+        };
+        tokio::spawn(driver);
         Ok(Control {
             connection,
             addr: addr.clone(),
@@ -150,23 +185,9 @@ impl Endpoint {
         })
     }
 
-    /// Opens a data connection for the hot path: TCP, AUTH, SELECT, nothing else.
-    pub async fn data(&self, addr: &NodeAddr) -> Result<TcpStream, TargetError> {
-        let connect = TcpStream::connect((addr.host.as_str(), addr.port));
-        let mut stream = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(self.fail(addr, format!("cannot connect: {e}"))),
-            Err(_) => {
-                return Err(self.fail(
-                    addr,
-                    format!(
-                        "cannot connect within {} (connect_timeout)",
-                        humantime::format_duration(self.connect_timeout)
-                    ),
-                ));
-            }
-        };
-        stream.set_nodelay(true).map_err(|e| self.fail(addr, e))?;
+    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else.
+    pub async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+        let mut stream = self.connect(addr).await?;
         let mut hello = Vec::new();
         let mut expected = 0;
         if let Some(password) = &self.credentials.password {

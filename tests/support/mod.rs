@@ -382,3 +382,153 @@ impl RedisCluster {
         }
     }
 }
+
+/// A test CA, a server certificate for localhost / 127.0.0.1 / redis.test, a client
+/// certificate, and a second CA that signed nothing, as PEM files.
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> TestCerts {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+        };
+        let authority = ca("cachefill test CA");
+        write("ca.crt", authority.pem());
+        write("other-ca.crt", ca("another CA").pem());
+        for (name, sans) in [
+            ("server", vec!["localhost", "127.0.0.1", "redis.test"]),
+            ("client", vec!["cachefill-client"]),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let params =
+                CertificateParams::new(sans.into_iter().map(String::from).collect::<Vec<_>>())
+                    .unwrap();
+            let cert = params.signed_by(&key, &authority).unwrap();
+            write(&format!("{name}.crt"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        TestCerts { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    /// redis-server arguments for a TLS-only server on `port`.
+    pub fn server_args(&self, port: u16, auth_clients: bool) -> Vec<String> {
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            self.path("server.crt"),
+            "--tls-key-file".into(),
+            self.path("server.key"),
+            "--tls-ca-cert-file".into(),
+            self.path("ca.crt"),
+            "--tls-auth-clients".into(),
+            if auth_clients { "yes" } else { "no" }.into(),
+        ]
+    }
+
+    /// Runs redis-cli over TLS (with the client certificate) against `port`.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &self.path("ca.crt"),
+                "--cert",
+                &self.path("client.crt"),
+                "--key",
+                &self.path("client.key"),
+            ])
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+/// A TLS-only redis-server; killed when dropped.
+pub struct TlsServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    pub fn start(certs: &TestCerts, auth_clients: bool, extra: &[&str]) -> TlsServer {
+        require("redis-server");
+        for _ in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if port > 55535 && extra.contains(&"--cluster-enabled") {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new("redis-server")
+                .args(certs.server_args(port, auth_clients))
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--enable-debug-command",
+                    "local",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start redis-server");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if certs.cli(port, &["PING"]) == "PONG" {
+                    return TlsServer {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "TLS redis-server on port {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("could not start a TLS redis-server");
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,236 @@
+//! TLS targets against real TLS servers on loopback, with certificates the tests make.
+
+mod support;
+
+use support::*;
+
+fn plan(server: &TlsServer, tls: &str, keys: u64) -> String {
+    format!(
+        "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nflush = true\n[targets.main.tls]\n{tls}\n[[stages]]\nname = \"s\"\nkeys = {keys}\n",
+        server.addr()
+    )
+}
+
+#[test]
+fn a_tls_fill_lands_exactly() {
+    let certs = TestCerts::new();
+    let server = TlsServer::start(&certs, false, &[]);
+    let scratch = Scratch::new();
+    let path = scratch.plan(
+        "plan.toml",
+        &plan(
+            &server,
+            &format!("ca_file = \"{}\"", certs.path("ca.crt")),
+            100_000,
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(certs.cli(server.port, &["DBSIZE"]), "100000");
+    let result = result.unwrap();
+    assert_eq!(result["stages"][0]["keys_written"], 100_000);
+    assert_eq!(result["targets"]["main"]["tls"], true);
+    let verify = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+#[test]
+fn mutual_tls_needs_the_client_certificate() {
+    let certs = TestCerts::new();
+    let server = TlsServer::start(&certs, true, &[]);
+    let scratch = Scratch::new();
+    let with = format!(
+        "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
+        certs.path("ca.crt"),
+        certs.path("client.crt"),
+        certs.path("client.key")
+    );
+    let path = scratch.plan("plan.toml", &plan(&server, &with, 10_000));
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(certs.cli(server.port, &["DBSIZE"]), "10000");
+
+    certs.cli(server.port, &["FLUSHALL"]);
+    let path = scratch.plan(
+        "plan.toml",
+        &plan(
+            &server,
+            &format!("ca_file = \"{}\"", certs.path("ca.crt")),
+            10_000,
+        ),
+    );
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let reasons: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cachefill: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{err}");
+    assert!(reasons[0].contains(&server.addr()), "{err}");
+    assert_eq!(certs.cli(server.port, &["DBSIZE"]), "0");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_not_trusted() {
+    let certs = TestCerts::new();
+    let server = TlsServer::start(&certs, false, &[]);
+    let scratch = Scratch::new();
+    let path = scratch.plan(
+        "plan.toml",
+        &plan(
+            &server,
+            &format!("ca_file = \"{}\"", certs.path("other-ca.crt")),
+            10,
+        ),
+    );
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("not trusted"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn server_name_is_used_for_verification() {
+    let certs = TestCerts::new();
+    let server = TlsServer::start(&certs, false, &[]);
+    let scratch = Scratch::new();
+    let ca = certs.path("ca.crt");
+    let path = scratch.plan(
+        "plan.toml",
+        &plan(
+            &server,
+            &format!("ca_file = \"{ca}\"\nserver_name = \"wrong.test\""),
+            10,
+        ),
+    );
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("not valid for the name") && err.contains("wrong.test"),
+        "{err}"
+    );
+
+    let path = scratch.plan(
+        "plan.toml",
+        &plan(
+            &server,
+            &format!("ca_file = \"{ca}\"\nserver_name = \"redis.test\""),
+            10,
+        ),
+    );
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn insecure_skips_verification_and_says_so() {
+    let certs = TestCerts::new();
+    let server = TlsServer::start(&certs, false, &[]);
+    let scratch = Scratch::new();
+    let path = scratch.plan("plan.toml", &plan(&server, "insecure = true", 1000));
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("insecure = true"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(certs.cli(server.port, &["DBSIZE"]), "1000");
+}
+
+#[test]
+fn a_missing_ca_file_is_refused_before_connecting() {
+    let certs = TestCerts::new();
+    let server = TlsServer::start(&certs, false, &[]);
+    let scratch = Scratch::new();
+    let path = scratch.plan(
+        "plan.toml",
+        &plan(&server, "ca_file = \"missing-ca.pem\"", 10),
+    );
+    let (output, _) = run_plan(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.contains("targets.main.tls") && err.contains("missing-ca.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tls_cluster_is_filled_exactly() {
+    let certs = TestCerts::new();
+    let args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--tls-cluster",
+        "yes",
+        "--tls-replication",
+        "yes",
+    ];
+    let servers: Vec<TlsServer> = (0..3)
+        .map(|_| TlsServer::start(&certs, false, &args))
+        .collect();
+    let output = std::process::Command::new("redis-cli")
+        .args([
+            "--tls",
+            "--cacert",
+            &certs.path("ca.crt"),
+            "--cert",
+            &certs.path("client.crt"),
+            "--key",
+            &certs.path("client.key"),
+        ])
+        .args(["--cluster", "create"])
+        .args(servers.iter().map(|s| s.addr()))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    wait_until(
+        "the TLS cluster is ok",
+        std::time::Duration::from_secs(30),
+        || {
+            servers.iter().all(|s| {
+                certs
+                    .cli(s.port, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            })
+        },
+    );
+    let scratch = Scratch::new();
+    let path = scratch.plan(
+        "plan.toml",
+        &format!(
+            "seed = 1\n[targets.main]\nmode = \"cluster\"\nnodes = [\"{}\"]\nflush = true\n[targets.main.tls]\nca_file = \"{}\"\n[[stages]]\nname = \"s\"\nkeys = 60_000\n",
+            servers[0].addr(),
+            certs.path("ca.crt")
+        ),
+    );
+    let (output, result) = run_plan(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let total: u64 = servers
+        .iter()
+        .map(|s| certs.cli(s.port, &["DBSIZE"]).parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 60_000);
+    let per_node = result.unwrap()["stages"][0]["per_node"].clone();
+    for node in per_node.as_array().unwrap() {
+        let keys = node["keys"].as_u64().unwrap();
+        assert!((19_000..=21_000).contains(&keys), "{node}");
+    }
+}

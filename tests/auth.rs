@@ -79,3 +79,61 @@ fn an_acl_user_writing_outside_its_pattern_fails_with_the_refusal() {
     assert!(err.contains("NOPERM") && err.contains("other:"), "{err}");
     assert_eq!(server.dbsize(), 0);
 }
+
+#[test]
+fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() {
+    let server = RedisServer::start(&[]);
+    let mut admin = server.connect();
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "writer",
+            "on",
+            ">writer-pw",
+            "~*",
+            "+set",
+            "+mset",
+            "+ping",
+        ])
+        .query::<()>(&mut admin)
+        .unwrap();
+    let scratch = Scratch::new();
+    let plan = |flush: bool| {
+        format!(
+            "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nusername = \"writer\"\npassword_env = \"WRITER_PW\"\nflush = {flush}\n[[stages]]\nname = \"s\"\nkeys = 2000\n",
+            server.addr()
+        )
+    };
+    let path = scratch.plan("plan.toml", &plan(false));
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&path)
+        .args(["-q", "-o", "result.json"])
+        .env("WRITER_PW", "writer-pw")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = read_result(&scratch.path("result.json"));
+    let node = &result["targets"]["main"]["nodes"][0];
+    assert!(
+        node["keys_before"].is_null() && node["used_memory_after"].is_null(),
+        "{node}"
+    );
+    assert_eq!(result["stages"][0]["keys_written"], 2000);
+
+    let path = scratch.plan("plan.toml", &plan(true));
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&path)
+        .args(["-q", "-o", "result.json"])
+        .env("WRITER_PW", "writer-pw")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("FLUSHALL failed") && err.contains("no permissions"),
+        "{err}"
+    );
+    assert_eq!(server.dbsize(), 2000, "nothing was written or flushed");
+}

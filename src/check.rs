@@ -4,12 +4,24 @@ use crate::error::Failure;
 use crate::plan::units::human_bytes;
 use crate::plan::{Amount, Endpoint, MemoryGoal, Mode, Plan};
 
+/// Appends a line to the text being built.
+macro_rules! out {
+    ($text:ident, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($text, $($arg)*);
+    }};
+}
+
 /// Prints the plan's targets and stages (stdout) in the order they would run.
 pub fn print(plan: &Plan) -> Result<(), Failure> {
-    println!("plan {} ({}): valid", plan.name, plan.path.display());
+    let mut text = String::new();
+    out!(text, "plan {} ({}): valid", plan.name, plan.path.display());
     match plan.seed {
-        Some(seed) => println!("seed: {seed}"),
-        None => println!("seed: drawn at random for each run and recorded in the result"),
+        Some(seed) => out!(text, "seed: {seed}"),
+        None => out!(
+            text,
+            "seed: drawn at random for each run and recorded in the result"
+        ),
     }
     for target in &plan.targets {
         let place = match &target.endpoint {
@@ -30,7 +42,8 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
             ),
         };
         let flush = if target.flush { ", flushed first" } else { "" };
-        println!(
+        out!(
+            text,
             "target {}: {} {place}{flush}",
             target.name,
             target.mode.as_str()
@@ -75,7 +88,8 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
             .seed
             .or(plan.seed)
             .map_or("run seed".to_string(), |s| s.to_string());
-        println!(
+        out!(
+            text,
             "stage {}: target {}, {amount} (key {} B, value {value}), {} connections{} × pipeline {}, seed {seed}, {order}",
             stage.name,
             plan.targets[stage.target].name,
@@ -89,6 +103,10 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
             stage.pipeline,
         );
     }
-    println!("total: {total_keys} keys, ~{}", human_bytes(total_bytes));
-    Ok(())
+    out!(
+        text,
+        "total: {total_keys} keys, ~{}",
+        human_bytes(total_bytes)
+    );
+    crate::print_stdout(&text)
 }

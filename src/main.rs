@@ -57,10 +57,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Schema => {
-            println!("{}", plan::json_schema());
-            Ok(())
-        }
+        Command::Schema => print_stdout(&format!("{}\n", plan::json_schema())),
         Command::Check {
             plan,
             shards,
@@ -174,5 +171,17 @@ fn resolve_shard(shard: Option<&str>, shards: Option<u64>) -> Result<shard::Shar
             shard::Shard::new(index, count).map_err(invalid)
         }
         (None, None) => Ok(shard::Shard::WHOLE),
+    }
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an error.
+pub fn print_stdout(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Failed(format!(
+            "cannot write to standard output: {e}"
+        ))),
+        _ => Ok(()),
     }
 }

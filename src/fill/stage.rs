@@ -58,16 +58,18 @@ async fn memory_monitor(
         }
         let acked = state.acked.load(Relaxed);
         let grown = used.saturating_sub(start);
-        // Memory per entry: measured once enough is written, else the payload plus a
-        // typical per-key overhead.
-        let per_entry = if acked >= 1000 && grown > 0 {
-            (grown / acked).max(1)
+        // Memory per entry: measured once enough is written, but never below the payload
+        // plus a typical per-key overhead (an estimate that is too small overshoots).
+        let typical = entry_bytes + 100;
+        let per_entry = if acked >= 1000 {
+            (grown / acked).max(typical)
         } else {
-            entry_bytes + 100
+            typical
         };
-        // Half of what seems to fit: the estimate errs, and the rest follows on the next
-        // reading, so the fill converges on the goal instead of overshooting it.
-        let mut allow = acked + (goal - used) / per_entry / 2;
+        // Half of what seems to fit, and at most 5 % of the goal per reading: the estimate
+        // errs and readings come late on a busy machine; the rest follows next time.
+        let step = ((goal - used) / per_entry / 2).min(goal / 20 / per_entry);
+        let mut allow = acked + step;
         if state.handed_out() == acked {
             allow = allow.max(acked + 1); // less than one entry to go: write one more
         }

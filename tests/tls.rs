@@ -165,9 +165,8 @@ fn a_missing_ca_file_is_refused_before_connecting() {
     );
 }
 
-#[test]
-fn a_tls_cluster_is_filled_exactly() {
-    let certs = TestCerts::new();
+/// Three TLS-only primaries formed into a cluster with `redis-cli --tls --cluster create`.
+fn tls_cluster(certs: &TestCerts) -> Vec<TlsServer> {
     let args = [
         "--cluster-enabled",
         "yes",
@@ -179,18 +178,10 @@ fn a_tls_cluster_is_filled_exactly() {
         "yes",
     ];
     let servers: Vec<TlsServer> = (0..3)
-        .map(|_| TlsServer::start(&certs, false, &args))
+        .map(|_| TlsServer::start(certs, false, &args))
         .collect();
     let output = std::process::Command::new("redis-cli")
-        .args([
-            "--tls",
-            "--cacert",
-            &certs.path("ca.crt"),
-            "--cert",
-            &certs.path("client.crt"),
-            "--key",
-            &certs.path("client.key"),
-        ])
+        .args(tls_cli_args(certs))
         .args(["--cluster", "create"])
         .args(servers.iter().map(|s| s.addr()))
         .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -212,14 +203,108 @@ fn a_tls_cluster_is_filled_exactly() {
             })
         },
     );
+    servers
+}
+
+fn tls_cli_args(certs: &TestCerts) -> Vec<String> {
+    vec![
+        "--tls".into(),
+        "--cacert".into(),
+        certs.path("ca.crt"),
+        "--cert".into(),
+        certs.path("client.crt"),
+        "--key".into(),
+        certs.path("client.key"),
+    ]
+}
+
+fn cluster_plan(servers: &[TlsServer], certs: &TestCerts, stage: &str) -> String {
+    format!(
+        "seed = 1\n[targets.main]\nmode = \"cluster\"\nnodes = [\"{}\"]\nflush = true\n[targets.main.tls]\nca_file = \"{}\"\n[[stages]]\n{stage}\n",
+        servers[0].addr(),
+        certs.path("ca.crt")
+    )
+}
+
+#[test]
+fn resharding_is_followed_over_tls() {
+    let certs = TestCerts::new();
+    let servers = tls_cluster(&certs);
+    let scratch = Scratch::new();
+    let keys = 400_000u64;
+    let path = scratch.plan(
+        "plan.toml",
+        &cluster_plan(
+            &servers,
+            &certs,
+            &format!(
+                "name = \"s\"\nkeys = {keys}\nvalue_size = 32\nconnections = 1\npipeline = 64"
+            ),
+        ),
+    );
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let total = || {
+        servers
+            .iter()
+            .map(|s| certs.cli(s.port, &["DBSIZE"]).parse::<u64>().unwrap_or(0))
+            .sum::<u64>()
+    };
+    wait_until(
+        "the fill has started",
+        std::time::Duration::from_secs(30),
+        || total() > 20_000,
+    );
+    let ids: Vec<String> = servers
+        .iter()
+        .map(|s| certs.cli(s.port, &["CLUSTER", "MYID"]))
+        .collect();
+    let reshard = std::process::Command::new("redis-cli")
+        .args(tls_cli_args(&certs))
+        .args(["--cluster", "reshard", &servers[0].addr()])
+        .args([
+            "--cluster-from",
+            &ids[0],
+            "--cluster-to",
+            &ids[1],
+            "--cluster-slots",
+            "1500",
+            "--cluster-yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        reshard.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&reshard.stdout)
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = read_result(&result_path);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["keys_written"], keys);
+    let redirects =
+        stage["redirects"]["moved"].as_u64().unwrap() + stage["redirects"]["ask"].as_u64().unwrap();
+    assert!(
+        redirects > 0,
+        "no redirection seen; the resharding finished too early"
+    );
+    assert_eq!(total(), keys);
+    let verify = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+#[test]
+fn a_tls_cluster_is_filled_exactly() {
+    let certs = TestCerts::new();
+    let servers = tls_cluster(&certs);
     let scratch = Scratch::new();
     let path = scratch.plan(
         "plan.toml",
-        &format!(
-            "seed = 1\n[targets.main]\nmode = \"cluster\"\nnodes = [\"{}\"]\nflush = true\n[targets.main.tls]\nca_file = \"{}\"\n[[stages]]\nname = \"s\"\nkeys = 60_000\n",
-            servers[0].addr(),
-            certs.path("ca.crt")
-        ),
+        &cluster_plan(&servers, &certs, "name = \"s\"\nkeys = 60_000"),
     );
     let (output, result) = run_plan(&scratch, &path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -319,3 +319,46 @@ fn a_tls_cluster_is_filled_exactly() {
         assert!((19_000..=21_000).contains(&keys), "{node}");
     }
 }
+
+#[test]
+fn a_launched_server_speaks_tls_with_a_throwaway_ca() {
+    let scratch = Scratch::new();
+    let path = scratch.plan(
+        "plan.toml",
+        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[targets.local.tls]\n[[stages]]\nname = \"s\"\nkeys = 5000\n",
+    );
+    let (output, result) = run_plan(&scratch, &path, &["--keep"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(result["targets"]["local"]["tls"], true);
+    assert_eq!(result["targets"]["local"]["nodes"][0]["keys_after"], 5000);
+    let err = stderr(&output);
+    let line = err
+        .lines()
+        .find(|l| l.contains("keeps running"))
+        .expect("the kept server is announced");
+    let ca = line
+        .split("CA certificate ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let port = result["targets"]["local"]["nodes"][0]["address"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", ca, "-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["DBSIZE"]), "5000");
+    cli(&["SHUTDOWN", "NOSAVE"]);
+}

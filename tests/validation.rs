@@ -172,6 +172,12 @@ const BAD_PLANS: &[(&str, &str, &str, &[&str])] = &[
         &["until_memory", "percentage"],
     ),
     (
+        "a launched server with a CA of its own",
+        "launch = true\n[targets.main.tls]\nca_file = \"ca.pem\"",
+        "keys = 10",
+        &["tls.ca_file", "throwaway"],
+    ),
+    (
         "ttl beyond 100 years",
         "",
         "keys = 10\nttl = \"200years\"",

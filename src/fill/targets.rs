@@ -8,7 +8,7 @@ use crate::plan::{Endpoint as PlanEndpoint, Mode, NodeAddr, Target};
 use crate::progress::Progress;
 use crate::report::{NodeReport, TargetReport};
 use crate::target::cluster::{Topology, discover};
-use crate::target::launch::{LocalCluster, LocalServer};
+use crate::target::launch::{LocalCluster, LocalServer, LocalTls};
 use crate::target::{Control, Credentials, Endpoint, MemoryProbe, ServerFacts};
 
 /// Where a stage's entries go.
@@ -36,6 +36,8 @@ pub struct LiveTarget {
     /// One control connection per primary (the server, on a standalone target).
     controls: Vec<Control>,
     launched: Launched,
+    /// The throwaway CA of a launched TLS server.
+    local_tls: Option<LocalTls>,
 }
 
 fn failed(e: crate::target::TargetError) -> Failure {
@@ -49,7 +51,18 @@ impl LiveTarget {
         credentials: Credentials,
         progress: &Progress,
     ) -> Result<(LiveTarget, TargetReport), Failure> {
-        let endpoint = Endpoint::new(target, credentials).map_err(Failure::Invalid)?;
+        // A launched TLS server gets a throwaway CA, which its endpoint must trust.
+        let local_tls = match (&target.endpoint, &target.tls) {
+            (PlanEndpoint::Launch { .. }, Some(_)) => {
+                Some(LocalTls::generate(&target.name).map_err(Failure::Failed)?)
+            }
+            _ => None,
+        };
+        let mut resolved = target.clone();
+        if let (Some(local), Some(spec)) = (&local_tls, resolved.tls.as_mut()) {
+            spec.ca_file = Some(local.ca_file.clone());
+        }
+        let endpoint = Endpoint::new(&resolved, credentials).map_err(Failure::Invalid)?;
         if target.tls.as_ref().is_some_and(|t| t.insecure) {
             progress.line(&format!(
                 "warning: target {}: insecure = true, so server certificates are not verified",
@@ -57,7 +70,7 @@ impl LiveTarget {
             ));
         }
         let endpoint = Arc::new(endpoint);
-        let (seeds, launched) = launch(target, progress).await?;
+        let (seeds, launched) = launch(target, progress, local_tls.as_ref()).await?;
         let (route, primaries) = match target.mode {
             Mode::Standalone => (
                 Route::Standalone(seeds[0].clone()),
@@ -107,6 +120,7 @@ impl LiveTarget {
                 route,
                 controls,
                 launched,
+                local_tls,
             },
             report,
         ))
@@ -171,8 +185,12 @@ impl LiveTarget {
             Launched::Cluster(cluster) => cluster.keep(),
         };
         let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let ca = match self.local_tls {
+            Some(tls) => format!(", TLS with the CA certificate {}", tls.keep().display()),
+            None => String::new(),
+        };
         progress.line(&format!(
-            "target {} keeps running at {} (--keep)",
+            "target {} keeps running at {}{ca} (--keep)",
             self.endpoint.name,
             addrs.join(", ")
         ));
@@ -182,6 +200,7 @@ impl LiveTarget {
 async fn launch(
     target: &Target,
     progress: &Progress,
+    tls: Option<&LocalTls>,
 ) -> Result<(Vec<NodeAddr>, Launched), Failure> {
     let (server_bin, primaries, replicas) = match &target.endpoint {
         PlanEndpoint::Nodes(nodes) => return Ok((nodes.clone(), Launched::Nothing)),
@@ -192,8 +211,11 @@ async fn launch(
         } => (server_bin, *primaries, *replicas),
     };
     let (bin, name, mode) = (server_bin.clone(), target.name.clone(), target.mode);
+    let files = tls.map(LocalTls::files);
     let launched = tokio::task::spawn_blocking(move || match mode {
-        Mode::Standalone => LocalServer::start(&bin, &name).map(Launched::Server),
+        Mode::Standalone => {
+            LocalServer::start_with(&bin, &name, &[], files.as_ref()).map(Launched::Server)
+        }
         Mode::Cluster => {
             LocalCluster::start(&bin, &name, primaries, replicas).map(Launched::Cluster)
         }

@@ -175,16 +175,25 @@ fn resolve_target(
             "cert_file and key_file go together: give both for mutual TLS, or neither".into(),
         ));
     }
-    if raw.tls.is_some() && raw.launch.is_some() {
-        return Err(err(
-            "tls",
-            "launched servers do not speak TLS yet; remove the [tls] table or name nodes".into(),
-        ));
+    if let (Some(tls), Some(_)) = (&raw.tls, &raw.launch) {
+        if raw.mode == RawMode::Cluster {
+            return Err(err(
+                "tls",
+                "launched clusters do not speak TLS yet; remove the [tls] table or name nodes"
+                    .into(),
+            ));
+        }
+        if tls.ca_file.is_some() || tls.cert_file.is_some() || tls.key_file.is_some() {
+            return Err(err(
+                "tls.ca_file",
+                "a launched server gets a throwaway CA and certificate: remove ca_file, cert_file and key_file".into(),
+            ));
+        }
     }
     if matches!(&raw.launch, Some(RawLaunch::Cluster(shape)) if shape.tls == Some(true)) {
         return Err(err(
             "launch.tls",
-            "launched servers do not speak TLS yet".into(),
+            "launched clusters do not speak TLS yet".into(),
         ));
     }
     let tls = raw.tls.as_ref().map(|t| crate::target::tls::TlsSpec {

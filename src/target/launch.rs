@@ -23,16 +23,13 @@ pub struct LocalServer {
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LocalServer {
-    /// Starts `server_bin` on a free loopback port and waits until it answers PING.
-    pub fn start(server_bin: &str, target: &str) -> Result<LocalServer, String> {
-        Self::start_with(server_bin, target, &[])
-    }
-
-    /// Like [`LocalServer::start`], with extra server arguments.
+    /// Starts `server_bin` on a free loopback port (TLS-only with `tls`) with `extra`
+    /// arguments, and waits until it is ready.
     pub fn start_with(
         server_bin: &str,
         target: &str,
         extra: &[&str],
+        tls: Option<&TlsFiles>,
     ) -> Result<LocalServer, String> {
         let mut last_error = String::new();
         // A port found free can be taken by someone else before the server binds it: retry.
@@ -44,7 +41,7 @@ impl LocalServer {
                 free_port()
             }
             .map_err(|e| format!("target \"{target}\": cannot find a free loopback port: {e}"))?;
-            match Self::start_on(server_bin, target, port, extra) {
+            match Self::start_on(server_bin, target, port, extra, tls) {
                 Ok(server) => return Ok(server),
                 Err(StartError::Fatal(message)) => return Err(message),
                 Err(StartError::Retry(message)) => last_error = message,
@@ -58,6 +55,7 @@ impl LocalServer {
         target: &str,
         port: u16,
         extra: &[&str],
+        tls: Option<&TlsFiles>,
     ) -> Result<LocalServer, StartError> {
         let dir = std::env::temp_dir().join(format!("cachefill-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -67,17 +65,30 @@ impl LocalServer {
             ))
         })?;
         let log = dir.join("server.log");
+        let ports: Vec<String> = match tls {
+            None => vec!["--port".into(), port.to_string()],
+            Some(tls) => {
+                let mut args: Vec<String> = vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                ];
+                for (flag, path) in [
+                    ("--tls-cert-file", &tls.cert_file),
+                    ("--tls-key-file", &tls.key_file),
+                    ("--tls-ca-cert-file", &tls.ca_file),
+                ] {
+                    args.push(flag.into());
+                    args.push(path.to_string_lossy().into_owned());
+                }
+                args.extend(["--tls-auth-clients".into(), "no".into()]);
+                args
+            }
+        };
         let spawned = Command::new(server_bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
@@ -123,7 +134,12 @@ impl LocalServer {
                     "target \"{target}\": `{server_bin}` exited at start ({status}): {last}"
                 )));
             }
-            if answers_ping(port) {
+            // A TLS server is ready once it listens; a plaintext one must answer PING.
+            let ready = match tls {
+                Some(_) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                None => answers_ping(port),
+            };
+            if ready {
                 return Ok(server);
             }
             if Instant::now() > deadline {
@@ -239,7 +255,7 @@ impl LocalCluster {
         let total = primaries * (1 + replicas);
         let mut servers = Vec::new();
         for _ in 0..total {
-            servers.push(LocalServer::start_with(server_bin, target, &args)?);
+            servers.push(LocalServer::start_with(server_bin, target, &args, None)?);
         }
         let cluster = LocalCluster { servers };
         cluster
@@ -333,5 +349,92 @@ impl LocalCluster {
     /// Leaves the servers running after cachefill exits; returns their addresses.
     pub fn keep(self) -> Vec<NodeAddr> {
         self.servers.into_iter().map(LocalServer::keep).collect()
+    }
+}
+
+/// The certificate files a launched TLS server is started with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate clients must trust.
+    pub ca_file: PathBuf,
+    /// The server's certificate.
+    pub cert_file: PathBuf,
+    /// The server's private key.
+    pub key_file: PathBuf,
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 and localhost, for a launched TLS
+/// server; the files live as long as this value (or as the server, with `--keep`).
+#[derive(Debug)]
+pub struct LocalTls {
+    dir: PathBuf,
+    /// The CA certificate clients must trust.
+    pub ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    keep: bool,
+}
+
+impl LocalTls {
+    /// Generates the certificates into a new directory under the system's temp directory.
+    pub fn generate(target: &str) -> Result<LocalTls, String> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let fail = |e: &dyn std::fmt::Display| {
+            format!("target \"{target}\": cannot make a throwaway TLS certificate: {e}")
+        };
+        let dir =
+            std::env::temp_dir().join(format!("cachefill-tls-{}-{target}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "cachefill throwaway CA");
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(|e| fail(&e))?)
+                .map_err(|e| fail(&e))?;
+        let key = KeyPair::generate().map_err(|e| fail(&e))?;
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(|e| fail(&e))?
+            .signed_by(&key, &ca)
+            .map_err(|e| fail(&e))?;
+        let tls = LocalTls {
+            ca_file: dir.join("ca.crt"),
+            cert_file: dir.join("server.crt"),
+            key_file: dir.join("server.key"),
+            dir,
+            keep: false,
+        };
+        for (path, text) in [
+            (&tls.ca_file, ca.pem()),
+            (&tls.cert_file, server.pem()),
+            (&tls.key_file, key.serialize_pem()),
+        ] {
+            std::fs::write(path, text).map_err(|e| fail(&e))?;
+        }
+        Ok(tls)
+    }
+
+    /// The files, for starting the server.
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
+
+    /// Leaves the files in place (for servers kept with `--keep`).
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.ca_file.clone()
+    }
+}
+
+impl Drop for LocalTls {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -362,3 +362,52 @@ fn a_launched_server_speaks_tls_with_a_throwaway_ca() {
     assert_eq!(cli(&["DBSIZE"]), "5000");
     cli(&["SHUTDOWN", "NOSAVE"]);
 }
+
+#[test]
+fn a_launched_cluster_speaks_tls() {
+    let scratch = Scratch::new();
+    let path = scratch.plan(
+        "plan.toml",
+        "seed = 1\n[targets.grid]\nmode = \"cluster\"\nlaunch = { primaries = 3, tls = true }\n[[stages]]\nname = \"s\"\nkeys = 9000\n",
+    );
+    let (output, result) = run_plan(&scratch, &path, &["--keep"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(result["targets"]["grid"]["tls"], true);
+    let err = stderr(&output);
+    let line = err
+        .lines()
+        .find(|l| l.contains("keeps running"))
+        .expect("the kept cluster is announced");
+    let ca = line
+        .split("CA certificate ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut total = 0;
+    for node in result["targets"]["grid"]["nodes"].as_array().unwrap() {
+        let port = node["address"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let tls_cli = |args: &[&str]| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["--tls", "--cacert", &ca, "-p", &port])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        total += tls_cli(&["DBSIZE"])
+            .parse::<u64>()
+            .expect("the node answers over TLS");
+        tls_cli(&["SHUTDOWN", "NOSAVE"]);
+    }
+    assert_eq!(total, 9000);
+}

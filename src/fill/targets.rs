@@ -8,7 +8,7 @@ use crate::plan::{Endpoint as PlanEndpoint, Mode, NodeAddr, Target};
 use crate::progress::Progress;
 use crate::report::{NodeReport, TargetReport};
 use crate::target::cluster::{Topology, discover};
-use crate::target::launch::{LocalCluster, LocalServer, LocalTls};
+use crate::target::launch::{LocalCluster, LocalServer, LocalTls, TlsFiles};
 use crate::target::{Control, Credentials, Endpoint, MemoryProbe, ServerFacts};
 
 /// Where a stage's entries go.
@@ -216,9 +216,19 @@ async fn launch(
         Mode::Standalone => {
             LocalServer::start_with(&bin, &name, &[], files.as_ref()).map(Launched::Server)
         }
-        Mode::Cluster => {
-            LocalCluster::start(&bin, &name, primaries, replicas).map(Launched::Cluster)
-        }
+        Mode::Cluster => LocalCluster::start(
+            &bin,
+            &name,
+            primaries,
+            replicas,
+            files
+                .map(|f| TlsFiles {
+                    plain_port_too: true,
+                    ..f
+                })
+                .as_ref(),
+        )
+        .map(Launched::Cluster),
     })
     .await
     .map_err(|e| Failure::Failed(format!("target \"{}\": {e}", target.name)))?

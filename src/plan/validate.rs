@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawLaunch, RawMode, RawPlan, RawStage, RawTarget};
+use super::raw::{RawLaunch, RawMode, RawPlan, RawStage, RawTarget, RawTls};
 use super::*;
 
 /// Collects the location of errors for one plan file.
@@ -175,38 +175,39 @@ fn resolve_target(
             "cert_file and key_file go together: give both for mutual TLS, or neither".into(),
         ));
     }
-    if let (Some(tls), Some(_)) = (&raw.tls, &raw.launch) {
-        if raw.mode == RawMode::Cluster {
-            return Err(err(
-                "tls",
-                "launched clusters do not speak TLS yet; remove the [tls] table or name nodes"
-                    .into(),
-            ));
-        }
-        if tls.ca_file.is_some() || tls.cert_file.is_some() || tls.key_file.is_some() {
-            return Err(err(
-                "tls.ca_file",
-                "a launched server gets a throwaway CA and certificate: remove ca_file, cert_file and key_file".into(),
-            ));
-        }
-    }
-    if matches!(&raw.launch, Some(RawLaunch::Cluster(shape)) if shape.tls == Some(true)) {
+    if let (Some(tls), Some(_)) = (&raw.tls, &raw.launch)
+        && (tls.ca_file.is_some() || tls.cert_file.is_some() || tls.key_file.is_some())
+    {
         return Err(err(
-            "launch.tls",
-            "launched clusters do not speak TLS yet".into(),
+            "tls.ca_file",
+            "a launched server gets a throwaway CA and certificate: remove ca_file, cert_file and key_file".into(),
         ));
     }
-    let tls = raw.tls.as_ref().map(|t| crate::target::tls::TlsSpec {
-        ca_file: t.ca_file.as_deref().map(|f| resolve_path(base_dir, f)),
-        client_auth: match (&t.cert_file, &t.key_file) {
-            (Some(cert), Some(key)) => {
-                Some((resolve_path(base_dir, cert), resolve_path(base_dir, key)))
-            }
-            _ => None,
-        },
-        server_name: t.server_name.clone(),
-        insecure: t.insecure.unwrap_or(false),
-    });
+    // `launch = { tls = true }` on a cluster means what a [tls] table means with launch.
+    let launch_tls =
+        matches!(&raw.launch, Some(RawLaunch::Cluster(shape)) if shape.tls == Some(true));
+    let default_tls = RawTls {
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+        server_name: None,
+        insecure: None,
+    };
+    let tls = raw
+        .tls
+        .as_ref()
+        .or(launch_tls.then_some(&default_tls))
+        .map(|t| crate::target::tls::TlsSpec {
+            ca_file: t.ca_file.as_deref().map(|f| resolve_path(base_dir, f)),
+            client_auth: match (&t.cert_file, &t.key_file) {
+                (Some(cert), Some(key)) => {
+                    Some((resolve_path(base_dir, cert), resolve_path(base_dir, key)))
+                }
+                _ => None,
+            },
+            server_name: t.server_name.clone(),
+            insecure: t.insecure.unwrap_or(false),
+        });
     let default_port = if raw.tls.is_some() { 6380 } else { 6379 };
 
     let endpoint = match (&raw.nodes, &raw.launch) {
@@ -228,18 +229,10 @@ fn resolve_target(
         }
         (None, Some(launch @ (RawLaunch::Enabled(true) | RawLaunch::Cluster(_)))) => {
             let (primaries, replicas) = match launch {
-                RawLaunch::Cluster(shape) => {
-                    if shape.tls == Some(true) {
-                        return Err(err(
-                            "launch.tls",
-                            "TLS is not supported yet by this version of cachefill".into(),
-                        ));
-                    }
-                    (
-                        shape.primaries.unwrap_or(DEFAULT_LAUNCH_PRIMARIES),
-                        shape.replicas.unwrap_or(0),
-                    )
-                }
+                RawLaunch::Cluster(shape) => (
+                    shape.primaries.unwrap_or(DEFAULT_LAUNCH_PRIMARIES),
+                    shape.replicas.unwrap_or(0),
+                ),
                 _ if raw.mode == RawMode::Cluster => (DEFAULT_LAUNCH_PRIMARIES, 0),
                 _ => (1, 0),
             };

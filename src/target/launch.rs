@@ -14,8 +14,10 @@ use crate::plan::NodeAddr;
 #[derive(Debug)]
 pub struct LocalServer {
     child: Option<Child>,
-    /// Where it listens.
+    /// Where it listens (plaintext; the TLS port when it serves TLS only).
     pub addr: NodeAddr,
+    /// Its TLS port, when it serves TLS beside plaintext (launched TLS clusters).
+    pub tls_port: Option<u16>,
     dir: PathBuf,
 }
 
@@ -65,15 +67,35 @@ impl LocalServer {
             ))
         })?;
         let log = dir.join("server.log");
+        // A TLS cluster node keeps a plaintext port on loopback too, to be formed through it.
+        let tls_port = match tls {
+            Some(files) if files.plain_port_too => Some(
+                free_cluster_port()
+                    .map_err(|e| StartError::Fatal(format!("target \"{target}\": {e}")))?,
+            ),
+            _ => None,
+        };
         let ports: Vec<String> = match tls {
             None => vec!["--port".into(), port.to_string()],
             Some(tls) => {
-                let mut args: Vec<String> = vec![
-                    "--port".into(),
-                    "0".into(),
-                    "--tls-port".into(),
-                    port.to_string(),
-                ];
+                let mut args: Vec<String> = match tls_port {
+                    Some(tls_port) => vec![
+                        "--port".into(),
+                        port.to_string(),
+                        "--tls-port".into(),
+                        tls_port.to_string(),
+                        "--tls-cluster".into(),
+                        "yes".into(),
+                        "--tls-replication".into(),
+                        "yes".into(),
+                    ],
+                    None => vec![
+                        "--port".into(),
+                        "0".into(),
+                        "--tls-port".into(),
+                        port.to_string(),
+                    ],
+                };
                 for (flag, path) in [
                     ("--tls-cert-file", &tls.cert_file),
                     ("--tls-key-file", &tls.key_file),
@@ -121,6 +143,7 @@ impl LocalServer {
                 host: "127.0.0.1".into(),
                 port,
             },
+            tls_port,
             dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -136,8 +159,8 @@ impl LocalServer {
             }
             // A TLS server is ready once it listens; a plaintext one must answer PING.
             let ready = match tls {
-                Some(_) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
-                None => answers_ping(port),
+                Some(_) if tls_port.is_none() => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                _ => answers_ping(port),
             };
             if ready {
                 return Ok(server);
@@ -152,12 +175,20 @@ impl LocalServer {
         }
     }
 
+    /// The address clients use: the TLS port when the server has one beside plaintext.
+    pub fn client_addr(&self) -> NodeAddr {
+        NodeAddr {
+            host: self.addr.host.clone(),
+            port: self.tls_port.unwrap_or(self.addr.port),
+        }
+    }
+
     /// Leaves the server running after cachefill exits; returns its address.
     pub fn keep(mut self) -> NodeAddr {
         if let Some(child) = self.child.take() {
             std::mem::forget(child);
         }
-        self.addr.clone()
+        self.client_addr()
     }
 }
 
@@ -238,6 +269,7 @@ impl LocalCluster {
         target: &str,
         primaries: u32,
         replicas: u32,
+        tls: Option<&TlsFiles>,
     ) -> Result<LocalCluster, String> {
         let args = [
             "--cluster-enabled",
@@ -255,7 +287,7 @@ impl LocalCluster {
         let total = primaries * (1 + replicas);
         let mut servers = Vec::new();
         for _ in 0..total {
-            servers.push(LocalServer::start_with(server_bin, target, &args, None)?);
+            servers.push(LocalServer::start_with(server_bin, target, &args, tls)?);
         }
         let cluster = LocalCluster { servers };
         cluster
@@ -279,7 +311,8 @@ impl LocalCluster {
                 .arg(end)
                 .exec(conn)?;
         }
-        let first = self.servers[0].addr.clone();
+        // The cluster bus runs beside the TLS port when the nodes speak TLS.
+        let first = self.servers[0].client_addr();
         for conn in connections.iter_mut().skip(1) {
             redis::cmd("CLUSTER")
                 .arg("MEET")
@@ -343,7 +376,7 @@ impl LocalCluster {
 
     /// The addresses of all nodes, primaries first.
     pub fn addrs(&self) -> Vec<NodeAddr> {
-        self.servers.iter().map(|s| s.addr.clone()).collect()
+        self.servers.iter().map(LocalServer::client_addr).collect()
     }
 
     /// Leaves the servers running after cachefill exits; returns their addresses.
@@ -355,6 +388,8 @@ impl LocalCluster {
 /// The certificate files a launched TLS server is started with.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// Keep a plaintext port beside the TLS one (cluster nodes, formed through it).
+    pub plain_port_too: bool,
     /// The CA certificate clients must trust.
     pub ca_file: PathBuf,
     /// The server's certificate.
@@ -418,6 +453,7 @@ impl LocalTls {
     /// The files, for starting the server.
     pub fn files(&self) -> TlsFiles {
         TlsFiles {
+            plain_port_too: false,
             ca_file: self.ca_file.clone(),
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::{Amount, Endpoint as PlanEndpoint, MemoryGoal, Plan, Stage, Target};
+use crate::plan::{Amount, Endpoint as PlanEndpoint, MemoryGoal, NodeAddr, Plan, Stage, Target};
 use crate::progress::Progress;
 use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
 use crate::shard::Shard;
@@ -129,6 +129,13 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     failure.map_or(Ok(()), Err)
 }
 
+/// The refusal to flush a server that is not on this machine without `--yes`.
+fn remote_flush_refused(target: &str, remote: &NodeAddr) -> Failure {
+    Failure::Invalid(format!(
+        "target \"{target}\" has flush = true and its server {remote} is not on a loopback address: nothing was written; run again with --yes to confirm the FLUSHALL"
+    ))
+}
+
 /// True when this run flushes `target`.
 fn flushes(target: &Target, options: &RunOptions) -> bool {
     target.flush && !options.no_flush
@@ -178,10 +185,7 @@ fn check_flush_safety(plan: &Plan, options: &RunOptions) -> Result<(), Failure> 
         if let PlanEndpoint::Nodes(nodes) = &target.endpoint
             && let Some(remote) = nodes.iter().find(|n| !n.is_loopback())
         {
-            return Err(Failure::Invalid(format!(
-                "target \"{}\" ({remote}) has flush = true and is not on a loopback address: nothing was written; run again with --yes to confirm the FLUSHALL",
-                target.name
-            )));
+            return Err(remote_flush_refused(&target.name, remote));
         }
     }
     Ok(())
@@ -275,10 +279,7 @@ async fn execute(
     if !options.yes {
         for (target, live) in plan.targets.iter().zip(live.iter()) {
             if let Some(remote) = live.remote_node().filter(|_| flushes(target, options)) {
-                return Err(Failure::Invalid(format!(
-                    "target \"{}\" has flush = true and its primary {remote} is not on a loopback address: nothing was written; run again with --yes to confirm the FLUSHALL",
-                    target.name
-                )));
+                return Err(remote_flush_refused(&target.name, remote));
             }
         }
     }

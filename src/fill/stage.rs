@@ -230,34 +230,12 @@ impl StageRun {
         dataset: &Arc<Dataset>,
         config: WriterConfig,
     ) {
-        let slots = match &self.route {
-            Route::Cluster(topology) => topology
-                .primaries
-                .iter()
-                .position(|p| p.addr == node.addr)
-                .map(|i| format!("slots {}", topology.slots_of(i))),
-            Route::Standalone(_) => None,
-        }
-        .unwrap_or_else(|| "slots it took over".into());
         for _ in 0..self.stage.connections {
             let feed = Feed::Node {
                 node: node.clone(),
                 router: router.clone(),
             };
-            let worker = connection_worker(
-                self.endpoint.clone(),
-                node.addr.clone(),
-                state.clone(),
-                dataset.clone(),
-                config,
-                feed,
-            );
-            let (addr, slots) = (node.addr.clone(), slots.clone());
-            workers.spawn(async move {
-                worker
-                    .await
-                    .map_err(|e| format!("primary {addr} ({slots}): {e}"))
-            });
+            self.spawn_worker(workers, &node.addr, state, dataset, config, feed);
         }
     }
 

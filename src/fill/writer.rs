@@ -235,7 +235,7 @@ pub async fn connection_worker(
         };
         match outcome {
             Ok(()) => return Ok(()),
-            Err(SessionEnd::Fatal(message)) => return Err(message),
+            Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
             Err(SessionEnd::Lost(reason)) => {
                 if let Feed::Node { node, router } = &feed {
                     // Whoever serves this primary next (a new connection, or a replica that

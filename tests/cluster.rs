@@ -31,9 +31,7 @@ fn three_primaries_get_their_slot_share_with_no_redirects() {
             cluster.target(true)
         ),
     );
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(cluster.total_keys(), 300_000);
     for (server, slots) in cluster.primaries() {
         let share = 300_000.0 * slots as f64 / 16384.0;
@@ -264,9 +262,7 @@ fn a_launched_cluster_is_formed_filled_and_stopped() {
         "plan.toml",
         "seed = 1\n[targets.local]\nmode = \"cluster\"\nlaunch = { primaries = 3, replicas = 0 }\n[[stages]]\nname = \"s\"\nkeys = 30_000\n",
     );
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     let nodes = result["targets"]["local"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     assert_eq!(
@@ -439,9 +435,7 @@ fn nodes_are_reached_at_the_endpoint_they_announce() {
             cluster.target(true)
         ),
     );
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     for node in result["stages"][0]["per_node"].as_array().unwrap() {
         assert!(
             node["address"].as_str().unwrap().starts_with("localhost:"),

@@ -25,9 +25,7 @@ fn hundred_thousand_entries_land_exactly() {
             target(&server, true)
         ),
     );
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(server.dbsize(), 100_000);
     assert_eq!(result["stages"][0]["keys_written"], 100_000);
     assert_eq!(result["stages"][0]["status"], "ok");
@@ -77,9 +75,7 @@ fn an_unseeded_run_records_a_seed_that_reproduces_it() {
     let scratch = Scratch::new();
     let body = "[[stages]]\nname = \"s\"\nkeys = 5000\n";
     let plan = scratch.plan("plan.toml", &format!("{}\n{body}", target(&server, true)));
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     let seed = result["stages"][0]["seed"]
         .as_u64()
         .expect("the stage seed is recorded");
@@ -191,9 +187,7 @@ fn stages_without_after_overlap_and_with_after_run_in_order() {
         )
     };
     let plan = scratch.plan("plan.toml", &stages(""));
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     let (a_start, a_end) = stage_times(&result, 0);
     let (b_start, b_end) = stage_times(&result, 1);
     assert!(
@@ -203,9 +197,7 @@ fn stages_without_after_overlap_and_with_after_run_in_order() {
     assert_eq!(server.dbsize(), 600_000);
 
     let plan = scratch.plan("plan.toml", &stages("after = [\"a\"]"));
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     let (_, a_end) = stage_times(&result, 0);
     let (b_start, _) = stage_times(&result, 1);
     // started_at has millisecond resolution: allow for the truncation.

@@ -20,9 +20,7 @@ fn a_launched_server_is_filled_and_stopped_afterwards() {
         "plan.toml",
         "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[[stages]]\nname = \"s\"\nkeys = 10_000\n",
     );
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(result["targets"]["local"]["launched"], true);
     assert_eq!(result["targets"]["local"]["nodes"][0]["keys_after"], 10_000);
     let port = launched_port(&result);
@@ -76,9 +74,7 @@ fn a_missing_server_binary_says_how_to_install_it() {
 fn the_quickstart_plan_runs_on_a_machine_with_nothing_running() {
     let scratch = Scratch::new();
     let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/quickstart.toml");
-    let (output, result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(result["status"], "ok");
     for stage in result["stages"].as_array().unwrap() {
         assert_eq!(stage["keys_written"], stage["keys_planned"]);

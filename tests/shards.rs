@@ -19,9 +19,7 @@ fn four_concurrent_shards_write_exactly_the_single_run_dataset() {
     let sharded = RedisServer::start(&[]);
     let scratch = Scratch::new();
     let plan = scratch.plan("single.toml", &plan_text(&single, true));
-    let (output, single_result) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let single_result = single_result.unwrap();
+    let single_result = run_ok(&scratch, &plan, &[]);
 
     let plan = scratch.plan("sharded.toml", &plan_text(&sharded, true));
     let children: Vec<_> = (0..4)

@@ -33,9 +33,7 @@ fn an_absolute_goal_is_reached_and_the_prefix_verifies() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
     let path = scratch.plan("plan.toml", &plan(&target(&server, true), "200MiB"));
-    let (output, result) = run_plan(&scratch, &path, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &path, &[]);
     assert_near_goal(&result, 200 << 20);
     assert_eq!(
         server.dbsize(),
@@ -82,9 +80,7 @@ fn a_cluster_fills_until_the_sum_of_its_primaries_reaches_the_goal() {
     let cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
     let path = scratch.plan("plan.toml", &plan(&cluster.target(true), "120MiB"));
-    let (output, result) = run_plan(&scratch, &path, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = result.unwrap();
+    let result = run_ok(&scratch, &path, &[]);
     assert_near_goal(&result, 120 << 20);
     assert_eq!(
         cluster.total_keys(),

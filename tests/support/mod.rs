@@ -31,49 +31,9 @@ fn require(binary: &str) {
 impl RedisServer {
     /// Starts a server with the debug command enabled, no persistence, and `extra` arguments.
     pub fn start(extra: &[&str]) -> RedisServer {
-        require("redis-server");
-        for _ in 0..10 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let dir = tempfile::tempdir().unwrap();
-            let mut child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args(["--enable-debug-command", "local"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break; // port taken by someone else meanwhile: try another
-                }
-                if ping(port, extra) {
-                    return RedisServer { child, port, dir };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server on port {port} did not start"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        panic!("could not start redis-server on a free port");
+        let (child, port, dir) =
+            spawn_server(extra, |port| vec!["--port".into(), port.to_string()], ping);
+        RedisServer { child, port, dir }
     }
 
     pub fn addr(&self) -> String {
@@ -127,8 +87,55 @@ impl Drop for RedisServer {
     }
 }
 
+/// Starts redis-server (debug command on, no persistence) on a free loopback port with
+/// `ports(port)` and `extra`, and waits until `ready(port)`; retries when the port was taken.
+fn spawn_server(
+    extra: &[&str],
+    ports: impl Fn(u16) -> Vec<String>,
+    ready: impl Fn(u16) -> bool,
+) -> (Child, u16, tempfile::TempDir) {
+    require("redis-server");
+    for _ in 0..10 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port > 55535 && extra.contains(&"--cluster-enabled") {
+            continue; // a cluster node's bus port (port + 10000) must fit too
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("redis-server")
+            .args(ports(port))
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // port taken by someone else meanwhile: try another
+            }
+            if ready(port) {
+                return (child, port, dir);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("could not start redis-server on a free port");
+}
+
 /// True when something on `port` answers PING (an auth error counts: the server is up).
-fn ping(port: u16, _extra: &[&str]) -> bool {
+fn ping(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -211,6 +218,13 @@ pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (std::process::Child, PathB
 pub fn read_result(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("the result file exists"))
         .expect("the result is JSON")
+}
+
+/// Runs a plan that must succeed and returns its result.
+pub fn run_ok(scratch: &Scratch, plan: &Path, extra: &[&str]) -> serde_json::Value {
+    let (output, result) = run_plan(scratch, plan, extra);
+    assert!(output.status.success(), "{}", stderr(&output));
+    result.expect("a successful run writes its result")
 }
 
 pub fn stderr(output: &Output) -> String {
@@ -469,56 +483,16 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub fn start(certs: &TestCerts, auth_clients: bool, extra: &[&str]) -> TlsServer {
-        require("redis-server");
-        for _ in 0..10 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if port > 55535 && extra.contains(&"--cluster-enabled") {
-                continue;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let mut child = Command::new("redis-server")
-                .args(certs.server_args(port, auth_clients))
-                .args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--enable-debug-command",
-                    "local",
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if certs.cli(port, &["PING"]) == "PONG" {
-                    return TlsServer {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "TLS redis-server on port {port} did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let (child, port, dir) = spawn_server(
+            extra,
+            |port| certs.server_args(port, auth_clients),
+            |port| certs.cli(port, &["PING"]) == "PONG",
+        );
+        TlsServer {
+            child,
+            port,
+            _dir: dir,
         }
-        panic!("could not start a TLS redis-server");
     }
 
     pub fn addr(&self) -> String {

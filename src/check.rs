@@ -2,7 +2,7 @@
 
 use crate::error::Failure;
 use crate::plan::units::human_bytes;
-use crate::plan::{Amount, Endpoint, MemoryGoal, Mode, Plan};
+use crate::plan::{Amount, MemoryGoal, Mode, Plan, Servers};
 
 /// Appends a line to the text being built.
 macro_rules! out {
@@ -24,16 +24,16 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
         ),
     }
     for target in &plan.targets {
-        let place = match &target.endpoint {
-            Endpoint::Nodes(nodes) => nodes
+        let place = match &target.servers {
+            Servers::Nodes(nodes) => nodes
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            Endpoint::Launch { server_bin, .. } if target.mode == Mode::Standalone => {
+            Servers::Launch { server_bin, .. } if target.mode == Mode::Standalone => {
                 format!("launched locally ({server_bin})")
             }
-            Endpoint::Launch {
+            Servers::Launch {
                 server_bin,
                 primaries,
                 replicas,
@@ -108,5 +108,5 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
         "total: {total_keys} keys, ~{}",
         human_bytes(total_bytes)
     );
-    crate::print_stdout(&text)
+    crate::output::print_stdout(&text)
 }

@@ -88,3 +88,25 @@ pub enum Command {
     /// Print the JSON Schema of the plan format (for editors and CI linters).
     Schema,
 }
+
+/// Prints a command-line error as one line (help and version as they are) and gives the
+/// exit code: 2 for a bad command line, 0 for `--help` and `--version`.
+pub fn exit_on_parse_error(error: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = error.print();
+        return std::process::ExitCode::from(2);
+    }
+    if error.use_stderr() {
+        // One line, like every other error; --help has the details.
+        let text = error.to_string();
+        let first = text.lines().next().unwrap_or("invalid command line");
+        eprintln!(
+            "cachefill: {}; see cachefill --help",
+            first.trim_start_matches("error: ")
+        );
+        return std::process::ExitCode::from(2);
+    }
+    let _ = error.print();
+    std::process::ExitCode::SUCCESS
+}

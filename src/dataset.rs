@@ -6,6 +6,7 @@
 //! dataset, so it is written out here with fixed constants and no dependency on any
 //! library's random number generator.
 
+use crate::mix::{fnv1a64, mix64};
 use crate::plan::Shape;
 
 /// Size of the byte pool values and key fillers are cut from (a power of two).
@@ -16,21 +17,6 @@ const POOL_TAIL: usize = 64 << 10;
 /// no filler ever forms a cluster hash tag.
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// SplitMix64's output function: a fast, well-mixed bijection on u64.
-#[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a, 64 bit, of the stage name.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Everything needed to produce the entries of one stage.
 #[derive(Debug, Clone)]

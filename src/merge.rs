@@ -239,7 +239,7 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
     let mut text =
         serde_json::to_vec_pretty(&merged).map_err(|e| Failure::Failed(e.to_string()))?;
     text.push(b'\n');
-    crate::report::write_bytes(&text, &path).map_err(|e| {
+    crate::output::write(&text, &path).map_err(|e| {
         Failure::Failed(format!(
             "cannot write the merged result to {}: {e}",
             path.display()

@@ -1,6 +1,5 @@
 //! The JSON result of a run (docs/result.md): plain serde types, written atomically.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -141,24 +140,5 @@ pub fn timestamp(time: SystemTime) -> String {
 pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
     let mut json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
     json.push(b'\n');
-    write_bytes(&json, path)
-}
-
-/// Writes `json` to `path` (`-`: standard output), atomically for a file.
-pub fn write_bytes(json: &[u8], path: &Path) -> std::io::Result<()> {
-    if path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        out.write_all(json)?;
-        return out.flush();
-    }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    let written = std::fs::write(&temporary, json).and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
+    crate::output::write(&json, path)
 }

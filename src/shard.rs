@@ -5,6 +5,40 @@
 
 use std::ops::Range;
 
+/// The variable Kubernetes Indexed Jobs set to the job's index, read with `--shards N`.
+pub const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
+
+/// The shard a process writes: `--shard I/N`, or `--shards N` with the index from
+/// `job_index` (the value of [`JOB_INDEX_VARIABLE`]), or the whole dataset.
+pub fn resolve(
+    shard: Option<&str>,
+    shards: Option<u64>,
+    job_index: Option<&str>,
+) -> Result<Shard, String> {
+    match (shard, shards) {
+        (Some(text), count) => {
+            let shard = Shard::parse(text)?;
+            if let Some(count) = count.filter(|&n| n != u64::from(shard.count)) {
+                return Err(format!("--shard {text} and --shards {count} disagree"));
+            }
+            Ok(shard)
+        }
+        (None, Some(count)) => {
+            let index = job_index.ok_or_else(|| {
+                format!(
+                    "--shards {count} needs --shard I/{count} or the {JOB_INDEX_VARIABLE} variable"
+                )
+            })?;
+            let index = index
+                .trim()
+                .parse()
+                .map_err(|_| format!("{JOB_INDEX_VARIABLE} `{index}` is not a number"))?;
+            Shard::new(index, count)
+        }
+        (None, None) => Ok(Shard::WHOLE),
+    }
+}
+
 /// Entries per chunk.
 pub const CHUNK: u64 = 4096;
 
@@ -94,6 +128,33 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_takes_the_flag_the_job_index_or_the_whole() {
+        assert_eq!(resolve(None, None, Some("3")), Ok(Shard::WHOLE));
+        assert_eq!(resolve(Some("1/4"), None, None), Shard::new(1, 4));
+        assert_eq!(resolve(Some("1/4"), Some(4), Some("2")), Shard::new(1, 4));
+        assert_eq!(resolve(None, Some(4), Some(" 2\n")), Shard::new(2, 4));
+        assert_eq!(
+            resolve(Some("1/4"), Some(5), None),
+            Err("--shard 1/4 and --shards 5 disagree".into())
+        );
+        assert!(
+            resolve(None, Some(4), None)
+                .unwrap_err()
+                .contains(JOB_INDEX_VARIABLE)
+        );
+        assert!(
+            resolve(None, Some(4), Some("x"))
+                .unwrap_err()
+                .contains("`x` is not a number")
+        );
+        assert!(
+            resolve(None, Some(4), Some("4"))
+                .unwrap_err()
+                .contains("out of range")
+        );
+    }
 
     #[test]
     fn shards_are_disjoint_and_cover_the_stage() {

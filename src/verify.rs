@@ -12,10 +12,10 @@ use tokio::task::JoinSet;
 
 use crate::dataset::Dataset;
 use crate::error::Failure;
-use crate::plan::{Amount, Endpoint as PlanEndpoint, Mode, NodeAddr, Plan, Stage};
+use crate::plan::{Amount, Mode, NodeAddr, Plan, Servers, Stage};
+use crate::server::cluster::discover;
+use crate::server::{Connector, Credentials};
 use crate::slot::slot;
-use crate::target::cluster::discover;
-use crate::target::{Credentials, Endpoint};
 
 /// Entries read back per round trip.
 const BATCH: u64 = 1000;
@@ -150,12 +150,12 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
     for target in &plan.targets {
         let credentials = Credentials::resolve(&target.name, &target.auth)
             .map_err(|e| Failure::Invalid(format!("{}: {e}", plan.path.display())))?;
-        let seeds = match (&target.endpoint, &recorded) {
-            (PlanEndpoint::Nodes(nodes), _) => nodes.clone(),
-            (PlanEndpoint::Launch { .. }, Some(run)) => {
+        let seeds = match (&target.servers, &recorded) {
+            (Servers::Nodes(nodes), _) => nodes.clone(),
+            (Servers::Launch { .. }, Some(run)) => {
                 run.addresses.get(&target.name).cloned().unwrap_or_default()
             }
-            (PlanEndpoint::Launch { .. }, None) => {
+            (Servers::Launch { .. }, None) => {
                 return Err(Failure::Invalid(format!(
                     "target \"{}\" is launched by the plan: run it with --keep and pass its result with --result FILE",
                     target.name
@@ -168,23 +168,23 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 target.name
             )));
         }
-        let endpoint = Endpoint::new(target, credentials).map_err(Failure::Invalid)?;
+        let connector = Connector::new(target, credentials).map_err(Failure::Invalid)?;
         let reader = match target.mode {
             Mode::Standalone => Reader::Standalone(
-                endpoint
+                connector
                     .control(&seeds[0])
                     .await
                     .map_err(|e| Failure::Failed(e.0))?
                     .connection(),
             ),
             Mode::Cluster => {
-                let topology = discover(&endpoint, &seeds)
+                let topology = discover(&connector, &seeds)
                     .await
                     .map_err(|e| Failure::Failed(e.0))?;
                 let mut nodes = Vec::new();
                 for primary in &topology.primaries {
                     nodes.push(
-                        endpoint
+                        connector
                             .control(&primary.addr)
                             .await
                             .map_err(|e| Failure::Failed(e.0))?

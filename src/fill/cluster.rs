@@ -20,9 +20,9 @@ use super::state::StageState;
 use super::writer::Span;
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
+use crate::server::cluster::{Topology, discover, ranges};
+use crate::server::{Connector, Control};
 use crate::slot::{SLOTS, slot};
-use crate::target::cluster::{Topology, discover, ranges};
-use crate::target::{Control, Endpoint};
 
 /// Entries the router hands a primary at once.
 const ROUTE_BATCH: usize = 256;
@@ -152,7 +152,7 @@ pub struct Router {
     pub failovers: AtomicU64,
     /// Entries found missing after a failover and written again.
     pub rewritten: AtomicU64,
-    endpoint: Arc<Endpoint>,
+    connector: Arc<Connector>,
     dataset: Arc<Dataset>,
     known: Mutex<Vec<NodeAddr>>,
     recovering: AtomicU64,
@@ -165,7 +165,7 @@ impl Router {
         stage: Arc<StageState>,
         topology: &Topology,
         capacity: usize,
-        endpoint: Arc<Endpoint>,
+        connector: Arc<Connector>,
         dataset: Arc<Dataset>,
     ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), String> {
         if let Some(uncovered) = topology.uncovered() {
@@ -192,7 +192,7 @@ impl Router {
             ask: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             rewritten: AtomicU64::new(0),
-            endpoint,
+            connector,
             dataset,
             known: Mutex::new(
                 topology
@@ -427,7 +427,7 @@ impl Router {
             .iter()
             .map(|&o| Some(o) == index)
             .collect();
-        let timeout = self.endpoint.failover_timeout;
+        let timeout = self.connector.failover_timeout;
         let deadline = Instant::now() + timeout;
         loop {
             if self.stage.should_stop() {
@@ -438,7 +438,7 @@ impl Router {
                 .filter(|a| **a != node.addr)
                 .cloned()
                 .collect();
-            if let Ok(topology) = discover(&self.endpoint, &seeds).await
+            if let Ok(topology) = discover(&self.connector, &seeds).await
                 && topology.uncovered().is_none()
                 && !topology.primaries.iter().any(|p| p.addr == node.addr)
             {
@@ -519,7 +519,7 @@ impl Router {
             }
             for (addr, entries) in by_owner {
                 if !controls.contains_key(&addr) {
-                    let control = self.endpoint.control(&addr).await.map_err(|e| e.0)?;
+                    let control = self.connector.control(&addr).await.map_err(|e| e.0)?;
                     controls.insert(addr.clone(), control);
                 }
                 let Some(control) = controls.get_mut(&addr) else {

@@ -16,11 +16,11 @@ use tokio::task::JoinSet;
 
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::{Amount, Endpoint as PlanEndpoint, MemoryGoal, NodeAddr, Plan, Stage, Target};
+use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target};
 use crate::progress::Progress;
 use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
+use crate::server::Credentials;
 use crate::shard::Shard;
-use crate::target::Credentials;
 use stage::StageRun;
 use targets::LiveTarget;
 
@@ -182,7 +182,7 @@ fn check_flush_safety(plan: &Plan, options: &RunOptions) -> Result<(), Failure> 
         return Ok(());
     }
     for target in plan.targets.iter().filter(|t| flushes(t, options)) {
-        if let PlanEndpoint::Nodes(nodes) = &target.endpoint
+        if let Servers::Nodes(nodes) = &target.servers
             && let Some(remote) = nodes.iter().find(|n| !n.is_loopback())
         {
             return Err(remote_flush_refused(&target.name, remote));
@@ -385,7 +385,7 @@ async fn schedule(
                     stage: stage.clone(),
                     seed: stage_seed(stage, run_seed),
                     target_name,
-                    endpoint: target.endpoint.clone(),
+                    connector: target.connector.clone(),
                     route: target.route.clone(),
                     display,
                     shard,

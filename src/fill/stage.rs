@@ -17,15 +17,15 @@ use crate::plan::units::human_bytes;
 use crate::plan::{NodeAddr, Stage};
 use crate::progress::StageProgress;
 use crate::report::{self, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
+use crate::server::{Connector, MemoryProbe};
 use crate::shard::Shard;
-use crate::target::{Endpoint, MemoryProbe};
 
 /// Everything one running stage needs.
 pub struct StageRun {
     pub stage: Stage,
     pub seed: u64,
     pub target_name: String,
-    pub endpoint: Arc<Endpoint>,
+    pub connector: Arc<Connector>,
     pub route: Route,
     pub display: StageProgress,
     pub shard: Shard,
@@ -146,7 +146,7 @@ impl StageRun {
                     state.clone(),
                     topology,
                     capacity,
-                    self.endpoint.clone(),
+                    self.connector.clone(),
                     dataset.clone(),
                 ) {
                     Err(message) => {
@@ -212,7 +212,7 @@ impl StageRun {
         feed: Feed,
     ) {
         workers.spawn(connection_worker(
-            self.endpoint.clone(),
+            self.connector.clone(),
             addr.clone(),
             state.clone(),
             dataset.clone(),

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use crate::error::Failure;
-use crate::plan::{Endpoint as PlanEndpoint, Mode, NodeAddr, Target};
+use crate::plan::{Mode, NodeAddr, Servers, Target};
 use crate::progress::Progress;
 use crate::report::{NodeReport, TargetReport};
-use crate::target::cluster::{Topology, discover};
-use crate::target::launch::{LocalCluster, LocalServer, LocalTls, TlsFiles};
-use crate::target::{Control, Credentials, Endpoint, MemoryProbe, ServerFacts};
+use crate::server::cluster::{Topology, discover};
+use crate::server::launch::{LocalCluster, LocalServer, LocalTls, TlsFiles};
+use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
 /// Where a stage's entries go.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ enum Launched {
 /// One target, connected and ready to be written to.
 pub struct LiveTarget {
     /// Connection settings shared by every connection to the target.
-    pub endpoint: Arc<Endpoint>,
+    pub connector: Arc<Connector>,
     /// Where entries go.
     pub route: Route,
     /// One control connection per primary (the server, on a standalone target).
@@ -40,7 +40,7 @@ pub struct LiveTarget {
     local_tls: Option<LocalTls>,
 }
 
-fn failed(e: crate::target::TargetError) -> Failure {
+fn failed(e: crate::server::TargetError) -> Failure {
     Failure::Failed(e.0)
 }
 
@@ -51,9 +51,9 @@ impl LiveTarget {
         credentials: Credentials,
         progress: &Progress,
     ) -> Result<(LiveTarget, TargetReport), Failure> {
-        // A launched TLS server gets a throwaway CA, which its endpoint must trust.
-        let local_tls = match (&target.endpoint, &target.tls) {
-            (PlanEndpoint::Launch { .. }, Some(_)) => {
+        // A launched TLS server gets a throwaway CA, which its connector must trust.
+        let local_tls = match (&target.servers, &target.tls) {
+            (Servers::Launch { .. }, Some(_)) => {
                 Some(LocalTls::generate(&target.name).map_err(Failure::Failed)?)
             }
             _ => None,
@@ -62,14 +62,14 @@ impl LiveTarget {
         if let (Some(local), Some(spec)) = (&local_tls, resolved.tls.as_mut()) {
             spec.ca_file = Some(local.ca_file.clone());
         }
-        let endpoint = Endpoint::new(&resolved, credentials).map_err(Failure::Invalid)?;
+        let connector = Connector::new(&resolved, credentials).map_err(Failure::Invalid)?;
         if target.tls.as_ref().is_some_and(|t| t.insecure) {
             progress.line(&format!(
                 "warning: target {}: insecure = true, so server certificates are not verified",
                 target.name
             ));
         }
-        let endpoint = Arc::new(endpoint);
+        let connector = Arc::new(connector);
         let (seeds, launched) = launch(target, progress, local_tls.as_ref()).await?;
         let (route, primaries) = match target.mode {
             Mode::Standalone => (
@@ -77,7 +77,7 @@ impl LiveTarget {
                 vec![(seeds[0].clone(), None)],
             ),
             Mode::Cluster => {
-                let topology = discover(&endpoint, &seeds).await.map_err(failed)?;
+                let topology = discover(&connector, &seeds).await.map_err(failed)?;
                 let primaries = topology
                     .primaries
                     .iter()
@@ -91,7 +91,7 @@ impl LiveTarget {
         let mut nodes = Vec::new();
         let mut version = None;
         for (addr, slots) in primaries {
-            let mut control = endpoint.control(&addr).await.map_err(failed)?;
+            let mut control = connector.control(&addr).await.map_err(failed)?;
             let facts = control.facts().await;
             warn_about_eviction(&target.name, &addr, &facts, progress);
             version = version.or(facts.version.clone());
@@ -116,7 +116,7 @@ impl LiveTarget {
         };
         Ok((
             LiveTarget {
-                endpoint,
+                connector,
                 route,
                 controls,
                 launched,
@@ -159,7 +159,7 @@ impl LiveTarget {
         let addrs: Vec<String> = self.controls.iter().map(|c| c.addr().to_string()).collect();
         progress.line(&format!(
             "target {}: flushed {}",
-            self.endpoint.name,
+            self.connector.name,
             addrs.join(", ")
         ));
         Ok(())
@@ -191,7 +191,7 @@ impl LiveTarget {
         };
         progress.line(&format!(
             "target {} keeps running at {}{ca} (--keep)",
-            self.endpoint.name,
+            self.connector.name,
             addrs.join(", ")
         ));
     }
@@ -202,9 +202,9 @@ async fn launch(
     progress: &Progress,
     tls: Option<&LocalTls>,
 ) -> Result<(Vec<NodeAddr>, Launched), Failure> {
-    let (server_bin, primaries, replicas) = match &target.endpoint {
-        PlanEndpoint::Nodes(nodes) => return Ok((nodes.clone(), Launched::Nothing)),
-        PlanEndpoint::Launch {
+    let (server_bin, primaries, replicas) = match &target.servers {
+        Servers::Nodes(nodes) => return Ok((nodes.clone(), Launched::Nothing)),
+        Servers::Launch {
             server_bin,
             primaries,
             replicas,

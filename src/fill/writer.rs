@@ -19,7 +19,7 @@ use crate::dataset::{Dataset, Entry};
 use crate::interrupt;
 use crate::plan::NodeAddr;
 use crate::resp::{self, Reply};
-use crate::target::Endpoint;
+use crate::server::Connector;
 
 /// How long a connection may wait for the next reply while commands are in flight.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -203,7 +203,7 @@ enum SessionEnd {
 /// Writes entries from the stage's index range over one connection (reconnecting when it
 /// breaks) until the range is used up or the stage stops. `Err` is the stage's failure.
 pub async fn connection_worker(
-    endpoint: Arc<Endpoint>,
+    connector: Arc<Connector>,
     addr: NodeAddr,
     stage: Arc<StageState>,
     dataset: Arc<Dataset>,
@@ -215,7 +215,7 @@ pub async fn connection_worker(
     let acked_here = std::sync::atomic::AtomicU64::new(0);
     loop {
         let acked_before = acked_here.load(Relaxed);
-        let outcome = match endpoint.data(&addr).await {
+        let outcome = match connector.data(&addr).await {
             Ok(mut stream) => {
                 let inflight = Mutex::new(VecDeque::new());
                 let wake_at = ReplyThreshold::for_socket(stream.tcp());

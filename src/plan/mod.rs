@@ -59,7 +59,7 @@ pub struct Target {
     /// Standalone or cluster.
     pub mode: Mode,
     /// Where the servers are.
-    pub endpoint: Endpoint,
+    pub servers: Servers,
     /// ACL user and where its password comes from.
     pub auth: Auth,
     /// Database number (standalone).
@@ -71,12 +71,25 @@ pub struct Target {
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
     /// TLS settings, when the target speaks TLS.
-    pub tls: Option<crate::target::tls::TlsSpec>,
+    pub tls: Option<TlsSpec>,
+}
+
+/// The `[tls]` table of a target, with paths resolved against the plan's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// PEM bundle of trusted CAs; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// Name for SNI and verification instead of each node's host.
+    pub server_name: Option<String>,
+    /// Skip certificate verification.
+    pub insecure: bool,
 }
 
 /// Where a target's servers are.
 #[derive(Debug, Clone)]
-pub enum Endpoint {
+pub enum Servers {
     /// Existing servers: the standalone server, or a cluster's seed nodes.
     Nodes(Vec<NodeAddr>),
     /// Throwaway local servers started by cachefill: one for a standalone target, a formed

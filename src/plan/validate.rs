@@ -197,7 +197,7 @@ fn resolve_target(
         .tls
         .as_ref()
         .or(launch_tls.then_some(&default_tls))
-        .map(|t| crate::target::tls::TlsSpec {
+        .map(|t| super::TlsSpec {
             ca_file: t.ca_file.as_deref().map(|f| resolve_path(base_dir, f)),
             client_auth: match (&t.cert_file, &t.key_file) {
                 (Some(cert), Some(key)) => {
@@ -210,7 +210,7 @@ fn resolve_target(
         });
     let default_port = if raw.tls.is_some() { 6380 } else { 6379 };
 
-    let endpoint = match (&raw.nodes, &raw.launch) {
+    let servers = match (&raw.nodes, &raw.launch) {
         (Some(_), Some(RawLaunch::Enabled(true) | RawLaunch::Cluster(_))) => {
             return Err(err(
                 "launch",
@@ -244,7 +244,7 @@ fn resolve_target(
                     ),
                 ));
             }
-            Endpoint::Launch {
+            Servers::Launch {
                 server_bin: raw
                     .server_bin
                     .clone()
@@ -273,7 +273,7 @@ fn resolve_target(
                     "server_bin only applies with launch = true".into(),
                 ));
             }
-            Endpoint::Nodes(parsed)
+            Servers::Nodes(parsed)
         }
     };
 
@@ -312,7 +312,7 @@ fn resolve_target(
             RawMode::Standalone => Mode::Standalone,
             RawMode::Cluster => Mode::Cluster,
         },
-        endpoint,
+        servers,
         auth: Auth {
             username: raw.username.clone(),
             password,

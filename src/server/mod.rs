@@ -82,7 +82,7 @@ impl Credentials {
 
 /// How to reach the servers of one target; shared by every connection to it.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub struct Connector {
     /// Target name from the plan.
     pub name: String,
     /// Credentials for every connection.
@@ -102,18 +102,18 @@ pub struct Endpoint {
 #[error("{0}")]
 pub struct TargetError(pub String);
 
-impl Endpoint {
-    /// Builds an endpoint from a plan target and its resolved credentials.
-    /// Builds an endpoint (and its TLS client) from a plan target and its credentials.
+impl Connector {
+    /// Builds an connector from a plan target and its resolved credentials.
+    /// Builds an connector (and its TLS client) from a plan target and its credentials.
     /// Errors name the target and the TLS file that is wrong.
-    pub fn new(target: &Target, credentials: Credentials) -> Result<Endpoint, String> {
+    pub fn new(target: &Target, credentials: Credentials) -> Result<Connector, String> {
         let tls = match &target.tls {
             Some(spec) => {
                 Some(Tls::new(spec).map_err(|e| format!("targets.{}.tls: {e}", target.name))?)
             }
             None => None,
         };
-        Ok(Endpoint {
+        Ok(Connector {
             name: target.name.clone(),
             credentials,
             db: target.db,
@@ -181,7 +181,7 @@ impl Endpoint {
         Ok(Control {
             connection,
             addr: addr.clone(),
-            endpoint: self.clone(),
+            connector: self.clone(),
         })
     }
 
@@ -282,7 +282,7 @@ fn describe_redis_error(error: &redis::RedisError) -> String {
 pub struct Control {
     connection: MultiplexedConnection,
     addr: NodeAddr,
-    endpoint: Endpoint,
+    connector: Connector,
 }
 
 /// Reads `used_memory` summed over a target's primaries, for `until_memory` stages.
@@ -352,7 +352,7 @@ impl Control {
                     .map(|v| v.trim().to_string())
             })
         };
-        let db = format!("db{}", self.endpoint.db);
+        let db = format!("db{}", self.connector.db);
         let keys = field(&db)
             .and_then(|v| {
                 v.split(',')
@@ -397,7 +397,7 @@ impl Control {
             .query_async::<()>(&mut self.connection)
             .await
             .map_err(|e| {
-                self.endpoint
+                self.connector
                     .fail(&self.addr, format!("FLUSHALL failed: {e}"))
             })
     }

@@ -2,7 +2,7 @@
 //! connections and the control connection can never disagree on what they trust.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,18 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// The `[tls]` table of a target, with paths resolved against the plan's directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSpec {
-    /// PEM bundle of trusted CAs; `None`: the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key for mutual TLS.
-    pub client_auth: Option<(PathBuf, PathBuf)>,
-    /// Name for SNI and verification instead of each node's host.
-    pub server_name: Option<String>,
-    /// Skip certificate verification.
-    pub insecure: bool,
-}
+use crate::plan::TlsSpec;
 
 /// A target's TLS client: the connector and the name to verify.
 #[derive(Clone)]

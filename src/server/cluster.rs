@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use super::{Endpoint, TargetError};
+use super::{Connector, TargetError};
 use crate::plan::NodeAddr;
 use crate::slot::SLOTS;
 
@@ -12,7 +12,7 @@ use crate::slot::SLOTS;
 pub struct ClusterNode {
     /// Node id.
     pub id: String,
-    /// Where it is reached: its announced endpoint.
+    /// Where it is reached: its announced connector.
     pub addr: NodeAddr,
 }
 
@@ -61,10 +61,10 @@ pub fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
 }
 
 /// Reads the topology from the first seed that answers. Seeds that are down are skipped.
-pub async fn discover(endpoint: &Endpoint, seeds: &[NodeAddr]) -> Result<Topology, TargetError> {
+pub async fn discover(connector: &Connector, seeds: &[NodeAddr]) -> Result<Topology, TargetError> {
     let mut errors = Vec::new();
     for seed in seeds {
-        let mut control = match endpoint.control(seed).await {
+        let mut control = match connector.control(seed).await {
             Ok(control) => control,
             Err(e) => {
                 errors.push(e.0);
@@ -73,7 +73,7 @@ pub async fn discover(endpoint: &Endpoint, seeds: &[NodeAddr]) -> Result<Topolog
         };
         let shards = control.query(redis::cmd("CLUSTER").arg("SHARDS")).await;
         let parsed = match shards {
-            Ok(value) => parse_shards(&value, seed, endpoint.tls.is_some()),
+            Ok(value) => parse_shards(&value, seed, connector.tls.is_some()),
             Err(_) => match control.query(redis::cmd("CLUSTER").arg("SLOTS")).await {
                 Ok(value) => parse_slots(&value, seed),
                 Err(e) => Err(format!("CLUSTER SLOTS failed: {e}")),
@@ -83,9 +83,9 @@ pub async fn discover(endpoint: &Endpoint, seeds: &[NodeAddr]) -> Result<Topolog
             Ok(topology) if !topology.primaries.is_empty() => return Ok(topology),
             Ok(_) => errors.push(format!(
                 "target \"{}\" ({seed}): the node serves no slots; is it part of a formed cluster?",
-                endpoint.name
+                connector.name
             )),
-            Err(e) => errors.push(format!("target \"{}\" ({seed}): {e}", endpoint.name)),
+            Err(e) => errors.push(format!("target \"{}\" ({seed}): {e}", connector.name)),
         }
     }
     Err(TargetError(match errors.len() {
@@ -164,7 +164,7 @@ fn parse_shards(value: &Value, seed: &NodeAddr, tls: bool) -> Result<Topology, S
             {
                 continue;
             }
-            let host = field(node, "endpoint")
+            let host = field(node, "connector")
                 .and_then(text)
                 .or_else(|| field(node, "ip").and_then(text));
             let Some(addr) = announced(host, port_of(node, tls), seed) else {
@@ -274,7 +274,7 @@ mod tests {
                 Value::Int(port),
                 bulk("ip"),
                 bulk("127.0.0.1"),
-                bulk("endpoint"),
+                bulk("connector"),
                 bulk("127.0.0.1"),
                 bulk("role"),
                 bulk(role),

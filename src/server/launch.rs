@@ -220,7 +220,7 @@ fn free_cluster_port() -> std::io::Result<u16> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
     for _ in 0..1000 {
-        state = crate::dataset::mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        state = crate::mix::mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
         let port = 20000 + (state % (55535 - 20000)) as u16;
         let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) else {
             continue;

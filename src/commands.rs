@@ -1,0 +1,105 @@
+//! Each subcommand of the command line, from parsed arguments to its outcome.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::Command;
+use crate::error::Failure;
+use crate::output::print_stdout;
+use crate::shard::{self, Shard};
+use crate::{check, fill, interrupt, merge, plan, verify};
+
+/// Runs one subcommand; `Err` is the one line the user sees and the exit code.
+pub fn execute(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Schema => print_stdout(&format!("{}\n", plan::json_schema())),
+        Command::Check {
+            plan,
+            shards,
+            no_flush,
+        } => {
+            let plan = plan::load(&plan)?;
+            if let Some(count) = shards {
+                let shard = Shard::new(0, count).map_err(command_line)?;
+                fill::check_sharding(&plan, shard, no_flush)?;
+            }
+            check::print(&plan)
+        }
+        Command::Merge { results, output } => merge::merge(&results, output.as_deref()),
+        Command::Verify {
+            plan,
+            result,
+            sample,
+            output,
+        } => {
+            let plan = plan::load(&plan)?;
+            let options = verify::VerifyOptions {
+                result,
+                sample,
+                output,
+            };
+            runtime()?.block_on(verify::verify(&plan, &options))
+        }
+        Command::Run {
+            plan,
+            output,
+            yes,
+            quiet,
+            keep,
+            shard,
+            shards,
+            no_flush,
+        } => {
+            let plan = plan::load(&plan)?;
+            let job_index = std::env::var(shard::JOB_INDEX_VARIABLE).ok();
+            let shard = shard::resolve(shard.as_deref(), shards, job_index.as_deref())
+                .map_err(command_line)?;
+            let options = fill::RunOptions {
+                output: output_or(output, &plan.name, "result"),
+                yes,
+                quiet,
+                keep,
+                shard,
+                no_flush,
+                flush_only: false,
+            };
+            fill_run(&plan, &options)
+        }
+        Command::Flush { plan, output, yes } => {
+            let plan = plan::load(&plan)?;
+            let options = fill::RunOptions {
+                output: output_or(output, &plan.name, "flush"),
+                yes,
+                quiet: true,
+                keep: false,
+                shard: Shard::WHOLE,
+                no_flush: false,
+                flush_only: true,
+            };
+            fill_run(&plan, &options)
+        }
+    }
+}
+
+fn command_line(message: String) -> Failure {
+    Failure::Invalid(format!("the command line: {message}"))
+}
+
+/// `-o FILE`, or `<plan name>.<what>.json` in the current directory.
+fn output_or(output: Option<PathBuf>, plan_name: &str, what: &str) -> PathBuf {
+    output.unwrap_or_else(|| Path::new(&format!("{plan_name}.{what}.json")).to_path_buf())
+}
+
+fn fill_run(plan: &plan::Plan, options: &fill::RunOptions) -> Result<(), Failure> {
+    runtime()?.block_on(async {
+        interrupt::install()
+            .map_err(|e| Failure::Failed(format!("cannot install signal handlers: {e}")))?;
+        fill::run(plan, options).await
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Failed(format!("cannot start the async runtime: {e}")))
+}

@@ -2,6 +2,7 @@
 //! typed [`Plan`] that the rest of the program works from.
 
 pub mod raw;
+pub mod typed;
 pub mod units;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use raw::{MemoryGoal, Ttl, ValueSize};
+pub use typed::{DataType, Elemental, Elements, Score};
 
 /// A validated plan: everything the executor needs, nothing it must check again.
 #[derive(Debug, Clone)]
@@ -250,12 +252,19 @@ pub struct Shape {
     pub value_size: ValueSize,
     /// TTL range, when entries expire.
     pub ttl: Option<Ttl>,
+    /// The Redis type and the shape of its elements.
+    pub elemental: Elemental,
 }
 
 impl Shape {
-    /// Mean payload bytes of one entry (key plus mean value), rounded up.
+    /// Mean payload bytes of one entry (key plus its mean elements), rounded up.
     pub fn mean_entry_bytes(&self) -> u64 {
-        u64::from(self.key_size) + (self.value_size.min + self.value_size.max).div_ceil(2)
+        let four = self.elemental.key_bytes_four_times(
+            self.key_size,
+            self.value_size.min,
+            self.value_size.max,
+        );
+        u64::try_from(four.div_ceil(4)).unwrap_or(u64::MAX)
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use toml::Spanned;
 
+use super::typed::{DataType, Elements, Score};
 use super::units::{ByteSize, HumanDuration};
 
 /// Longest TTL: 100 years (the server refuses expiry times it cannot represent).
@@ -168,6 +169,18 @@ pub struct RawStage {
     pub name: String,
     /// Target name; required when the plan has more than one target.
     pub target: Option<String>,
+    /// The Redis type of the stage's keys: string (default), hash, set, zset, list, stream.
+    #[serde(rename = "type")]
+    pub data_type: Option<DataType>,
+    /// Elements per key (hash fields, set/zset members, list items, stream entries), or
+    /// { min, max }; default 10. Not for strings.
+    pub elements: Option<Elements>,
+    /// Bytes of each hash field name or stream field name (default 8).
+    pub field_size: Option<KeySize>,
+    /// Sorted sets: integer scores drawn from { min, max } (default 0..=1000000).
+    pub score: Option<Score>,
+    /// Streams: field/value pairs per entry (1..=1024, default 1).
+    pub entry_fields: Option<EntryFields>,
     /// Payload to write (keys + values), e.g. "5GiB".
     pub size: Option<ByteSize>,
     /// Number of entries to write.
@@ -177,7 +190,8 @@ pub struct RawStage {
     pub until_memory: Option<MemoryGoal>,
     /// Bytes per key, prefix included (1..=65536, default 32).
     pub key_size: Option<KeySize>,
-    /// Bytes per value (default 512), or { min, max }.
+    /// Bytes per value (default 512), or { min, max }: each string value, hash value,
+    /// set/zset member, list item and stream value.
     pub value_size: Option<ValueSize>,
     /// Key prefix; default "<stage name>:".
     pub key_prefix: Option<String>,
@@ -277,6 +291,13 @@ bounded_integer!(
     /// Entries per write command.
     KeysPerCommand,
     "keys_per_command",
+    1,
+    1024
+);
+bounded_integer!(
+    /// Field/value pairs per stream entry.
+    EntryFields,
+    "entry_fields",
     1,
     1024
 );

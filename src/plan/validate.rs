@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::raw::{RawLaunch, RawMode, RawPlan, RawStage, RawTarget, RawTls};
+use super::typed::{self, TypedField};
 use super::*;
 
 /// Collects the location of errors for one plan file.
@@ -397,17 +398,20 @@ fn resolve_stage(
     });
     let ttl = raw.ttl;
     let key_prefix = raw.key_prefix.clone().unwrap_or_else(|| format!("{name}:"));
+    let elemental = resolve_elemental(raw, &name, value_size).map_err(|(f, m)| err(f, m))?;
     let shape = Shape {
         key_prefix,
         key_size,
         value_size,
         ttl,
+        elemental,
     };
 
     let (amount, keys) = match (raw.size, raw.keys, raw.until_memory) {
         (Some(size), None, None) => {
-            let per_entry_twice = 2 * u64::from(key_size) + value_size.min + value_size.max;
-            let keys = (u128::from(size.0) * 2).div_ceil(u128::from(per_entry_twice));
+            let per_key_four_times =
+                elemental.key_bytes_four_times(key_size, value_size.min, value_size.max);
+            let keys = (u128::from(size.0) * 4).div_ceil(per_key_four_times);
             (
                 Amount::Size(size.0),
                 u64::try_from(keys).unwrap_or(u64::MAX),
@@ -481,6 +485,77 @@ fn resolve_stage(
         after,
         seed: raw.seed,
     })
+}
+
+/// The stage's type and element fields: fields of other types refused, defaults filled in,
+/// and sizes checked to leave room for the element index that keeps names unique in a key.
+fn resolve_elemental(
+    raw: &RawStage,
+    name: &str,
+    value_size: ValueSize,
+) -> Result<Elemental, (&'static str, String)> {
+    let data_type = raw.data_type.unwrap_or_default();
+    let given = [
+        (TypedField::Elements, raw.elements.is_some()),
+        (TypedField::FieldSize, raw.field_size.is_some()),
+        (TypedField::Score, raw.score.is_some()),
+        (TypedField::EntryFields, raw.entry_fields.is_some()),
+        (TypedField::KeysPerCommand, raw.keys_per_command.is_some()),
+    ];
+    for (field, present) in given {
+        if present {
+            field
+                .check(data_type, name)
+                .map_err(|message| (field.name(), message))?;
+        }
+    }
+    if data_type == DataType::String {
+        return Ok(Elemental::STRING);
+    }
+    let elemental = Elemental {
+        data_type,
+        elements: raw.elements.unwrap_or(Elements {
+            min: typed::DEFAULT_ELEMENTS,
+            max: typed::DEFAULT_ELEMENTS,
+        }),
+        field_size: raw.field_size.map_or(typed::DEFAULT_FIELD_SIZE, |f| f.0),
+        score: raw.score.unwrap_or(typed::DEFAULT_SCORE),
+        entry_fields: raw
+            .entry_fields
+            .map_or(typed::DEFAULT_ENTRY_FIELDS, |e| e.0),
+    };
+    let element_width = index_width(elemental.elements.max);
+    let (field, size, width, what) = match data_type {
+        DataType::Hash => (
+            "field_size",
+            u64::from(elemental.field_size),
+            element_width,
+            format!("field names of up to {} fields", elemental.elements.max),
+        ),
+        DataType::Set | DataType::Zset => (
+            "value_size",
+            value_size.min,
+            element_width,
+            format!("members of up to {} members", elemental.elements.max),
+        ),
+        DataType::Stream => (
+            "field_size",
+            u64::from(elemental.field_size),
+            index_width(u64::from(elemental.entry_fields)),
+            format!("field names of {} fields per entry", elemental.entry_fields),
+        ),
+        DataType::String | DataType::List => return Ok(elemental),
+    };
+    if size < u64::from(width) {
+        let shown = if field == "value_size" { "value_size min" } else { field };
+        return Err((
+            field,
+            format!(
+                "{shown} {size} is too small for unique {what} per key ({width} digits of the element index): use {field} = {width} or more"
+            ),
+        ));
+    }
+    Ok(elemental)
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -6,8 +6,12 @@
 //! dataset, so it is written out here with fixed constants and no dependency on any
 //! library's random number generator.
 
+mod elements;
+
+pub use elements::Element;
+
 use crate::mix::{fnv1a64, mix64};
-use crate::plan::Shape;
+use crate::plan::{DataType, Elemental, Shape};
 
 /// Size of the byte pool values and key fillers are cut from (a power of two).
 const POOL_LEN: usize = 1 << 20;
@@ -29,6 +33,11 @@ pub struct Dataset {
     ttl: Option<(u64, u64)>,
     stage_key: u64,
     pool: Vec<u8>,
+    elemental: Elemental,
+    /// Digits of the largest element index of a key.
+    element_width: usize,
+    /// Digits of the largest field index of a stream entry.
+    pair_width: usize,
 }
 
 /// The per-entry draws, computed once and used for key, value and TTL.
@@ -42,6 +51,10 @@ pub struct Entry {
     key_offset: usize,
     /// TTL in milliseconds, when the stage has one.
     pub ttl_ms: Option<u64>,
+    /// Elements of the key (1 for a string).
+    pub elements: u64,
+    /// The draw elements are derived from.
+    draw: u64,
 }
 
 impl Dataset {
@@ -66,12 +79,20 @@ impl Dataset {
             ttl: shape.ttl.map(|t| (t.min_ms, t.max_ms - t.min_ms + 1)),
             stage_key,
             pool,
+            elemental: shape.elemental,
+            element_width: crate::plan::index_width(shape.elemental.elements.max) as usize,
+            pair_width: crate::plan::index_width(u64::from(shape.elemental.entry_fields)) as usize,
         }
     }
 
     /// Bytes of every key.
     pub fn key_size(&self) -> usize {
         self.key_size
+    }
+
+    /// The Redis type of the stage's keys.
+    pub fn data_type(&self) -> DataType {
+        self.elemental.data_type
     }
 
     /// The draws of entry `index`.
@@ -89,6 +110,14 @@ impl Dataset {
             value_offset: (b & mask) as usize,
             key_offset: ((b >> 32) & mask) as usize,
             ttl_ms: self.ttl.map(|(min, span)| min + mix64(b) % span),
+            elements: match self.elemental.data_type {
+                DataType::String => 1,
+                _ => {
+                    let range = self.elemental.elements;
+                    range.min + a % (range.max - range.min + 1)
+                }
+            },
+            draw: b,
         }
     }
 
@@ -126,9 +155,13 @@ impl Dataset {
         }
     }
 
-    /// Payload bytes (key plus value) of entry `index`.
+    /// Payload bytes (key plus value, or key plus all elements) of entry `index`.
     #[inline]
     pub fn payload_bytes(&self, index: u64) -> u64 {
+        if self.elemental.data_type != DataType::String {
+            let entry = self.entry(index);
+            return self.key_size as u64 + self.elements_payload(&entry, 0..entry.elements);
+        }
         let value = if self.value_span == 1 {
             self.value_min
         } else {
@@ -155,6 +188,9 @@ impl Dataset {
 }
 
 #[cfg(test)]
+const PINNED_STRING_DIGEST: u64 = 0x7d28_70a5_c450_226e;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::{Ttl, ValueSize};
@@ -169,7 +205,24 @@ mod tests {
                 min_ms: 1000,
                 max_ms: 5000,
             }),
+            elemental: crate::plan::Elemental::STRING,
         }
+    }
+
+    /// Existing plans keep writing exactly the same bytes: a digest of the first 10,000
+    /// entries of a ranged stage, pinned when typed datasets were added.
+    #[test]
+    fn string_dataset_is_pinned() {
+        let ds = Dataset::new(42, "pinned", &shape("p:", 24, 1, 3000), 10_000);
+        let mut digest = 0xcbf2_9ce4_8422_2325u64;
+        for i in 0..10_000 {
+            let entry = ds.entry(i);
+            let mut bytes = ds.key(i);
+            bytes.extend(ds.value(i));
+            bytes.extend(entry.ttl_ms.unwrap_or(0).to_le_bytes());
+            digest = crate::mix::mix64(digest ^ crate::mix::fnv1a64(&bytes));
+        }
+        assert_eq!(digest, PINNED_STRING_DIGEST, "{digest:#x}");
     }
 
     #[test]

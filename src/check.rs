@@ -2,7 +2,7 @@
 
 use crate::error::Failure;
 use crate::plan::units::human_bytes;
-use crate::plan::{Amount, MemoryGoal, Mode, Plan, Servers};
+use crate::plan::{Amount, DataType, MemoryGoal, Mode, Plan, Servers, Shape};
 
 /// Appends a line to the text being built.
 macro_rules! out {
@@ -76,24 +76,16 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
                 .collect();
             format!("after {}", names.join(", "))
         };
-        let value = if stage.shape.value_size.min == stage.shape.value_size.max {
-            format!("{} B", stage.shape.value_size.min)
-        } else {
-            format!(
-                "{}..{} B",
-                stage.shape.value_size.min, stage.shape.value_size.max
-            )
-        };
         let seed = stage
             .seed
             .or(plan.seed)
             .map_or("run seed".to_string(), |s| s.to_string());
         out!(
             text,
-            "stage {}: target {}, {amount} (key {} B, value {value}), {} connections{} × pipeline {}, seed {seed}, {order}",
+            "stage {}: target {}, {amount} ({}), {} connections{} × pipeline {}, seed {seed}, {order}",
             stage.name,
             plan.targets[stage.target].name,
-            stage.shape.key_size,
+            describe_shape(&stage.shape),
             stage.connections,
             if plan.targets[stage.target].mode == Mode::Cluster {
                 " per primary"
@@ -109,4 +101,44 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
         human_bytes(total_bytes)
     );
     crate::output::print_stdout(&text)
+}
+
+/// `a B` or `a..b B`.
+fn range(min: u64, max: u64, unit: &str) -> String {
+    if min == max {
+        format!("{min}{unit}")
+    } else {
+        format!("{min}..{max}{unit}")
+    }
+}
+
+/// What one key of the stage holds, e.g. `hash, key 32 B, 1..30 fields of 10 B + 8..64 B`.
+fn describe_shape(shape: &Shape) -> String {
+    let key = shape.key_size;
+    let value = range(shape.value_size.min, shape.value_size.max, " B");
+    let typed = shape.elemental;
+    let count = range(typed.elements.min, typed.elements.max, "");
+    let field = typed.field_size;
+    match typed.data_type {
+        DataType::String => format!("key {key} B, value {value}"),
+        DataType::Hash => format!("hash, key {key} B, {count} fields of {field} B + {value}"),
+        DataType::Set => format!("set, key {key} B, {count} members of {value}"),
+        DataType::Zset => format!(
+            "zset, key {key} B, {count} members of {value}, scores {}",
+            range_i64(typed.score.min, typed.score.max)
+        ),
+        DataType::List => format!("list, key {key} B, {count} items of {value}"),
+        DataType::Stream => format!(
+            "stream, key {key} B, {count} entries of {} × ({field} B + {value})",
+            typed.entry_fields
+        ),
+    }
+}
+
+fn range_i64(min: i64, max: i64) -> String {
+    if min == max {
+        min.to_string()
+    } else {
+        format!("{min}..{max}")
+    }
 }

@@ -28,7 +28,11 @@ impl Dataset {
     /// The draws of element `j` of `entry`.
     #[inline]
     pub fn element(&self, entry: &Entry, j: u64) -> Element {
-        let e = mix64(entry.draw.wrapping_add(j.wrapping_add(1).wrapping_mul(GOLDEN)));
+        let e = mix64(
+            entry
+                .draw
+                .wrapping_add(j.wrapping_add(1).wrapping_mul(GOLDEN)),
+        );
         let c = mix64(e ^ GOLDEN);
         Element {
             index: j,

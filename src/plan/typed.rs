@@ -336,7 +336,9 @@ mod tests {
     fn fields_name_the_types_they_belong_to() {
         assert!(TypedField::Score.check(DataType::Zset, "board").is_ok());
         assert_eq!(
-            TypedField::FieldSize.check(DataType::List, "views").unwrap_err(),
+            TypedField::FieldSize
+                .check(DataType::List, "views")
+                .unwrap_err(),
             "field_size applies to hash and stream stages only; stage \"views\" is of type list: remove it or change the type"
         );
         assert!(
@@ -371,7 +373,10 @@ mod tests {
         // 32 + 10 × (3 × (8 + 10) + 16) = 732.
         assert_eq!(shape.key_bytes_four_times(32, 10, 10), 4 * 732);
         // Strings: key plus mean value, as before.
-        assert_eq!(Elemental::STRING.key_bytes_four_times(32, 100, 201), 4 * 32 + 2 * 301);
+        assert_eq!(
+            Elemental::STRING.key_bytes_four_times(32, 100, 201),
+            4 * 32 + 2 * 301
+        );
     }
 
     #[test]
@@ -385,8 +390,18 @@ mod tests {
         assert_eq!(probe.elements, Elements { min: 1, max: 30 });
         assert_eq!(probe.score, Some(Score { min: -5, max: -5 }));
         let zero = toml::from_str::<Probe>("elements = 0").err().unwrap();
-        assert!(zero.to_string().contains("elements must be between 1 and"), "{zero}");
-        let inverted = toml::from_str::<Probe>("elements = { min = 5, max = 2 }").err().unwrap();
-        assert!(inverted.to_string().contains("min (5) is larger than max (2)"), "{inverted}");
+        assert!(
+            zero.to_string().contains("elements must be between 1 and"),
+            "{zero}"
+        );
+        let inverted = toml::from_str::<Probe>("elements = { min = 5, max = 2 }")
+            .err()
+            .unwrap();
+        assert!(
+            inverted
+                .to_string()
+                .contains("min (5) is larger than max (2)"),
+            "{inverted}"
+        );
     }
 }

@@ -530,28 +530,41 @@ fn resolve_elemental(
             "field_size",
             u64::from(elemental.field_size),
             element_width,
-            format!("field names of up to {} fields", elemental.elements.max),
+            format!(
+                "unique field names in keys of up to {} fields",
+                elemental.elements.max
+            ),
         ),
         DataType::Set | DataType::Zset => (
             "value_size",
             value_size.min,
             element_width,
-            format!("members of up to {} members", elemental.elements.max),
+            format!(
+                "unique members in keys of up to {} members",
+                elemental.elements.max
+            ),
         ),
         DataType::Stream => (
             "field_size",
             u64::from(elemental.field_size),
             index_width(u64::from(elemental.entry_fields)),
-            format!("field names of {} fields per entry", elemental.entry_fields),
+            format!(
+                "unique field names in entries of {} fields",
+                elemental.entry_fields
+            ),
         ),
         DataType::String | DataType::List => return Ok(elemental),
     };
     if size < u64::from(width) {
-        let shown = if field == "value_size" { "value_size min" } else { field };
+        let shown = if field == "value_size" {
+            "value_size min"
+        } else {
+            field
+        };
         return Err((
             field,
             format!(
-                "{shown} {size} is too small for unique {what} per key ({width} digits of the element index): use {field} = {width} or more"
+                "{shown} {size} is too small for {what} (names start with the {width}-digit element index): use {field} = {width} or more"
             ),
         ));
     }

@@ -22,4 +22,5 @@ pub mod resp;
 pub mod server;
 pub mod shard;
 pub mod slot;
+pub mod typed_commands;
 pub mod verify;

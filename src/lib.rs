@@ -22,5 +22,4 @@ pub mod resp;
 pub mod server;
 pub mod shard;
 pub mod slot;
-pub mod typed_commands;
 pub mod verify;

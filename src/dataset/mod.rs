@@ -90,6 +90,24 @@ impl Dataset {
         self.key_size
     }
 
+    /// Whether entries expire.
+    pub fn has_ttl(&self) -> bool {
+        self.ttl.is_some()
+    }
+
+    /// Mean payload bytes of one element, rounded up (strings: of the value).
+    pub fn mean_element_bytes(&self) -> u64 {
+        let max = self.value_min + self.value_span - 1;
+        self.elemental
+            .element_bytes_twice(self.value_min, max)
+            .div_ceil(2)
+    }
+
+    /// True for hashes, sets, sorted sets, lists and streams.
+    pub fn is_typed(&self) -> bool {
+        self.elemental.data_type != DataType::String
+    }
+
     /// The Redis type of the stage's keys.
     pub fn data_type(&self) -> DataType {
         self.elemental.data_type

@@ -10,8 +10,10 @@ pub struct WriterConfig {
     pub batch: u64,
     /// Entries per command: 1 writes `SET`, more write `MSET` (one reply per command).
     pub group: u64,
-    /// Most entries in flight (the stage's `pipeline`).
+    /// Most entries in flight (the stage's `pipeline`); typed stages: commands.
     pub window: u32,
+    /// A typed stage: spans are the commands of one key, one reply each.
+    pub typed: bool,
 }
 
 impl WriterConfig {
@@ -36,6 +38,20 @@ impl WriterConfig {
             batch,
             group,
             window: pipeline,
+            typed: false,
+        }
+    }
+
+    /// A typed stage: the window counts commands, a write carries about 64 KiB of them
+    /// (at most a quarter of the window), one reply per command.
+    pub fn typed(pipeline: u32, command_bytes: u64) -> WriterConfig {
+        let by_bytes = (WRITE_BATCH_BYTES / command_bytes.max(1)).max(1);
+        let by_window = u64::from(pipeline / 4).max(1);
+        WriterConfig {
+            batch: by_bytes.min(by_window),
+            group: 1,
+            window: pipeline,
+            typed: true,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::span::Span;
 use super::state::StageState;
 use crate::dataset::Dataset;
 use crate::interrupt;
-use crate::plan::NodeAddr;
+use crate::plan::{DataType, NodeAddr};
 use crate::server::Connector;
 
 /// Reconnection attempts in a row, without progress in between, before a stage gives up.
@@ -34,6 +34,7 @@ pub async fn connection_worker(
 ) -> Result<(), String> {
     let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
+    let mut open_key = None;
     let acked_here = AtomicU64::new(0);
     let job = Job {
         stage: &stage,
@@ -49,16 +50,29 @@ pub async fn connection_worker(
                 let wake_at = ReplyThreshold::for_socket(stream.tcp());
                 let session = Session::new(&job);
                 let result = session.run(&mut stream, wake_at, &mut retry).await;
-                retry.extend(session.into_unanswered().into_iter().map(Span::resend));
+                open_key = session.open_key();
+                let unanswered = session.into_unanswered().into_iter().map(Span::resend);
+                retry.extend(unanswered);
+                if result.is_err() && resumes_from_count(&dataset) {
+                    retry = to_resumes(retry);
+                }
                 result
             }
             Err(e) => Err(SessionEnd::Lost(e.0)),
         };
+        let stopped = outcome.is_ok() || interrupt::requested() || stage.should_stop();
+        if stopped && open_key.is_some() {
+            // The stage stopped with a typed key half written: it is not counted as written.
+            stage.partial_keys.fetch_add(1, Relaxed);
+            open_key = None;
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
             Err(SessionEnd::Lost(reason)) => {
-                if let Feed::Node { node, router } = &feed {
+                if let Feed::Node { node, router } = &feed
+                    && !dataset.is_typed()
+                {
                     // Whoever serves this primary next (a new connection, or a replica that
                     // takes over) finds these entries in its feed.
                     router.hand_back(node, retry.drain(..));
@@ -84,4 +98,27 @@ pub async fn connection_worker(
             }
         }
     }
+}
+
+/// Lists and streams are resumed from their length after a broken connection: an
+/// unanswered `RPUSH` or `XADD` may or may not have been applied.
+fn resumes_from_count(dataset: &Dataset) -> bool {
+    matches!(dataset.data_type(), DataType::List | DataType::Stream)
+}
+
+/// The spans to send on a new connection, with every list or stream key that was in flight
+/// turned into one resume of that key.
+fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
+    let mut out: VecDeque<Span> = VecDeque::with_capacity(spans.len());
+    for span in spans {
+        match span {
+            Span::Key(key) => {
+                if out.back().and_then(Span::key_index) != Some(key.index) {
+                    out.push_back(Span::Resume { index: key.index });
+                }
+            }
+            span => out.push_back(span),
+        }
+    }
+    out
 }

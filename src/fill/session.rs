@@ -16,9 +16,11 @@ use super::batching::{WRITE_BATCH_BYTES, WriterConfig};
 use super::feed::Feed;
 use super::lock::lock;
 use super::socket::ReplyThreshold;
-use super::span::{Answered, Span, take_answered};
+use super::span::{Answered, KeyCommands, Span, take_answered};
 use super::state::StageState;
 use crate::dataset::Dataset;
+use crate::plan::DataType;
+use crate::resp::typed::{self, Chunking};
 use crate::resp::{self, EntryEncoder, ErrorReply, Reply};
 
 /// How long a connection may wait for the next reply while commands are in flight.
@@ -61,7 +63,24 @@ pub struct Session<'a> {
     sent: AtomicU64,
     /// Set when the writer has nothing more to send.
     done: AtomicBool,
+    /// Typed keys to carry on from what the server holds, found by the reader in the
+    /// replies to [`Span::Resume`]; the writer sends them before anything else.
+    resumed: Mutex<VecDeque<Span>>,
+    /// Resume requests sent whose replies have not been read yet.
+    resuming: AtomicU64,
+    wake_writer: Notify,
+    /// A typed key whose remaining replies are to be passed over (one of its commands was
+    /// refused), or [`NO_KEY`].
+    abandoned: AtomicU64,
+    /// How typed keys are split into commands.
+    chunking: Chunking,
+    /// A typed key some of whose commands were acknowledged but not its last, or
+    /// [`NO_KEY`]: when the stage stops here, it is left partly written.
+    open_key: AtomicU64,
 }
+
+/// No key, in [`Session::abandoned`] and [`Session::open_key`].
+const NO_KEY: u64 = u64::MAX;
 
 impl<'a> Session<'a> {
     /// A session for `job`, nothing in flight yet.
@@ -73,15 +92,35 @@ impl<'a> Session<'a> {
             wake_reader: Notify::new(),
             sent: AtomicU64::new(0),
             done: AtomicBool::new(false),
+            resumed: Mutex::new(VecDeque::new()),
+            resuming: AtomicU64::new(0),
+            wake_writer: Notify::new(),
+            abandoned: AtomicU64::new(NO_KEY),
+            open_key: AtomicU64::new(NO_KEY),
+            chunking: Chunking::of(job.dataset),
         }
+    }
+
+    /// The typed key left partly written when this session ended, if any.
+    pub fn open_key(&self) -> Option<u64> {
+        Some(self.open_key.load(Relaxed)).filter(|&k| k != NO_KEY)
     }
 
     /// The spans sent whose replies never came, for the caller to resend.
     pub fn into_unanswered(self) -> VecDeque<Span> {
         // A panic while the lock was held left the queue whole (see `lock`): keep its spans.
-        self.inflight
+        let mut spans = self
+            .inflight
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        spans.extend(
+            self.resumed
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let abandoned = self.abandoned.into_inner();
+        spans.retain(|span| span.key_index() != Some(abandoned) || abandoned == NO_KEY);
+        spans
     }
 
     /// Runs the connection until the work is done or the connection breaks. Spans of
@@ -97,8 +136,8 @@ impl<'a> Session<'a> {
         tokio::try_join!(self.write(writer, retry), self.read(reader, wake_at)).map(|_| ())
     }
 
-    /// The writing half: takes entries (retries first), encodes and sends them, within the
-    /// window.
+    /// The writing half: takes entries (resumed keys first, then retries), encodes and
+    /// sends them, within the window; several small spans go out in one write.
     async fn write<W: AsyncWrite + Unpin>(
         &self,
         mut writer: W,
@@ -108,45 +147,41 @@ impl<'a> Session<'a> {
             stage,
             dataset,
             config,
-            feed,
             ..
         } = *self.job;
         let mut buf = Vec::with_capacity((WRITE_BATCH_BYTES * 2) as usize);
         let encoder = EntryEncoder::new(dataset);
+        let batch = config.batch as u32;
         loop {
             if stage.should_stop() {
                 break;
             }
             // Permits first, entries second, and no await between taking entries and
             // recording them in flight: a session dropped at any await loses nothing.
-            let batch = config.batch as u32;
             self.window
                 .acquire_many(batch)
                 .await
                 .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
                 .forget();
-            let next = retry.pop_front().or_else(|| feed.next(stage, config.batch));
-            let Some(span) = next else {
+            buf.clear();
+            if !self.take_and_encode(&encoder, retry, batch, &mut buf) {
                 self.window.add_permits(batch as usize);
-                if feed.wait(stage).await {
+                if self.wait_for_work(stage).await {
                     continue;
                 }
                 break;
-            };
-            let (span, rest) = span.split_front(config.batch);
-            if let Some(rest) = rest {
-                retry.push_front(rest);
             }
-            let count = span.len() as u32;
-            self.window.add_permits((batch - count) as usize);
-            if count == 0 {
-                continue;
+            // More spans into the same write while they are at hand and the window allows.
+            while (buf.len() as u64) < WRITE_BATCH_BYTES {
+                let Ok(permits) = self.window.try_acquire_many(batch) else {
+                    break;
+                };
+                permits.forget();
+                if !self.take_and_encode(&encoder, retry, batch, &mut buf) {
+                    self.window.add_permits(batch as usize);
+                    break;
+                }
             }
-            buf.clear();
-            span.encode(&encoder, config.group, &mut buf);
-            lock(&self.inflight).push_back(span);
-            self.sent.fetch_add(u64::from(count), Relaxed);
-            self.wake_reader.notify_one();
             writer
                 .write_all(&buf)
                 .await
@@ -159,6 +194,92 @@ impl<'a> Session<'a> {
         self.done.store(true, Relaxed);
         self.wake_reader.notify_one();
         Ok(())
+    }
+
+    /// Takes the next span of at most `batch` units (holding `batch` permits), encodes it
+    /// into `buf` and records it in flight; returns the unused permits. False when there is
+    /// nothing to send right now.
+    fn take_and_encode(
+        &self,
+        encoder: &EntryEncoder<'_>,
+        retry: &mut VecDeque<Span>,
+        batch: u32,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        let Job {
+            stage,
+            config,
+            feed,
+            ..
+        } = *self.job;
+        loop {
+            let next = lock(&self.resumed)
+                .pop_front()
+                .or_else(|| retry.pop_front())
+                .or_else(|| feed.next(stage, config.batch));
+            let Some(span) = next else {
+                return false;
+            };
+            let abandoned = self.abandoned.load(Relaxed);
+            if abandoned != NO_KEY && span.key_index() == Some(abandoned) {
+                continue;
+            }
+            let span = if config.typed {
+                first_key(span, encoder, retry)
+            } else {
+                span
+            };
+            let (span, rest) = span.split_front(config.batch);
+            if let Some(rest) = rest {
+                retry.push_front(rest);
+            }
+            let count = span.len() as u32;
+            self.window.add_permits((batch - count) as usize);
+            if count == 0 {
+                return true;
+            }
+            if matches!(span, Span::Resume { .. }) {
+                self.resuming.fetch_add(1, Relaxed);
+            }
+            span.encode(encoder, config.group, buf);
+            lock(&self.inflight).push_back(span);
+            self.sent.fetch_add(u64::from(count), Relaxed);
+            self.wake_reader.notify_one();
+            return true;
+        }
+    }
+
+    /// Waits until there is something to send; false when there never will be. Keys being
+    /// resumed come back from the reader, so the session waits for them too.
+    async fn wait_for_work(&self, stage: &StageState) -> bool {
+        let mut feed_finished = false;
+        loop {
+            let resumed = self.wake_writer.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            if !lock(&self.resumed).is_empty() {
+                return true;
+            }
+            if self.resuming.load(Relaxed) == 0 {
+                return !feed_finished && self.job.feed.wait(stage).await;
+            }
+            if stage.should_stop() {
+                return false;
+            }
+            if feed_finished {
+                resumed.await;
+                continue;
+            }
+            tokio::select! {
+                () = &mut resumed => {}
+                more = self.job.feed.wait(stage) => {
+                    if more {
+                        return true;
+                    }
+                    feed_finished = true;
+                }
+            }
+        }
     }
 
     /// The reading half: reads replies as they come and hands them to
@@ -234,7 +355,8 @@ impl<'a> Session<'a> {
             acked_here,
         } = *self.job;
         let mut queue = lock(&self.inflight);
-        let (mut at, mut answered, mut acked, mut bytes) = (0usize, 0u64, 0u64, 0u64);
+        let (mut at, mut answered) = (0usize, 0u64);
+        let mut tally = Tally::default();
         let mut refused = false;
         // Acknowledgements parsed before a malformed reply still count: `end` keeps the error.
         let end = loop {
@@ -252,12 +374,22 @@ impl<'a> Session<'a> {
                 }
                 Some(Answered::Asking) => continue,
                 Some(Answered::Range(entries)) => entries,
+                Some(Answered::Command { key, command, last }) => {
+                    answered += 1;
+                    refused |= self.key_command_answered(reply, key, command, last, &mut tally);
+                    continue;
+                }
+                Some(Answered::Resume(index)) => {
+                    answered += 1;
+                    refused |= self.resume_answered(reply, index, &mut tally);
+                    continue;
+                }
             };
             answered += entries.end - entries.start;
             match reply {
                 Reply::Ok => {
-                    acked += entries.end - entries.start;
-                    bytes += entries.map(|i| dataset.payload_bytes(i)).sum::<u64>();
+                    tally.keys += entries.end - entries.start;
+                    tally.bytes += entries.map(|i| dataset.payload_bytes(i)).sum::<u64>();
                 }
                 Reply::Error(line) => {
                     let redirected = match feed {
@@ -271,19 +403,24 @@ impl<'a> Session<'a> {
                         refused = true;
                     }
                 }
-                Reply::Other => {
+                Reply::Other | Reply::Integer(_) => {
                     stage.record_error(dataset, entries, "unexpected reply");
                     refused = true;
                 }
             }
         };
         drop(queue);
-        if acked > 0 {
-            stage.acked.fetch_add(acked, Relaxed);
-            stage.bytes.fetch_add(bytes, Relaxed);
-            acked_here.fetch_add(acked, Relaxed);
+        if tally.bytes > 0 {
+            stage.bytes.fetch_add(tally.bytes, Relaxed);
+        }
+        if tally.elements > 0 {
+            stage.elements.fetch_add(tally.elements, Relaxed);
+        }
+        if tally.keys > 0 {
+            stage.acked.fetch_add(tally.keys, Relaxed);
+            acked_here.fetch_add(tally.keys, Relaxed);
             if let Feed::Node { node, router } = feed {
-                node.keys.fetch_add(acked, Relaxed);
+                node.keys.fetch_add(tally.keys, Relaxed);
                 router.acknowledged();
             }
         }
@@ -293,6 +430,115 @@ impl<'a> Session<'a> {
         }
         end.map(|()| (at, answered))
     }
+
+    /// Counts the reply to command `command` of a typed key; true when it was refused.
+    fn key_command_answered(
+        &self,
+        reply: Reply<'_>,
+        key: KeyCommands,
+        command: u64,
+        last: bool,
+        tally: &mut Tally,
+    ) -> bool {
+        let dataset = self.job.dataset;
+        if self.abandoned.load(Relaxed) == key.index {
+            return false;
+        }
+        let entry = dataset.entry(key.index);
+        let elements = self.chunking.elements_of(key.from, entry.elements, command);
+        let Reply::Error(line) = reply else {
+            // +OK, an integer (HSET, SADD, RPUSH …) or an ID (XADD): written.
+            if let Some(range) = elements {
+                tally.bytes += dataset.elements_payload(&entry, range);
+            }
+            if last {
+                tally.keys += 1;
+                tally.elements += entry.elements;
+                tally.bytes += dataset.key_size() as u64;
+                self.open_key.store(NO_KEY, Relaxed);
+            } else {
+                self.open_key.store(key.index, Relaxed);
+            }
+            return false;
+        };
+        let name = match elements {
+            Some(_) => String::from_utf8_lossy(typed::write_command(dataset.data_type())),
+            None => "PEXPIRE".into(),
+        };
+        let mut message = String::from_utf8_lossy(line).into_owned();
+        if ErrorReply::parse(line).is_redirect() {
+            message.push_str(
+                ": typed keys are not yet followed to another cluster node; run typed stages without resharding or failover",
+            );
+        }
+        self.refuse_key(key.index, command > 0 || key.from > 0, &name, &message);
+        true
+    }
+
+    /// Turns the element count of a key to resume into the commands that complete it;
+    /// true when the count was refused.
+    fn resume_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
+        let dataset = self.job.dataset;
+        self.resuming.fetch_sub(1, Relaxed);
+        let count = match reply {
+            Reply::Integer(count) => u64::try_from(count).unwrap_or(0),
+            Reply::Error(line) => {
+                let name = String::from_utf8_lossy(typed::count_command(dataset.data_type()));
+                let message = format!(
+                    "{}; after a broken connection cachefill counts a list's or stream's elements to carry on without duplicates",
+                    String::from_utf8_lossy(line)
+                );
+                self.refuse_key(index, true, &name, &message);
+                return true;
+            }
+            Reply::Ok | Reply::Other => {
+                self.refuse_key(index, true, "a count", "unexpected reply");
+                return true;
+            }
+        };
+        let elements = dataset.entry(index).elements;
+        // Lists and streams hold a prefix of their elements (a key's commands are applied
+        // in order); the other types are rewritten whole, which is harmless.
+        let from = match dataset.data_type() {
+            DataType::List | DataType::Stream => count.min(elements),
+            _ if count >= elements => elements,
+            _ => 0,
+        };
+        let total = self.chunking.commands(from, elements);
+        if total == 0 {
+            tally.keys += 1;
+            tally.elements += elements;
+            tally.bytes += dataset.payload_bytes(index);
+        } else {
+            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, from, total)));
+        }
+        self.wake_writer.notify_one();
+        false
+    }
+
+    /// Records the refusal of a typed key's command; the key's other replies are passed over.
+    fn refuse_key(&self, index: u64, partly_written: bool, command: &str, message: &str) {
+        let stage = self.job.stage;
+        stage.record_refusal(self.job.dataset, index..index + 1, command, message);
+        if partly_written {
+            stage.partial_keys.fetch_add(1, Relaxed);
+        }
+        self.abandoned.store(index, Relaxed);
+        if self.open_key.load(Relaxed) == index {
+            self.open_key.store(NO_KEY, Relaxed);
+        }
+    }
+}
+
+/// What the replies read at once acknowledged.
+#[derive(Default)]
+struct Tally {
+    /// Entries (strings) or keys (typed) written whole.
+    keys: u64,
+    /// Elements of the typed keys written whole.
+    elements: u64,
+    /// Payload bytes written.
+    bytes: u64,
 }
 
 fn describe_io(error: &io::Error) -> String {
@@ -302,4 +548,30 @@ fn describe_io(error: &io::Error) -> String {
         }
         _ => error.to_string(),
     }
+}
+
+/// A typed stage writes key by key: the first key of a span of keys becomes the span of its
+/// commands, and the other keys go back to the front of `retry`.
+fn first_key(span: Span, encoder: &EntryEncoder<'_>, retry: &mut VecDeque<Span>) -> Span {
+    let index = match span {
+        Span::Range(range) if !range.is_empty() => {
+            if range.end - range.start > 1 {
+                retry.push_front(Span::Range(range.start + 1..range.end));
+            }
+            range.start
+        }
+        Span::List { indices, start } if start < indices.len() => {
+            let index = indices[start];
+            if start + 1 < indices.len() {
+                retry.push_front(Span::List {
+                    indices,
+                    start: start + 1,
+                });
+            }
+            index
+        }
+        Span::Asking { index, .. } => index,
+        span => return span,
+    };
+    Span::Key(KeyCommands::whole(index, 0, encoder.commands_of(index, 0)))
 }

@@ -17,6 +17,41 @@ pub enum Span {
     /// One entry a cluster node told us to send elsewhere with `ASKING` first; `asked` once
     /// the reply to ASKING came back.
     Asking { index: u64, asked: bool },
+    /// Commands of one typed key (hash, set, zset, list, stream), one reply each.
+    Key(KeyCommands),
+    /// A typed key to carry on from what the server holds: first its element count
+    /// (`LLEN`, `XLEN` …), then the commands that complete it. Lists and streams resume so
+    /// after a broken connection, since resending their commands would duplicate elements.
+    Resume { index: u64 },
+}
+
+/// Commands `next..end` of the `total` that write one typed key, counted from element
+/// `from` (0, or past what the server already held when the key was resumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCommands {
+    /// The key's index in its stage.
+    pub index: u64,
+    /// First element these commands write.
+    pub from: u64,
+    /// Next command not yet answered.
+    pub next: u64,
+    /// End of this span's commands.
+    pub end: u64,
+    /// Commands of the whole key from `from` on: the reply to command `total - 1` completes it.
+    pub total: u64,
+}
+
+impl KeyCommands {
+    /// All the commands of key `index` from element `from`, of `total` in all.
+    pub fn whole(index: u64, from: u64, total: u64) -> KeyCommands {
+        KeyCommands {
+            index,
+            from,
+            next: 0,
+            end: total,
+            total,
+        }
+    }
 }
 
 impl Span {
@@ -25,7 +60,17 @@ impl Span {
         match self {
             Span::Range(r) => r.end - r.start,
             Span::List { indices, start } => (indices.len() - start) as u64,
-            Span::Asking { .. } => 1,
+            Span::Asking { .. } | Span::Resume { .. } => 1,
+            Span::Key(key) => key.end - key.next,
+        }
+    }
+
+    /// The typed key this span writes, if it is one.
+    pub fn key_index(&self) -> Option<u64> {
+        match self {
+            Span::Key(key) => Some(key.index),
+            Span::Resume { index } => Some(*index),
+            _ => None,
         }
     }
 
@@ -46,6 +91,16 @@ impl Span {
                     }),
                 )
             }
+            Span::Key(key) if key.end - key.next > max => (
+                Span::Key(KeyCommands {
+                    end: key.next + max,
+                    ..key
+                }),
+                Some(Span::Key(KeyCommands {
+                    next: key.next + max,
+                    ..key
+                })),
+            ),
             span => (span, None),
         }
     }
@@ -66,7 +121,8 @@ impl Span {
         match self {
             Span::Range(range) => range.collect(),
             Span::List { indices, start } => indices[start..].to_vec(),
-            Span::Asking { index, .. } => vec![index],
+            Span::Asking { index, .. } | Span::Resume { index } => vec![index],
+            Span::Key(key) => vec![key.index],
         }
     }
 
@@ -83,6 +139,8 @@ impl Span {
                 }
             }
             Span::Asking { index, .. } => encoder.push_asking_set(*index, out),
+            Span::Key(key) => encoder.push_key_commands(key.index, key.from, key.next..key.end, out),
+            Span::Resume { index } => encoder.push_element_count(*index, out),
         }
     }
 }
@@ -94,6 +152,17 @@ pub enum Answered {
     Asking,
     /// These entries (consecutive ones, or one routed entry).
     Range(Range<u64>),
+    /// Command `command` of a typed key (`last` when it completes the key).
+    Command {
+        /// The key's commands.
+        key: KeyCommands,
+        /// Which command, counted as in [`KeyCommands`].
+        command: u64,
+        /// The reply to this command completes the key.
+        last: bool,
+    },
+    /// The element count of a typed key to resume.
+    Resume(u64),
 }
 
 /// Takes the entries the next reply answers from the front of `queue`.
@@ -121,6 +190,20 @@ pub fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered>
             return Some(Answered::Asking);
         }
         Span::Asking { index, .. } => Answered::Range(*index..*index + 1),
+        Span::Key(key) => {
+            let command = key.next;
+            key.next += 1;
+            Answered::Command {
+                key: *key,
+                command,
+                last: command + 1 == key.total,
+            }
+        }
+        Span::Resume { index } => {
+            let index = *index;
+            queue.pop_front();
+            return Some(Answered::Resume(index));
+        }
     };
     if span.len() == 0 || matches!(span, Span::Asking { asked: true, .. }) {
         queue.pop_front();
@@ -232,6 +315,7 @@ mod tests {
             key_size: 8,
             value_size: ValueSize { min: 3, max: 3 },
             ttl: None,
+            elemental: crate::plan::Elemental::STRING,
         };
         let dataset = Dataset::new(1, "s", &shape, 100);
         let encoder = EntryEncoder::new(&dataset);

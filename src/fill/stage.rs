@@ -16,9 +16,10 @@ use super::targets::Route;
 use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::plan::units::human_bytes;
-use crate::plan::{NodeAddr, Stage};
+use crate::plan::{DataType, NodeAddr, Stage};
 use crate::progress::StageProgress;
 use crate::report::{self, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
+use crate::resp::typed::Chunking;
 use crate::server::{Connector, MemoryProbe};
 use crate::shard::Shard;
 
@@ -120,12 +121,15 @@ impl StageRun {
         let mut recovery = (0, 0);
         let (per_node, redirects) = match &self.route {
             Route::Standalone(addr) => {
-                let config = WriterConfig::new(
-                    stage.pipeline,
-                    stage.shape.mean_entry_bytes(),
-                    stage.keys_per_command,
-                    stage.shape.ttl.is_some(),
-                );
+                let config = match typed_config(stage, &dataset) {
+                    Some(config) => config,
+                    None => WriterConfig::new(
+                        stage.pipeline,
+                        stage.shape.mean_entry_bytes(),
+                        stage.keys_per_command,
+                        stage.shape.ttl.is_some(),
+                    ),
+                };
                 for _ in 0..stage.connections {
                     self.spawn_worker(&mut workers, addr, &state, &dataset, config, Feed::Stage);
                 }
@@ -141,8 +145,9 @@ impl StageRun {
             }
             Route::Cluster(topology) => {
                 // Keys of one MSET must share a slot, so a cluster stage writes one SET per entry.
-                let config =
-                    WriterConfig::new(stage.pipeline, stage.shape.mean_entry_bytes(), 1, true);
+                let config = typed_config(stage, &dataset).unwrap_or_else(|| {
+                    WriterConfig::new(stage.pipeline, stage.shape.mean_entry_bytes(), 1, true)
+                });
                 let capacity = (stage.pipeline as usize * stage.connections as usize * 2).max(4096);
                 match Router::new(
                     state.clone(),
@@ -359,4 +364,19 @@ impl StageRun {
             per_node,
         }
     }
+}
+
+/// The writer settings of a typed stage (`None` for strings).
+fn typed_config(stage: &Stage, dataset: &Dataset) -> Option<WriterConfig> {
+    if dataset.data_type() == DataType::String {
+        return None;
+    }
+    let chunking = Chunking::of(dataset);
+    let elements = (stage.shape.elemental.elements.min + stage.shape.elemental.elements.max)
+        .div_ceil(2)
+        .min(chunking.per_command);
+    Some(WriterConfig::typed(
+        stage.pipeline,
+        elements * dataset.mean_element_bytes() + dataset.key_size() as u64,
+    ))
 }

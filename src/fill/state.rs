@@ -27,6 +27,10 @@ pub struct StageState {
     pub acked: AtomicU64,
     /// Payload bytes of the acknowledged entries.
     pub bytes: AtomicU64,
+    /// Typed stages: elements of the keys written whole.
+    pub elements: AtomicU64,
+    /// Typed stages: keys left with some of their elements when the stage stopped.
+    pub partial_keys: AtomicU64,
     /// Error replies received.
     pub errors: AtomicU64,
     /// Connections re-established after a break.
@@ -49,6 +53,8 @@ impl StageState {
             more: tokio::sync::Notify::new(),
             acked: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            elements: AtomicU64::new(0),
+            partial_keys: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -147,15 +153,27 @@ impl StageState {
 
     /// Records an error reply to the command carrying `entries` and stops the stage.
     pub fn record_error(&self, dataset: &Dataset, entries: Range<u64>, message: &str) {
+        let command = if entries.end - entries.start > 1 {
+            "MSET"
+        } else {
+            "SET"
+        };
+        self.record_refusal(dataset, entries, command, message);
+    }
+
+    /// Records the refusal of `command` for `entries` (typed keys: one key) and stops the
+    /// stage.
+    pub fn record_refusal(
+        &self,
+        dataset: &Dataset,
+        entries: Range<u64>,
+        command: &str,
+        message: &str,
+    ) {
         self.errors.fetch_add(entries.end - entries.start, Relaxed);
         let mut first = lock(&self.first_error);
         if first.is_none() {
             let key = String::from_utf8_lossy(&dataset.key(entries.start)).into_owned();
-            let command = if entries.end - entries.start > 1 {
-                "MSET"
-            } else {
-                "SET"
-            };
             *first = Some(format!("the server refused {command} {key}: {message}"));
         }
         self.stop.store(true, Relaxed);

@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::encode::{push_array_header, push_bulk, push_bulk_header, push_command};
+use super::typed::{self, Chunking};
 use crate::dataset::{Dataset, Entry};
 
 /// Encodes the entries of one stage, allocating nothing per entry.
@@ -16,6 +17,8 @@ pub struct EntryEncoder<'a> {
     dataset: &'a Dataset,
     /// `$<key_size>\r\n`: every key of a stage has the same length.
     key_header: Vec<u8>,
+    /// How typed keys are split into commands.
+    chunking: Chunking,
 }
 
 impl<'a> EntryEncoder<'a> {
@@ -26,7 +29,27 @@ impl<'a> EntryEncoder<'a> {
         EntryEncoder {
             dataset,
             key_header,
+            chunking: Chunking::of(dataset),
         }
+    }
+
+    /// Commands that write typed key `index` from element `from` on.
+    #[inline]
+    pub fn commands_of(&self, index: u64, from: u64) -> u64 {
+        self.chunking
+            .commands(from, self.dataset.entry(index).elements)
+    }
+
+    /// Encodes `commands` of typed key `index`, counted from element `from`.
+    #[inline]
+    pub fn push_key_commands(&self, index: u64, from: u64, commands: Range<u64>, out: &mut Vec<u8>) {
+        let entry = self.dataset.entry(index);
+        typed::push_key_commands(self.dataset, self.chunking, &entry, from, commands, out);
+    }
+
+    /// Encodes the command that counts typed key `index`'s elements on the server.
+    pub fn push_element_count(&self, index: u64, out: &mut Vec<u8>) {
+        typed::push_count(self.dataset, &self.dataset.entry(index), out);
     }
 
     /// Encodes `entries` as commands of up to `group` entries each, counted from the start
@@ -94,6 +117,7 @@ mod tests {
             key_size: 8,
             value_size: ValueSize { min: 3, max: 3 },
             ttl,
+            elemental: crate::plan::Elemental::STRING,
         };
         Dataset::new(1, "s", &shape, 100)
     }

@@ -6,6 +6,7 @@ mod encode;
 mod entries;
 mod error_reply;
 mod reply;
+pub mod typed;
 
 pub use encode::{push_array_header, push_bulk, push_bulk_header, push_command};
 pub use entries::EntryEncoder;

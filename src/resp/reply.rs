@@ -7,6 +7,8 @@ pub enum Reply<'a> {
     Ok,
     /// `-ERR …`: the line without the `-`.
     Error(&'a [u8]),
+    /// `:n`, an integer.
+    Integer(i64),
     /// Any other well-formed reply.
     Other,
 }
@@ -71,7 +73,8 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Prot
     let after = end + 2;
     match kind {
         b'-' => Ok(Some((Reply::Error(line), after))),
-        b'+' | b':' => Ok(Some((Reply::Other, after))),
+        b':' => Ok(Some((Reply::Integer(parse_int(buf, line)?), after))),
+        b'+' => Ok(Some((Reply::Other, after))),
         b'$' => {
             let len = parse_int(buf, line)?;
             if len < 0 {
@@ -111,7 +114,7 @@ mod tests {
             parse_reply(b"-OOM command not allowed\r\n").unwrap(),
             Some((Reply::Error(b"OOM command not allowed"), 26))
         );
-        assert_eq!(parse_reply(b":12\r\n").unwrap(), Some((Reply::Other, 5)));
+        assert_eq!(parse_reply(b":12\r\n").unwrap(), Some((Reply::Integer(12), 5)));
         assert_eq!(parse_reply(b"$3\r\nab").unwrap(), None);
         assert_eq!(
             parse_reply(b"$3\r\nabc\r\n").unwrap(),

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use crate::dataset::{Dataset, Entry};
 use crate::plan::DataType;
-use crate::resp::{push_bulk, push_bulk_header};
+use super::encode::{push_array_header, push_bulk, push_bulk_header};
 
 /// Payload bytes one variadic command carries, about: large enough that the per-command
 /// cost disappears, small enough that a million-member key never becomes one huge command.
@@ -35,6 +35,15 @@ impl Chunking {
         Chunking { per_command, ttl }
     }
 
+    /// The chunking of `dataset`'s stage.
+    pub fn of(dataset: &Dataset) -> Chunking {
+        Chunking::new(
+            dataset.data_type(),
+            dataset.mean_element_bytes(),
+            dataset.has_ttl(),
+        )
+    }
+
     /// Commands that write elements `from..count` of a key (and its TTL).
     #[inline]
     pub fn commands(&self, from: u64, count: u64) -> u64 {
@@ -50,22 +59,33 @@ impl Chunking {
     }
 }
 
-/// Appends the command that writes `elements` of `entry` (`key` is its encoded key).
-pub fn push_elements(
-    dataset: &Dataset,
-    entry: &Entry,
-    key: &[u8],
-    elements: Range<u64>,
-    out: &mut Vec<u8>,
-) {
+/// Appends the key of `entry` as a bulk string.
+#[inline]
+fn push_key(dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
+    push_bulk_header(out, dataset.key_size());
+    dataset.push_key(entry, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The command that writes a type's elements.
+pub fn write_command(data_type: DataType) -> &'static [u8] {
+    match data_type {
+        DataType::Hash => b"HSET",
+        DataType::Set => b"SADD",
+        DataType::Zset => b"ZADD",
+        DataType::List => b"RPUSH",
+        DataType::Stream => b"XADD",
+        DataType::String => b"SET",
+    }
+}
+
+/// Appends the command that writes `elements` of `entry`.
+pub fn push_elements(dataset: &Dataset, entry: &Entry, elements: Range<u64>, out: &mut Vec<u8>) {
     let count = elements.end - elements.start;
-    let (name, per_element): (&[u8], u64) = match dataset.data_type() {
-        DataType::Hash => (b"HSET", 2),
-        DataType::Set => (b"SADD", 1),
-        DataType::Zset => (b"ZADD", 2),
-        DataType::List => (b"RPUSH", 1),
-        DataType::Stream => (b"XADD", 0),
-        DataType::String => (b"SET", 1),
+    let name = write_command(dataset.data_type());
+    let per_element = match dataset.data_type() {
+        DataType::Hash | DataType::Zset => 2,
+        _ => 1,
     };
     let mut digits = itoa::Buffer::new();
     if dataset.data_type() == DataType::Stream {
@@ -73,7 +93,7 @@ pub fn push_elements(
         for j in elements {
             push_array_header(out, 3 + 2 * pairs);
             push_bulk(out, name);
-            push_bulk(out, key);
+            push_key(dataset, entry, out);
             let element = dataset.element(entry, j);
             let mut id = [0u8; 24];
             let ms = digits.format(dataset.stream_id_ms(&element)).as_bytes();
@@ -93,7 +113,7 @@ pub fn push_elements(
     }
     push_array_header(out, 2 + per_element * count);
     push_bulk(out, name);
-    push_bulk(out, key);
+    push_key(dataset, entry, out);
     for j in elements {
         let element = dataset.element(entry, j);
         match dataset.data_type() {
@@ -122,11 +142,31 @@ pub fn push_elements(
     }
 }
 
-/// Appends `PEXPIRE key ms`.
-pub fn push_pexpire(key: &[u8], ms: u64, out: &mut Vec<u8>) {
+/// Appends `PEXPIRE key ms` for `entry`'s TTL.
+pub fn push_pexpire(dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(b"*3\r\n$7\r\nPEXPIRE\r\n");
-    push_bulk(out, key);
+    push_key(dataset, entry, out);
+    let ms = entry.ttl_ms.unwrap_or(0);
     push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
+}
+
+/// The command that counts a typed key's elements.
+pub fn count_command(data_type: DataType) -> &'static [u8] {
+    match data_type {
+        DataType::Hash => b"HLEN",
+        DataType::Set => b"SCARD",
+        DataType::Zset => b"ZCARD",
+        DataType::List => b"LLEN",
+        DataType::Stream => b"XLEN",
+        DataType::String => b"EXISTS",
+    }
+}
+
+/// Appends the command that counts `entry`'s elements on the server.
+pub fn push_count(dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
+    push_array_header(out, 2);
+    push_bulk(out, count_command(dataset.data_type()));
+    push_key(dataset, entry, out);
 }
 
 /// Appends commands `commands` (counted from element `from`) of `entry`.
@@ -136,23 +176,14 @@ pub fn push_key_commands(
     entry: &Entry,
     from: u64,
     commands: Range<u64>,
-    key: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
-    key.clear();
-    dataset.push_key(entry, key);
     for c in commands {
         match chunking.elements_of(from, entry.elements, c) {
-            Some(elements) => push_elements(dataset, entry, key, elements, out),
-            None => push_pexpire(key, entry.ttl_ms.unwrap_or(0), out),
+            Some(elements) => push_elements(dataset, entry, elements, out),
+            None => push_pexpire(dataset, entry, out),
         }
     }
-}
-
-fn push_array_header(out: &mut Vec<u8>, len: u64) {
-    out.push(b'*');
-    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -207,7 +238,7 @@ mod tests {
                 per_command: 7,
                 ttl: true,
             };
-            let (mut key, mut out) = (Vec::new(), Vec::new());
+            let mut out = Vec::new();
             let mut expected = 0;
             for i in 0..100 {
                 let entry = dataset.entry(i);
@@ -224,7 +255,6 @@ mod tests {
                     &entry,
                     0,
                     0..commands,
-                    &mut key,
                     &mut out,
                 );
             }

@@ -24,13 +24,11 @@ fn an_acl_user_fills_its_key_pattern_and_db_selects_the_database() {
         .query::<()>(&mut admin)
         .unwrap();
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nusername = \"filler\"\npassword_env = \"FILLER_PW\"\ndb = 3\n[[stages]]\nname = \"s\"\nkeys = 5000\nkey_prefix = \"acl:\"\n",
-            server.addr()
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().user("filler", "FILLER_PW").set("db", 3))
+        .stage(StageBuilder::new("s").keys(5000).key_prefix("acl:"));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let output = cachefill(scratch.dir.path())
         .arg("run")
         .arg(&plan)
@@ -60,13 +58,11 @@ fn an_acl_user_writing_outside_its_pattern_fails_with_the_refusal() {
         .query::<()>(&mut admin)
         .unwrap();
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nusername = \"filler\"\npassword_env = \"FILLER_PW\"\n[[stages]]\nname = \"s\"\nkeys = 100\nkey_prefix = \"other:\"\n",
-            server.addr()
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().user("filler", "FILLER_PW"))
+        .stage(StageBuilder::new("s").keys(100).key_prefix("other:"));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let output = cachefill(scratch.dir.path())
         .arg("run")
         .arg(&plan)
@@ -99,10 +95,11 @@ fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() 
         .unwrap();
     let scratch = Scratch::new();
     let plan = |flush: bool| {
-        format!(
-            "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nusername = \"writer\"\npassword_env = \"WRITER_PW\"\nflush = {flush}\n[[stages]]\nname = \"s\"\nkeys = 2000\n",
-            server.addr()
-        )
+        PlanBuilder::new()
+            .seed(1)
+            .target(server.target().user("writer", "WRITER_PW").flush(flush))
+            .stage(StageBuilder::new("s").keys(2000))
+            .build()
     };
     let path = scratch.plan("plan.toml", &plan(false));
     let output = cachefill(scratch.dir.path())

@@ -6,14 +6,15 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cachefill::server::launch::free_port;
 use support::*;
 
-/// The digest of the same stages written to a standalone server.
-fn standalone_digest(scratch: &Scratch, head: &str, stages: &str) -> String {
+/// The digest of the same plan written to a standalone server instead.
+fn standalone_digest(scratch: &Scratch, plan: PlanBuilder) -> String {
     let server = RedisServer::start(&[]);
     let plan = scratch.plan(
         "standalone.toml",
-        &format!("{head}\n{}\n{stages}", support::target(&server, true)),
+        &plan.target(server.target().flush(true)).build(),
     );
     let (output, _) = run_plan(scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -24,13 +25,11 @@ fn standalone_digest(scratch: &Scratch, head: &str, stages: &str) -> String {
 fn three_primaries_get_their_slot_share_with_no_redirects() {
     let cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 300_000\nvalue_size = 64\n",
-            cluster.target(true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("s").keys(300_000).value_size(64));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(cluster.total_keys(), 300_000);
     for (server, slots) in cluster.primaries() {
@@ -76,10 +75,13 @@ fn a_cluster_holds_the_same_data_as_a_standalone_server() {
     let cluster = RedisCluster::start(3, 0);
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let stage =
-        "[[stages]]\nname = \"same\"\nkeys = 50_000\nvalue_size = { min = 10, max = 200 }\n";
-    for target in [cluster.target(true), support::target(&server, true)] {
-        let plan = scratch.plan("plan.toml", &format!("seed = 77\n{target}\n{stage}"));
+    let stage = StageBuilder::new("same").keys(50_000).value_range(10, 200);
+    for target in [cluster.target(), server.target()] {
+        let plan = PlanBuilder::new()
+            .seed(77)
+            .target(target.flush(true))
+            .stage(stage.clone());
+        let plan = scratch.plan("plan.toml", &plan.build());
         let (output, _) = run_plan(&scratch, &plan, &[]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
@@ -87,11 +89,12 @@ fn a_cluster_holds_the_same_data_as_a_standalone_server() {
     assert_eq!(server.dbsize(), 50_000);
     let mut conn = server.connect();
     assert_eq!(cluster.digest_xor(), server.digest(), "the datasets differ");
+    let mut routes = cluster.routes();
     for _ in 0..10_000 {
         let key: Vec<u8> = redis::cmd("RANDOMKEY").query(&mut conn).unwrap();
         let value: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
         assert_eq!(
-            cluster.get(&key).as_deref(),
+            routes.get(&key).as_deref(),
             Some(&value[..]),
             "{}",
             String::from_utf8_lossy(&key)
@@ -104,10 +107,12 @@ fn resharding_during_the_fill_loses_nothing() {
     let cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
     let keys = 600_000u64;
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!("seed = 5\n{}\n[[stages]]\nname = \"moving\"\nkeys = {keys}\nvalue_size = 32\nconnections = 1\npipeline = 64\n", cluster.target(true)),
-    );
+    let fill = StageBuilder::new("moving").keys(keys).value_size(32);
+    let plan = PlanBuilder::new()
+        .seed(5)
+        .target(cluster.target().flush(true))
+        .stage(fill.clone().connections(1).pipeline(64));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 20_000
@@ -153,10 +158,9 @@ fn resharding_during_the_fill_loses_nothing() {
         "the fill saw no redirection; the resharding finished too early"
     );
     assert_eq!(cluster.total_keys(), keys);
-    let stages = format!("[[stages]]\nname = \"moving\"\nkeys = {keys}\nvalue_size = 32\n");
     assert_eq!(
         cluster.digest_xor(),
-        standalone_digest(&scratch, "seed = 5", &stages),
+        standalone_digest(&scratch, PlanBuilder::new().seed(5).stage(fill)),
         "an entry is missing or wrong"
     );
     let verify = cachefill(scratch.dir.path())
@@ -191,13 +195,10 @@ fn flush_empties_every_primary() {
     }
     assert_eq!(cluster.total_keys(), 3);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "{}\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
-            cluster.target(true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("s").keys(1000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(cluster.total_keys(), 1000);
@@ -205,36 +206,14 @@ fn flush_empties_every_primary() {
 }
 
 #[test]
-fn a_cluster_target_refuses_a_database_other_than_0() {
-    let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "[targets.main]\nmode = \"cluster\"\nnodes = [\"127.0.0.1:7000\"]\ndb = 1\n[[stages]]\nname = \"s\"\nkeys = 1\n",
-    );
-    let output = cachefill(scratch.dir.path())
-        .arg("check")
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("targets.main.db"),
-        "{}",
-        stderr(&output)
-    );
-}
-
-#[test]
 fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
     let mut cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}failover_timeout = \"3s\"\n[[stages]]\nname = \"s\"\nkeys = 30_000_000\nvalue_size = 10\n",
-            cluster.target(true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(cluster.target().flush(true).failover_timeout("3s"))
+        .stage(StageBuilder::new("s").keys(30_000_000).value_size(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 30_000
@@ -258,10 +237,11 @@ fn a_lost_primary_without_replica_fails_naming_the_node_and_its_slots() {
 #[test]
 fn a_launched_cluster_is_formed_filled_and_stopped() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.local]\nmode = \"cluster\"\nlaunch = { primaries = 3, replicas = 0 }\n[[stages]]\nname = \"s\"\nkeys = 30_000\n",
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::launch_cluster("local", 3, 0))
+        .stage(StageBuilder::new("s").keys(30_000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let result = run_ok(&scratch, &plan, &[]);
     let nodes = result["targets"]["local"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
@@ -286,13 +266,12 @@ fn a_failover_during_the_fill_loses_nothing() {
     let mut cluster = RedisCluster::start(3, 1);
     let scratch = Scratch::new();
     let keys = 2_000_000u64;
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 9\n{}\n[[stages]]\nname = \"s\"\nkeys = {keys}\nvalue_size = 16\n",
-            cluster.target(true)
-        ),
-    );
+    let fill = StageBuilder::new("s").keys(keys).value_size(16);
+    let plan = PlanBuilder::new()
+        .seed(9)
+        .target(cluster.target().flush(true))
+        .stage(fill.clone());
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 50_000
@@ -318,10 +297,9 @@ fn a_failover_during_the_fill_loses_nothing() {
         keys,
         "every entry is on the primaries after the failover"
     );
-    let stages = format!("[[stages]]\nname = \"s\"\nkeys = {keys}\nvalue_size = 16\n");
     assert_eq!(
         cluster.digest_xor(),
-        standalone_digest(&scratch, "seed = 9", &stages),
+        standalone_digest(&scratch, PlanBuilder::new().seed(9).stage(fill)),
         "an entry is missing or wrong"
     );
 }
@@ -347,13 +325,10 @@ fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
             .unwrap();
     }
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "{}username = \"filler\"\npassword_env = \"FILLER_PW\"\n[[stages]]\nname = \"s\"\nkeys = 1000\nkey_prefix = \"other:\"\n",
-            cluster.target(false)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .target(cluster.target().user("filler", "FILLER_PW"))
+        .stage(StageBuilder::new("s").keys(1000).key_prefix("other:"));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let mut child = cachefill(scratch.dir.path())
         .arg("run")
         .arg(&plan)
@@ -377,18 +352,16 @@ fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
 #[test]
 fn a_seed_node_that_is_down_is_skipped() {
     let cluster = RedisCluster::start(3, 0);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = format!("127.0.0.1:{}", free_port().unwrap());
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n[targets.main]\nmode = \"cluster\"\nnodes = [\"{dead}\", \"{}\"]\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
-            cluster.servers[1].addr()
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::cluster(
+            "main",
+            &[dead, cluster.servers[1].addr()],
+        ))
+        .stage(StageBuilder::new("s").keys(1000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, _) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(cluster.total_keys(), 1000);
@@ -415,26 +388,27 @@ fn nodes_are_reached_at_the_endpoint_they_announce() {
     wait_until(
         "every node announces its hostname",
         Duration::from_secs(30),
+        // In every node's view: cachefill may learn the topology from any of them.
         || {
-            let nodes: String = redis::cmd("CLUSTER")
-                .arg("NODES")
-                .query(&mut cluster.servers[0].connect())
-                .unwrap();
-            nodes.lines().all(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|a| a.ends_with(",localhost"))
+            cluster.servers.iter().all(|server| {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut server.connect())
+                    .unwrap();
+                nodes.lines().all(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| a.ends_with(",localhost"))
+                })
             })
         },
     );
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 3000\n",
-            cluster.target(true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("s").keys(3000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let result = run_ok(&scratch, &plan, &[]);
     for node in result["stages"][0]["per_node"].as_array().unwrap() {
         assert!(
@@ -449,13 +423,11 @@ fn nodes_are_reached_at_the_endpoint_they_announce() {
 fn sigint_during_a_cluster_stage_records_what_each_primary_acknowledged() {
     let cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 30_000_000\nvalue_size = 10\n",
-            cluster.target(true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("long").keys(30_000_000).value_size(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 30_000

@@ -5,19 +5,23 @@ mod support;
 
 use std::time::Duration;
 
+use cachefill::server::launch::free_port;
 use support::*;
+
+/// A stage far too long to finish: the tests stop it, or its server, while it writes.
+fn long_stage() -> StageBuilder {
+    StageBuilder::new("long").keys(50_000_000).value_size(10)
+}
 
 #[test]
 fn out_of_memory_fails_the_stage_and_counts_only_what_the_server_holds() {
     let server = RedisServer::start(&["--maxmemory", "20mb", "--maxmemory-policy", "noeviction"]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"big\"\nkeys = 100_000\nvalue_size = 1000\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("big").keys(100_000).value_size(1000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let err = stderr(&output);
@@ -45,16 +49,19 @@ fn out_of_memory_fails_the_stage_and_counts_only_what_the_server_holds() {
 
 #[test]
 fn wrong_password_fails_before_any_write_and_never_shows_the_password() {
-    let server = RedisServer::start(&["--requirepass", "right-password"]);
+    let server = RedisServer::with_password("right-password");
     let scratch = Scratch::new();
     let secret = "Wr0ng-Pa55-d1st1nct1ve";
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "{}password_env = \"CACHEFILL_TEST_PASSWORD\"\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
-            target(&server, true)
-        ),
-    );
+    let target = server.target().flush(true);
+    let stage = StageBuilder::new("s").keys(1000);
+    let plan = PlanBuilder::new()
+        .target(
+            target
+                .clone()
+                .set("password_env", "CACHEFILL_TEST_PASSWORD"),
+        )
+        .stage(stage.clone());
+    let plan = scratch.plan("plan.toml", &plan.build());
     let result_path = scratch.path("result.json");
     let output = cachefill(scratch.dir.path())
         .arg("run")
@@ -89,13 +96,10 @@ fn wrong_password_fails_before_any_write_and_never_shows_the_password() {
 
     // The right password through password_file works, and also stays out of the output.
     std::fs::write(scratch.path("pw"), "right-password\n").unwrap();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "{}password_file = \"pw\"\n[[stages]]\nname = \"s\"\nkeys = 1000\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .target(target.set("password_file", "pw"))
+        .stage(stage);
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
@@ -110,15 +114,14 @@ fn wrong_password_fails_before_any_write_and_never_shows_the_password() {
 #[test]
 fn refused_connection_names_the_address() {
     let scratch = Scratch::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!("[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:{port}\"]\n[[stages]]\nname = \"s\"\nkeys = 10\n"),
-    );
+    let port = free_port().unwrap();
+    let plan = PlanBuilder::new()
+        .target(TargetBuilder::standalone(
+            "main",
+            &format!("127.0.0.1:{port}"),
+        ))
+        .stage(StageBuilder::new("s").keys(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
@@ -133,17 +136,22 @@ fn refused_connection_names_the_address() {
 fn a_server_that_dies_mid_run_ends_the_run_with_exit_1_and_a_result() {
     let mut server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 50_000_000\nvalue_size = 10\nconnections = 2\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(long_stage().connections(2));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
     });
+    // Writes wait while the server is paused, unanswered: what it holds now is exactly what
+    // it acknowledged before it dies.
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "60000", "WRITE"])
+        .exec(&mut server.connect())
+        .unwrap();
+    let held = server.dbsize();
     server.kill();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -155,21 +163,20 @@ fn a_server_that_dies_mid_run_ends_the_run_with_exit_1_and_a_result() {
     let result = read_result(&result_path);
     assert_eq!(result["status"], "failed");
     assert_eq!(result["stages"][0]["status"], "failed");
-    // Replies still in flight when the server died are not counted: only acknowledged entries.
-    assert!(result["stages"][0]["keys_written"].as_u64().unwrap() > 0);
+    // Writes left unanswered when the server died are not counted: only acknowledged entries.
+    assert_eq!(result["stages"][0]["keys_written"], held);
 }
 
 #[test]
 fn sigint_stops_writing_and_records_how_far_each_stage_got() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 50_000_000\nvalue_size = 10\n[[stages]]\nname = \"later\"\nkeys = 10\nafter = [\"long\"]\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(long_stage())
+        .stage(StageBuilder::new("later").keys(10).after(&["long"]));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
@@ -203,13 +210,11 @@ fn sigint_stops_writing_and_records_how_far_each_stage_got() {
 fn sigterm_is_an_interrupt_too() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"long\"\nkeys = 50_000_000\nvalue_size = 10\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(long_stage());
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000
@@ -233,13 +238,16 @@ fn connections_killed_mid_stage_are_restored_and_nothing_is_lost() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
     let keys = 3_000_000u64;
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = {keys}\nvalue_size = 10\nconnections = 2\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("s")
+                .keys(keys)
+                .value_size(10)
+                .connections(2),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (child, result_path) = spawn_plan(&scratch, &plan);
     wait_until("the fill has started", Duration::from_secs(30), || {
         server.dbsize() > 10_000

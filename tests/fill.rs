@@ -18,13 +18,11 @@ fn stage_times(result: &serde_json::Value, index: usize) -> (SystemTime, SystemT
 fn hundred_thousand_entries_land_exactly() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 100_000\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(100_000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(server.dbsize(), 100_000);
     assert_eq!(result["stages"][0]["keys_written"], 100_000);
@@ -37,21 +35,30 @@ fn hundred_thousand_entries_land_exactly() {
 fn dataset_is_the_same_for_any_connections_and_pipeline() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let stage = |extra: &str, seed: u64| {
-        format!(
-            "seed = {seed}\n{}\n[[stages]]\nname = \"s\"\nkeys = 20_000\nvalue_size = {{ min = 10, max = 300 }}\n{extra}\n",
-            target(&server, true)
-        )
-    };
+    let stage = StageBuilder::new("s").keys(20_000).value_range(10, 300);
     let mut digests = Vec::new();
-    for (extra, seed) in [
-        ("connections = 1\npipeline = 1", 5),
-        ("connections = 8\npipeline = 1024", 5),
-        ("connections = 3\npipeline = 7\nkeys_per_command = 1", 5),
-        ("connections = 2\npipeline = 100\nkeys_per_command = 16", 5),
-        ("connections = 8\npipeline = 1024", 6),
+    for (stage, seed) in [
+        (stage.clone().connections(1).pipeline(1), 5),
+        (stage.clone().connections(8).pipeline(1024), 5),
+        (
+            stage.clone().connections(3).pipeline(7).keys_per_command(1),
+            5,
+        ),
+        (
+            stage
+                .clone()
+                .connections(2)
+                .pipeline(100)
+                .keys_per_command(16),
+            5,
+        ),
+        (stage.connections(8).pipeline(1024), 6),
     ] {
-        let plan = scratch.plan("plan.toml", &stage(extra, seed));
+        let plan = PlanBuilder::new()
+            .seed(seed)
+            .target(server.target().flush(true))
+            .stage(stage);
+        let plan = scratch.plan("plan.toml", &plan.build());
         let (output, _) = run_plan(&scratch, &plan, &[]);
         assert!(output.status.success(), "{}", stderr(&output));
         assert_eq!(server.dbsize(), 20_000);
@@ -73,8 +80,10 @@ fn dataset_is_the_same_for_any_connections_and_pipeline() {
 fn an_unseeded_run_records_a_seed_that_reproduces_it() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let body = "[[stages]]\nname = \"s\"\nkeys = 5000\n";
-    let plan = scratch.plan("plan.toml", &format!("{}\n{body}", target(&server, true)));
+    let unseeded = PlanBuilder::new()
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(5000));
+    let plan = scratch.plan("plan.toml", &unseeded.build());
     let result = run_ok(&scratch, &plan, &[]);
     let seed = result["stages"][0]["seed"]
         .as_u64()
@@ -82,10 +91,7 @@ fn an_unseeded_run_records_a_seed_that_reproduces_it() {
     assert_eq!(result["plan"]["seed"].as_u64(), Some(seed));
     let first = server.digest();
 
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!("seed = {seed}\n{}\n{body}", target(&server, true)),
-    );
+    let plan = scratch.plan("plan.toml", &unseeded.seed(seed).build());
     let (output, _) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(server.digest(), first);
@@ -95,13 +101,16 @@ fn an_unseeded_run_records_a_seed_that_reproduces_it() {
 fn size_gives_the_ceiling_of_payload_over_entry_bytes() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nsize = \"64MiB\"\nkey_size = 32\nvalue_size = 512\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("s")
+                .size("64MiB")
+                .key_size(32)
+                .value_size(512),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let expected = (64u64 << 20).div_ceil(544);
@@ -115,13 +124,17 @@ fn size_gives_the_ceiling_of_payload_over_entry_bytes() {
 fn value_sizes_and_ttls_fall_in_their_ranges() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 3\n{}\n[[stages]]\nname = \"v\"\nkeys = 2000\nkey_prefix = \"v:\"\nvalue_size = {{ min = 64, max = 4096 }}\nttl = {{ min = \"10m\", max = \"2h\" }}\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(3)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("v")
+                .keys(2000)
+                .key_prefix("v:")
+                .value_range(64, 4096)
+                .ttl_range("10m", "2h"),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, _) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let mut conn = server.connect();
@@ -150,20 +163,19 @@ fn value_sizes_and_ttls_fall_in_their_ranges() {
 fn flush_true_removes_existing_keys_and_false_keeps_them() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let stage = "[[stages]]\nname = \"s\"\nkeys = 1000\n";
-    redis::cmd("SET")
-        .arg("before")
-        .arg("1")
-        .query::<()>(&mut server.connect())
-        .unwrap();
-    let plan = scratch.plan("plan.toml", &format!("{}\n{stage}", target(&server, false)));
-    let (output, result) = run_plan(&scratch, &plan, &[]);
+    let plan = |flush: bool| {
+        let plan = PlanBuilder::new()
+            .target(server.target().flush(flush))
+            .stage(StageBuilder::new("s").keys(1000));
+        scratch.plan("plan.toml", &plan.build())
+    };
+    server.set("before", "1");
+    let (output, result) = run_plan(&scratch, &plan(false), &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(server.dbsize(), 1001);
     assert_eq!(result.unwrap()["targets"]["main"]["flushed"], false);
 
-    let plan = scratch.plan("plan.toml", &format!("{}\n{stage}", target(&server, true)));
-    let (output, result) = run_plan(&scratch, &plan, &[]);
+    let (output, result) = run_plan(&scratch, &plan(true), &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(server.dbsize(), 1000);
     let exists: i64 = redis::cmd("EXISTS")
@@ -180,13 +192,18 @@ fn flush_true_removes_existing_keys_and_false_keeps_them() {
 fn stages_without_after_overlap_and_with_after_run_in_order() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let stages = |after: &str| {
-        format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"a\"\nkeys = 300_000\nvalue_size = 100\nconnections = 1\n\n[[stages]]\nname = \"b\"\nkeys = 300_000\nvalue_size = 100\nconnections = 1\n{after}\n",
-            target(&server, true)
-        )
+    let stage = |name: &str| {
+        StageBuilder::new(name)
+            .keys(300_000)
+            .value_size(100)
+            .connections(1)
     };
-    let plan = scratch.plan("plan.toml", &stages(""));
+    let base = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(stage("a"));
+    let parallel = base.clone().stage(stage("b"));
+    let plan = scratch.plan("plan.toml", &parallel.build());
     let result = run_ok(&scratch, &plan, &[]);
     let (a_start, a_end) = stage_times(&result, 0);
     let (b_start, b_end) = stage_times(&result, 1);
@@ -196,7 +213,8 @@ fn stages_without_after_overlap_and_with_after_run_in_order() {
     );
     assert_eq!(server.dbsize(), 600_000);
 
-    let plan = scratch.plan("plan.toml", &stages("after = [\"a\"]"));
+    let ordered = base.stage(stage("b").after(&["a"]));
+    let plan = scratch.plan("plan.toml", &ordered.build());
     let result = run_ok(&scratch, &plan, &[]);
     let (_, a_end) = stage_times(&result, 0);
     let (b_start, _) = stage_times(&result, 1);
@@ -211,13 +229,11 @@ fn stages_without_after_overlap_and_with_after_run_in_order() {
 fn result_file_has_every_documented_field() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "cluster-5g.toml",
-        &format!(
-            "seed = 42\n{}\n[[stages]]\nname = \"sessions\"\nkeys = 1000\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(42)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("sessions").keys(1000));
+    let plan = scratch.plan("cluster-5g.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let r = result.unwrap();
@@ -285,13 +301,11 @@ fn result_file_has_every_documented_field() {
 fn result_goes_to_stdout_with_dash_and_nothing_else_does() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 10\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let output = cachefill(scratch.dir.path())
         .arg("run")
         .arg(&plan)
@@ -308,13 +322,11 @@ fn result_goes_to_stdout_with_dash_and_nothing_else_does() {
 fn default_result_path_is_plan_name_in_the_current_directory() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "nightly.toml",
-        &format!(
-            "seed = 1\n{}\n[[stages]]\nname = \"s\"\nkeys = 10\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(10));
+    let plan = scratch.plan("nightly.toml", &plan.build());
     let output = cachefill(scratch.dir.path())
         .arg("run")
         .arg(&plan)
@@ -323,5 +335,8 @@ fn default_result_path_is_plan_name_in_the_current_directory() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(scratch.path("nightly.result.json").exists());
     let err = stderr(&output);
-    assert!(err.contains("stage s") && err.contains("ok"), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("stage s: ok, 10 keys, ")),
+        "{err}"
+    );
 }

@@ -6,24 +6,21 @@ use std::net::TcpStream;
 
 use support::*;
 
-fn launched_port(result: &serde_json::Value) -> u16 {
-    let address = result["targets"]["local"]["nodes"][0]["address"]
-        .as_str()
-        .unwrap();
-    address.rsplit_once(':').unwrap().1.parse().unwrap()
+fn launched_plan(keys: u64) -> PlanBuilder {
+    PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::launch_standalone("local"))
+        .stage(StageBuilder::new("s").keys(keys))
 }
 
 #[test]
 fn a_launched_server_is_filled_and_stopped_afterwards() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[[stages]]\nname = \"s\"\nkeys = 10_000\n",
-    );
+    let plan = scratch.plan("plan.toml", &launched_plan(10_000).build());
     let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(result["targets"]["local"]["launched"], true);
     assert_eq!(result["targets"]["local"]["nodes"][0]["keys_after"], 10_000);
-    let port = launched_port(&result);
+    let port = node_port(&result, "local", 0);
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the launched server is still running"
@@ -33,13 +30,10 @@ fn a_launched_server_is_filled_and_stopped_afterwards() {
 #[test]
 fn keep_leaves_the_launched_server_running_and_prints_its_address() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[[stages]]\nname = \"s\"\nkeys = 500\n",
-    );
+    let plan = scratch.plan("plan.toml", &launched_plan(500).build());
     let (output, result) = run_plan(&scratch, &plan, &["--keep"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let port = launched_port(&result.unwrap());
+    let port = node_port(&result.unwrap(), "local", 0);
     assert!(
         stderr(&output).contains(&format!("127.0.0.1:{port}")),
         "{}",
@@ -57,10 +51,10 @@ fn keep_leaves_the_launched_server_running_and_prints_its_address() {
 #[test]
 fn a_missing_server_binary_says_how_to_install_it() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "[targets.local]\nmode = \"standalone\"\nlaunch = true\nserver_bin = \"no-such-redis-server\"\n[[stages]]\nname = \"s\"\nkeys = 1\n",
-    );
+    let plan = PlanBuilder::new()
+        .target(TargetBuilder::launch_standalone("local").set("server_bin", "no-such-redis-server"))
+        .stage(StageBuilder::new("s").keys(1));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, _) = run_plan(&scratch, &plan, &[]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);

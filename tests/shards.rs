@@ -7,10 +7,12 @@ use std::process::Stdio;
 use support::*;
 
 fn plan_text(server: &RedisServer, flush: bool) -> String {
-    format!(
-        "seed = 11\n{}\n[[stages]]\nname = \"a\"\nkeys = 50_000\nvalue_size = {{ min = 8, max = 64 }}\n[[stages]]\nname = \"b\"\nkeys = 12_345\nkey_size = 40\n",
-        target(server, flush)
-    )
+    PlanBuilder::new()
+        .seed(11)
+        .target(server.target().flush(flush))
+        .stage(StageBuilder::new("a").keys(50_000).value_range(8, 64))
+        .stage(StageBuilder::new("b").keys(12_345).key_size(40))
+        .build()
 }
 
 #[test]
@@ -130,11 +132,7 @@ fn job_completion_index_selects_the_shard() {
 #[test]
 fn a_sharded_run_of_a_flushing_plan_is_refused() {
     let server = RedisServer::start(&[]);
-    redis::cmd("SET")
-        .arg("keep")
-        .arg("me")
-        .query::<()>(&mut server.connect())
-        .unwrap();
+    server.set("keep", "me");
     let scratch = Scratch::new();
     let plan = scratch.plan("plan.toml", &plan_text(&server, true));
     let output = cachefill(scratch.dir.path())
@@ -185,10 +183,10 @@ fn a_sharded_run_of_a_flushing_plan_is_refused() {
 #[test]
 fn a_sharded_run_needs_a_seed() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:1\"]\n[[stages]]\nname = \"s\"\nkeys = 10\n",
-    );
+    let plan = PlanBuilder::new()
+        .target(TargetBuilder::standalone("main", "127.0.0.1:1"))
+        .stage(StageBuilder::new("s").keys(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let output = cachefill(scratch.dir.path())
         .arg("run")
         .arg(&plan)

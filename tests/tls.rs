@@ -2,27 +2,38 @@
 
 mod support;
 
+use cachefill::server::launch::LocalCluster;
+use support::tls::tls_cli;
 use support::*;
+use toml::Value;
 
-fn plan(server: &TlsServer, tls: &str, keys: u64) -> String {
-    format!(
-        "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"{}\"]\nflush = true\n[targets.main.tls]\n{tls}\n[[stages]]\nname = \"s\"\nkeys = {keys}\n",
-        server.addr()
-    )
+/// A standalone TLS target on `server` with these `[tls]` fields, writing `keys` entries.
+fn plan(server: &TlsServer, tls: &[(&str, &str)], keys: u64) -> String {
+    let mut target = TargetBuilder::standalone("main", &server.addr())
+        .flush(true)
+        .tls(None);
+    for (field, value) in tls {
+        let value = match *value {
+            "true" => Value::Boolean(true),
+            text => text.into(),
+        };
+        target = target.tls(Some((field, value)));
+    }
+    PlanBuilder::new()
+        .seed(1)
+        .target(target)
+        .stage(StageBuilder::new("s").keys(keys))
+        .build()
 }
 
 #[test]
 fn a_tls_fill_lands_exactly() {
     let certs = TestCerts::new();
-    let server = TlsServer::start(&certs, false, &[]);
+    let server = TlsServer::start(&certs, false);
     let scratch = Scratch::new();
     let path = scratch.plan(
         "plan.toml",
-        &plan(
-            &server,
-            &format!("ca_file = \"{}\"", certs.path("ca.crt")),
-            100_000,
-        ),
+        &plan(&server, &[("ca_file", &certs.path("ca.crt"))], 100_000),
     );
     let (output, result) = run_plan(&scratch, &path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -41,28 +52,21 @@ fn a_tls_fill_lands_exactly() {
 #[test]
 fn mutual_tls_needs_the_client_certificate() {
     let certs = TestCerts::new();
-    let server = TlsServer::start(&certs, true, &[]);
+    let server = TlsServer::start(&certs, true);
     let scratch = Scratch::new();
-    let with = format!(
-        "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
-        certs.path("ca.crt"),
-        certs.path("client.crt"),
-        certs.path("client.key")
-    );
+    let ca = certs.path("ca.crt");
+    let with = [
+        ("ca_file", ca.as_str()),
+        ("cert_file", &certs.path("client.crt")),
+        ("key_file", &certs.path("client.key")),
+    ];
     let path = scratch.plan("plan.toml", &plan(&server, &with, 10_000));
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(certs.cli(server.port, &["DBSIZE"]), "10000");
 
     certs.cli(server.port, &["FLUSHALL"]);
-    let path = scratch.plan(
-        "plan.toml",
-        &plan(
-            &server,
-            &format!("ca_file = \"{}\"", certs.path("ca.crt")),
-            10_000,
-        ),
-    );
+    let path = scratch.plan("plan.toml", &plan(&server, &[("ca_file", &ca)], 10_000));
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
@@ -78,15 +82,11 @@ fn mutual_tls_needs_the_client_certificate() {
 #[test]
 fn a_certificate_from_another_ca_is_not_trusted() {
     let certs = TestCerts::new();
-    let server = TlsServer::start(&certs, false, &[]);
+    let server = TlsServer::start(&certs, false);
     let scratch = Scratch::new();
     let path = scratch.plan(
         "plan.toml",
-        &plan(
-            &server,
-            &format!("ca_file = \"{}\"", certs.path("other-ca.crt")),
-            10,
-        ),
+        &plan(&server, &[("ca_file", &certs.path("other-ca.crt"))], 10),
     );
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -100,14 +100,14 @@ fn a_certificate_from_another_ca_is_not_trusted() {
 #[test]
 fn server_name_is_used_for_verification() {
     let certs = TestCerts::new();
-    let server = TlsServer::start(&certs, false, &[]);
+    let server = TlsServer::start(&certs, false);
     let scratch = Scratch::new();
     let ca = certs.path("ca.crt");
     let path = scratch.plan(
         "plan.toml",
         &plan(
             &server,
-            &format!("ca_file = \"{ca}\"\nserver_name = \"wrong.test\""),
+            &[("ca_file", &ca), ("server_name", "wrong.test")],
             10,
         ),
     );
@@ -123,7 +123,7 @@ fn server_name_is_used_for_verification() {
         "plan.toml",
         &plan(
             &server,
-            &format!("ca_file = \"{ca}\"\nserver_name = \"redis.test\""),
+            &[("ca_file", &ca), ("server_name", "redis.test")],
             10,
         ),
     );
@@ -134,9 +134,9 @@ fn server_name_is_used_for_verification() {
 #[test]
 fn insecure_skips_verification_and_says_so() {
     let certs = TestCerts::new();
-    let server = TlsServer::start(&certs, false, &[]);
+    let server = TlsServer::start(&certs, false);
     let scratch = Scratch::new();
-    let path = scratch.plan("plan.toml", &plan(&server, "insecure = true", 1000));
+    let path = scratch.plan("plan.toml", &plan(&server, &[("insecure", "true")], 1000));
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
@@ -150,11 +150,11 @@ fn insecure_skips_verification_and_says_so() {
 #[test]
 fn a_missing_ca_file_is_refused_before_connecting() {
     let certs = TestCerts::new();
-    let server = TlsServer::start(&certs, false, &[]);
+    let server = TlsServer::start(&certs, false);
     let scratch = Scratch::new();
     let path = scratch.plan(
         "plan.toml",
-        &plan(&server, "ca_file = \"missing-ca.pem\"", 10),
+        &plan(&server, &[("ca_file", "missing-ca.pem")], 10),
     );
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(2));
@@ -165,88 +165,45 @@ fn a_missing_ca_file_is_refused_before_connecting() {
     );
 }
 
-/// Three TLS-only primaries formed into a cluster with `redis-cli --tls --cluster create`.
-fn tls_cluster(certs: &TestCerts) -> Vec<TlsServer> {
-    let args = [
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        "nodes.conf",
-        "--tls-cluster",
-        "yes",
-        "--tls-replication",
-        "yes",
-    ];
-    let servers: Vec<TlsServer> = (0..3)
-        .map(|_| TlsServer::start(certs, false, &args))
-        .collect();
-    let output = std::process::Command::new("redis-cli")
-        .args(tls_cli_args(certs))
-        .args(["--cluster", "create"])
-        .args(servers.iter().map(|s| s.addr()))
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    wait_until(
-        "the TLS cluster is ok",
-        std::time::Duration::from_secs(30),
-        || {
-            servers.iter().all(|s| {
-                certs
-                    .cli(s.port, &["CLUSTER", "INFO"])
-                    .contains("cluster_state:ok")
-            })
-        },
-    );
-    servers
+/// Three TLS primaries formed into a cluster by the crate's launcher (TLS ports for clients
+/// and the cluster bus, a plaintext port on loopback to form it through).
+fn tls_cluster(certs: &TestCerts) -> (LocalCluster, Vec<u16>) {
+    let cluster = LocalCluster::start("redis-server", "test", 3, 0, Some(&certs.files(true)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ports = cluster.addrs().iter().map(|a| a.port).collect();
+    (cluster, ports)
 }
 
-fn tls_cli_args(certs: &TestCerts) -> Vec<String> {
-    vec![
-        "--tls".into(),
-        "--cacert".into(),
-        certs.path("ca.crt"),
-        "--cert".into(),
-        certs.path("client.crt"),
-        "--key".into(),
-        certs.path("client.key"),
-    ]
-}
-
-fn cluster_plan(servers: &[TlsServer], certs: &TestCerts, stage: &str) -> String {
-    format!(
-        "seed = 1\n[targets.main]\nmode = \"cluster\"\nnodes = [\"{}\"]\nflush = true\n[targets.main.tls]\nca_file = \"{}\"\n[[stages]]\n{stage}\n",
-        servers[0].addr(),
-        certs.path("ca.crt")
-    )
+fn cluster_plan(ports: &[u16], certs: &TestCerts, stage: StageBuilder) -> String {
+    let seed = format!("127.0.0.1:{}", ports[0]);
+    PlanBuilder::new()
+        .seed(1)
+        .target(
+            TargetBuilder::cluster("main", &[seed])
+                .flush(true)
+                .ca_file(&certs.path("ca.crt")),
+        )
+        .stage(stage)
+        .build()
 }
 
 #[test]
 fn resharding_is_followed_over_tls() {
     let certs = TestCerts::new();
-    let servers = tls_cluster(&certs);
+    let (_cluster, ports) = tls_cluster(&certs);
     let scratch = Scratch::new();
     let keys = 400_000u64;
-    let path = scratch.plan(
-        "plan.toml",
-        &cluster_plan(
-            &servers,
-            &certs,
-            &format!(
-                "name = \"s\"\nkeys = {keys}\nvalue_size = 32\nconnections = 1\npipeline = 64"
-            ),
-        ),
-    );
+    let stage = StageBuilder::new("s")
+        .keys(keys)
+        .value_size(32)
+        .connections(1)
+        .pipeline(64);
+    let path = scratch.plan("plan.toml", &cluster_plan(&ports, &certs, stage));
     let (child, result_path) = spawn_plan(&scratch, &path);
     let total = || {
-        servers
+        ports
             .iter()
-            .map(|s| certs.cli(s.port, &["DBSIZE"]).parse::<u64>().unwrap_or(0))
+            .map(|p| certs.cli(*p, &["DBSIZE"]).parse::<u64>().unwrap_or(0))
             .sum::<u64>()
     };
     wait_until(
@@ -254,13 +211,13 @@ fn resharding_is_followed_over_tls() {
         std::time::Duration::from_secs(30),
         || total() > 20_000,
     );
-    let ids: Vec<String> = servers
+    let ids: Vec<String> = ports
         .iter()
-        .map(|s| certs.cli(s.port, &["CLUSTER", "MYID"]))
+        .map(|p| certs.cli(*p, &["CLUSTER", "MYID"]))
         .collect();
     let reshard = std::process::Command::new("redis-cli")
-        .args(tls_cli_args(&certs))
-        .args(["--cluster", "reshard", &servers[0].addr()])
+        .args(certs.cli_args())
+        .args(["--cluster", "reshard", &format!("127.0.0.1:{}", ports[0])])
         .args([
             "--cluster-from",
             &ids[0],
@@ -300,17 +257,17 @@ fn resharding_is_followed_over_tls() {
 #[test]
 fn a_tls_cluster_is_filled_exactly() {
     let certs = TestCerts::new();
-    let servers = tls_cluster(&certs);
+    let (_cluster, ports) = tls_cluster(&certs);
     let scratch = Scratch::new();
     let path = scratch.plan(
         "plan.toml",
-        &cluster_plan(&servers, &certs, "name = \"s\"\nkeys = 60_000"),
+        &cluster_plan(&ports, &certs, StageBuilder::new("s").keys(60_000)),
     );
     let (output, result) = run_plan(&scratch, &path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let total: u64 = servers
+    let total: u64 = ports
         .iter()
-        .map(|s| certs.cli(s.port, &["DBSIZE"]).parse::<u64>().unwrap())
+        .map(|p| certs.cli(*p, &["DBSIZE"]).parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, 60_000);
     let per_node = result.unwrap()["stages"][0]["per_node"].clone();
@@ -323,91 +280,52 @@ fn a_tls_cluster_is_filled_exactly() {
 #[test]
 fn a_launched_server_speaks_tls_with_a_throwaway_ca() {
     let scratch = Scratch::new();
-    let path = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[targets.local.tls]\n[[stages]]\nname = \"s\"\nkeys = 5000\n",
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::launch_standalone("local").tls(None))
+        .stage(StageBuilder::new("s").keys(5000));
+    let path = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &path, &["--keep"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let result = result.unwrap();
     assert_eq!(result["targets"]["local"]["tls"], true);
     assert_eq!(result["targets"]["local"]["nodes"][0]["keys_after"], 5000);
-    let err = stderr(&output);
-    let line = err
-        .lines()
-        .find(|l| l.contains("keeps running"))
-        .expect("the kept server is announced");
-    let ca = line
-        .split("CA certificate ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap();
-    let port = result["targets"]["local"]["nodes"][0]["address"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_string();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["--tls", "--cacert", ca, "-p", &port])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    assert_eq!(cli(&["DBSIZE"]), "5000");
-    cli(&["SHUTDOWN", "NOSAVE"]);
+    let tls = [
+        "--tls".to_string(),
+        "--cacert".into(),
+        kept_ca_file(&output, &result),
+    ];
+    let port = node_port(&result, "local", 0);
+    assert_eq!(tls_cli(&tls, port, &["DBSIZE"]), "5000");
+    tls_cli(&tls, port, &["SHUTDOWN", "NOSAVE"]);
 }
 
 #[test]
 fn a_launched_cluster_speaks_tls() {
     let scratch = Scratch::new();
-    let path = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.grid]\nmode = \"cluster\"\nlaunch = { primaries = 3, tls = true }\n[[stages]]\nname = \"s\"\nkeys = 9000\n",
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::launch_cluster("grid", 3, 0).launch_tls())
+        .stage(StageBuilder::new("s").keys(9000));
+    let path = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &path, &["--keep"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let result = result.unwrap();
     assert_eq!(result["targets"]["grid"]["tls"], true);
-    let err = stderr(&output);
-    let line = err
-        .lines()
-        .find(|l| l.contains("keeps running"))
-        .expect("the kept cluster is announced");
-    let ca = line
-        .split("CA certificate ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let tls = [
+        "--tls".to_string(),
+        "--cacert".into(),
+        kept_ca_file(&output, &result),
+    ];
+    let nodes = result["targets"]["grid"]["nodes"].as_array().unwrap().len();
+    assert_eq!(nodes, 3);
     let mut total = 0;
-    for node in result["targets"]["grid"]["nodes"].as_array().unwrap() {
-        let port = node["address"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .to_string();
-        let tls_cli = |args: &[&str]| {
-            let out = std::process::Command::new("redis-cli")
-                .args(["--tls", "--cacert", &ca, "-p", &port])
-                .args(args)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        total += tls_cli(&["DBSIZE"])
+    for index in 0..nodes {
+        let port = node_port(&result, "grid", index);
+        total += tls_cli(&tls, port, &["DBSIZE"])
             .parse::<u64>()
             .expect("the node answers over TLS");
-        tls_cli(&["SHUTDOWN", "NOSAVE"]);
+        tls_cli(&tls, port, &["SHUTDOWN", "NOSAVE"]);
     }
     assert_eq!(total, 9000);
 }

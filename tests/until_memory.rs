@@ -22,17 +22,23 @@ fn assert_near_goal(result: &serde_json::Value, goal: u64) {
     assert!(stage["keys_written"].as_u64().unwrap() > 1000);
 }
 
-fn plan(server_target: &str, goal: &str) -> String {
-    format!(
-        "seed = 3\n{server_target}\n[[stages]]\nname = \"fill\"\nuntil_memory = \"{goal}\"\nvalue_size = {{ min = 100, max = 1000 }}\n"
-    )
+fn plan(target: TargetBuilder, goal: &str) -> String {
+    PlanBuilder::new()
+        .seed(3)
+        .target(target.flush(true))
+        .stage(
+            StageBuilder::new("fill")
+                .until_memory(goal)
+                .value_range(100, 1000),
+        )
+        .build()
 }
 
 #[test]
 fn an_absolute_goal_is_reached_and_the_prefix_verifies() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let path = scratch.plan("plan.toml", &plan(&target(&server, true), "200MiB"));
+    let path = scratch.plan("plan.toml", &plan(server.target(), "200MiB"));
     let result = run_ok(&scratch, &path, &[]);
     assert_near_goal(&result, 200 << 20);
     assert_eq!(
@@ -52,7 +58,7 @@ fn an_absolute_goal_is_reached_and_the_prefix_verifies() {
 fn a_percentage_of_maxmemory_is_reached() {
     let server = RedisServer::start(&["--maxmemory", "400mb", "--maxmemory-policy", "noeviction"]);
     let scratch = Scratch::new();
-    let path = scratch.plan("plan.toml", &plan(&target(&server, true), "50%"));
+    let path = scratch.plan("plan.toml", &plan(server.target(), "50%"));
     let (output, result) = run_plan(&scratch, &path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_near_goal(&result.unwrap(), 200 * 1024 * 1024);
@@ -61,13 +67,9 @@ fn a_percentage_of_maxmemory_is_reached() {
 #[test]
 fn a_percentage_without_maxmemory_is_refused_before_writing() {
     let server = RedisServer::start(&[]);
-    redis::cmd("SET")
-        .arg("keep")
-        .arg("me")
-        .query::<()>(&mut server.connect())
-        .unwrap();
+    server.set("keep", "me");
     let scratch = Scratch::new();
-    let path = scratch.plan("plan.toml", &plan(&target(&server, true), "80%"));
+    let path = scratch.plan("plan.toml", &plan(server.target(), "80%"));
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
@@ -79,7 +81,7 @@ fn a_percentage_without_maxmemory_is_refused_before_writing() {
 fn a_cluster_fills_until_the_sum_of_its_primaries_reaches_the_goal() {
     let cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
-    let path = scratch.plan("plan.toml", &plan(&cluster.target(true), "120MiB"));
+    let path = scratch.plan("plan.toml", &plan(cluster.target(), "120MiB"));
     let result = run_ok(&scratch, &path, &[]);
     assert_near_goal(&result, 120 << 20);
     assert_eq!(

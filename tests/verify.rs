@@ -2,40 +2,35 @@
 
 mod support;
 
+use std::collections::HashSet;
+use std::path::Path;
+
+use cachefill::dataset::Dataset;
+use cachefill::mix::mix64;
 use support::*;
 
-fn verify(
-    scratch: &Scratch,
-    plan: &std::path::Path,
-    extra: &[&str],
-) -> (std::process::Output, Option<serde_json::Value>) {
-    let report = scratch.path("verify.json");
-    let _ = std::fs::remove_file(&report);
-    let output = cachefill(scratch.dir.path())
-        .arg("verify")
-        .arg(plan)
-        .arg("-o")
-        .arg(&report)
-        .args(extra)
-        .output()
-        .unwrap();
-    let json = std::fs::read_to_string(&report)
-        .ok()
-        .map(|t| serde_json::from_str(&t).unwrap());
-    (output, json)
+/// The dataset of the plan's first stage, as `run` writes it with the plan's seed.
+fn first_stage(plan: &Path) -> Dataset {
+    let plan = cachefill::plan::load(plan).unwrap();
+    let stage = &plan.stages[0];
+    let seed = stage.seed.or(plan.seed).expect("the plan is seeded");
+    Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
 }
 
 #[test]
 fn verify_passes_after_a_fill_and_counts_exactly_what_was_broken() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 4\n{}\n[[stages]]\nname = \"s\"\nkeys = 20_000\nvalue_size = {{ min = 10, max = 100 }}\nttl = {{ min = \"1h\", max = \"2h\" }}\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(4)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("s")
+                .keys(20_000)
+                .value_range(10, 100)
+                .ttl_range("1h", "2h"),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, _) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let (output, report) = verify(&scratch, &plan, &[]);
@@ -76,41 +71,56 @@ fn verify_passes_after_a_fill_and_counts_exactly_what_was_broken() {
 }
 
 #[test]
-fn a_sample_finds_problems_when_a_tenth_is_gone() {
+fn a_sample_finds_exactly_the_sampled_entries_that_are_gone() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 4\n{}\n[[stages]]\nname = \"s\"\nkeys = 50_000\n",
-            target(&server, true)
-        ),
-    );
-    let (output, _) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let mut conn = server.connect();
-    for _ in 0..5_000 {
-        let key: String = redis::cmd("RANDOMKEY").query(&mut conn).unwrap();
-        redis::cmd("DEL").arg(key).query::<()>(&mut conn).unwrap();
+    let keys = 50_000u64;
+    let plan = PlanBuilder::new()
+        .seed(4)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(keys));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    run_ok(&scratch, &plan, &[]);
+
+    // A tenth of the entries, picked by a hash of the index: scattered, yet known exactly.
+    let gone = |index: u64| mix64(index).is_multiple_of(10);
+    let dataset = first_stage(&plan);
+    let mut deleted = HashSet::new();
+    let mut pipe = redis::pipe();
+    for index in (0..keys).filter(|i| gone(*i)) {
+        let key = dataset.key(index);
+        pipe.cmd("DEL").arg(&key).ignore();
+        deleted.insert(String::from_utf8(key).unwrap());
     }
-    let (output, report) = verify(&scratch, &plan, &["--sample", "1000"]);
-    assert_eq!(output.status.code(), Some(1));
+    pipe.exec(&mut server.connect()).unwrap();
+    assert_eq!(server.dbsize(), keys - deleted.len() as u64);
+
+    // `--sample N` checks the N indexes k × keys / N (docs/cli-and-result.md: spread evenly).
+    let sample = 1000u64;
+    let expected = (0..sample).filter(|k| gone(k * keys / sample)).count() as u64;
+    assert!(
+        (50..=150).contains(&expected),
+        "a tenth of 1000 is {expected}?"
+    );
+    let (output, report) = verify(&scratch, &plan, &["--sample", &sample.to_string()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let stage = &report.unwrap()["stages"][0];
-    assert_eq!(stage["checked"], 1000);
-    assert!(stage["missing"].as_u64().unwrap() >= 1);
+    assert_eq!(stage["checked"], sample);
+    assert_eq!(stage["missing"], expected);
+    assert_eq!(stage["wrong_value"], 0);
+    for key in stage["missing_keys"].as_array().unwrap() {
+        assert!(deleted.contains(key.as_str().unwrap()), "{key}");
+    }
 }
 
 #[test]
 fn an_unseeded_plan_is_verified_with_the_seed_from_the_result() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "{}\n[[stages]]\nname = \"s\"\nkeys = 3000\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(3000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, _) = run_plan(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let (output, _) = verify(&scratch, &plan, &[]);
@@ -123,19 +133,52 @@ fn an_unseeded_plan_is_verified_with_the_seed_from_the_result() {
 }
 
 #[test]
-fn verify_reads_a_cluster_routed_like_the_writes() {
+fn verify_reads_a_cluster_routed_like_the_writes_and_counts_what_was_broken() {
     let cluster = RedisCluster::start(3, 0);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 8\n{}\n[[stages]]\nname = \"s\"\nkeys = 30_000\n",
-            cluster.target(true)
-        ),
-    );
-    let (output, _) = run_plan(&scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let keys = 30_000u64;
+    let plan = PlanBuilder::new()
+        .seed(8)
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("s").keys(keys));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    run_ok(&scratch, &plan, &[]);
     let (output, report) = verify(&scratch, &plan, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(report.unwrap()["stages"][0]["checked"], 30_000);
+    assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
+
+    // Every 1000th entry deleted, every 1000th from 500 on changed: spread over the slots.
+    let dataset = first_stage(&plan);
+    let mut routes = cluster.routes();
+    let mut broken_on = HashSet::new();
+    for index in (0..keys).step_by(1000) {
+        let key = dataset.key(index);
+        broken_on.insert(routes.server_for(&key).port);
+        redis::cmd("DEL")
+            .arg(&key)
+            .exec(routes.conn_for(&key))
+            .unwrap();
+        let key = dataset.key(index + 500);
+        broken_on.insert(routes.server_for(&key).port);
+        redis::cmd("SET")
+            .arg(&key)
+            .arg("tampered")
+            .exec(routes.conn_for(&key))
+            .unwrap();
+    }
+    assert_eq!(broken_on.len(), 3, "every primary has a broken entry");
+    assert_eq!(cluster.total_keys(), keys - 30);
+
+    let (output, report) = verify(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stage = &report.unwrap()["stages"][0];
+    assert_eq!(stage["checked"], keys);
+    assert_eq!(stage["missing"], 30);
+    assert_eq!(stage["wrong_value"], 30);
+    assert_eq!(stage["ttl_problems"], 0);
+    let err = stderr(&output);
+    assert!(
+        err.contains("30 missing") && err.contains("30 wrong values"),
+        "{err}"
+    );
 }

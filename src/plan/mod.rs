@@ -324,34 +324,4 @@ pub fn json_schema() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_addresses_parse_like_redis_cli() {
-        assert_eq!(
-            NodeAddr::parse("10.0.0.5:7000", 6379).unwrap().to_string(),
-            "10.0.0.5:7000"
-        );
-        assert_eq!(NodeAddr::parse("redis.internal", 6380).unwrap().port, 6380);
-        assert_eq!(NodeAddr::parse("[::1]:7001", 6379).unwrap().host, "::1");
-        assert_eq!(
-            NodeAddr::parse("[::1]", 6379).unwrap().to_string(),
-            "[::1]:6379"
-        );
-        assert_eq!(NodeAddr::parse("::1", 6379).unwrap().port, 6379);
-        assert!(NodeAddr::parse("host:port", 6379).is_err());
-        assert!(NodeAddr::parse(":7000", 6379).is_err());
-        assert!(NodeAddr::parse("", 6379).is_err());
-    }
-
-    #[test]
-    fn loopback_is_recognised() {
-        for addr in ["127.0.0.1:1", "localhost:1", "[::1]:1", "127.3.2.1:5"] {
-            assert!(NodeAddr::parse(addr, 1).unwrap().is_loopback(), "{addr}");
-        }
-        for addr in ["10.0.0.5:7000", "redis.internal:6379", "[2001:db8::1]:1"] {
-            assert!(!NodeAddr::parse(addr, 1).unwrap().is_loopback(), "{addr}");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,392 @@
+//! Plans in-process: addresses, and validation — each bad plan is refused with one error
+//! that names the field and says what is valid instead.
+
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn node_addresses_parse_like_redis_cli() {
+    assert_eq!(
+        NodeAddr::parse("10.0.0.5:7000", 6379).unwrap().to_string(),
+        "10.0.0.5:7000"
+    );
+    assert_eq!(NodeAddr::parse("redis.internal", 6380).unwrap().port, 6380);
+    assert_eq!(NodeAddr::parse("[::1]:7001", 6379).unwrap().host, "::1");
+    assert_eq!(
+        NodeAddr::parse("[::1]", 6379).unwrap().to_string(),
+        "[::1]:6379"
+    );
+    assert_eq!(NodeAddr::parse("::1", 6379).unwrap().port, 6379);
+    assert!(NodeAddr::parse("host:port", 6379).is_err());
+    assert!(NodeAddr::parse(":7000", 6379).is_err());
+    assert!(NodeAddr::parse("", 6379).is_err());
+}
+
+#[test]
+fn loopback_is_recognised() {
+    for addr in ["127.0.0.1:1", "localhost:1", "[::1]:1", "127.3.2.1:5"] {
+        assert!(NodeAddr::parse(addr, 1).unwrap().is_loopback(), "{addr}");
+    }
+    for addr in ["10.0.0.5:7000", "redis.internal:6379", "[2001:db8::1]:1"] {
+        assert!(!NodeAddr::parse(addr, 1).unwrap().is_loopback(), "{addr}");
+    }
+}
+
+/// A bad plan: what is wrong, lines added to the target `main`, lines of the stage, the
+/// field the error must name, and a part of its message.
+struct BadPlan {
+    what: &'static str,
+    target: &'static str,
+    stage: &'static str,
+    field: &'static str,
+    message: &'static str,
+}
+
+/// One row of [`BAD_PLANS`].
+const fn bad(
+    what: &'static str,
+    target: &'static str,
+    stage: &'static str,
+    field: &'static str,
+    message: &'static str,
+) -> BadPlan {
+    BadPlan {
+        what,
+        target,
+        stage,
+        field,
+        message,
+    }
+}
+
+/// Every way a plan file can be wrong that validation must catch, one at a time.
+const BAD_PLANS: &[BadPlan] = &[
+    bad(
+        "typo in a field",
+        "",
+        "keys = 10\nconections = 4",
+        "stages[0].conections",
+        "unknown field `conections`",
+    ),
+    bad(
+        "wrong type",
+        "",
+        "keys = \"many\"",
+        "stages[0].keys",
+        "invalid type: string \"many\"",
+    ),
+    bad(
+        "key_size zero",
+        "",
+        "keys = 10\nkey_size = 0",
+        "stages[0].key_size",
+        "between 1 and 65536, not 0",
+    ),
+    bad(
+        "key_size too large",
+        "",
+        "keys = 10\nkey_size = 70000",
+        "stages[0].key_size",
+        "between 1 and 65536, not 70000",
+    ),
+    bad(
+        "value_size zero",
+        "",
+        "keys = 10\nvalue_size = 0",
+        "stages[0].value_size",
+        "between 1 B and 64 MiB, not 0 bytes",
+    ),
+    bad(
+        "value_size over 64 MiB",
+        "",
+        "keys = 10\nvalue_size = \"65MiB\"",
+        "stages[0].value_size",
+        "between 1 B and 64 MiB, not 68157440 bytes",
+    ),
+    bad(
+        "value range upside down",
+        "",
+        "keys = 10\nvalue_size = { min = 100, max = 10 }",
+        "stages[0].value_size",
+        "min (100) is larger than max (10)",
+    ),
+    bad(
+        "connections zero",
+        "",
+        "keys = 10\nconnections = 0",
+        "stages[0].connections",
+        "between 1 and 1024, not 0",
+    ),
+    bad(
+        "connections too many",
+        "",
+        "keys = 10\nconnections = 2000",
+        "stages[0].connections",
+        "between 1 and 1024, not 2000",
+    ),
+    bad(
+        "pipeline zero",
+        "",
+        "keys = 10\npipeline = 0",
+        "stages[0].pipeline",
+        "between 1 and 65536, not 0",
+    ),
+    bad(
+        "no amount",
+        "",
+        "key_size = 32",
+        "stages[0].size",
+        "exactly one of size, keys or until_memory; it has none",
+    ),
+    bad(
+        "several amounts",
+        "",
+        "keys = 10\nsize = \"1MB\"",
+        "stages[0].size",
+        "exactly one of size, keys or until_memory; it has several",
+    ),
+    bad(
+        "bad size unit",
+        "",
+        "size = \"5GiBs\"",
+        "stages[0].size",
+        "`5GiBs` is not a size",
+    ),
+    bad(
+        "missing target",
+        "",
+        "keys = 10\ntarget = \"nope\"",
+        "stages[0].target",
+        "target \"nope\", which the plan does not define; targets: main",
+    ),
+    bad(
+        "after unknown stage",
+        "",
+        "keys = 10\nafter = [\"ghost\"]",
+        "stages[0].after",
+        "after \"ghost\", which is not a stage",
+    ),
+    bad(
+        "ttl below a second",
+        "",
+        "keys = 10\nttl = \"500ms\"",
+        "stages[0].ttl",
+        "at least 1s, not 500ms",
+    ),
+    bad(
+        "ttl not a duration",
+        "",
+        "keys = 10\nttl = \"soon\"",
+        "stages[0].ttl",
+        "`soon` is not a duration",
+    ),
+    bad(
+        "key_size too short for the index",
+        "",
+        "keys = 100000\nkey_size = 6",
+        "stages[0].key_size",
+        "use key_size = 7 or more",
+    ),
+    bad(
+        "stage name with a space",
+        "",
+        "keys = 10\nname = \"bad name\"",
+        "stages[0].name",
+        "\"bad name\" may only use letters",
+    ),
+    bad(
+        "literal password",
+        "password = \"hunter2\"",
+        "keys = 10",
+        "targets.main.password",
+        "name an environment variable with password_env",
+    ),
+    bad(
+        "cert without key",
+        "[targets.main.tls]\ncert_file = \"c.pem\"",
+        "keys = 10",
+        "targets.main.tls.cert_file",
+        "cert_file and key_file go together",
+    ),
+    bad(
+        "unknown target field",
+        "flsh = true",
+        "keys = 10",
+        "targets.main.flsh",
+        "unknown field `flsh`",
+    ),
+    bad(
+        "two nodes on standalone",
+        "nodes = [\"127.0.0.1:1\", \"127.0.0.1:2\"]",
+        "keys = 10",
+        "targets.main.nodes",
+        "exactly one node, not 2",
+    ),
+    bad(
+        "username without password",
+        "username = \"u\"",
+        "keys = 10",
+        "targets.main.username",
+        "needs a password",
+    ),
+    bad(
+        "two password sources",
+        "password_env = \"A\"\npassword_file = \"f\"",
+        "keys = 10",
+        "targets.main.password_env",
+        "password_env or password_file, not both",
+    ),
+    bad(
+        "password_env holding a value",
+        "password_env = \"hunter2 with spaces\"",
+        "keys = 10",
+        "targets.main.password_env",
+        "the NAME of an environment variable",
+    ),
+    bad(
+        "nodes and launch",
+        "nodes = [\"127.0.0.1:1\"]\nlaunch = true",
+        "keys = 10",
+        "targets.main.launch",
+        "not both",
+    ),
+    bad(
+        "until_memory not a size",
+        "",
+        "until_memory = \"lots\"",
+        "stages[0].until_memory",
+        "`lots` is not a size",
+    ),
+    bad(
+        "until_memory percentage out of range",
+        "",
+        "until_memory = \"120%\"",
+        "stages[0].until_memory",
+        "`120%` is not a percentage",
+    ),
+    bad(
+        "a launched server with a CA of its own",
+        "launch = true\n[targets.main.tls]\nca_file = \"ca.pem\"",
+        "keys = 10",
+        "targets.main.tls.ca_file",
+        "throwaway CA",
+    ),
+    bad(
+        "ttl beyond 100 years",
+        "",
+        "keys = 10\nttl = \"200years\"",
+        "stages[0].ttl",
+        "at most 100 years, not 200years",
+    ),
+];
+
+/// A plan with one standalone target `main` and one stage `s`, plus the lines of `bad`
+/// (a `nodes`, a `launch` or a `name` there replaces the default one).
+fn plan_text(bad: &BadPlan) -> String {
+    let nodes = if bad.target.contains("nodes") || bad.target.contains("launch") {
+        ""
+    } else {
+        "nodes = [\"127.0.0.1:6379\"]\n"
+    };
+    let name = if bad.stage.contains("name =") {
+        ""
+    } else {
+        "name = \"s\"\n"
+    };
+    format!(
+        "[targets.main]\nmode = \"standalone\"\n{nodes}flush = true\n{}\n\n[[stages]]\n{name}{}\n",
+        bad.target, bad.stage
+    )
+}
+
+/// Parses and validates `text` as if read from `dir/bad.toml`.
+fn parse_text(text: &str) -> Result<Plan, PlanError> {
+    validate::parse(Path::new("dir/bad.toml"), text, String::new())
+}
+
+#[test]
+fn every_bad_plan_names_its_field_and_what_is_valid() {
+    for bad in BAD_PLANS {
+        let text = plan_text(bad);
+        let Err(error) = parse_text(&text) else {
+            panic!("{}: accepted:\n{text}", bad.what);
+        };
+        assert_eq!(error.field, bad.field, "{}: {error}", bad.what);
+        assert!(
+            error.message.contains(bad.message),
+            "{}: `{}` is not in: {error}",
+            bad.what,
+            bad.message
+        );
+        assert!(
+            error.location.starts_with("dir/bad.toml"),
+            "{}: {error}",
+            bad.what
+        );
+        let line = error.to_string();
+        assert_eq!(line.lines().count(), 1, "{}: {line}", bad.what);
+        assert!(
+            !line.contains("hunter2"),
+            "{}: a secret was echoed: {line}",
+            bad.what
+        );
+    }
+}
+
+#[test]
+fn the_same_plan_without_the_fault_is_valid() {
+    let good = bad("nothing", "", "keys = 10", "", "");
+    let plan = parse_text(&plan_text(&good)).unwrap();
+    assert_eq!(plan.name, "bad");
+    assert_eq!(plan.stages[0].keys, 10);
+}
+
+#[test]
+fn errors_point_at_line_and_column() {
+    let text = "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n\n[[stages]]\nname = \"s\"\nkeys = 10\nkey_size = 0\n";
+    let error = parse_text(text).unwrap_err();
+    assert_eq!(error.location, "dir/bad.toml:8:12");
+    assert_eq!(error.field, "stages[0].key_size");
+}
+
+#[test]
+fn duplicate_stage_names_and_cycles_are_refused() {
+    let head = "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n";
+    let duplicate =
+        format!("{head}[[stages]]\nname = \"a\"\nkeys = 1\n[[stages]]\nname = \"a\"\nkeys = 1\n");
+    let cycle = format!(
+        "{head}[[stages]]\nname = \"a\"\nkeys = 1\nafter = [\"c\"]\n[[stages]]\nname = \"b\"\nkeys = 1\nafter = [\"a\"]\n[[stages]]\nname = \"c\"\nkeys = 1\nafter = [\"b\"]\n"
+    );
+    for (text, expected) in [(duplicate, "already used"), (cycle, "cycle: a → c → b → a")] {
+        let error = parse_text(&text).unwrap_err();
+        assert!(error.message.contains(expected), "{error}");
+    }
+}
+
+#[test]
+fn invalid_toml_and_unknown_versions_are_refused() {
+    for (text, expected) in [
+        ("[targets.main\nmode = 1", "invalid TOML"),
+        ("version = 2\n", "version 2 is not supported"),
+    ] {
+        let error = parse_text(text).unwrap_err();
+        assert!(error.location.starts_with("dir/bad.toml:1:"), "{error}");
+        assert!(error.to_string().contains(expected), "{error}");
+        assert_eq!(error.to_string().lines().count(), 1, "{error}");
+    }
+}
+
+#[test]
+fn a_plan_name_that_is_not_a_file_name_is_refused() {
+    let text = "name = \"../elsewhere\"\n[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n";
+    let error = parse_text(text).unwrap_err();
+    assert_eq!(error.field, "name");
+    assert!(error.message.contains("plan name"), "{error}");
+}
+
+#[test]
+fn a_cluster_target_refuses_a_database_other_than_0() {
+    let text = "[targets.main]\nmode = \"cluster\"\nnodes = [\"127.0.0.1:7000\"]\ndb = 1\n[[stages]]\nname = \"s\"\nkeys = 1\n";
+    assert_eq!(parse_text(text).unwrap_err().field, "targets.main.db");
+}

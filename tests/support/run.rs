@@ -1,0 +1,136 @@
+//! Runs of the `cachefill` binary in a scratch directory, and what they leave behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A scratch directory for plans, results and reports; removed when dropped.
+pub struct Scratch {
+    /// The directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new, empty scratch directory.
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes a plan file `name` holding `text` and returns its path.
+    pub fn plan(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The path of `name` in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// The cachefill binary, run in `cwd` without a terminal.
+pub fn cachefill(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cachefill"));
+    command.current_dir(cwd).stdin(Stdio::null());
+    command
+}
+
+/// Runs `SUBCOMMAND… PLAN -o FILE` with `extra` arguments; returns the output and the parsed
+/// JSON file, when one was written.
+fn run_writing(
+    scratch: &Scratch,
+    subcommand: &[&str],
+    plan: &Path,
+    file: &str,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    let file = scratch.path(file);
+    let _ = std::fs::remove_file(&file);
+    let output = cachefill(scratch.dir.path())
+        .args(subcommand)
+        .arg(plan)
+        .arg("-o")
+        .arg(&file)
+        .args(extra)
+        .output()
+        .unwrap();
+    let json = std::fs::read_to_string(&file)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("the written file is JSON"));
+    (output, json)
+}
+
+/// Runs a plan with `run --quiet -o result.json` and returns the output and the parsed result.
+pub fn run_plan(
+    scratch: &Scratch,
+    plan: &Path,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    run_writing(scratch, &["run", "--quiet"], plan, "result.json", extra)
+}
+
+/// Runs a plan that must succeed and returns its result.
+pub fn run_ok(scratch: &Scratch, plan: &Path, extra: &[&str]) -> serde_json::Value {
+    let (output, result) = run_plan(scratch, plan, extra);
+    assert!(output.status.success(), "{}", stderr(&output));
+    result.expect("a successful run writes its result")
+}
+
+/// Runs `verify PLAN -o verify.json` and returns the output and the parsed report.
+pub fn verify(
+    scratch: &Scratch,
+    plan: &Path,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    run_writing(scratch, &["verify"], plan, "verify.json", extra)
+}
+
+/// Starts `run PLAN -o result.json` in the background (for tests that act during the run).
+pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
+    let result = scratch.path("result.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(plan)
+        .arg("-o")
+        .arg(&result)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, result)
+}
+
+/// The JSON result file at `path`.
+pub fn read_result(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the result file exists"))
+        .expect("the result is JSON")
+}
+
+/// Standard error of a finished run, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The throwaway CA certificate of servers kept with `--keep`, as announced on standard error.
+// The only place that reads it from human output: swap for the result's field once it has one.
+pub fn kept_ca_file(output: &Output, _result: &serde_json::Value) -> String {
+    let err = stderr(output);
+    let line = err
+        .lines()
+        .find(|l| l.contains("keeps running"))
+        .unwrap_or_else(|| panic!("the kept servers are announced: {err}"));
+    line.split("CA certificate ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no CA certificate in: {line}"))
+        .to_string()
+}
+
+/// The port of node `index` of target `target` in a result.
+pub fn node_port(result: &serde_json::Value, target: &str, index: usize) -> u16 {
+    let address = result["targets"][target]["nodes"][index]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no node {index} of {target} in the result"));
+    address.rsplit_once(':').unwrap().1.parse().unwrap()
+}

@@ -1,0 +1,130 @@
+//! Single servers for one test, started with the crate's launcher and stopped when dropped.
+
+use cachefill::server::launch::LocalServer;
+
+use super::TargetBuilder;
+use super::tls::TestCerts;
+
+/// The name launcher messages use for test servers.
+const TEST_TARGET: &str = "test";
+
+/// A plaintext redis-server (debug command on, no persistence); killed when dropped.
+pub struct RedisServer {
+    server: Option<LocalServer>,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts a server with `extra` arguments.
+    pub fn start(extra: &[&str]) -> RedisServer {
+        // DEBUG DIGEST compares datasets; the launcher leaves the debug command off.
+        let mut args = vec!["--enable-debug-command", "local"];
+        args.extend_from_slice(extra);
+        let server = LocalServer::start_with("redis-server", TEST_TARGET, &args, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        RedisServer {
+            port: server.addr.port,
+            server: Some(server),
+        }
+    }
+
+    /// Starts a server that requires `password` of the default user.
+    pub fn with_password(password: &str) -> RedisServer {
+        // Set after the start: the launcher waits for a PONG, which a password would refuse.
+        let server = RedisServer::start(&[]);
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(password)
+            .exec(&mut server.connect())
+            .unwrap();
+        server
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A standalone target `main` on this server for a plan.
+    pub fn target(&self) -> TargetBuilder {
+        TargetBuilder::standalone("main", &self.addr())
+    }
+
+    /// A connection as the default user.
+    pub fn connect(&self) -> redis::Connection {
+        self.connect_with(None)
+    }
+
+    /// A connection as the default user, with `password` when the server needs one.
+    pub fn connect_with(&self, password: Option<&str>) -> redis::Connection {
+        let url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        };
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+
+    /// Keys in database 0.
+    pub fn dbsize(&self) -> u64 {
+        redis::cmd("DBSIZE").query(&mut self.connect()).unwrap()
+    }
+
+    /// `DEBUG DIGEST`: equal digests, equal datasets.
+    pub fn digest(&self) -> String {
+        redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query(&mut self.connect())
+            .unwrap()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: &str, value: &str) {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .exec(&mut self.connect())
+            .unwrap();
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        drop(self.server.take());
+    }
+}
+
+/// A TLS-only redis-server with the test certificates; killed when dropped.
+pub struct TlsServer {
+    _server: LocalServer,
+    /// Its TLS port.
+    pub port: u16,
+}
+
+impl TlsServer {
+    /// Starts a TLS-only server; with `auth_clients` it demands a client certificate.
+    pub fn start(certs: &TestCerts, auth_clients: bool) -> TlsServer {
+        // A later argument wins: this overrides the launcher's `--tls-auth-clients no`.
+        let extra: &[&str] = if auth_clients {
+            &["--tls-auth-clients", "yes"]
+        } else {
+            &[]
+        };
+        let server = LocalServer::start_with(
+            "redis-server",
+            TEST_TARGET,
+            extra,
+            Some(&certs.files(false)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        TlsServer {
+            port: server.addr.port,
+            _server: server,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

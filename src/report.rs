@@ -84,9 +84,16 @@ pub struct StageReport {
     pub target: String,
     pub status: Status,
     pub seed: u64,
+    /// The Redis type of the stage's keys.
+    #[serde(rename = "type")]
+    pub data_type: &'static str,
     pub keys_planned: u64,
-    /// Entries the server acknowledged.
+    /// Entries the server acknowledged (typed keys: every command of the key).
     pub keys_written: u64,
+    /// Elements of the keys written (strings: one value per key).
+    pub elements_written: u64,
+    /// Typed keys left with only some of their elements when the stage stopped.
+    pub partial_keys: u64,
     /// Payload bytes (keys plus values) of the acknowledged entries.
     pub payload_bytes: u64,
     pub started_at: Option<String>,

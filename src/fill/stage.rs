@@ -323,7 +323,15 @@ impl StageRun {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let summary = match status {
             Status::Ok => format!(
-                "ok, {keys_written} keys, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s)",
+                "ok, {keys_written} keys{}, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s)",
+                match stage.shape.elemental.data_type {
+                    DataType::String => String::new(),
+                    data_type => format!(
+                        " ({data_type}, {} {})",
+                        state.elements.load(Relaxed),
+                        data_type.elements_noun()
+                    ),
+                },
                 human_bytes(payload_bytes),
                 seconds,
                 payload_bytes as f64 / 1e6 / seconds,
@@ -347,8 +355,15 @@ impl StageRun {
             target: self.target_name.clone(),
             status,
             seed: self.seed,
+            data_type: stage.shape.elemental.data_type.as_str(),
             keys_planned: state.planned(),
             keys_written,
+            elements_written: if stage.shape.elemental.data_type == DataType::String {
+                keys_written
+            } else {
+                state.elements.load(Relaxed)
+            },
+            partial_keys: state.partial_keys.load(Relaxed),
             payload_bytes,
             started_at: Some(report::timestamp(started_at)),
             duration_s: elapsed.as_secs_f64(),

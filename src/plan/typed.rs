@@ -40,14 +40,14 @@ impl DataType {
         }
     }
 
-    /// What one element of this type is called in messages.
-    pub fn element_noun(self) -> &'static str {
+    /// What the elements of this type are called in messages.
+    pub fn elements_noun(self) -> &'static str {
         match self {
-            DataType::String => "value",
-            DataType::Hash => "field",
-            DataType::Set | DataType::Zset => "member",
-            DataType::List => "item",
-            DataType::Stream => "entry",
+            DataType::String => "values",
+            DataType::Hash => "fields",
+            DataType::Set | DataType::Zset => "members",
+            DataType::List => "items",
+            DataType::Stream => "entries",
         }
     }
 }

@@ -242,6 +242,16 @@ impl StageBuilder {
         self.set("after", stages)
     }
 
+    /// `type = "…"`: hash, set, zset, list or stream.
+    pub fn data_type(self, data_type: &str) -> StageBuilder {
+        self.set("type", data_type)
+    }
+
+    /// `elements = { min, max }`.
+    pub fn elements(self, min: u64, max: u64) -> StageBuilder {
+        self.set("elements", range(int(min), int(max)))
+    }
+
     /// Any field of the stage.
     pub fn set(mut self, field: &str, value: impl Into<Value>) -> StageBuilder {
         self.table.insert(field.into(), value.into());

@@ -1,0 +1,329 @@
+//! Typed stages (hashes, sets, sorted sets, lists, streams) against real redis-server
+//! processes: the exact dataset whatever the connections and pipelining, every key of the
+//! right type with exactly its element count, TTLs, lists and streams resumed without
+//! duplicates after broken connections, and the same dataset on a cluster.
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cachefill::dataset::Dataset;
+use redis::Value;
+use support::*;
+
+const TYPES: [&str; 5] = ["hash", "set", "zset", "list", "stream"];
+
+/// A small stage of `data_type` with varied element counts and sizes.
+fn typed_stage(data_type: &str, keys: u64) -> StageBuilder {
+    let stage = StageBuilder::new("t")
+        .data_type(data_type)
+        .keys(keys)
+        .elements(1, 40)
+        .value_range(4, 40);
+    match data_type {
+        "hash" => stage.set("field_size", 6i64),
+        "stream" => stage.set("field_size", 5i64).set("entry_fields", 2i64),
+        "zset" => stage.set("score", {
+            let mut range = toml::Table::new();
+            range.insert("min".into(), (-1000i64).into());
+            range.insert("max".into(), 1000i64.into());
+            range
+        }),
+        _ => stage,
+    }
+}
+
+/// The dataset the plan's first stage wrote, as the crate computes it.
+fn dataset_of(plan: &Path, result: &serde_json::Value) -> Dataset {
+    let plan = cachefill::plan::load(plan).unwrap();
+    let stage = &plan.stages[0];
+    let seed = result["stages"][0]["seed"].as_u64().unwrap();
+    Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
+}
+
+/// The element count of `key` on the server, by its type.
+fn element_count(conn: &mut redis::Connection, data_type: &str, key: &[u8]) -> u64 {
+    let command = match data_type {
+        "hash" => "HLEN",
+        "set" => "SCARD",
+        "zset" => "ZCARD",
+        "list" => "LLEN",
+        "stream" => "XLEN",
+        other => panic!("not a typed stage: {other}"),
+    };
+    redis::cmd(command).arg(key).query(conn).unwrap()
+}
+
+/// Every key of the stage has the stage's type and exactly its element count; returns the
+/// total element count.
+fn assert_exact_keys(server: &RedisServer, dataset: &Dataset, keys: u64, data_type: &str) -> u64 {
+    let mut conn = server.connect();
+    let mut total = 0;
+    for i in 0..keys {
+        let key = dataset.key(i);
+        let found: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(found, data_type, "type of key {i}");
+        let expected = dataset.entry(i).elements;
+        assert_eq!(
+            element_count(&mut conn, data_type, &key),
+            expected,
+            "elements of key {i}"
+        );
+        total += expected;
+    }
+    total
+}
+
+#[test]
+fn every_type_writes_the_same_dataset_whatever_the_connections_and_pipeline() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    for data_type in TYPES {
+        let mut digests = Vec::new();
+        for (connections, pipeline, seed) in [(1, 1, 5), (8, 1024, 5), (3, 7, 5), (8, 1024, 6)] {
+            let plan = PlanBuilder::new()
+                .seed(seed)
+                .target(server.target().flush(true))
+                .stage(
+                    typed_stage(data_type, 300)
+                        .connections(connections)
+                        .pipeline(pipeline),
+                );
+            let plan = scratch.plan("plan.toml", &plan.build());
+            let result = run_ok(&scratch, &plan, &[]);
+            let stage = &result["stages"][0];
+            assert_eq!(server.dbsize(), 300, "{data_type}");
+            assert_eq!(stage["keys_written"], 300, "{data_type}");
+            assert_eq!(stage["type"], data_type);
+            assert_eq!(stage["partial_keys"], 0);
+            let dataset = dataset_of(&plan, &result);
+            let elements = assert_exact_keys(&server, &dataset, 300, data_type);
+            assert_eq!(stage["elements_written"], elements, "{data_type}");
+            digests.push(server.digest());
+        }
+        assert_eq!(digests[0], digests[1], "{data_type}: 1×1 against 8×1024");
+        assert_eq!(digests[0], digests[2], "{data_type}: 1×1 against 3×7");
+        assert_ne!(digests[0], digests[3], "{data_type}: another seed");
+    }
+}
+
+#[test]
+fn elements_hold_the_dataset_values() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(11)
+        .target(server.target().flush(true))
+        .stage(typed_stage("zset", 50));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &plan, &[]);
+    let dataset = dataset_of(&plan, &result);
+    let mut conn = server.connect();
+    for i in [0, 17, 49] {
+        let entry = dataset.entry(i);
+        for j in 0..entry.elements {
+            let element = dataset.element(&entry, j);
+            let mut member = Vec::new();
+            dataset.push_member(&element, &mut member);
+            let score: Option<f64> = redis::cmd("ZSCORE")
+                .arg(dataset.key(i))
+                .arg(&member)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(score, Some(dataset.score(&element) as f64), "key {i} member {j}");
+            assert!((-1000..=1000).contains(&dataset.score(&element)));
+        }
+    }
+}
+
+#[test]
+fn ttl_is_set_on_every_key_after_its_last_element() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(3)
+        .target(server.target().flush(true))
+        .stage(typed_stage("hash", 500).ttl_range("1h", "2h"));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &plan, &[]);
+    let dataset = dataset_of(&plan, &result);
+    let mut conn = server.connect();
+    for i in 0..500 {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(dataset.key(i))
+            .query(&mut conn)
+            .unwrap();
+        let planned = dataset.entry(i).ttl_ms.unwrap() as i64;
+        assert!(
+            pttl > planned - 60_000 && pttl <= planned,
+            "key {i}: PTTL {pttl}, planned {planned}"
+        );
+    }
+    assert_exact_keys(&server, &dataset, 500, "hash");
+}
+
+/// Kills cachefill's connections again and again while a list or stream stage runs: every
+/// key must end with exactly its elements (an unacknowledged RPUSH or XADD resent blindly
+/// would duplicate some), and the dataset must equal an undisturbed fill.
+#[test]
+fn lists_and_streams_resume_without_duplicates_after_broken_connections() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    for (data_type, keys, elements) in [("list", 3000, 400), ("stream", 600, 300)] {
+        let stage = StageBuilder::new("r")
+            .data_type(data_type)
+            .keys(keys)
+            .elements(elements, elements)
+            .value_size(16)
+            .connections(2)
+            .pipeline(64);
+        let plan = PlanBuilder::new()
+            .seed(9)
+            .target(server.target().flush(true))
+            .stage(stage);
+        let plan = scratch.plan("plan.toml", &plan.build());
+
+        let quiet = run_ok(&scratch, &plan, &[]);
+        assert_eq!(quiet["stages"][0]["reconnects"], 0);
+        let undisturbed = server.digest();
+
+        let (mut child, result) = spawn_plan(&scratch, &plan);
+        child.stderr = None;
+        let finished = AtomicBool::new(false);
+        let mut kills = 0u32;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let status = child.wait().unwrap();
+                finished.store(true, Ordering::Relaxed);
+                assert!(status.success(), "{data_type}: the disturbed run ends ok");
+            });
+            let mut conn = server.connect();
+            wait_until("the fill has started", Duration::from_secs(30), || {
+                finished.load(Ordering::Relaxed) || server.dbsize() > 0
+            });
+            // Bounded: at most 40 kills, 50 ms apart, while the run lasts.
+            while !finished.load(Ordering::Relaxed) && kills < 40 {
+                let killed: u64 = redis::cmd("CLIENT")
+                    .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+                    .query(&mut conn)
+                    .unwrap();
+                kills += u32::from(killed > 0);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let result = read_result(&result);
+        let stage = &result["stages"][0];
+        assert!(
+            stage["reconnects"].as_u64().unwrap() > 0,
+            "{data_type}: the test broke no connection (kills: {kills})"
+        );
+        assert_eq!(stage["status"], "ok");
+        assert_eq!(stage["keys_written"], keys);
+        assert_eq!(stage["elements_written"], keys * elements);
+        let dataset = dataset_of(&plan, &result);
+        assert_eq!(
+            assert_exact_keys(&server, &dataset, keys, data_type),
+            keys * elements
+        );
+        assert_eq!(server.digest(), undisturbed, "{data_type}: same dataset");
+    }
+}
+
+#[test]
+fn a_cluster_holds_the_same_typed_dataset_as_one_server() {
+    let cluster = RedisCluster::start(3, 0);
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    for data_type in ["hash", "list"] {
+        let stage = typed_stage(data_type, 2000);
+        let single = PlanBuilder::new()
+            .seed(21)
+            .target(server.target().flush(true))
+            .stage(stage.clone());
+        let single = scratch.plan("single.toml", &single.build());
+        run_ok(&scratch, &single, &[]);
+        let clustered = PlanBuilder::new()
+            .seed(21)
+            .target(cluster.target().flush(true))
+            .stage(stage);
+        let clustered = scratch.plan("cluster.toml", &clustered.build());
+        let result = run_ok(&scratch, &clustered, &[]);
+        assert_eq!(result["stages"][0]["keys_written"], 2000);
+        assert_eq!(cluster.total_keys(), 2000);
+        let per_node: u64 = result["stages"][0]["per_node"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["keys"].as_u64().unwrap())
+            .sum();
+        assert_eq!(per_node, 2000);
+        assert_eq!(cluster.digest_xor(), server.digest(), "{data_type}");
+    }
+}
+
+/// An ACL user that may write but not count: a broken connection during a list stage can't
+/// be resumed safely, so the stage fails and says why instead of guessing.
+#[test]
+fn a_list_that_cannot_be_counted_after_a_break_fails_clearly() {
+    let server = RedisServer::start(&[]);
+    let mut admin = server.connect();
+    let _: Value = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "filler", "on", ">secret-pw", "~*", "+@all", "-llen",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(2)
+        .target(server.target().user("filler", "FILLER_PASSWORD"))
+        .stage(
+            StageBuilder::new("l")
+                .data_type("list")
+                .keys(5000)
+                .elements(300, 300)
+                .value_size(16)
+                .connections(1)
+                .pipeline(64),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let mut child = cachefill(scratch.dir.path())
+        .env("FILLER_PASSWORD", "secret-pw")
+        .args(["run", "--quiet", "-o", "result.json"])
+        .arg(&plan)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        server.dbsize() > 0
+    });
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", "filler"])
+        .query(&mut admin)
+        .unwrap();
+    assert!(killed > 0, "the run was still connected");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("LLEN"), "{err}");
+    assert!(last.contains("without duplicates"), "{err}");
+    let result = read_result(&scratch.path("result.json"));
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "failed");
+    // Keys the run counts are complete on the server; the one it could not resume is not
+    // counted.
+    let dataset = dataset_of(&plan, &result);
+    let written = stage["keys_written"].as_u64().unwrap();
+    let mut complete = 0;
+    for i in 0..5000 {
+        if element_count(&mut admin, "list", &dataset.key(i)) == 300 {
+            complete += 1;
+        }
+    }
+    assert_eq!(written, complete);
+    assert_eq!(stage["partial_keys"], 1);
+}

@@ -8,7 +8,8 @@ use crate::plan::{Mode, NodeAddr, Servers, Target};
 use crate::progress::Progress;
 use crate::report::{NodeReport, TargetReport};
 use crate::server::cluster::{Topology, discover};
-use crate::server::launch::{LocalCluster, LocalServer, LocalTls, TlsFiles};
+use crate::server::launch::{LocalCluster, LocalServer};
+use crate::server::local_tls::{LocalTls, TlsFiles};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
 /// Where a stage's entries go.

@@ -1,12 +1,14 @@
 //! Servers at run time: credentials, connections (a control connection through the `redis`
-//! crate and raw data connections for the hot path), cluster topology, and local servers
-//! cachefill launches.
+//! crate and raw data connections for the hot path), the one connect path of run, flush and
+//! verify, cluster topology, and local servers cachefill launches.
 
+pub mod cleanup;
 pub mod cluster;
 pub mod connector;
 pub mod control;
 pub mod credentials;
 pub mod launch;
+pub mod local_tls;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};

@@ -4,6 +4,7 @@
 
 pub mod cleanup;
 pub mod cluster;
+pub mod connect;
 pub mod connector;
 pub mod control;
 pub mod credentials;

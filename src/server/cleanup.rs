@@ -76,7 +76,8 @@ pub fn stop_all() {
 fn remove(entry: &Launched) {
     if let Some(pid) = entry.pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
         // SAFETY: two system calls that touch no memory of ours (the status pointer is null).
-        // The pid is a child this process spawned and, while tracked, has not reaped.
+        // The pid is a child this process spawned; a stopping server is untracked before it
+        // is reaped, so the pid cannot have passed to another process by now.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);

@@ -206,8 +206,10 @@ enum StartError {
 impl Drop for LocalServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            cleanup::untrack(&self.dir);
+            // Killed before it is untracked, so an exit in between cannot leave it running;
+            // untracked before it is reaped, so the registry never holds a reused pid.
             let _ = child.kill();
+            cleanup::untrack(&self.dir);
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(&self.dir);
         }

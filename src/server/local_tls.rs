@@ -93,8 +93,8 @@ impl LocalTls {
 impl Drop for LocalTls {
     fn drop(&mut self) {
         if !self.keep {
-            cleanup::untrack(&self.dir);
             let _ = std::fs::remove_dir_all(&self.dir);
+            cleanup::untrack(&self.dir);
         }
     }
 }

@@ -1,11 +1,17 @@
 //! The executor: from a validated plan to servers holding its data and a result that says
 //! exactly what was written.
 
+mod batching;
 mod cluster;
+mod connection;
+mod feed;
+mod lock;
+mod session;
+mod socket;
+mod span;
 mod stage;
 mod state;
 mod targets;
-mod writer;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};

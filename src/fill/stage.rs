@@ -7,10 +7,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
+use super::batching::WriterConfig;
 use super::cluster::{NodeFeed, Router};
+use super::connection::connection_worker;
+use super::feed::Feed;
 use super::state::StageState;
 use super::targets::Route;
-use super::writer::{Feed, WriterConfig, connection_worker};
 use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::plan::units::human_bytes;

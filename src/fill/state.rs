@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
+use super::lock::lock;
 use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::shard::Shard;
@@ -147,7 +148,7 @@ impl StageState {
     /// Records an error reply to the command carrying `entries` and stops the stage.
     pub fn record_error(&self, dataset: &Dataset, entries: Range<u64>, message: &str) {
         self.errors.fetch_add(entries.end - entries.start, Relaxed);
-        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = lock(&self.first_error);
         if first.is_none() {
             let key = String::from_utf8_lossy(&dataset.key(entries.start)).into_owned();
             let command = if entries.end - entries.start > 1 {
@@ -163,7 +164,7 @@ impl StageState {
 
     /// Records a failure that is not an error reply (a connection that could not be mended).
     pub fn record_failure(&self, message: String) {
-        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = lock(&self.first_error);
         if first.is_none() {
             *first = Some(message);
         }
@@ -173,9 +174,6 @@ impl StageState {
 
     /// The first error of the stage, if any.
     pub fn first_error(&self) -> Option<String> {
-        self.first_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.first_error).clone()
     }
 }

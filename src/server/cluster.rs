@@ -164,7 +164,7 @@ fn parse_shards(value: &Value, seed: &NodeAddr, tls: bool) -> Result<Topology, S
             {
                 continue;
             }
-            let host = field(node, "connector")
+            let host = field(node, "endpoint")
                 .and_then(text)
                 .or_else(|| field(node, "ip").and_then(text));
             let Some(addr) = announced(host, port_of(node, tls), seed) else {
@@ -274,7 +274,7 @@ mod tests {
                 Value::Int(port),
                 bulk("ip"),
                 bulk("127.0.0.1"),
-                bulk("connector"),
+                bulk("endpoint"),
                 bulk("127.0.0.1"),
                 bulk("role"),
                 bulk(role),

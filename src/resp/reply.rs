@@ -1,30 +1,4 @@
-//! RESP: encoding commands into a reusable buffer and scanning replies without allocating.
-
-/// Appends `$<len>\r\n`, the header of a bulk string.
-#[inline]
-pub fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
-    out.push(b'$');
-    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a whole bulk string.
-#[inline]
-pub fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
-    push_bulk_header(out, bytes.len());
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a command given as its arguments.
-pub fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.push(b'*');
-    out.extend_from_slice(itoa::Buffer::new().format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for arg in args {
-        push_bulk(out, arg);
-    }
-}
+//! Scanning replies without allocating: each reply is borrowed from the read buffer.
 
 /// One reply, borrowed from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,13 +102,6 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Prot
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_encode_as_resp_arrays() {
-        let mut out = Vec::new();
-        push_command(&mut out, &[b"SET", b"k", b"value"]);
-        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n");
-    }
 
     #[test]
     fn replies_parse_or_ask_for_more() {

@@ -1,0 +1,142 @@
+//! Cluster stages: every entry goes straight to the primary that owns its slot. A router
+//! task walks the stage's index range and queues each entry on its primary's feed (bounded,
+//! so a slow primary holds up the others only once its queue is full); each primary has its
+//! own connections.
+//!
+//! `routing`: the slot map, queueing, and redirections (`MOVED` updates the slot map and
+//! moves the entry to the new owner, `ASK` sends it once with `ASKING`, `TRYAGAIN`,
+//! `CLUSTERDOWN` and `LOADING` retry it after a pause, within a bounded time).
+//! `failover`: when a primary is lost, waiting for a replica to take over, moving the lost
+//! primary's pending entries to the new owners, and re-checking every entry routed there
+//! (replication is asynchronous: acknowledged writes can be gone).
+
+mod failover;
+mod node;
+mod routing;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+pub use node::NodeFeed;
+
+use crate::dataset::Dataset;
+use crate::fill::lock::{lock, read};
+use crate::fill::state::StageState;
+use crate::plan::NodeAddr;
+use crate::server::Connector;
+use crate::server::cluster::Topology;
+
+/// The slot map and the primaries' feeds of one cluster stage.
+pub struct Router {
+    stage: Arc<StageState>,
+    /// The index in `nodes` of each slot's primary.
+    slots: RwLock<Vec<usize>>,
+    nodes: RwLock<Vec<Arc<NodeFeed>>>,
+    new_nodes: mpsc::UnboundedSender<Arc<NodeFeed>>,
+    capacity: usize,
+    routed_all: AtomicBool,
+    /// Since when the cluster has answered only TRYAGAIN, CLUSTERDOWN or LOADING.
+    busy_since: Mutex<Option<Instant>>,
+    /// `MOVED` replies followed.
+    pub moved: AtomicU64,
+    /// `ASK` replies followed.
+    pub ask: AtomicU64,
+    /// Primaries replaced by a replica during the stage.
+    pub failovers: AtomicU64,
+    /// Entries found missing after a failover and written again.
+    pub rewritten: AtomicU64,
+    connector: Arc<Connector>,
+    dataset: Arc<Dataset>,
+    /// Every node seen, primaries and replicas: where to read the topology after a loss.
+    known: Mutex<Vec<NodeAddr>>,
+    /// Failover re-checks running.
+    recovering: AtomicU64,
+}
+
+impl Router {
+    /// A router over `topology`; primaries found later (after MOVED or ASK) arrive on the
+    /// returned channel so the stage can open connections to them.
+    pub fn new(
+        stage: Arc<StageState>,
+        topology: &Topology,
+        capacity: usize,
+        connector: Arc<Connector>,
+        dataset: Arc<Dataset>,
+    ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), String> {
+        if let Some(uncovered) = topology.uncovered() {
+            return Err(format!(
+                "no primary serves slots {uncovered}; the cluster is not ready"
+            ));
+        }
+        let (new_nodes, receiver) = mpsc::unbounded_channel();
+        let nodes = topology
+            .primaries
+            .iter()
+            .map(|p| Arc::new(NodeFeed::new(p.addr.clone(), capacity)))
+            .collect();
+        let slots = topology.owner.iter().map(|o| o.unwrap_or(0)).collect();
+        let router = Router {
+            stage,
+            slots: RwLock::new(slots),
+            nodes: RwLock::new(nodes),
+            new_nodes,
+            capacity,
+            routed_all: AtomicBool::new(false),
+            busy_since: Mutex::new(None),
+            moved: AtomicU64::new(0),
+            ask: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
+            connector,
+            dataset,
+            known: Mutex::new(
+                topology
+                    .primaries
+                    .iter()
+                    .chain(&topology.replicas)
+                    .map(|n| n.addr.clone())
+                    .collect(),
+            ),
+            recovering: AtomicU64::new(0),
+        };
+        Ok((Arc::new(router), receiver))
+    }
+
+    /// The primaries known so far.
+    pub fn nodes(&self) -> Vec<Arc<NodeFeed>> {
+        read(&self.nodes).clone()
+    }
+
+    /// Called after acknowledgements: the cluster is answering, and the stage may be done.
+    pub fn acknowledged(&self) {
+        *lock(&self.busy_since) = None;
+        if self.finished() {
+            self.wake_all();
+        }
+    }
+
+    /// True when nothing more will be sent: all routed, all acknowledged and no failover
+    /// re-check running, or stopping.
+    pub fn finished(&self) -> bool {
+        self.stage.should_stop()
+            || (self.routed_all.load(Relaxed)
+                && self.stage.acked.load(Relaxed) >= self.stage.planned()
+                && self.recovering.load(Relaxed) == 0)
+    }
+
+    /// Wakes every waiting connection (to exit, or to look for work). When the stage stops,
+    /// the queues close too, so the router never waits for room that will not come.
+    pub fn wake_all(&self) {
+        let stopping = self.stage.should_stop();
+        for node in self.nodes() {
+            if stopping {
+                node.space.close();
+            }
+            node.work.notify_waiters();
+        }
+    }
+}

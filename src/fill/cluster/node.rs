@@ -1,0 +1,117 @@
+//! The entries waiting for one primary of a cluster stage, and its state across a failover.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::fill::lock::lock;
+use crate::fill::span::Span;
+use crate::plan::NodeAddr;
+
+/// The entries waiting for one primary.
+#[derive(Debug)]
+pub struct NodeFeed {
+    /// The primary's address.
+    pub addr: NodeAddr,
+    /// Entries the router queued here, in batches.
+    pub(super) queue: Mutex<VecDeque<Span>>,
+    /// Room left in `queue`: bounds what a slow primary holds back.
+    pub(super) space: Semaphore,
+    /// Entries sent here after MOVED, a busy reply or a lost connection.
+    pub(super) moved_here: Mutex<VecDeque<u64>>,
+    /// Entries to send here once each, after `ASKING`.
+    pub(super) asked_here: Mutex<VecDeque<u64>>,
+    pub(super) work: Notify,
+    /// Entries this primary acknowledged.
+    pub keys: AtomicU64,
+    /// Set once a replica took over: nothing is sent here any more.
+    pub(super) retired: AtomicBool,
+    /// The outcome of waiting for a successor, decided once for all connections.
+    pub(super) failover: tokio::sync::Mutex<Option<Result<(), String>>>,
+}
+
+impl NodeFeed {
+    /// An empty feed for the primary at `addr`, holding at most `capacity` routed entries.
+    pub(super) fn new(addr: NodeAddr, capacity: usize) -> NodeFeed {
+        NodeFeed {
+            addr,
+            queue: Mutex::new(VecDeque::new()),
+            space: Semaphore::new(capacity),
+            moved_here: Mutex::new(VecDeque::new()),
+            asked_here: Mutex::new(VecDeque::new()),
+            work: Notify::new(),
+            keys: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            failover: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Every entry waiting here, taken out.
+    pub(super) fn drain(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = lock(&self.asked_here).drain(..).collect();
+        out.extend(lock(&self.moved_here).drain(..));
+        for span in lock(&self.queue).drain(..) {
+            out.extend(span.into_indices());
+        }
+        out
+    }
+
+    /// Up to `max` entries to send: asked ones first, then moved ones, then routed ones.
+    pub fn next(&self, max: u64) -> Option<Span> {
+        if self.retired.load(Relaxed) {
+            return None;
+        }
+        if let Some(index) = lock(&self.asked_here).pop_front() {
+            return Some(Span::Asking {
+                index,
+                asked: false,
+            });
+        }
+        {
+            let mut moved = lock(&self.moved_here);
+            if !moved.is_empty() {
+                let take = moved.len().min(max as usize);
+                let indices: Vec<u64> = moved.drain(..take).collect();
+                return Some(Span::List { indices, start: 0 });
+            }
+        }
+        let span = lock(&self.queue).pop_front()?;
+        self.space.add_permits(span.len() as usize);
+        Some(span)
+    }
+
+    /// Waits until there is work or the stage is over (`finished`, asked after every
+    /// wake-up); false when it is over.
+    pub async fn wait(&self, finished: impl Fn() -> bool) -> bool {
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !lock(&self.asked_here).is_empty()
+                || !lock(&self.moved_here).is_empty()
+                || !lock(&self.queue).is_empty()
+            {
+                return true;
+            }
+            if finished() || self.retired.load(Relaxed) {
+                return false;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends `index` here (again), with the next batch.
+    pub(super) fn push_moved(&self, index: u64) {
+        lock(&self.moved_here).push_back(index);
+        self.work.notify_one();
+    }
+
+    /// Sends `index` here once, after `ASKING`.
+    pub(super) fn push_asked(&self, index: u64) {
+        lock(&self.asked_here).push_back(index);
+        self.work.notify_one();
+    }
+}

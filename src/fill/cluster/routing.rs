@@ -1,0 +1,212 @@
+//! Routing: every entry queued on the primary that owns its slot, and redirections
+//! followed (the slot map updated on `MOVED`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::Router;
+use super::node::NodeFeed;
+use crate::dataset::Dataset;
+use crate::fill::lock::{lock, read, write};
+use crate::fill::span::Span;
+use crate::plan::NodeAddr;
+use crate::resp::{ErrorReply, Redirect};
+use crate::slot::slot;
+
+/// Entries the router hands a primary at once.
+const ROUTE_BATCH: usize = 256;
+/// How long a cluster may answer TRYAGAIN, CLUSTERDOWN or LOADING before the stage gives up.
+const BUSY_LIMIT: Duration = Duration::from_secs(30);
+/// Pause before resending an entry the cluster asked to try again.
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
+impl Router {
+    /// Walks this shard's part of the stage (entries handed out by the stage, see
+    /// [`crate::shard`]) and queues every entry on its primary.
+    pub async fn route(&self, dataset: &Dataset) {
+        let mut key = Vec::with_capacity(dataset.key_size());
+        let mut pending: Vec<Vec<u64>> = Vec::new();
+        while !self.stage.should_stop() {
+            let Some(range) = self.stage.take(ROUTE_BATCH as u64) else {
+                // An until_memory stage hands out entries as memory allows.
+                if self.stage.wait_for_budget().await {
+                    continue;
+                }
+                break;
+            };
+            let mut full = Vec::new();
+            {
+                let slots = read(&self.slots);
+                for index in range {
+                    key.clear();
+                    dataset.push_key(&dataset.entry(index), &mut key);
+                    let node = slots[usize::from(slot(&key))];
+                    if pending.len() <= node {
+                        pending.resize_with(node + 1, Vec::new);
+                    }
+                    pending[node].push(index);
+                    if pending[node].len() == ROUTE_BATCH {
+                        full.push(node);
+                    }
+                }
+            }
+            for node in full {
+                let indices = std::mem::take(&mut pending[node]);
+                self.queue(node, indices).await;
+            }
+            // Entries are routed in batches: a budgeted stage flushes them at once so memory
+            // is measured on what was written.
+            if self.stage.handed_out() >= self.stage.planned() || self.stage.is_budgeted() {
+                for (node, indices) in pending.iter_mut().enumerate() {
+                    if !indices.is_empty() {
+                        let indices = std::mem::take(indices);
+                        self.queue(node, indices).await;
+                    }
+                }
+            }
+        }
+        for (node, indices) in pending.into_iter().enumerate() {
+            if !indices.is_empty() {
+                self.queue(node, indices).await;
+            }
+        }
+        self.routed_all.store(true, Relaxed);
+        self.wake_all();
+    }
+
+    async fn queue(&self, node: usize, indices: Vec<u64>) {
+        let feed = self.nodes()[node].clone();
+        // The queue is bounded: wait for room (this is where a slow primary holds the others).
+        let count = indices.len().min(self.capacity) as u32;
+        if let Ok(permits) = feed.space.acquire_many(count).await {
+            permits.forget();
+        }
+        if feed.retired.load(Relaxed) {
+            // Its slots moved to a successor while we waited for room.
+            for index in indices {
+                self.reroute(index);
+            }
+            return;
+        }
+        lock(&feed.queue).push_back(Span::List { indices, start: 0 });
+        feed.work.notify_one();
+    }
+
+    /// The feed of the primary at `addr`, created (and announced) when it is new.
+    pub(super) fn node_at(&self, addr: &NodeAddr) -> (usize, Arc<NodeFeed>) {
+        let mut nodes = write(&self.nodes);
+        if let Some(i) = nodes.iter().position(|n| &n.addr == addr) {
+            return (i, nodes[i].clone());
+        }
+        let feed = Arc::new(NodeFeed::new(addr.clone(), self.capacity));
+        nodes.push(feed.clone());
+        let _ = self.new_nodes.send(feed.clone());
+        (nodes.len() - 1, feed)
+    }
+
+    /// Handles an error reply to entry `index` sent to `from`: true when it was a
+    /// redirection (the entry is on its way elsewhere), false for a real error.
+    pub fn redirect(&self, index: u64, reply: ErrorReply<'_>, from: &Arc<NodeFeed>) -> bool {
+        match reply {
+            ErrorReply::Moved(to) => {
+                let (node, feed) = self.node_at(&redirect_addr(&to, &from.addr));
+                self.moved.fetch_add(1, Relaxed);
+                if let Some(owner) = write(&self.slots).get_mut(usize::from(to.slot)) {
+                    *owner = node;
+                }
+                feed.push_moved(index);
+                true
+            }
+            ErrorReply::Ask(to) => {
+                let (_, feed) = self.node_at(&redirect_addr(&to, &from.addr));
+                self.ask.fetch_add(1, Relaxed);
+                feed.push_asked(index);
+                true
+            }
+            reply if reply.is_transient() => {
+                let now = Instant::now();
+                let since = *lock(&self.busy_since).get_or_insert(now);
+                if now.duration_since(since) > BUSY_LIMIT {
+                    return false;
+                }
+                let feed = from.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                    feed.push_moved(index);
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The feed of the primary that owns `index`'s slot now.
+    pub(super) fn owner_of(&self, index: u64) -> Arc<NodeFeed> {
+        let mut key = Vec::with_capacity(self.dataset.key_size());
+        self.dataset.push_key(&self.dataset.entry(index), &mut key);
+        let node = read(&self.slots)[usize::from(slot(&key))];
+        self.nodes()[node].clone()
+    }
+
+    /// Sends `index` to the primary that owns its slot now.
+    pub(super) fn reroute(&self, index: u64) {
+        self.owner_of(index).push_moved(index);
+    }
+
+    /// Entries a connection of `node` had sent without seeing their replies: back to the
+    /// node's feed, or to the new owners when the node has been replaced.
+    pub fn hand_back(&self, node: &NodeFeed, spans: impl IntoIterator<Item = Span>) {
+        for span in spans {
+            for index in span.into_indices() {
+                if node.retired.load(Relaxed) {
+                    self.reroute(index);
+                } else {
+                    lock(&node.moved_here).push_back(index);
+                }
+            }
+        }
+        node.work.notify_one();
+    }
+}
+
+/// The node a redirection names; an empty host means the node that answered.
+fn redirect_addr(to: &Redirect<'_>, from: &NodeAddr) -> NodeAddr {
+    let host = if to.host.is_empty() {
+        from.host.clone()
+    } else {
+        to.host.to_string()
+    };
+    NodeAddr {
+        host,
+        port: to.port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirections_lead_to_the_named_node_or_the_one_that_answered() {
+        let from = NodeAddr {
+            host: "10.0.0.1".into(),
+            port: 7000,
+        };
+        let to = |line: &'static [u8]| match ErrorReply::parse(line) {
+            ErrorReply::Moved(to) | ErrorReply::Ask(to) => redirect_addr(&to, &from),
+            other => panic!("not a redirection: {other:?}"),
+        };
+        let addr = |host: &str, port| NodeAddr {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(to(b"MOVED 1 127.0.0.1:7001"), addr("127.0.0.1", 7001));
+        assert_eq!(to(b"ASK 1 :7002"), addr("10.0.0.1", 7002));
+        assert_eq!(to(b"MOVED 1 ::1:7003"), addr("::1", 7003));
+        assert_eq!(
+            to(b"MOVED 12182 redis-2.example:6379"),
+            addr("redis-2.example", 6379)
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! Where a connection's entries come from: the stage's index range, or a cluster
+//! primary's feed of routed entries.
+
+use std::sync::Arc;
+
+use super::cluster::{NodeFeed, Router};
+use super::span::Span;
+use super::state::StageState;
+
+/// Where a connection's entries come from.
+#[derive(Clone)]
+pub enum Feed {
+    /// A standalone stage: ranges handed out by the stage.
+    Stage,
+    /// A cluster stage: the entries routed to one primary.
+    Node {
+        node: Arc<NodeFeed>,
+        router: Arc<Router>,
+    },
+}
+
+impl Feed {
+    /// Up to `max` entries to send now; `None` when there is nothing right now.
+    pub fn next(&self, stage: &StageState, max: u64) -> Option<Span> {
+        match self {
+            Feed::Stage => stage.take(max).map(Span::Range),
+            Feed::Node { node, .. } => node.next(max),
+        }
+    }
+
+    /// Waits for more entries; false when this feed will never have any again.
+    pub async fn wait(&self, stage: &StageState) -> bool {
+        match self {
+            Feed::Stage => stage.wait_for_budget().await,
+            Feed::Node { node, router } => node.wait(|| router.finished()).await,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The bookkeeping of what a connection sent: spans of entries in flight, and which entries
+//! the next reply answers. The encoding of a span and the matching of its replies live side
+//! by side here, so the two always agree on how many replies a span takes.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use crate::resp::EntryEncoder;
+
+/// Entries a connection sends together; the reader matches replies against them in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Span {
+    /// Consecutive entries (standalone stages).
+    Range(Range<u64>),
+    /// Entries routed to one cluster node, from `start` on.
+    List { indices: Vec<u64>, start: usize },
+    /// One entry a cluster node told us to send elsewhere with `ASKING` first; `asked` once
+    /// the reply to ASKING came back.
+    Asking { index: u64, asked: bool },
+}
+
+impl Span {
+    /// Entries not yet answered.
+    pub fn len(&self) -> u64 {
+        match self {
+            Span::Range(r) => r.end - r.start,
+            Span::List { indices, start } => (indices.len() - start) as u64,
+            Span::Asking { .. } => 1,
+        }
+    }
+
+    /// Splits off the first `max` entries when there are more.
+    pub fn split_front(self, max: u64) -> (Span, Option<Span>) {
+        match self {
+            Span::Range(r) if r.end - r.start > max => (
+                Span::Range(r.start..r.start + max),
+                Some(Span::Range(r.start + max..r.end)),
+            ),
+            Span::List { mut indices, start } if (indices.len() - start) as u64 > max => {
+                let rest = indices.split_off(start + max as usize);
+                (
+                    Span::List { indices, start },
+                    Some(Span::List {
+                        indices: rest,
+                        start: 0,
+                    }),
+                )
+            }
+            span => (span, None),
+        }
+    }
+
+    /// The span to send again on a new connection (ASKING is sent again too).
+    pub fn resend(self) -> Span {
+        match self {
+            Span::Asking { index, .. } => Span::Asking {
+                index,
+                asked: false,
+            },
+            span => span,
+        }
+    }
+
+    /// The entries not yet answered, one by one (to hand them to another connection).
+    pub fn into_indices(self) -> Vec<u64> {
+        match self {
+            Span::Range(range) => range.collect(),
+            Span::List { indices, start } => indices[start..].to_vec(),
+            Span::Asking { index, .. } => vec![index],
+        }
+    }
+
+    /// Encodes the span's commands: consecutive entries in commands of up to `group`
+    /// entries (counted from the span's start, as [`take_answered`] counts the replies),
+    /// routed ones one `SET` each, an asked one after `ASKING`.
+    #[inline]
+    pub fn encode(&self, encoder: &EntryEncoder<'_>, group: u64, out: &mut Vec<u8>) {
+        match self {
+            Span::Range(range) => encoder.push_grouped(range.clone(), group, out),
+            Span::List { indices, start } => {
+                for &index in &indices[*start..] {
+                    encoder.push_set(index, out);
+                }
+            }
+            Span::Asking { index, .. } => encoder.push_asking_set(*index, out),
+        }
+    }
+}
+
+/// What one reply answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// The reply to ASKING, which answers no entry.
+    Asking,
+    /// These entries (consecutive ones, or one routed entry).
+    Range(Range<u64>),
+}
+
+/// Takes the entries the next reply answers from the front of `queue`.
+pub fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered> {
+    while queue.front().is_some_and(|span| span.len() == 0) {
+        queue.pop_front();
+    }
+    let span = queue.front_mut()?;
+    let answered = match span {
+        Span::Range(r) => {
+            let first = r.start;
+            r.start = (first + group).min(r.end);
+            Answered::Range(first..r.start)
+        }
+        Span::List { indices, start } => {
+            let index = indices[*start];
+            *start += 1;
+            Answered::Range(index..index + 1)
+        }
+        Span::Asking {
+            asked: asked @ false,
+            ..
+        } => {
+            *asked = true;
+            return Some(Answered::Asking);
+        }
+        Span::Asking { index, .. } => Answered::Range(*index..*index + 1),
+    };
+    if span.len() == 0 || matches!(span, Span::Asking { asked: true, .. }) {
+        queue.pop_front();
+    }
+    Some(answered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_to_grouped_ranges_answer_up_to_a_group_each() {
+        let mut queue = VecDeque::from([Span::Range(0..5), Span::Range(10..11)]);
+        let mut answered = Vec::new();
+        while let Some(Answered::Range(r)) = take_answered(&mut queue, 2) {
+            answered.push(r);
+        }
+        assert_eq!(answered, vec![0..2, 2..4, 4..5, 10..11]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn lists_answer_one_entry_per_reply_and_asking_takes_two_replies() {
+        let mut queue = VecDeque::from([
+            Span::List {
+                indices: vec![7, 3],
+                start: 0,
+            },
+            Span::Asking {
+                index: 9,
+                asked: false,
+            },
+        ]);
+        assert!(matches!(take_answered(&mut queue, 16), Some(Answered::Range(r)) if r == (7..8)));
+        assert!(matches!(take_answered(&mut queue, 16), Some(Answered::Range(r)) if r == (3..4)));
+        assert!(matches!(
+            take_answered(&mut queue, 16),
+            Some(Answered::Asking)
+        ));
+        assert!(matches!(take_answered(&mut queue, 16), Some(Answered::Range(r)) if r == (9..10)));
+        assert!(take_answered(&mut queue, 16).is_none());
+    }
+
+    #[test]
+    fn resent_asking_spans_ask_again() {
+        let span = Span::Asking {
+            index: 4,
+            asked: true,
+        }
+        .resend();
+        assert_eq!(
+            span,
+            Span::Asking {
+                index: 4,
+                asked: false
+            }
+        );
+    }
+
+    #[test]
+    fn split_front_keeps_order_and_entries() {
+        let (head, rest) = Span::Range(0..10).split_front(4);
+        assert_eq!((head, rest), (Span::Range(0..4), Some(Span::Range(4..10))));
+        let (head, rest) = Span::List {
+            indices: vec![5, 6, 7, 8],
+            start: 1,
+        }
+        .split_front(2);
+        assert_eq!(
+            head,
+            Span::List {
+                indices: vec![5, 6, 7],
+                start: 1
+            }
+        );
+        assert_eq!(
+            rest,
+            Some(Span::List {
+                indices: vec![8],
+                start: 0
+            })
+        );
+        assert_eq!(Span::Range(0..3).split_front(4), (Span::Range(0..3), None));
+    }
+
+    #[test]
+    fn handed_back_spans_keep_only_unanswered_entries() {
+        assert_eq!(Span::Range(3..6).into_indices(), vec![3, 4, 5]);
+        let list = Span::List {
+            indices: vec![9, 2, 7],
+            start: 1,
+        };
+        assert_eq!(list.into_indices(), vec![2, 7]);
+        let asking = Span::Asking {
+            index: 4,
+            asked: true,
+        };
+        assert_eq!(asking.into_indices(), vec![4]);
+    }
+
+    #[test]
+    fn every_encoded_command_gets_one_answer() {
+        use crate::dataset::Dataset;
+        use crate::plan::{Shape, ValueSize};
+        use crate::resp::{Reply, parse_reply};
+        let shape = Shape {
+            key_prefix: "k:".into(),
+            key_size: 8,
+            value_size: ValueSize { min: 3, max: 3 },
+            ttl: None,
+        };
+        let dataset = Dataset::new(1, "s", &shape, 100);
+        let encoder = EntryEncoder::new(&dataset);
+        let spans = [
+            Span::Range(0..7),
+            Span::List {
+                indices: vec![20, 11, 15],
+                start: 1,
+            },
+            Span::Asking {
+                index: 30,
+                asked: false,
+            },
+        ];
+        let mut out = Vec::new();
+        for span in &spans {
+            span.encode(&encoder, 3, &mut out);
+        }
+        // Count the commands: each is an array at the top level of the stream.
+        let mut commands = 0;
+        let mut at = 0;
+        while let Some((reply, used)) = parse_reply(&out[at..]).unwrap() {
+            assert_eq!(reply, Reply::Other);
+            commands += 1;
+            at += used;
+        }
+        assert_eq!(at, out.len());
+        let mut queue = VecDeque::from(spans);
+        let mut answers = 0;
+        while take_answered(&mut queue, 3).is_some() {
+            answers += 1;
+        }
+        // 0..7 in groups of 3: 3 commands; 2 routed SETs; ASKING + SET.
+        assert_eq!((commands, answers), (7, 7));
+    }
+}

@@ -1,0 +1,192 @@
+//! The one encoder of dataset entries as write commands: `SET key value [PX ms]` for one
+//! entry, `MSET k v k v …` for a group. The data connections and the failover re-check
+//! both write through it, so an entry is the same bytes whichever path writes it.
+//!
+//! Typed datasets (hashes, sets, streams …) will make one entry several commands (chunks of
+//! `HSET`, then `PEXPIRE`): that belongs here, with a count of replies per entry for the
+//! connections' bookkeeping (`fill::span`).
+
+use std::ops::Range;
+
+use super::encode::{push_array_header, push_bulk, push_bulk_header, push_command};
+use crate::dataset::{Dataset, Entry};
+
+/// Encodes the entries of one stage, allocating nothing per entry.
+pub struct EntryEncoder<'a> {
+    dataset: &'a Dataset,
+    /// `$<key_size>\r\n`: every key of a stage has the same length.
+    key_header: Vec<u8>,
+}
+
+impl<'a> EntryEncoder<'a> {
+    /// An encoder for the entries of `dataset`.
+    pub fn new(dataset: &'a Dataset) -> EntryEncoder<'a> {
+        let mut key_header = Vec::new();
+        push_bulk_header(&mut key_header, dataset.key_size());
+        EntryEncoder {
+            dataset,
+            key_header,
+        }
+    }
+
+    /// Encodes `entries` as commands of up to `group` entries each, counted from the start
+    /// (one reply per command): `SET` for a lone entry, `MSET` for more.
+    #[inline]
+    pub fn push_grouped(&self, entries: Range<u64>, group: u64, out: &mut Vec<u8>) {
+        let mut start = entries.start;
+        while start < entries.end {
+            let end = (start + group).min(entries.end);
+            if end - start == 1 {
+                self.push_set(start, out);
+            } else {
+                push_array_header(out, 1 + 2 * (end - start));
+                out.extend_from_slice(b"$4\r\nMSET\r\n");
+                for index in start..end {
+                    self.push_pair(&self.dataset.entry(index), out);
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Encodes `ASKING` and then `SET` of entry `index`: two commands, two replies.
+    pub fn push_asking_set(&self, index: u64, out: &mut Vec<u8>) {
+        push_command(out, &[b"ASKING"]);
+        self.push_set(index, out);
+    }
+
+    /// Encodes `SET key value`, with `PX ms` when the entry has a TTL.
+    #[inline]
+    pub fn push_set(&self, index: u64, out: &mut Vec<u8>) {
+        let entry = self.dataset.entry(index);
+        out.extend_from_slice(if entry.ttl_ms.is_some() {
+            b"*5\r\n$3\r\nSET\r\n"
+        } else {
+            b"*3\r\n$3\r\nSET\r\n"
+        });
+        self.push_pair(&entry, out);
+        if let Some(ms) = entry.ttl_ms {
+            out.extend_from_slice(b"$2\r\nPX\r\n");
+            push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
+        }
+    }
+
+    /// The key and the value of an entry, as two bulk strings.
+    #[inline]
+    fn push_pair(&self, entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key_header);
+        self.dataset.push_key(entry, out);
+        out.extend_from_slice(b"\r\n");
+        push_bulk_header(out, entry.value_len);
+        self.dataset.push_value(entry, out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Shape, Ttl, ValueSize};
+
+    fn dataset(ttl: Option<Ttl>) -> Dataset {
+        let shape = Shape {
+            key_prefix: "k:".into(),
+            key_size: 8,
+            value_size: ValueSize { min: 3, max: 3 },
+            ttl,
+        };
+        Dataset::new(1, "s", &shape, 100)
+    }
+
+    /// The arguments of every command in `bytes`, decoded by hand.
+    fn commands(mut bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        fn line(bytes: &mut &[u8]) -> Vec<u8> {
+            let end = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
+            let line = bytes[1..end].to_vec();
+            *bytes = &bytes[end + 2..];
+            line
+        }
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            assert_eq!(bytes[0], b'*');
+            let count: usize = String::from_utf8(line(&mut bytes))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut args = Vec::new();
+            for _ in 0..count {
+                assert_eq!(bytes[0], b'$');
+                let len: usize = String::from_utf8(line(&mut bytes))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                args.push(bytes[..len].to_vec());
+                assert_eq!(&bytes[len..len + 2], b"\r\n");
+                bytes = &bytes[len + 2..];
+            }
+            out.push(args);
+        }
+        out
+    }
+
+    #[test]
+    fn a_lone_entry_is_a_set_with_its_key_and_value() {
+        let ds = dataset(None);
+        let mut out = Vec::new();
+        EntryEncoder::new(&ds).push_set(7, &mut out);
+        assert_eq!(
+            commands(&out),
+            vec![vec![b"SET".to_vec(), ds.key(7), ds.value(7)]]
+        );
+    }
+
+    #[test]
+    fn entries_with_a_ttl_are_set_with_px() {
+        let ds = dataset(Some(Ttl {
+            min_ms: 1000,
+            max_ms: 1000,
+        }));
+        let mut out = Vec::new();
+        EntryEncoder::new(&ds).push_set(7, &mut out);
+        assert_eq!(
+            commands(&out),
+            vec![vec![
+                b"SET".to_vec(),
+                ds.key(7),
+                ds.value(7),
+                b"PX".to_vec(),
+                b"1000".to_vec()
+            ]]
+        );
+    }
+
+    #[test]
+    fn groups_are_msets_and_a_lone_remainder_is_a_set() {
+        let ds = dataset(None);
+        let mut out = Vec::new();
+        EntryEncoder::new(&ds).push_grouped(0..5, 2, &mut out);
+        let names: Vec<(Vec<u8>, usize)> = commands(&out)
+            .into_iter()
+            .map(|c| (c[0].clone(), c.len()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (b"MSET".to_vec(), 5),
+                (b"MSET".to_vec(), 5),
+                (b"SET".to_vec(), 3)
+            ]
+        );
+        assert_eq!(commands(&out)[1][3], ds.key(3));
+    }
+
+    #[test]
+    fn asking_precedes_the_set() {
+        let ds = dataset(None);
+        let mut out = Vec::new();
+        EntryEncoder::new(&ds).push_asking_set(4, &mut out);
+        let sent = commands(&out);
+        assert_eq!(sent[0], vec![b"ASKING".to_vec()]);
+        assert_eq!(sent[1][1], ds.key(4));
+    }
+}

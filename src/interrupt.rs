@@ -1,5 +1,6 @@
 //! Ctrl-C and SIGTERM: set a flag that every writer checks between batches, so a run stops
-//! sending, collects the replies still in flight, and writes its result.
+//! sending, collects the replies still in flight, and writes its result. A second signal
+//! exits at once, but still stops the servers the run launched.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +27,11 @@ pub fn install() -> std::io::Result<()> {
             _ = sigint.recv() => {}
             _ = sigterm.recv() => {}
         }
-        eprintln!("cachefill: interrupted twice; exiting without waiting for the result");
+        eprintln!(
+            "cachefill: interrupted twice; stopping the servers it launched and exiting without waiting for the result"
+        );
+        // `exit` runs no destructors, so launched servers are stopped here, not by their drops.
+        crate::server::cleanup::stop_all();
         std::process::exit(130);
     });
     Ok(())

@@ -5,35 +5,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
-
 use crate::error::Failure;
+use crate::report::{self, NodeKeys, RunReport, ShardInfo, StageReport, Status};
 
 fn invalid(path: &Path, message: impl std::fmt::Display) -> Failure {
     Failure::Invalid(format!("{}: {message}", path.display()))
 }
 
-fn time(value: &Value) -> Option<SystemTime> {
-    humantime::parse_rfc3339(value.as_str()?).ok()
-}
-
-fn stamp(time: SystemTime) -> Value {
-    Value::String(humantime::format_rfc3339_millis(time).to_string())
-}
-
-fn add(target: &mut Value, source: &Value, field: &str) {
-    let sum = target[field].as_u64().unwrap_or(0) + source[field].as_u64().unwrap_or(0);
-    target[field] = json!(sum);
+fn time(stamp: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(stamp).ok()
 }
 
 /// How bad a status is, to keep the worst one.
-fn rank(status: &Value) -> u8 {
-    match status.as_str() {
-        Some("failed") => 4,
-        Some("interrupted") => 3,
-        Some("skipped") => 2,
-        Some("pending") => 1,
-        _ => 0,
+fn rank(status: Status) -> u8 {
+    match status {
+        Status::Failed => 4,
+        Status::Interrupted => 3,
+        Status::Skipped => 2,
+        Status::Pending => 1,
+        Status::Ok => 0,
     }
 }
 
@@ -41,39 +31,107 @@ fn rank(status: &Value) -> u8 {
 pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
     let mut results = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid(path, format!("cannot read it: {e}")))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| invalid(path, format!("not a cachefill result: {e}")))?;
-        if value["stages"].as_array().is_none() || value["shard"]["count"].as_u64().is_none() {
-            return Err(invalid(path, "not a cachefill result (no stages or shard)"));
-        }
-        results.push((path.clone(), value));
+        results.push((path.clone(), report::read(path).map_err(Failure::Invalid)?));
     }
-    let Some((first_path, first)) = results.first().cloned() else {
+    let Some((first_path, first)) = results.first() else {
         return Err(Failure::Invalid(
             "merge needs at least one result file".into(),
         ));
     };
-    let count = first["shard"]["count"].as_u64().unwrap_or(1);
+    let count = first.shard.count;
+    check_complete(&results, first_path, first)?;
+
+    let mut merged = first.clone();
+    let start = results
+        .iter()
+        .filter_map(|(_, r)| time(&r.started_at))
+        .min();
+    let end = results
+        .iter()
+        .filter_map(|(_, r)| time(&r.finished_at))
+        .max();
+    if let (Some(start), Some(end)) = (start, end) {
+        merged.started_at = report::timestamp(start);
+        merged.finished_at = report::timestamp(end);
+        merged.duration_s = end.duration_since(start).unwrap_or_default().as_secs_f64();
+    }
+    merged.shard = ShardInfo {
+        index: None,
+        count,
+        merged: Some(count),
+    };
+    merged.status = results
+        .iter()
+        .map(|(_, r)| r.status)
+        .max_by_key(|s| rank(*s))
+        .unwrap_or(Status::Ok);
+    merged.error = results.iter().find_map(|(_, r)| r.error.clone());
+
+    // Targets: flushed by any shard; the last shard to finish saw the final keys and memory.
+    let latest = results
+        .iter()
+        .max_by_key(|(_, r)| time(&r.finished_at))
+        .map(|(_, r)| r);
+    for (name, target) in &mut merged.targets {
+        target.flushed = results
+            .iter()
+            .any(|(_, r)| r.targets.get(name).is_some_and(|t| t.flushed));
+        if let Some(nodes) = latest.and_then(|r| r.targets.get(name)).map(|t| &t.nodes) {
+            target.nodes = nodes.clone();
+        }
+    }
+
+    merged.stages = first
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| merge_stage(i, stage, &results))
+        .collect::<Result<_, _>>()?;
+
+    let path = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(format!("{}.result.json", merged.plan.name)));
+    report::write(&merged, &path).map_err(|e| {
+        Failure::Failed(format!(
+            "cannot write the merged result to {}: {e}",
+            path.display()
+        ))
+    })?;
+    if path.as_os_str() != "-" {
+        eprintln!(
+            "merged {} shard results into {}",
+            results.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses results of other plan files, of another shard count, or with a shard given twice
+/// or missing.
+fn check_complete(
+    results: &[(PathBuf, RunReport)],
+    first_path: &Path,
+    first: &RunReport,
+) -> Result<(), Failure> {
+    let count = first.shard.count;
     let mut seen = vec![false; count as usize];
-    for (path, result) in &results {
-        if result["plan"]["sha256"] != first["plan"]["sha256"] {
+    for (path, result) in results {
+        if result.plan.sha256 != first.plan.sha256 {
             return Err(invalid(
                 path,
                 format!("comes from another plan file than {}", first_path.display()),
             ));
         }
-        if result["shard"]["count"].as_u64() != Some(count) {
+        if result.shard.count != count {
             return Err(invalid(
                 path,
-                format!(
-                    "is a shard of {} parts, not {count}",
-                    result["shard"]["count"]
-                ),
+                format!("is a shard of {} parts, not {count}", result.shard.count),
             ));
         }
-        let index = result["shard"]["index"].as_u64().unwrap_or(u64::MAX);
+        let Some(index) = result.shard.index else {
+            return Err(invalid(path, "is a merged result, not a shard's"));
+        };
         match seen.get_mut(index as usize) {
             Some(slot) if !*slot => *slot = true,
             Some(_) => return Err(invalid(path, format!("shard {index} is given twice"))),
@@ -97,160 +155,81 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
             missing.join(", ")
         )));
     }
+    Ok(())
+}
 
-    let mut merged = first.clone();
-    let starts: Vec<SystemTime> = results
-        .iter()
-        .filter_map(|(_, r)| time(&r["started_at"]))
-        .collect();
-    let ends: Vec<SystemTime> = results
-        .iter()
-        .filter_map(|(_, r)| time(&r["finished_at"]))
-        .collect();
-    let (start, end) = (starts.iter().min().copied(), ends.iter().max().copied());
-    if let (Some(start), Some(end)) = (start, end) {
-        merged["started_at"] = stamp(start);
-        merged["finished_at"] = stamp(end);
-        merged["duration_s"] = json!(end.duration_since(start).unwrap_or_default().as_secs_f64());
-    }
-    merged["shard"] = json!({ "index": null, "count": count, "merged": count });
-    let worst = results
-        .iter()
-        .map(|(_, r)| &r["status"])
-        .max_by_key(|s| rank(s))
-        .cloned()
-        .unwrap_or(json!("ok"));
-    merged["status"] = worst;
-    merged["error"] = results
-        .iter()
-        .map(|(_, r)| &r["error"])
-        .find(|e| !e.is_null())
-        .cloned()
-        .unwrap_or(Value::Null);
-
-    // Targets: flushed by any shard; the last shard to finish saw the final keys and memory.
-    let latest = results
-        .iter()
-        .max_by_key(|(_, r)| time(&r["finished_at"]))
-        .map(|(_, r)| r.clone());
-    if let (Some(latest), Some(targets)) = (latest, merged["targets"].as_object_mut()) {
-        for (name, target) in targets.iter_mut() {
-            let flushed = results
-                .iter()
-                .any(|(_, r)| r["targets"][name]["flushed"] == json!(true));
-            target["flushed"] = json!(flushed);
-            if let Some(nodes) = latest["targets"][name]["nodes"].as_array() {
-                target["nodes"] = json!(nodes);
-            }
-        }
-    }
-
-    let mut stages = Vec::new();
-    for (i, stage) in first["stages"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let mut total = stage.clone();
-        let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
-        let (mut begin, mut finish) = (None::<SystemTime>, None::<SystemTime>);
-        for (n, (_, result)) in results.iter().enumerate() {
-            let part = &result["stages"][i];
-            if part["name"] != stage["name"] {
+/// Stage `i` over all shards: sums of the counters, the worst status, the first error,
+/// entries per node, and the rates over the span from the first start to the last end.
+fn merge_stage(
+    i: usize,
+    stage: &StageReport,
+    results: &[(PathBuf, RunReport)],
+) -> Result<StageReport, Failure> {
+    let mut total = stage.clone();
+    let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut begin, mut finish) = (None::<SystemTime>, None::<SystemTime>);
+    for (n, (_, result)) in results.iter().enumerate() {
+        let part = match result.stages.get(i) {
+            Some(part) if part.name == stage.name => part,
+            _ => {
                 return Err(Failure::Invalid(format!(
                     "the results list different stages at position {i}"
                 )));
             }
-            if part["seed"] != stage["seed"] {
-                return Err(Failure::Invalid(format!(
-                    "stage \"{}\" was written with different seeds by different shards",
-                    stage["name"].as_str().unwrap_or("?")
-                )));
+        };
+        if part.seed != stage.seed {
+            return Err(Failure::Invalid(format!(
+                "stage \"{}\" was written with different seeds by different shards",
+                stage.name
+            )));
+        }
+        if n > 0 {
+            for (sum, add) in [
+                (&mut total.keys_planned, part.keys_planned),
+                (&mut total.keys_written, part.keys_written),
+                (&mut total.elements_written, part.elements_written),
+                (&mut total.partial_keys, part.partial_keys),
+                (&mut total.payload_bytes, part.payload_bytes),
+                (&mut total.errors, part.errors),
+                (&mut total.reconnects, part.reconnects),
+                (&mut total.failovers, part.failovers),
+                (&mut total.rewritten, part.rewritten),
+                (&mut total.redirects.moved, part.redirects.moved),
+                (&mut total.redirects.ask, part.redirects.ask),
+            ] {
+                *sum = sum.saturating_add(add);
             }
-            if n > 0 {
-                for field in [
-                    "keys_planned",
-                    "keys_written",
-                    "payload_bytes",
-                    "errors",
-                    "reconnects",
-                    "failovers",
-                    "rewritten",
-                ] {
-                    add(&mut total, part, field);
-                }
-                for field in ["moved", "ask"] {
-                    add(&mut total["redirects"], &part["redirects"], field);
-                }
-                if rank(&part["status"]) > rank(&total["status"]) {
-                    total["status"] = part["status"].clone();
-                }
-                if total["first_error"].is_null() {
-                    total["first_error"] = part["first_error"].clone();
-                }
+            if rank(part.status) > rank(total.status) {
+                total.status = part.status;
             }
-            for node in part["per_node"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-            {
-                *per_node
-                    .entry(node["address"].as_str().unwrap_or("?").to_string())
-                    .or_default() += node["keys"].as_u64().unwrap_or(0);
-            }
-            if let Some(started) = time(&part["started_at"]) {
-                let done = started
-                    + Duration::from_secs_f64(part["duration_s"].as_f64().unwrap_or(0.0).max(0.0));
-                begin = Some(begin.map_or(started, |b| b.min(started)));
-                finish = Some(finish.map_or(done, |f| f.max(done)));
+            if total.first_error.is_none() {
+                total.first_error.clone_from(&part.first_error);
             }
         }
-        total["per_node"] = json!(
-            per_node
-                .into_iter()
-                .map(|(address, keys)| json!({ "address": address, "keys": keys }))
-                .collect::<Vec<_>>()
-        );
-        if let (Some(begin), Some(finish)) = (begin, finish) {
-            let seconds = finish
-                .duration_since(begin)
-                .unwrap_or_default()
-                .as_secs_f64();
-            total["started_at"] = stamp(begin);
-            total["duration_s"] = json!(seconds);
-            let seconds = seconds.max(1e-9);
-            total["keys_per_s"] =
-                json!(total["keys_written"].as_u64().unwrap_or(0) as f64 / seconds);
-            total["mb_per_s"] =
-                json!(total["payload_bytes"].as_u64().unwrap_or(0) as f64 / 1e6 / seconds);
+        for node in &part.per_node {
+            let keys = per_node.entry(node.address.clone()).or_default();
+            *keys = keys.saturating_add(node.keys);
         }
-        stages.push(total);
+        if let Some(started) = part.started_at.as_deref().and_then(time) {
+            let done = started + Duration::try_from_secs_f64(part.duration_s).unwrap_or_default();
+            begin = Some(begin.map_or(started, |b| b.min(started)));
+            finish = Some(finish.map_or(done, |f| f.max(done)));
+        }
     }
-    merged["stages"] = json!(stages);
-
-    let path = output.map(Path::to_path_buf).unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "{}.result.json",
-            merged["plan"]["name"].as_str().unwrap_or("merged")
-        ))
-    });
-    let mut text =
-        serde_json::to_vec_pretty(&merged).map_err(|e| Failure::Failed(e.to_string()))?;
-    text.push(b'\n');
-    crate::output::write(&text, &path).map_err(|e| {
-        Failure::Failed(format!(
-            "cannot write the merged result to {}: {e}",
-            path.display()
-        ))
-    })?;
-    if path.as_os_str() != "-" {
-        eprintln!(
-            "merged {} shard results into {}",
-            results.len(),
-            path.display()
-        );
+    total.per_node = per_node
+        .into_iter()
+        .map(|(address, keys)| NodeKeys { address, keys })
+        .collect();
+    if let (Some(begin), Some(finish)) = (begin, finish) {
+        let seconds = finish
+            .duration_since(begin)
+            .unwrap_or_default()
+            .as_secs_f64();
+        total.started_at = Some(report::timestamp(begin));
+        total.duration_s = seconds;
+        let seconds = seconds.max(1e-9);
+        total.keys_per_s = total.keys_written as f64 / seconds;
+        total.mb_per_s = total.payload_bytes as f64 / 1e6 / seconds;
     }
-    Ok(())
+    Ok(total)
 }

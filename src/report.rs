@@ -1,29 +1,40 @@
-//! The JSON result of a run (docs/result.md): plain serde types, written atomically.
+//! The JSON result of a run (docs/cli-and-result.md): plain serde types, written atomically
+//! and read back the same way by `merge` and `verify --result`.
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::DataType;
 
 /// The whole result file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
-    pub cachefill_version: &'static str,
+    /// Version of the binary that wrote the result.
+    pub cachefill_version: String,
     /// "ok", "failed" or "interrupted".
     pub status: Status,
     /// One-line reason when the status is not ok.
     pub error: Option<String>,
+    /// The plan the run executed.
     pub plan: PlanInfo,
+    /// Which part of the dataset this process wrote.
     pub shard: ShardInfo,
+    /// When the run started.
     pub started_at: String,
+    /// When the run ended.
     pub finished_at: String,
+    /// Seconds from start to end.
     pub duration_s: f64,
+    /// Each target by name.
     pub targets: std::collections::BTreeMap<String, TargetReport>,
+    /// Each stage, in plan order.
     pub stages: Vec<StageReport>,
 }
 
 /// Outcome of a run or a stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -36,86 +47,133 @@ pub enum Status {
 }
 
 /// The plan the run executed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanInfo {
+    /// The plan's name.
     pub name: String,
+    /// The plan file as given.
     pub path: String,
+    /// SHA-256 of the plan file.
     pub sha256: String,
     /// The plan-wide seed in force (drawn at random when the plan has none).
     pub seed: u64,
 }
 
 /// Which part of the dataset this process wrote.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ShardInfo {
-    pub index: u32,
+    /// This process's part; null in a merged result.
+    pub index: Option<u32>,
+    /// Parts of the whole run.
     pub count: u32,
+    /// In a merged result: how many shard results it combines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<u32>,
 }
 
 /// One target after the run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetReport {
-    pub mode: &'static str,
+    /// "standalone" or "cluster".
+    pub mode: String,
+    /// True when the target speaks TLS.
     pub tls: bool,
+    /// True when the run flushed the target.
     pub flushed: bool,
     /// True when cachefill started the server for this run.
     pub launched: bool,
+    /// Version the servers report; null when INFO is not allowed.
     pub server_version: Option<String>,
+    /// Its primaries.
     pub nodes: Vec<NodeReport>,
+    /// Launched servers left running with `--keep`: where they are and the CA to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptServers>,
+}
+
+/// Servers cachefill launched and left running (`--keep`), for the tools that use them next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeptServers {
+    /// Every server's client address (a cluster's primaries first, then replicas).
+    pub addresses: Vec<String>,
+    /// The throwaway CA certificate of launched TLS servers; null without TLS.
+    pub ca_file: Option<String>,
 }
 
 /// One server of a target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeReport {
+    /// `host:port`.
     pub address: String,
-    pub role: &'static str,
+    /// "primary".
+    pub role: String,
     /// Hash slots served (cluster); null on a standalone server.
     pub slots: Option<u32>,
+    /// Keys in the database before the run.
     pub keys_before: Option<u64>,
+    /// Keys in the database after the run.
     pub keys_after: Option<u64>,
+    /// `used_memory` before the run.
     pub used_memory_before: Option<u64>,
+    /// `used_memory` after the run.
     pub used_memory_after: Option<u64>,
 }
 
 /// One stage after the run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageReport {
+    /// Stage name.
     pub name: String,
+    /// Target name.
     pub target: String,
+    /// How the stage ended.
     pub status: Status,
+    /// Seed of its dataset.
     pub seed: u64,
     /// The Redis type of the stage's keys.
-    #[serde(rename = "type")]
-    pub data_type: &'static str,
+    #[serde(rename = "type", default)]
+    pub data_type: DataType,
+    /// Entries this process was to write.
     pub keys_planned: u64,
     /// Entries the server acknowledged (typed keys: every command of the key).
     pub keys_written: u64,
     /// Elements of the keys written (strings: one value per key).
+    #[serde(default)]
     pub elements_written: u64,
     /// Typed keys left with only some of their elements when the stage stopped.
+    #[serde(default)]
     pub partial_keys: u64,
     /// Payload bytes (keys plus values) of the acknowledged entries.
     pub payload_bytes: u64,
+    /// When it started; null when it never did.
     pub started_at: Option<String>,
+    /// Seconds it ran.
     pub duration_s: f64,
+    /// Acknowledged entries per second.
     pub keys_per_s: f64,
+    /// Payload megabytes (10^6) per second.
     pub mb_per_s: f64,
+    /// Entries refused by an error reply.
     pub errors: u64,
+    /// The first error, as one line.
     pub first_error: Option<String>,
+    /// Cluster redirections followed.
     pub redirects: Redirects,
+    /// Connections re-established.
     pub reconnects: u64,
     /// Cluster primaries replaced by a replica while the stage ran.
     pub failovers: u64,
     /// Entries found missing on a new primary after a failover and written again.
     pub rewritten: u64,
     /// For an `until_memory` stage: the goal and the `used_memory` reached.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_memory: Option<UntilMemoryReport>,
+    /// Entries written per server.
     pub per_node: Vec<NodeKeys>,
 }
 
 /// How an `until_memory` stage ended.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct UntilMemoryReport {
     /// The goal, in bytes of `used_memory` (summed over primaries).
     pub goal_bytes: u64,
@@ -124,17 +182,42 @@ pub struct UntilMemoryReport {
 }
 
 /// Cluster redirections followed.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Redirects {
+    /// MOVED replies.
     pub moved: u64,
+    /// ASK replies.
     pub ask: u64,
 }
 
 /// Entries a stage wrote to one server.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeKeys {
+    /// `host:port`.
     pub address: String,
+    /// Entries acknowledged by it.
     pub keys: u64,
+}
+
+/// Reads a result file back; errors are one line naming the file and what is wrong (for a
+/// result of another format, the field that is missing or malformed).
+pub fn read(path: &Path) -> Result<RunReport, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the result file: {e}", path.display()))?;
+    let mut json = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!("{at}: ")
+        };
+        format!(
+            "{}: not a cachefill result (or one of another version): {at}{}",
+            path.display(),
+            e.inner()
+        )
+    })
 }
 
 /// `2026-11-26T07:00:00.123Z`: RFC 3339, UTC, milliseconds.

@@ -3,7 +3,7 @@
 //! another value, and which TTLs are missing or out of range.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
@@ -12,9 +12,10 @@ use tokio::task::JoinSet;
 
 use crate::dataset::Dataset;
 use crate::error::Failure;
-use crate::plan::{Amount, Mode, NodeAddr, Plan, Servers, Stage};
-use crate::server::cluster::discover;
-use crate::server::{Connector, Credentials};
+use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
+use crate::report;
+use crate::server::Credentials;
+use crate::server::connect::{self, Route};
 use crate::slot::slot;
 
 /// Entries read back per round trip.
@@ -66,94 +67,76 @@ struct VerifyReport {
     stages: Vec<StageCheck>,
 }
 
-/// Seeds, counts and launched addresses recorded by a run.
+/// What verify needs from a run's result: seeds, counts, and where launched servers are.
 struct RecordedRun {
     seeds: HashMap<String, u64>,
     counts: HashMap<String, u64>,
-    addresses: HashMap<String, Vec<NodeAddr>>,
+    /// Per target: seed addresses, and the throwaway CA of a launched TLS server.
+    servers: HashMap<String, (Vec<NodeAddr>, Option<PathBuf>)>,
 }
 
-fn read_result(path: &PathBuf) -> Result<RecordedRun, Failure> {
-    let invalid = |m: String| Failure::Invalid(format!("{}: {m}", path.display()));
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid(format!("cannot read the result file: {e}")))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| invalid(format!("not a cachefill result: {e}")))?;
+fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
+    let report = report::read(path).map_err(Failure::Invalid)?;
     let mut recorded = RecordedRun {
         seeds: HashMap::new(),
         counts: HashMap::new(),
-        addresses: HashMap::new(),
+        servers: HashMap::new(),
     };
-    for stage in json["stages"]
-        .as_array()
-        .ok_or_else(|| invalid("no stages in the result".into()))?
-    {
-        let name = stage["name"].as_str().unwrap_or_default().to_string();
-        if let Some(seed) = stage["seed"].as_u64() {
-            recorded.seeds.insert(name.clone(), seed);
-        }
-        if let Some(count) = stage["keys_planned"].as_u64() {
-            recorded.counts.insert(name, count);
-        }
+    for stage in report.stages {
+        recorded.seeds.insert(stage.name.clone(), stage.seed);
+        recorded.counts.insert(stage.name, stage.keys_planned);
     }
-    if let Some(targets) = json["targets"].as_object() {
-        for (name, target) in targets {
-            let nodes = target["nodes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            let addrs = nodes
-                .iter()
-                .filter_map(|n| n["address"].as_str())
-                .filter_map(|a| NodeAddr::parse(a, 6379).ok())
-                .collect();
-            recorded.addresses.insert(name.clone(), addrs);
-        }
+    for (name, target) in report.targets {
+        // Servers kept with --keep are listed whole; older results only name the primaries.
+        let (addresses, ca_file) = match target.kept {
+            Some(kept) => (kept.addresses, kept.ca_file.map(PathBuf::from)),
+            None => (target.nodes.into_iter().map(|n| n.address).collect(), None),
+        };
+        let addrs = addresses
+            .iter()
+            .filter_map(|a| NodeAddr::parse(a, 6379).ok())
+            .collect();
+        recorded.servers.insert(name, (addrs, ca_file));
     }
     Ok(recorded)
 }
 
-/// Where a target's entries are read from.
-enum Reader {
-    Standalone(MultiplexedConnection),
-    Cluster {
-        slots: Vec<usize>,
-        nodes: Vec<MultiplexedConnection>,
-    },
+/// Where a target's entries are read from: its primaries, and on a cluster which one
+/// serves each slot.
+struct Reader {
+    /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
+    slots: Option<Vec<usize>>,
+    nodes: Vec<MultiplexedConnection>,
 }
 
 impl Reader {
     /// The server that holds `key`, as an index into [`Reader::connection`].
     fn node_for(&self, key: &[u8]) -> usize {
-        match self {
-            Reader::Standalone(_) => 0,
-            Reader::Cluster { slots, .. } => slots[usize::from(slot(key))],
-        }
+        self.slots
+            .as_ref()
+            .map_or(0, |slots| slots[usize::from(slot(key))])
     }
 
     fn nodes(&self) -> usize {
-        match self {
-            Reader::Standalone(_) => 1,
-            Reader::Cluster { nodes, .. } => nodes.len(),
-        }
+        self.nodes.len()
     }
 
     fn connection(&self, node: usize) -> MultiplexedConnection {
-        match self {
-            Reader::Standalone(c) => c.clone(),
-            Reader::Cluster { nodes, .. } => nodes[node].clone(),
-        }
+        self.nodes[node].clone()
     }
 }
 
 /// Runs `cachefill verify`.
 pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure> {
-    let recorded = options.result.as_ref().map(read_result).transpose()?;
+    let recorded = options.result.as_deref().map(read_result).transpose()?;
     let mut readers = Vec::new();
     for target in &plan.targets {
         let credentials = Credentials::resolve(&target.name, &target.auth)
             .map_err(|e| Failure::Invalid(format!("{}: {e}", plan.path.display())))?;
-        let seeds = match (&target.servers, &recorded) {
-            (Servers::Nodes(nodes), _) => nodes.clone(),
+        let (seeds, ca_file) = match (&target.servers, &recorded) {
+            (Servers::Nodes(nodes), _) => (nodes.clone(), None),
             (Servers::Launch { .. }, Some(run)) => {
-                run.addresses.get(&target.name).cloned().unwrap_or_default()
+                run.servers.get(&target.name).cloned().unwrap_or_default()
             }
             (Servers::Launch { .. }, None) => {
                 return Err(Failure::Invalid(format!(
@@ -168,33 +151,20 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 target.name
             )));
         }
-        let connector = Connector::new(target, credentials).map_err(Failure::Invalid)?;
-        let reader = match target.mode {
-            Mode::Standalone => Reader::Standalone(
-                connector
-                    .control(&seeds[0])
-                    .await
-                    .map_err(|e| Failure::Failed(e.0))?
-                    .connection(),
-            ),
-            Mode::Cluster => {
-                let topology = discover(&connector, &seeds)
-                    .await
-                    .map_err(|e| Failure::Failed(e.0))?;
-                let mut nodes = Vec::new();
-                for primary in &topology.primaries {
-                    nodes.push(
-                        connector
-                            .control(&primary.addr)
-                            .await
-                            .map_err(|e| Failure::Failed(e.0))?
-                            .connection(),
-                    );
-                }
-                let slots = topology.owner.iter().map(|o| o.unwrap_or(0)).collect();
-                Reader::Cluster { slots, nodes }
+        let connector = connect::connector(target, credentials, ca_file.as_deref())?;
+        let connected = connect::connect(connector, target.mode, &seeds).await?;
+        let nodes = connected
+            .primaries
+            .iter()
+            .map(|p| p.control.connection())
+            .collect();
+        let slots = match connected.route {
+            Route::Standalone(_) => None,
+            Route::Cluster(topology) => {
+                Some(topology.owner.iter().map(|o| o.unwrap_or(0)).collect())
             }
         };
+        let reader = Reader { slots, nodes };
         readers.push(Arc::new(reader));
     }
 

@@ -67,7 +67,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
     let mut report = RunReport {
-        cachefill_version: env!("CARGO_PKG_VERSION"),
+        cachefill_version: env!("CARGO_PKG_VERSION").to_string(),
         status: Status::Ok,
         error: None,
         plan: PlanInfo {
@@ -77,8 +77,9 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
             seed: run_seed,
         },
         shard: ShardInfo {
-            index: options.shard.index,
+            index: Some(options.shard.index),
             count: options.shard.count,
+            merged: None,
         },
         started_at: report::timestamp(started_at),
         finished_at: String::new(),
@@ -110,8 +111,11 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
             live.record_after(target_report).await;
         }
     }
-    for live in live {
-        live.finish(options.keep, &progress);
+    for (target, live) in plan.targets.iter().zip(live) {
+        let kept = live.finish(options.keep, &progress);
+        if let Some(target_report) = report.targets.get_mut(&target.name) {
+            target_report.kept = kept;
+        }
     }
 
     let failure = outcome.err().or_else(|| stage_failure(plan, &report));
@@ -207,7 +211,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         target: plan.targets[stage.target].name.clone(),
         status: Status::Pending,
         seed: stage_seed(stage, run_seed),
-        data_type: stage.shape.elemental.data_type.as_str(),
+        data_type: stage.shape.elemental.data_type,
         keys_planned: shard.len(stage.keys),
         keys_written: 0,
         elements_written: 0,

@@ -355,7 +355,7 @@ impl StageRun {
             target: self.target_name.clone(),
             status,
             seed: self.seed,
-            data_type: stage.shape.elemental.data_type.as_str(),
+            data_type: stage.shape.elemental.data_type,
             keys_planned: state.planned(),
             keys_written,
             elements_written: if stage.shape.elemental.data_type == DataType::String {

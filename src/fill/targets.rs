@@ -1,24 +1,16 @@
-//! Targets for a run: launch local servers, connect, read the topology, flush, and record
-//! what each server held before and after.
-
-use std::sync::Arc;
+//! Targets for a run: launch local servers, connect (through [`crate::server::connect`]),
+//! flush, and record what each server held before and after.
 
 use crate::error::Failure;
 use crate::plan::{Mode, NodeAddr, Servers, Target};
 use crate::progress::Progress;
-use crate::report::{NodeReport, TargetReport};
-use crate::server::cluster::{Topology, discover};
-use crate::server::launch::{LocalCluster, LocalServer, LocalTls, TlsFiles};
+use crate::report::{KeptServers, NodeReport, TargetReport};
+use crate::server::connect::{self, Connected};
+use crate::server::launch::{LocalCluster, LocalServer};
+use crate::server::local_tls::{LocalTls, TlsFiles};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
-/// Where a stage's entries go.
-#[derive(Debug, Clone)]
-pub enum Route {
-    /// Every entry to one server.
-    Standalone(NodeAddr),
-    /// Every entry to the primary owning its slot.
-    Cluster(Arc<Topology>),
-}
+pub use crate::server::connect::Route;
 
 /// Servers cachefill started for this run.
 enum Launched {
@@ -30,7 +22,7 @@ enum Launched {
 /// One target, connected and ready to be written to.
 pub struct LiveTarget {
     /// Connection settings shared by every connection to the target.
-    pub connector: Arc<Connector>,
+    pub connector: std::sync::Arc<Connector>,
     /// Where entries go.
     pub route: Route,
     /// One control connection per primary (the server, on a standalone target).
@@ -58,46 +50,34 @@ impl LiveTarget {
             }
             _ => None,
         };
-        let mut resolved = target.clone();
-        if let (Some(local), Some(spec)) = (&local_tls, resolved.tls.as_mut()) {
-            spec.ca_file = Some(local.ca_file.clone());
-        }
-        let connector = Connector::new(&resolved, credentials).map_err(Failure::Invalid)?;
+        let connector = connect::connector(
+            target,
+            credentials,
+            local_tls.as_ref().map(|t| t.ca_file.as_path()),
+        )?;
         if target.tls.as_ref().is_some_and(|t| t.insecure) {
             progress.line(&format!(
                 "warning: target {}: insecure = true, so server certificates are not verified",
                 target.name
             ));
         }
-        let connector = Arc::new(connector);
         let (seeds, launched) = launch(target, progress, local_tls.as_ref()).await?;
-        let (route, primaries) = match target.mode {
-            Mode::Standalone => (
-                Route::Standalone(seeds[0].clone()),
-                vec![(seeds[0].clone(), None)],
-            ),
-            Mode::Cluster => {
-                let topology = discover(&connector, &seeds).await.map_err(failed)?;
-                let primaries = topology
-                    .primaries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (p.addr.clone(), Some(topology.slot_count(i))))
-                    .collect();
-                (Route::Cluster(Arc::new(topology)), primaries)
-            }
-        };
+        let Connected {
+            connector,
+            route,
+            primaries,
+        } = connect::connect(connector, target.mode, &seeds).await?;
         let mut controls = Vec::new();
         let mut nodes = Vec::new();
         let mut version = None;
-        for (addr, slots) in primaries {
-            let mut control = connector.control(&addr).await.map_err(failed)?;
+        for connect::Primary { mut control, slots } in primaries {
+            let addr = control.addr().clone();
             let facts = control.facts().await;
             warn_about_eviction(&target.name, &addr, &facts, progress);
             version = version.or(facts.version.clone());
             nodes.push(NodeReport {
                 address: addr.to_string(),
-                role: "primary",
+                role: "primary".to_string(),
                 slots,
                 keys_before: facts.keys,
                 keys_after: None,
@@ -107,12 +87,13 @@ impl LiveTarget {
             controls.push(control);
         }
         let report = TargetReport {
-            mode: target.mode.as_str(),
+            mode: target.mode.as_str().to_string(),
             tls: target.tls.is_some(),
             flushed: false,
             launched: !matches!(launched, Launched::Nothing),
             server_version: version,
             nodes,
+            kept: None,
         };
         Ok((
             LiveTarget {
@@ -174,26 +155,32 @@ impl LiveTarget {
         }
     }
 
-    /// Stops launched servers, or with `keep` leaves them running and says where.
-    pub fn finish(self, keep: bool, progress: &Progress) {
+    /// Stops launched servers, or with `keep` leaves them running, says where, and returns
+    /// them for the result.
+    pub fn finish(self, keep: bool, progress: &Progress) -> Option<KeptServers> {
         if !keep {
-            return;
+            return None;
         }
         let addrs = match self.launched {
-            Launched::Nothing => return,
+            Launched::Nothing => return None,
             Launched::Server(server) => vec![server.keep()],
             Launched::Cluster(cluster) => cluster.keep(),
         };
-        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-        let ca = match self.local_tls {
-            Some(tls) => format!(", TLS with the CA certificate {}", tls.keep().display()),
+        let addresses: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let ca_file = self.local_tls.map(LocalTls::keep);
+        let ca = match &ca_file {
+            Some(path) => format!(", TLS with the CA certificate {}", path.display()),
             None => String::new(),
         };
         progress.line(&format!(
             "target {} keeps running at {}{ca} (--keep)",
             self.connector.name,
-            addrs.join(", ")
+            addresses.join(", ")
         ));
+        Some(KeptServers {
+            addresses,
+            ca_file: ca_file.map(|p| p.display().to_string()),
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use super::{Connector, TargetError};
+use super::connector::{Connector, TargetError};
 use crate::plan::NodeAddr;
 use crate::slot::SLOTS;
 

@@ -1,0 +1,165 @@
+//! How to reach a target's servers: TCP (and TLS) within the connect timeout, and the raw
+//! data connections of the hot path, logged in with AUTH and SELECT.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::credentials::Credentials;
+use super::tls::{Stream, Tls};
+use crate::plan::{NodeAddr, Target};
+use crate::resp::{self, Reply};
+
+/// How to reach the servers of one target; shared by every connection to it.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// Target name from the plan.
+    pub name: String,
+    /// Credentials for every connection.
+    pub credentials: Credentials,
+    /// Database to select.
+    pub db: u32,
+    /// Limit for establishing one connection.
+    pub connect_timeout: Duration,
+    /// Cluster: how long a lost primary may stay without a successor.
+    pub failover_timeout: Duration,
+    /// TLS client, when the target speaks TLS.
+    pub tls: Option<Tls>,
+}
+
+/// A failure to reach or use a server, already phrased for the user.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
+
+impl Connector {
+    /// Builds a connector (and its TLS client) from a plan target and its credentials.
+    /// Errors name the target and the TLS file that is wrong.
+    pub fn new(target: &Target, credentials: Credentials) -> Result<Connector, String> {
+        let tls = match &target.tls {
+            Some(spec) => {
+                Some(Tls::new(spec).map_err(|e| format!("targets.{}.tls: {e}", target.name))?)
+            }
+            None => None,
+        };
+        Ok(Connector {
+            name: target.name.clone(),
+            credentials,
+            db: target.db,
+            connect_timeout: target.connect_timeout,
+            failover_timeout: target.failover_timeout,
+            tls,
+        })
+    }
+
+    /// An error about `addr`, naming the target and the user.
+    pub(super) fn fail(&self, addr: &NodeAddr, what: impl fmt::Display) -> TargetError {
+        TargetError(format!(
+            "target \"{}\" ({addr}{}): {what}",
+            self.name,
+            self.credentials.describe_user()
+        ))
+    }
+
+    /// Connects to `addr`: TCP, then TLS when the target has it, within `connect_timeout`.
+    pub(super) async fn connect(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+        let timeout = self.connect_timeout;
+        let connecting = async {
+            let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            match &self.tls {
+                None => Ok::<Stream, String>(Stream::Plain(tcp)),
+                Some(tls) => Ok(Stream::Tls(Box::new(tls.connect(&addr.host, tcp).await?))),
+            }
+        };
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(message)) => Err(self.fail(addr, message)),
+            Err(_) => Err(self.fail(
+                addr,
+                format!(
+                    "cannot connect within {} (connect_timeout)",
+                    humantime::format_duration(timeout)
+                ),
+            )),
+        }
+    }
+
+    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else.
+    pub async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+        let mut stream = self.connect(addr).await?;
+        let mut hello = Vec::new();
+        let mut expected = 0;
+        if let Some(password) = &self.credentials.password {
+            match &self.credentials.username {
+                Some(user) => resp::push_command(
+                    &mut hello,
+                    &[b"AUTH", user.as_bytes(), password.expose().as_bytes()],
+                ),
+                None => resp::push_command(&mut hello, &[b"AUTH", password.expose().as_bytes()]),
+            }
+            expected += 1;
+        }
+        if self.db != 0 {
+            resp::push_command(&mut hello, &[b"SELECT", self.db.to_string().as_bytes()]);
+            expected += 1;
+        }
+        if expected == 0 {
+            return Ok(stream);
+        }
+        let handshake = async {
+            stream.write_all(&hello).await?;
+            let mut buf = Vec::with_capacity(256);
+            let mut replies = Vec::new();
+            while replies.len() < expected {
+                let mut chunk = [0u8; 256];
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    ));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((reply, used)) =
+                    resp::parse_reply(&buf).map_err(std::io::Error::other)?
+                {
+                    replies.push(match reply {
+                        Reply::Error(line) => Some(String::from_utf8_lossy(line).into_owned()),
+                        _ => None,
+                    });
+                    buf.drain(..used);
+                }
+            }
+            Ok(replies)
+        };
+        let replies = match tokio::time::timeout(self.connect_timeout, handshake).await {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(e)) => {
+                return Err(self.fail(addr, format!("connection failed during login: {e}")));
+            }
+            Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
+        };
+        if let Some(error) = replies.into_iter().flatten().next() {
+            return Err(self.fail(addr, describe_login_error(&error)));
+        }
+        Ok(stream)
+    }
+}
+
+fn describe_login_error(error: &str) -> String {
+    if error.starts_with("WRONGPASS")
+        || error.contains("invalid password")
+        || error.contains("invalid username-password")
+    {
+        format!("authentication failed ({error}); check the user and the password variable or file")
+    } else if error.starts_with("NOAUTH") {
+        format!("the server requires a password ({error}); set password_env or password_file")
+    } else {
+        format!("login refused: {error}")
+    }
+}

@@ -327,3 +327,101 @@ fn a_list_that_cannot_be_counted_after_a_break_fails_clearly() {
     assert_eq!(written, complete);
     assert_eq!(stage["partial_keys"], 1);
 }
+
+/// `verify` reads every type back and finds exactly what was broken after the fill.
+#[test]
+fn verify_finds_exactly_what_was_broken_in_typed_keys() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let mut plan = PlanBuilder::new().seed(4).target(server.target().flush(true));
+    for data_type in TYPES {
+        let stage = typed_stage(data_type, 100)
+            .set("name", data_type)
+            .elements(2, 1500);
+        plan = plan.stage(stage);
+    }
+    let path = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &path, &[]);
+    let (output, report) = verify(&scratch, &path, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = report.unwrap();
+    for stage in report["stages"].as_array().unwrap() {
+        assert_eq!(stage["checked"], 100);
+        assert_eq!(stage["wrong_value"], 0, "{stage}");
+    }
+
+    let plan = cachefill::plan::load(&path).unwrap();
+    let dataset = |i: usize| {
+        let stage = &plan.stages[i];
+        let seed = result["stages"][i]["seed"].as_u64().unwrap();
+        Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
+    };
+    let mut conn = server.connect();
+    let mut run = |args: &[&[u8]]| {
+        let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let _: Value = cmd.query(&mut conn).unwrap();
+    };
+    // One field deleted from 5 hashes.
+    let hashes = dataset(0);
+    for i in 0..5 {
+        let mut field = Vec::new();
+        hashes.push_field_name(0, &mut field);
+        run(&[b"HDEL", &hashes.key(i), &field]);
+    }
+    // A changed score in 3 sorted sets.
+    let zsets = dataset(2);
+    for i in 10..13 {
+        let entry = zsets.entry(i);
+        let element = zsets.element(&entry, 1);
+        let mut member = Vec::new();
+        zsets.push_member(&element, &mut member);
+        let score = (zsets.score(&element) + 1).to_string();
+        run(&[b"ZADD", &zsets.key(i), b"XX", score.as_bytes(), &member]);
+    }
+    // 4 lists truncated by their last item.
+    let lists = dataset(3);
+    for i in 20..24 {
+        run(&[b"LTRIM", &lists.key(i), b"0", b"-2"]);
+    }
+    // 2 stream entries deleted.
+    let streams = dataset(4);
+    for i in 30..32 {
+        let id = format!("{}-0", cachefill::dataset::STREAM_BASE_MS + 1);
+        run(&[b"XDEL", &streams.key(i), id.as_bytes()]);
+    }
+    // 1 set replaced by a string.
+    let sets = dataset(1);
+    run(&[b"DEL", &sets.key(40)]);
+    run(&[b"SET", &sets.key(40), b"not a set"]);
+
+    let (output, report) = verify(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = report.unwrap();
+    let counts: Vec<(String, u64, u64, u64)> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["missing"].as_u64().unwrap(),
+                s["wrong_type"].as_u64().unwrap(),
+                s["wrong_value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("hash", 0, 0, 5),
+        ("set", 0, 1, 0),
+        ("zset", 0, 0, 3),
+        ("list", 0, 0, 4),
+        ("stream", 0, 0, 2),
+    ]
+    .map(|(n, m, t, v)| (n.to_string(), m, t, v));
+    assert_eq!(counts, expected);
+    let zset = &report["stages"][2]["wrong_value_keys"][0];
+    assert!(zset.as_str().unwrap().contains("score"), "{zset}");
+}

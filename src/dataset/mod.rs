@@ -8,7 +8,7 @@
 
 mod elements;
 
-pub use elements::Element;
+pub use elements::{Element, STREAM_BASE_MS};
 
 use crate::mix::{fnv1a64, mix64};
 use crate::plan::{DataType, Elemental, Shape};

@@ -416,6 +416,10 @@ impl<'a> Session<'a> {
         if tally.elements > 0 {
             stage.elements.fetch_add(tally.elements, Relaxed);
         }
+        if tally.commands > tally.keys {
+            // Progress inside large keys keeps a connection's reconnect budget fresh.
+            acked_here.fetch_add(tally.commands - tally.keys, Relaxed);
+        }
         if tally.keys > 0 {
             stage.acked.fetch_add(tally.keys, Relaxed);
             acked_here.fetch_add(tally.keys, Relaxed);
@@ -451,6 +455,7 @@ impl<'a> Session<'a> {
             if let Some(range) = elements {
                 tally.bytes += dataset.elements_payload(&entry, range);
             }
+            tally.commands += 1;
             if last {
                 tally.keys += 1;
                 tally.elements += entry.elements;
@@ -480,6 +485,8 @@ impl<'a> Session<'a> {
     fn resume_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
         let dataset = self.job.dataset;
         self.resuming.fetch_sub(1, Relaxed);
+        // The writer may be waiting for this key, or (after a refusal) for nothing more.
+        self.wake_writer.notify_one();
         let count = match reply {
             Reply::Integer(count) => u64::try_from(count).unwrap_or(0),
             Reply::Error(line) => {
@@ -511,8 +518,8 @@ impl<'a> Session<'a> {
             tally.bytes += dataset.payload_bytes(index);
         } else {
             lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, from, total)));
+            self.wake_writer.notify_one();
         }
-        self.wake_writer.notify_one();
         false
     }
 
@@ -539,6 +546,8 @@ struct Tally {
     elements: u64,
     /// Payload bytes written.
     bytes: u64,
+    /// Commands of typed keys acknowledged (progress, even inside one large key).
+    commands: u64,
 }
 
 fn describe_io(error: &io::Error) -> String {

@@ -18,6 +18,8 @@ use crate::server::Credentials;
 use crate::server::connect::{self, Route};
 use crate::slot::slot;
 
+mod typed;
+
 /// Entries read back per round trip.
 const BATCH: u64 = 1000;
 /// Round trips in flight at once.
@@ -45,16 +47,58 @@ pub struct StageCheck {
     pub keys: u64,
     pub checked: u64,
     pub missing: u64,
+    /// Keys holding another type than the stage's.
+    pub wrong_type: u64,
+    /// Keys whose value (strings) or elements (typed keys) differ.
     pub wrong_value: u64,
     pub ttl_problems: u64,
     pub missing_keys: Vec<String>,
+    pub wrong_type_keys: Vec<String>,
+    /// Keys with another value or other elements; for typed keys, what differs.
     pub wrong_value_keys: Vec<String>,
     pub ttl_problem_keys: Vec<String>,
 }
 
 impl StageCheck {
     fn problems(&self) -> u64 {
-        self.missing + self.wrong_value + self.ttl_problems
+        self.missing + self.wrong_type + self.wrong_value + self.ttl_problems
+    }
+
+    fn add_missing(&mut self, key: &[u8]) {
+        self.missing += 1;
+        show(&mut self.missing_keys, || String::from_utf8_lossy(key).into_owned());
+    }
+
+    fn add_wrong_type(&mut self, key: &[u8], found: &str) {
+        self.wrong_type += 1;
+        show(&mut self.wrong_type_keys, || {
+            format!("{} (a {found})", String::from_utf8_lossy(key))
+        });
+    }
+
+    fn add_wrong_value(&mut self, key: &[u8], what: impl FnOnce() -> String) {
+        self.wrong_value += 1;
+        show(&mut self.wrong_value_keys, || {
+            let what = what();
+            let key = String::from_utf8_lossy(key);
+            if what.is_empty() {
+                key.into_owned()
+            } else {
+                format!("{key}: {what}")
+            }
+        });
+    }
+
+    fn add_ttl_problem(&mut self, key: &[u8]) {
+        self.ttl_problems += 1;
+        show(&mut self.ttl_problem_keys, || String::from_utf8_lossy(key).into_owned());
+    }
+}
+
+/// Keeps up to [`SHOWN`] examples.
+fn show(list: &mut Vec<String>, example: impl FnOnce() -> String) {
+    if list.len() < SHOWN {
+        list.push(example());
     }
 }
 
@@ -194,8 +238,13 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         )
         .await?;
         eprintln!(
-            "stage {}: checked {}, missing {}, wrong value {}, TTL problems {}",
-            check.name, check.checked, check.missing, check.wrong_value, check.ttl_problems
+            "stage {}: checked {}, missing {}, wrong type {}, wrong value {}, TTL problems {}",
+            check.name,
+            check.checked,
+            check.missing,
+            check.wrong_type,
+            check.wrong_value,
+            check.ttl_problems
         );
         checks.push(check);
     }
@@ -226,6 +275,12 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 .map(|k| format!("missing {k}"))
                 .or_else(|| {
                     first
+                        .wrong_type_keys
+                        .first()
+                        .map(|k| format!("wrong type at {k}"))
+                })
+                .or_else(|| {
+                    first
                         .wrong_value_keys
                         .first()
                         .map(|k| format!("wrong value at {k}"))
@@ -238,10 +293,11 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 })
                 .unwrap_or_default();
             Err(Failure::Failed(format!(
-                "verify found problems in {} stage(s); stage \"{}\": {} missing, {} wrong values, {} TTL problems (e.g. {example})",
+                "verify found problems in {} stage(s); stage \"{}\": {} missing, {} of the wrong type, {} wrong values, {} TTL problems (e.g. {example})",
                 bad.len(),
                 first.name,
                 first.missing,
+                first.wrong_type,
                 first.wrong_value,
                 first.ttl_problems
             )))
@@ -294,10 +350,12 @@ async fn check_stage(
     let merge = |part: StageCheck, check: &mut StageCheck| {
         check.checked += part.checked;
         check.missing += part.missing;
+        check.wrong_type += part.wrong_type;
         check.wrong_value += part.wrong_value;
         check.ttl_problems += part.ttl_problems;
         for (to, from) in [
             (&mut check.missing_keys, part.missing_keys),
+            (&mut check.wrong_type_keys, part.wrong_type_keys),
             (&mut check.wrong_value_keys, part.wrong_value_keys),
             (&mut check.ttl_problem_keys, part.ttl_problem_keys),
         ] {
@@ -311,7 +369,13 @@ async fn check_stage(
             merge(joined(done)?, &mut check);
         }
         let (chunk, dataset, reader) = (chunk.to_vec(), dataset.clone(), reader.clone());
-        tasks.spawn(async move { check_batch(&chunk, &dataset, &reader, ttl).await });
+        tasks.spawn(async move {
+            if dataset.is_typed() {
+                typed::check_batch(&chunk, &dataset, &reader, ttl).await
+            } else {
+                check_batch(&chunk, &dataset, &reader, ttl).await
+            }
+        });
     }
     while let Some(done) = tasks.join_next().await {
         merge(joined(done)?, &mut check);
@@ -324,6 +388,15 @@ fn joined(
 ) -> Result<StageCheck, Failure> {
     done.map_err(|e| Failure::Failed(format!("internal error: {e}")))?
         .map_err(Failure::Failed)
+}
+
+/// Counts a TTL problem when `pttl` is not a TTL within `(0, max]`.
+fn check_ttl(part: &mut StageCheck, key: &[u8], pttl: Option<&redis::Value>, max: u64) {
+    if let Some(redis::Value::Int(pttl)) = pttl
+        && (*pttl <= 0 || *pttl as u64 > max)
+    {
+        part.add_ttl_problem(key);
+    }
 }
 
 /// Reads back one batch: GET (and PTTL when the stage has TTLs), grouped by server.
@@ -346,6 +419,7 @@ async fn check_batch(
     {
         let mut connection = reader.connection(node);
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for (_, key) in &entries {
             pipe.cmd("GET").arg(key);
             if ttl_max.is_some() {
@@ -359,30 +433,19 @@ async fn check_batch(
         let step = if ttl_max.is_some() { 2 } else { 1 };
         for ((index, key), reply) in entries.iter().zip(replies.chunks(step)) {
             part.checked += 1;
-            let shown = || String::from_utf8_lossy(key).into_owned();
             match &reply[0] {
                 redis::Value::Nil => {
-                    part.missing += 1;
-                    if part.missing_keys.len() < SHOWN {
-                        part.missing_keys.push(shown());
-                    }
+                    part.add_missing(key);
                     continue;
                 }
                 redis::Value::BulkString(value) if *value == dataset.value(*index) => {}
-                _ => {
-                    part.wrong_value += 1;
-                    if part.wrong_value_keys.len() < SHOWN {
-                        part.wrong_value_keys.push(shown());
-                    }
+                redis::Value::ServerError(e) if e.code() == "WRONGTYPE" => {
+                    part.add_wrong_type(key, "key of another type");
                 }
+                _ => part.add_wrong_value(key, String::new),
             }
-            if let (Some(max), Some(redis::Value::Int(pttl))) = (ttl_max, reply.get(1))
-                && (*pttl <= 0 || *pttl as u64 > max)
-            {
-                part.ttl_problems += 1;
-                if part.ttl_problem_keys.len() < SHOWN {
-                    part.ttl_problem_keys.push(shown());
-                }
+            if let Some(max) = ttl_max {
+                check_ttl(&mut part, key, reply.get(1), max);
             }
         }
     }

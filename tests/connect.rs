@@ -40,10 +40,11 @@ fn stop_kept_tls_server(port: &str, ca_file: &Path) {
 #[test]
 fn keep_records_the_launched_server_and_its_ca_so_verify_can_reach_it() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[targets.local.tls]\n[[stages]]\nname = \"s\"\nkeys = 3000\n",
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::launch_standalone("local").tls(None))
+        .stage(StageBuilder::new("s").keys(3000));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &["--keep"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let result = result.unwrap();
@@ -73,10 +74,11 @@ fn keep_records_the_launched_server_and_its_ca_so_verify_can_reach_it() {
 #[test]
 fn without_keep_the_result_records_no_kept_servers() {
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        "seed = 1\n[targets.local]\nmode = \"standalone\"\nlaunch = true\n[[stages]]\nname = \"s\"\nkeys = 100\n",
-    );
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::launch_standalone("local"))
+        .stage(StageBuilder::new("s").keys(100));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let result = run_ok(&scratch, &plan, &[]);
     assert_eq!(result["targets"]["local"]["launched"], true);
     assert!(result["targets"]["local"].get("kept").is_none(), "{result}");
@@ -86,13 +88,11 @@ fn without_keep_the_result_records_no_kept_servers() {
 fn a_result_of_another_format_is_refused_naming_the_missing_field() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let plan = scratch.plan(
-        "plan.toml",
-        &format!(
-            "seed = 2\n{}\n[[stages]]\nname = \"s\"\nkeys = 100\n",
-            target(&server, true)
-        ),
-    );
+    let plan = PlanBuilder::new()
+        .seed(2)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(100));
+    let plan = scratch.plan("plan.toml", &plan.build());
     let mut result = run_ok(&scratch, &plan, &[]);
     result["stages"][0]
         .as_object_mut()

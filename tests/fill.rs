@@ -318,6 +318,36 @@ fn result_goes_to_stdout_with_dash_and_nothing_else_does() {
     assert_eq!(json["stages"][0]["keys_written"], 10);
 }
 
+/// `run -o - | head -c0`: the reader is gone before the result is written, which is no
+/// failure of the run (as `check | head` is none), and the servers still hold everything.
+#[test]
+fn result_to_a_closed_pipe_is_not_an_error() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(1000));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let mut child = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&plan)
+        .args(["-o", "-", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("cannot write"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.dbsize(), 1000);
+}
+
 #[test]
 fn default_result_path_is_plan_name_in_the_current_directory() {
     let server = RedisServer::start(&[]);

@@ -293,7 +293,7 @@ fn a_launched_server_speaks_tls_with_a_throwaway_ca() {
     let tls = [
         "--tls".to_string(),
         "--cacert".into(),
-        kept_ca_file(&output, &result),
+        kept_ca_file(&result, "local"),
     ];
     let port = node_port(&result, "local", 0);
     assert_eq!(tls_cli(&tls, port, &["DBSIZE"]), "5000");
@@ -315,7 +315,7 @@ fn a_launched_cluster_speaks_tls() {
     let tls = [
         "--tls".to_string(),
         "--cacert".into(),
-        kept_ca_file(&output, &result),
+        kept_ca_file(&result, "grid"),
     ];
     let nodes = result["targets"]["grid"]["nodes"].as_array().unwrap().len();
     assert_eq!(nodes, 3);

@@ -112,18 +112,12 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The throwaway CA certificate of servers kept with `--keep`, as announced on standard error.
-// The only place that reads it from human output: swap for the result's field once it has one.
-pub fn kept_ca_file(output: &Output, _result: &serde_json::Value) -> String {
-    let err = stderr(output);
-    let line = err
-        .lines()
-        .find(|l| l.contains("keeps running"))
-        .unwrap_or_else(|| panic!("the kept servers are announced: {err}"));
-    line.split("CA certificate ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no CA certificate in: {line}"))
+/// The throwaway CA certificate of the servers of `target` kept with `--keep`, as the
+/// result records it (`targets.NAME.kept.ca_file`).
+pub fn kept_ca_file(result: &serde_json::Value, target: &str) -> String {
+    result["targets"][target]["kept"]["ca_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no kept CA file for {target} in {result}"))
         .to_string()
 }
 

@@ -2,7 +2,7 @@
 //! counted as refused, redirected (cluster) or resent after a reconnection; none is lost
 //! silently.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,7 +12,7 @@ use super::batching::WriterConfig;
 use super::feed::Feed;
 use super::session::{Job, Session, SessionEnd};
 use super::socket::ReplyThreshold;
-use super::span::Span;
+use super::span::{KeyCommands, Span};
 use super::state::StageState;
 use crate::dataset::Dataset;
 use crate::interrupt;
@@ -51,8 +51,14 @@ pub async fn connection_worker(
                 let session = Session::new(&job);
                 let result = session.run(&mut stream, wake_at, &mut retry).await;
                 open_key = session.open_key();
-                let unanswered = session.into_unanswered().into_iter().map(Span::resend);
-                retry.extend(unanswered);
+                // What was sent comes before what was still to send (the rest of a key).
+                let mut unanswered: VecDeque<Span> = session
+                    .into_unanswered()
+                    .into_iter()
+                    .map(Span::resend)
+                    .collect();
+                unanswered.extend(retry.drain(..));
+                retry = unanswered;
                 if result.is_err() && resumes_from_count(&dataset) {
                     retry = to_resumes(retry);
                 }
@@ -110,15 +116,54 @@ fn resumes_from_count(dataset: &Dataset) -> bool {
 /// turned into one resume of that key.
 fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
     let mut out: VecDeque<Span> = VecDeque::with_capacity(spans.len());
+    // One resume per key, however its commands were split: two would both read the same
+    // length and both write the rest.
+    let mut resumed = HashSet::new();
     for span in spans {
         match span {
-            Span::Key(key) => {
-                if out.back().and_then(Span::key_index) != Some(key.index) {
-                    out.push_back(Span::Resume { index: key.index });
+            Span::Key(KeyCommands { index, .. }) | Span::Resume { index } => {
+                if resumed.insert(index) {
+                    out.push_back(Span::Resume { index });
                 }
             }
             span => out.push_back(span),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_in_flight_is_resumed_once_and_other_spans_stay() {
+        let key = |index, next, end| {
+            Span::Key(KeyCommands {
+                index,
+                from: 0,
+                next,
+                end,
+                total: 10,
+            })
+        };
+        let spans = VecDeque::from([
+            key(7, 2, 5),
+            Span::Resume { index: 3 },
+            key(8, 0, 10),
+            key(7, 5, 10),
+            Span::Range(20..30),
+            Span::Resume { index: 3 },
+        ]);
+        let resumed: Vec<Span> = to_resumes(spans).into();
+        assert_eq!(
+            resumed,
+            vec![
+                Span::Resume { index: 7 },
+                Span::Resume { index: 3 },
+                Span::Resume { index: 8 },
+                Span::Range(20..30),
+            ]
+        );
+    }
 }

@@ -381,6 +381,7 @@ impl<'a> Session<'a> {
                 }
                 Some(Answered::Resume(index)) => {
                     answered += 1;
+                    tally.commands += 1;
                     refused |= self.resume_answered(reply, index, &mut tally);
                     continue;
                 }

@@ -69,6 +69,7 @@ mod tests {
             batch: 1,
             group,
             window,
+            typed: false,
         }
     }
 

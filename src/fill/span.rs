@@ -139,7 +139,9 @@ impl Span {
                 }
             }
             Span::Asking { index, .. } => encoder.push_asking_set(*index, out),
-            Span::Key(key) => encoder.push_key_commands(key.index, key.from, key.next..key.end, out),
+            Span::Key(key) => {
+                encoder.push_key_commands(key.index, key.from, key.next..key.end, out)
+            }
             Span::Resume { index } => encoder.push_element_count(*index, out),
         }
     }

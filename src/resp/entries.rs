@@ -42,7 +42,13 @@ impl<'a> EntryEncoder<'a> {
 
     /// Encodes `commands` of typed key `index`, counted from element `from`.
     #[inline]
-    pub fn push_key_commands(&self, index: u64, from: u64, commands: Range<u64>, out: &mut Vec<u8>) {
+    pub fn push_key_commands(
+        &self,
+        index: u64,
+        from: u64,
+        commands: Range<u64>,
+        out: &mut Vec<u8>,
+    ) {
         let entry = self.dataset.entry(index);
         typed::push_key_commands(self.dataset, self.chunking, &entry, from, commands, out);
     }

@@ -114,7 +114,10 @@ mod tests {
             parse_reply(b"-OOM command not allowed\r\n").unwrap(),
             Some((Reply::Error(b"OOM command not allowed"), 26))
         );
-        assert_eq!(parse_reply(b":12\r\n").unwrap(), Some((Reply::Integer(12), 5)));
+        assert_eq!(
+            parse_reply(b":12\r\n").unwrap(),
+            Some((Reply::Integer(12), 5))
+        );
         assert_eq!(parse_reply(b"$3\r\nab").unwrap(), None);
         assert_eq!(
             parse_reply(b"$3\r\nabc\r\n").unwrap(),

@@ -6,9 +6,9 @@
 
 use std::ops::Range;
 
+use super::encode::{push_array_header, push_bulk, push_bulk_header};
 use crate::dataset::{Dataset, Entry};
 use crate::plan::DataType;
-use super::encode::{push_array_header, push_bulk, push_bulk_header};
 
 /// Payload bytes one variadic command carries, about: large enough that the per-command
 /// cost disappears, small enough that a million-member key never becomes one huge command.

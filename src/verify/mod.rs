@@ -66,7 +66,9 @@ impl StageCheck {
 
     fn add_missing(&mut self, key: &[u8]) {
         self.missing += 1;
-        show(&mut self.missing_keys, || String::from_utf8_lossy(key).into_owned());
+        show(&mut self.missing_keys, || {
+            String::from_utf8_lossy(key).into_owned()
+        });
     }
 
     fn add_wrong_type(&mut self, key: &[u8], found: &str) {
@@ -91,7 +93,9 @@ impl StageCheck {
 
     fn add_ttl_problem(&mut self, key: &[u8]) {
         self.ttl_problems += 1;
-        show(&mut self.ttl_problem_keys, || String::from_utf8_lossy(key).into_owned());
+        show(&mut self.ttl_problem_keys, || {
+            String::from_utf8_lossy(key).into_owned()
+        });
     }
 }
 

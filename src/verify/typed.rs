@@ -170,10 +170,15 @@ fn push_read(
                 .arg(names(dataset, entry, range));
         }
         DataType::Zset => {
-            pipe.cmd("ZMSCORE").arg(key).arg(names(dataset, entry, range));
+            pipe.cmd("ZMSCORE")
+                .arg(key)
+                .arg(names(dataset, entry, range));
         }
         DataType::List => {
-            pipe.cmd("LRANGE").arg(key).arg(range.start).arg(range.end - 1);
+            pipe.cmd("LRANGE")
+                .arg(key)
+                .arg(range.start)
+                .arg(range.end - 1);
         }
         DataType::Stream | DataType::String => {
             let first = dataset.stream_id_ms(&dataset.element(entry, range.start));

@@ -168,8 +168,37 @@ pub struct StageReport {
     /// For an `until_memory` stage: the goal and the `used_memory` reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_memory: Option<UntilMemoryReport>,
+    /// What a key of the stage costs the server (sampled after the stage); null when the
+    /// user may not run `MEMORY USAGE` / `OBJECT ENCODING` or nothing was written.
+    #[serde(default)]
+    pub memory: Option<KeyCost>,
     /// Entries written per server.
     pub per_node: Vec<NodeKeys>,
+}
+
+/// Bytes per key and encodings of up to 100 sampled keys of a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCost {
+    /// Keys sampled (`MEMORY USAGE … SAMPLES 0`, `OBJECT ENCODING`).
+    pub sampled_keys: u64,
+    /// Mean bytes per key.
+    pub mean_bytes: u64,
+    /// Smallest key.
+    pub min_bytes: u64,
+    /// Largest key.
+    pub max_bytes: u64,
+    /// Sampled keys per encoding, e.g. `{"listpack": 80, "hashtable": 20}`.
+    pub encodings: std::collections::BTreeMap<String, u64>,
+}
+
+impl KeyCost {
+    /// The encoding most sampled keys have.
+    pub fn dominant_encoding(&self) -> Option<&str> {
+        self.encodings
+            .iter()
+            .max_by_key(|(_, count)| **count)
+            .map(|(name, _)| name.as_str())
+    }
 }
 
 /// How an `until_memory` stage ended.

@@ -102,6 +102,18 @@ fn every_type_writes_the_same_dataset_whatever_the_connections_and_pipeline() {
             let dataset = dataset_of(&plan, &result);
             let elements = assert_exact_keys(&server, &dataset, 300, data_type);
             assert_eq!(stage["elements_written"], elements, "{data_type}");
+            // What a key costs: 100 keys sampled, each costing more than its payload.
+            let memory = &stage["memory"];
+            assert_eq!(memory["sampled_keys"], 100, "{memory}");
+            let payload = stage["payload_bytes"].as_u64().unwrap() / 300;
+            assert!(memory["mean_bytes"].as_u64().unwrap() > payload, "{memory}");
+            let encodings: u64 = memory["encodings"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|n| n.as_u64().unwrap())
+                .sum();
+            assert_eq!(encodings, 100, "{memory}");
             digests.push(server.digest());
         }
         assert_eq!(digests[0], digests[1], "{data_type}: 1×1 against 8×1024");

@@ -5,6 +5,7 @@ mod batching;
 mod cluster;
 mod connection;
 mod feed;
+mod key_cost;
 mod lock;
 mod session;
 mod socket;
@@ -228,6 +229,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         failovers: 0,
         rewritten: 0,
         until_memory: None,
+        memory: None,
         per_node: Vec::new(),
     }
 }

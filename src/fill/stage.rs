@@ -11,6 +11,7 @@ use super::batching::WriterConfig;
 use super::cluster::{NodeFeed, Router};
 use super::connection::connection_worker;
 use super::feed::Feed;
+use super::key_cost;
 use super::state::StageState;
 use super::targets::Route;
 use crate::dataset::Dataset;
@@ -18,7 +19,7 @@ use crate::interrupt;
 use crate::plan::units::human_bytes;
 use crate::plan::{DataType, NodeAddr, Stage};
 use crate::progress::StageProgress;
-use crate::report::{self, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
+use crate::report::{self, KeyCost, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
 use crate::resp::typed::Chunking;
 use crate::server::{Connector, MemoryProbe};
 use crate::shard::Shard;
@@ -197,7 +198,13 @@ impl StageRun {
                 }
             }
         };
-        let mut report = self.report(&state, started_at, clock.elapsed(), per_node, redirects);
+        let elapsed = clock.elapsed();
+        let memory = if interrupt::requested() {
+            None
+        } else {
+            key_cost::sample(&self.connector, &self.route, &dataset, &state).await
+        };
+        let mut report = self.report(&state, started_at, elapsed, per_node, redirects, memory);
         (report.failovers, report.rewritten) = recovery;
         if let Some((goal, probe)) = &self.memory {
             let used = probe.clone().used().await.ok();
@@ -297,6 +304,7 @@ impl StageRun {
         elapsed: Duration,
         per_node: Vec<NodeKeys>,
         redirects: Redirects,
+        memory: Option<KeyCost>,
     ) -> StageReport {
         let stage = &self.stage;
         let keys_written = state.acked.load(Relaxed);
@@ -323,7 +331,7 @@ impl StageRun {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let summary = match status {
             Status::Ok => format!(
-                "ok, {keys_written} keys{}, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s)",
+                "ok, {keys_written} keys{}, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s){}",
                 match stage.shape.elemental.data_type {
                     DataType::String => String::new(),
                     data_type => format!(
@@ -335,7 +343,13 @@ impl StageRun {
                 human_bytes(payload_bytes),
                 seconds,
                 payload_bytes as f64 / 1e6 / seconds,
-                keys_written as f64 / seconds
+                keys_written as f64 / seconds,
+                memory.as_ref().map_or(String::new(), |m| format!(
+                    "; ~{} per key in memory{}",
+                    human_bytes(m.mean_bytes),
+                    m.dominant_encoding()
+                        .map_or(String::new(), |e| format!(" ({e})"))
+                ))
             ),
             _ => format!(
                 "{}, {keys_written} of {} keys written: {}",
@@ -376,6 +390,7 @@ impl StageRun {
             failovers: 0,
             rewritten: 0,
             until_memory: None,
+            memory,
             per_node,
         }
     }

@@ -1,0 +1,95 @@
+//! What a key of a stage costs the server: after the stage, up to 100 of its keys spread
+//! over what was written are sampled with `MEMORY USAGE` and `OBJECT ENCODING`, so the
+//! result says bytes per key and the encodings (listpack, hashtable, skiplist, quicklist,
+//! intset, embstr, raw, stream …) the server chose for this shape.
+
+use std::collections::BTreeMap;
+
+use redis::Value;
+
+use super::state::StageState;
+use super::targets::Route;
+use crate::dataset::Dataset;
+use crate::report::KeyCost;
+use crate::server::Connector;
+use crate::slot::slot;
+
+/// Keys sampled per stage, at most.
+const SAMPLE: u64 = 100;
+
+/// Samples the stage's written keys; `None` when nothing was written or the server refused
+/// the commands (an ACL user without `MEMORY` or `OBJECT`).
+pub async fn sample(
+    connector: &Connector,
+    route: &Route,
+    dataset: &Dataset,
+    state: &StageState,
+) -> Option<KeyCost> {
+    let written = state.handed_out();
+    if written == 0 || state.acked.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let count = written.min(SAMPLE);
+    // Sampled keys grouped by the server that holds them.
+    let mut by_node: BTreeMap<String, (crate::plan::NodeAddr, Vec<Vec<u8>>)> = BTreeMap::new();
+    for k in 0..count {
+        let position = (u128::from(k) * u128::from(written) / u128::from(count)) as u64;
+        let key = dataset.key(state.global(position));
+        let addr = match route {
+            Route::Standalone(addr) => addr.clone(),
+            Route::Cluster(topology) => {
+                let owner = topology.owner[usize::from(slot(&key))]?;
+                topology.primaries[owner].addr.clone()
+            }
+        };
+        by_node
+            .entry(addr.to_string())
+            .or_insert_with(|| (addr, Vec::new()))
+            .1
+            .push(key);
+    }
+    let mut sizes = Vec::new();
+    let mut encodings: BTreeMap<String, u64> = BTreeMap::new();
+    for (addr, keys) in by_node.into_values() {
+        let control = connector.control(&addr).await.ok()?;
+        let mut connection = control.connection();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for key in &keys {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0);
+            pipe.cmd("OBJECT").arg("ENCODING").arg(key);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut connection).await.ok()?;
+        for pair in replies.chunks(2) {
+            match (&pair[0], &pair[1]) {
+                (Value::Int(bytes), encoding) => {
+                    sizes.push(u64::try_from(*bytes).unwrap_or(0));
+                    if let Value::BulkString(name) = encoding {
+                        *encodings
+                            .entry(String::from_utf8_lossy(name).into_owned())
+                            .or_default() += 1;
+                    }
+                }
+                // Refused (NOPERM) or not a Redis answer: no record rather than a wrong one.
+                (Value::ServerError(_), _) | (_, Value::ServerError(_)) => return None,
+                // A key gone since (expired, evicted): not sampled.
+                _ => {}
+            }
+        }
+    }
+    let sampled = sizes.len() as u64;
+    if sampled == 0 {
+        return None;
+    }
+    Some(KeyCost {
+        sampled_keys: sampled,
+        mean_bytes: sizes.iter().sum::<u64>() / sampled,
+        min_bytes: sizes.iter().copied().min().unwrap_or(0),
+        max_bytes: sizes.iter().copied().max().unwrap_or(0),
+        encodings,
+    })
+}

@@ -221,7 +221,9 @@ impl<'a> Session<'a> {
                 return false;
             };
             let abandoned = self.abandoned.load(Relaxed);
-            if abandoned != NO_KEY && span.key_index() == Some(abandoned) {
+            if let Span::Key(key) = &span
+                && key.index == abandoned
+            {
                 continue;
             }
             let span = if config.typed {
@@ -467,16 +469,22 @@ impl<'a> Session<'a> {
             }
             return false;
         };
+        if let Feed::Node { node, router } = self.job.feed
+            && router.redirect_key(key.index, ErrorReply::parse(line), node)
+        {
+            // The key goes on elsewhere, resumed from what its owner holds; its other
+            // commands here are passed over.
+            self.abandoned.store(key.index, Relaxed);
+            let _ = self
+                .open_key
+                .compare_exchange(key.index, NO_KEY, Relaxed, Relaxed);
+            return false;
+        }
         let name = match elements {
             Some(_) => String::from_utf8_lossy(typed::write_command(dataset.data_type())),
             None => "PEXPIRE".into(),
         };
-        let mut message = String::from_utf8_lossy(line).into_owned();
-        if ErrorReply::parse(line).is_redirect() {
-            message.push_str(
-                ": typed keys are not yet followed to another cluster node; run typed stages without resharding or failover",
-            );
-        }
+        let message = String::from_utf8_lossy(line);
         self.refuse_key(key.index, command > 0 || key.from > 0, &name, &message);
         true
     }
@@ -488,8 +496,18 @@ impl<'a> Session<'a> {
         self.resuming.fetch_sub(1, Relaxed);
         // The writer may be waiting for this key, or (after a refusal) for nothing more.
         self.wake_writer.notify_one();
+        // Every earlier command of this key on this connection has been answered.
+        let _ = self
+            .abandoned
+            .compare_exchange(index, NO_KEY, Relaxed, Relaxed);
         let count = match reply {
             Reply::Integer(count) => u64::try_from(count).unwrap_or(0),
+            Reply::Error(line)
+                if matches!(self.job.feed, Feed::Node { node, router }
+                    if router.redirect_key(index, ErrorReply::parse(line), node)) =>
+            {
+                return false;
+            }
             Reply::Error(line) => {
                 let name = String::from_utf8_lossy(typed::count_command(dataset.data_type()));
                 let message = format!(
@@ -580,7 +598,8 @@ fn first_key(span: Span, encoder: &EntryEncoder<'_>, retry: &mut VecDeque<Span>)
             }
             index
         }
-        Span::Asking { index, .. } => index,
+        // A cluster hands typed keys to resume through its `ASKING` queue.
+        Span::Asking { index, .. } => return Span::Resume { index },
         span => return span,
     };
     Span::Key(KeyCommands::whole(index, 0, encoder.commands_of(index, 0)))

@@ -109,6 +109,12 @@ impl NodeFeed {
         self.work.notify_one();
     }
 
+    /// Resumes typed key `index` here: its element count first, then the rest of it.
+    pub(super) fn push_resume(&self, index: u64) {
+        // Typed stages never ask (they resume instead), so the queue serves them.
+        self.push_asked(index);
+    }
+
     /// Sends `index` here once, after `ASKING`.
     pub(super) fn push_asked(&self, index: u64) {
         lock(&self.asked_here).push_back(index);

@@ -110,12 +110,7 @@ impl Router {
     pub fn redirect(&self, index: u64, reply: ErrorReply<'_>, from: &Arc<NodeFeed>) -> bool {
         match reply {
             ErrorReply::Moved(to) => {
-                let (node, feed) = self.node_at(&redirect_addr(&to, &from.addr));
-                self.moved.fetch_add(1, Relaxed);
-                if let Some(owner) = write(&self.slots).get_mut(usize::from(to.slot)) {
-                    *owner = node;
-                }
-                feed.push_moved(index);
+                self.follow_moved(&to, from).push_moved(index);
                 true
             }
             ErrorReply::Ask(to) => {
@@ -124,21 +119,55 @@ impl Router {
                 feed.push_asked(index);
                 true
             }
-            reply if reply.is_transient() => {
-                let now = Instant::now();
-                let since = *lock(&self.busy_since).get_or_insert(now);
-                if now.duration_since(since) > BUSY_LIMIT {
-                    return false;
-                }
-                let feed = from.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(BUSY_PAUSE).await;
-                    feed.push_moved(index);
-                });
-                true
-            }
+            reply if reply.is_transient() => self.later(from, move |feed| feed.push_moved(index)),
             _ => false,
         }
+    }
+
+    /// Handles an error reply to a command of typed key `index` sent to `from`: true when
+    /// the key is on its way elsewhere. The key is resumed from what its owner holds (a
+    /// list or stream must not get its elements twice): at once at the new owner after
+    /// `MOVED`; after a pause at the same node after `ASK` (the key is in a slot being
+    /// migrated, which answers `MOVED` once done) or a transient refusal.
+    pub fn redirect_key(&self, index: u64, reply: ErrorReply<'_>, from: &Arc<NodeFeed>) -> bool {
+        match reply {
+            ErrorReply::Moved(to) => {
+                self.follow_moved(&to, from).push_resume(index);
+                true
+            }
+            ErrorReply::Ask(_) => {
+                self.ask.fetch_add(1, Relaxed);
+                self.later(from, move |feed| feed.push_resume(index))
+            }
+            reply if reply.is_transient() => self.later(from, move |feed| feed.push_resume(index)),
+            _ => false,
+        }
+    }
+
+    /// Updates the slot map after `MOVED` and gives the feed of the new owner.
+    fn follow_moved(&self, to: &Redirect<'_>, from: &NodeFeed) -> Arc<NodeFeed> {
+        let (node, feed) = self.node_at(&redirect_addr(to, &from.addr));
+        self.moved.fetch_add(1, Relaxed);
+        if let Some(owner) = write(&self.slots).get_mut(usize::from(to.slot)) {
+            *owner = node;
+        }
+        feed
+    }
+
+    /// Sends again to `from` after a pause, while the cluster has been busy for less than
+    /// [`BUSY_LIMIT`]; false once it has been busy for longer.
+    fn later(&self, from: &Arc<NodeFeed>, send: impl FnOnce(&NodeFeed) + Send + 'static) -> bool {
+        let now = Instant::now();
+        let since = *lock(&self.busy_since).get_or_insert(now);
+        if now.duration_since(since) > BUSY_LIMIT {
+            return false;
+        }
+        let feed = from.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(BUSY_PAUSE).await;
+            send(&feed);
+        });
+        true
     }
 
     /// The feed of the primary that owns `index`'s slot now.

@@ -55,6 +55,11 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
         merged.finished_at = report::timestamp(end);
         merged.duration_s = end.duration_since(start).unwrap_or_default().as_secs_f64();
     }
+    // The largest of the shards' processes (each ran on its own machine).
+    merged.client_peak_rss_bytes = results
+        .iter()
+        .filter_map(|(_, r)| r.client_peak_rss_bytes)
+        .max();
     merged.shard = ShardInfo {
         index: None,
         count,

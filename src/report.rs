@@ -27,6 +27,9 @@ pub struct RunReport {
     pub finished_at: String,
     /// Seconds from start to end.
     pub duration_s: f64,
+    /// The most memory the cachefill process held (its peak resident set), in bytes.
+    #[serde(default)]
+    pub client_peak_rss_bytes: Option<u64>,
     /// Each target by name.
     pub targets: std::collections::BTreeMap<String, TargetReport>,
     /// Each stage, in plan order.
@@ -252,6 +255,20 @@ pub fn read(path: &Path) -> Result<RunReport, String> {
 /// `2026-11-26T07:00:00.123Z`: RFC 3339, UTC, milliseconds.
 pub fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// The peak resident set of this process so far, in bytes (`getrusage`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable rusage for the call to fill in.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if status != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded, so it initialised `usage`.
+    let usage = unsafe { usage.assume_init() };
+    // Linux reports ru_maxrss in KiB.
+    u64::try_from(usage.ru_maxrss).ok().map(|kib| kib * 1024)
 }
 
 /// Writes `report` to `path` (`-`: standard output) through a temporary file and a rename,

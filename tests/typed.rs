@@ -548,3 +548,32 @@ fn resharding_during_a_typed_stage_loses_and_duplicates_nothing() {
         assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
     }
 }
+
+/// A sorted set of a million members is written in bounded commands: the client's memory
+/// stays flat (its peak resident set well under 64 MiB) and the key ends complete.
+#[test]
+fn a_million_member_sorted_set_keeps_client_memory_flat() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("board")
+                .data_type("zset")
+                .keys(1)
+                .elements(1_000_000, 1_000_000)
+                .value_size(16),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &plan, &[]);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["keys_written"], 1);
+    assert_eq!(stage["elements_written"], 1_000_000);
+    let dataset = dataset_of(&plan, &result);
+    let mut conn = server.connect();
+    assert_eq!(element_count(&mut conn, "zset", &dataset.key(0)), 1_000_000);
+    let rss = result["client_peak_rss_bytes"].as_u64().unwrap();
+    assert!(rss < 64 << 20, "client peak RSS {rss} bytes");
+    assert_eq!(stage["memory"]["encodings"]["skiplist"], 1);
+}

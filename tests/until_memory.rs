@@ -89,3 +89,42 @@ fn a_cluster_fills_until_the_sum_of_its_primaries_reaches_the_goal() {
         result["stages"][0]["keys_written"].as_u64().unwrap()
     );
 }
+
+/// A hash stage fills until the goal too: keys are handed out as memory allows, each
+/// written whole, and the prefix verifies field by field.
+#[test]
+fn a_hash_stage_reaches_its_goal_and_verifies() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(8)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("fill")
+                .data_type("hash")
+                .until_memory("64MiB")
+                .elements(5, 40)
+                .value_range(16, 64),
+        )
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    let result = run_ok(&scratch, &path, &[]);
+    assert_near_goal(&result, 64 << 20);
+    let used = result["stages"][0]["until_memory"]["used_memory"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        used.abs_diff(64 << 20) <= (64 << 20) / 100,
+        "used_memory {used} is not within 1% of 64 MiB"
+    );
+    let written = result["stages"][0]["keys_written"].as_u64().unwrap();
+    assert_eq!(server.dbsize(), written);
+    assert_eq!(result["stages"][0]["partial_keys"], 0);
+    let (verified, report) = verify(
+        &scratch,
+        &path,
+        &["--result", scratch.path("result.json").to_str().unwrap()],
+    );
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(report.unwrap()["stages"][0]["checked"], written);
+}

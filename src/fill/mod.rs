@@ -85,6 +85,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         started_at: report::timestamp(started_at),
         finished_at: String::new(),
         duration_s: 0.0,
+        client_peak_rss_bytes: None,
         targets: BTreeMap::new(),
         stages: if options.flush_only {
             Vec::new()
@@ -128,6 +129,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     report.error = failure.as_ref().map(ToString::to_string);
     report.finished_at = report::timestamp(SystemTime::now());
     report.duration_s = clock.elapsed().as_secs_f64();
+    report.client_peak_rss_bytes = report::peak_rss_bytes();
     report::write(&report, &options.output).map_err(|e| {
         Failure::Failed(format!(
             "cannot write the result to {}: {e}",

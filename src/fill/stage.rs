@@ -147,7 +147,12 @@ impl StageRun {
             Route::Cluster(topology) => {
                 // Keys of one MSET must share a slot, so a cluster stage writes one SET per entry.
                 let config = typed_config(stage, &dataset).unwrap_or_else(|| {
-                    WriterConfig::new(stage.pipeline, stage.shape.mean_entry_bytes(), 1, true)
+                    WriterConfig::new(
+                        stage.pipeline,
+                        stage.shape.mean_entry_bytes(),
+                        Some(1),
+                        true,
+                    )
                 });
                 let capacity = (stage.pipeline as usize * stage.connections as usize * 2).max(4096);
                 match Router::new(

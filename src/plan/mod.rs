@@ -233,8 +233,9 @@ pub struct Stage {
     pub connections: u32,
     /// Most entries in flight per connection.
     pub pipeline: u32,
-    /// Entries per write command (`MSET` when above 1 and the stage has no TTL).
-    pub keys_per_command: u32,
+    /// Entries per write command (`MSET` when above 1 and the stage has no TTL); `None`:
+    /// grouped by bytes (about 64 KiB per command).
+    pub keys_per_command: Option<u32>,
     /// Indexes of stages that must finish first.
     pub after: Vec<usize>,
     /// The stage's own seed, when it sets one.
@@ -276,8 +277,6 @@ pub const DEFAULT_VALUE_SIZE: u64 = 512;
 pub const DEFAULT_CONNECTIONS: u32 = 4;
 /// Default `pipeline`.
 pub const DEFAULT_PIPELINE: u32 = 1024;
-/// Default `keys_per_command`.
-pub const DEFAULT_KEYS_PER_COMMAND: u32 = 16;
 /// Primaries of `launch = true` on a cluster target.
 pub const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
 /// Default `failover_timeout`.

@@ -201,8 +201,9 @@ pub struct RawStage {
     pub connections: Option<Connections>,
     /// Most commands in flight on one connection (1..=65536).
     pub pipeline: Option<Pipeline>,
-    /// Entries per write command (1..=1024, default 16): above 1, entries without a TTL
-    /// are written with MSET; 1 writes one SET per entry.
+    /// Entries per write command (1..=1024; default: about 64 KiB of entries per command,
+    /// at most 1024 and `pipeline`): above 1, entries without a TTL are written
+    /// with MSET; 1 writes one SET per entry.
     pub keys_per_command: Option<KeysPerCommand>,
     /// Start only after these stages finished.
     pub after: Option<Vec<String>>,

@@ -479,9 +479,7 @@ fn resolve_stage(
         shape,
         connections: raw.connections.map_or(DEFAULT_CONNECTIONS, |c| c.0),
         pipeline: raw.pipeline.map_or(DEFAULT_PIPELINE, |p| p.0),
-        keys_per_command: raw
-            .keys_per_command
-            .map_or(DEFAULT_KEYS_PER_COMMAND, |k| k.0),
+        keys_per_command: raw.keys_per_command.map(|k| k.0),
         after,
         seed: raw.seed,
     })

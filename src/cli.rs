@@ -85,6 +85,24 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write the plan's dataset without touching a server: keys, or the RESP commands that
+    /// write it (`| redis-cli --pipe` reproduces the fill).
+    Export {
+        /// The plan file (TOML).
+        plan: PathBuf,
+        /// Only this stage.
+        #[arg(long, value_name = "NAME")]
+        stage: Option<String>,
+        /// What to write.
+        #[arg(long, value_enum, default_value = "resp")]
+        format: crate::export::Format,
+        /// Only the I-th of N disjoint parts of every stage, as `run --shard` writes it.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Where to write [default: standard output].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the plan format (for editors and CI linters).
     Schema,
 }

@@ -6,12 +6,29 @@ use crate::cli::Command;
 use crate::error::Failure;
 use crate::output::print_stdout;
 use crate::shard::{self, Shard};
-use crate::{check, fill, interrupt, merge, plan, verify};
+use crate::{check, export, fill, interrupt, merge, plan, verify};
 
 /// Runs one subcommand; `Err` is the one line the user sees and the exit code.
 pub fn execute(command: Command) -> Result<(), Failure> {
     match command {
         Command::Schema => print_stdout(&format!("{}\n", plan::json_schema())),
+        Command::Export {
+            plan,
+            stage,
+            format,
+            shard,
+            output,
+        } => {
+            let plan = plan::load(&plan)?;
+            let shard = shard::resolve(shard.as_deref(), None, None).map_err(command_line)?;
+            let options = export::ExportOptions {
+                stage,
+                format,
+                shard,
+                output,
+            };
+            export::export(&plan, &options)
+        }
         Command::Check {
             plan,
             shards,

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod error;
+pub mod export;
 pub mod fill;
 pub mod interrupt;
 pub mod merge;

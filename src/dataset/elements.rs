@@ -69,6 +69,16 @@ impl Dataset {
     /// the fields of an application's records are.
     #[inline]
     pub fn push_field_name(&self, j: u64, out: &mut Vec<u8>) {
+        let size = self.field_size();
+        let start = (j as usize).saturating_mul(size);
+        match self.field_names.get(start..start.saturating_add(size)) {
+            Some(name) => out.extend_from_slice(name),
+            None => self.make_field_name(j, out),
+        }
+    }
+
+    /// Makes field name `j` (see [`Dataset::push_field_name`]).
+    pub(super) fn make_field_name(&self, j: u64, out: &mut Vec<u8>) {
         let width = match self.elemental.data_type {
             DataType::Stream => self.pair_width,
             _ => self.element_width,
@@ -143,6 +153,16 @@ impl Dataset {
 
     /// Payload bytes of elements `range` of `entry`.
     pub fn elements_payload(&self, entry: &Entry, range: std::ops::Range<u64>) -> u64 {
+        if self.value_span == 1 {
+            // Every element has the same size: no need to draw them.
+            let element = Element {
+                index: 0,
+                len: self.value_min as usize,
+                offset: 0,
+                draw: 0,
+            };
+            return (range.end - range.start) * self.element_payload(&element);
+        }
         range
             .map(|j| self.element_payload(&self.element(entry, j)))
             .sum()

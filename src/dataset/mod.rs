@@ -38,7 +38,13 @@ pub struct Dataset {
     element_width: usize,
     /// Digits of the largest field index of a stream entry.
     pair_width: usize,
+    /// Hash or stream field names made once (they depend only on the stage and the
+    /// field's index), when they fit in [`FIELD_NAMES_BYTES`].
+    field_names: Vec<u8>,
 }
+
+/// Most bytes of field names made ahead.
+const FIELD_NAMES_BYTES: usize = 4 << 20;
 
 /// The per-entry draws, computed once and used for key, value and TTL.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +76,7 @@ impl Dataset {
             }
         }
         pool.extend_from_within(..POOL_TAIL);
-        Dataset {
+        let mut dataset = Dataset {
             prefix: shape.key_prefix.as_bytes().to_vec(),
             key_size: shape.key_size as usize,
             width: crate::plan::index_width(keys) as usize,
@@ -82,7 +88,22 @@ impl Dataset {
             elemental: shape.elemental,
             element_width: crate::plan::index_width(shape.elemental.elements.max) as usize,
             pair_width: crate::plan::index_width(u64::from(shape.elemental.entry_fields)) as usize,
+            field_names: Vec::new(),
+        };
+        let names = match shape.elemental.data_type {
+            DataType::Hash => shape.elemental.elements.max,
+            DataType::Stream => u64::from(shape.elemental.entry_fields),
+            _ => 0,
+        };
+        let bytes = names.saturating_mul(u64::from(shape.elemental.field_size));
+        if bytes > 0 && bytes <= FIELD_NAMES_BYTES as u64 {
+            let mut table = Vec::with_capacity(bytes as usize);
+            for j in 0..names {
+                dataset.make_field_name(j, &mut table);
+            }
+            dataset.field_names = table;
         }
+        dataset
     }
 
     /// Bytes of every key.

@@ -577,3 +577,41 @@ fn a_million_member_sorted_set_keeps_client_memory_flat() {
     assert!(rss < 64 << 20, "client peak RSS {rss} bytes");
     assert_eq!(stage["memory"]["encodings"]["skiplist"], 1);
 }
+
+/// A user who may write but not run `MEMORY USAGE` gets a run that succeeds with the key
+/// cost recorded as unknown (`null`), never a guess.
+#[test]
+fn without_the_memory_command_the_key_cost_is_null() {
+    let server = RedisServer::start(&[]);
+    let mut admin = server.connect();
+    let _: Value = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "writer",
+            "on",
+            ">pw-for-writer",
+            "~*",
+            "+@all",
+            "-memory",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(5)
+        .target(server.target().user("writer", "WRITER_PASSWORD"))
+        .stage(typed_stage("set", 200));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let output = cachefill(scratch.dir.path())
+        .env("WRITER_PASSWORD", "pw-for-writer")
+        .args(["run", "--quiet", "-o", "result.json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = read_result(&scratch.path("result.json"));
+    let stage = &result["stages"][0];
+    assert_eq!(stage["keys_written"], 200);
+    assert_eq!(server.dbsize(), 200);
+    assert!(stage["memory"].is_null(), "{stage}");
+}

@@ -336,7 +336,7 @@ impl StageRun {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let summary = match status {
             Status::Ok => format!(
-                "ok, {keys_written} keys{}, {} in {:.2}s ({:.1} MB/s, {:.0} keys/s){}",
+                "ok, {keys_written} keys{}, {} in {:.2}s ({:.1} MB/s, {}){}",
                 match stage.shape.elemental.data_type {
                     DataType::String => String::new(),
                     data_type => format!(
@@ -348,7 +348,14 @@ impl StageRun {
                 human_bytes(payload_bytes),
                 seconds,
                 payload_bytes as f64 / 1e6 / seconds,
-                keys_written as f64 / seconds,
+                match stage.shape.elemental.data_type {
+                    DataType::String => format!("{:.0} keys/s", keys_written as f64 / seconds),
+                    data_type => format!(
+                        "{:.0} {}/s",
+                        state.elements.load(Relaxed) as f64 / seconds,
+                        data_type.elements_noun()
+                    ),
+                },
                 memory.as_ref().map_or(String::new(), |m| format!(
                     "; ~{} per key in memory{}",
                     human_bytes(m.mean_bytes),

@@ -117,34 +117,7 @@ fn resharding_during_the_fill_loses_nothing() {
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 20_000
     });
-    let ids: Vec<String> = cluster
-        .servers
-        .iter()
-        .map(|s| {
-            redis::cmd("CLUSTER")
-                .arg("MYID")
-                .query(&mut s.connect())
-                .unwrap()
-        })
-        .collect();
-    let reshard = Command::new("redis-cli")
-        .args(["--cluster", "reshard", &cluster.servers[0].addr()])
-        .args([
-            "--cluster-from",
-            &ids[0],
-            "--cluster-to",
-            &ids[1],
-            "--cluster-slots",
-            "1500",
-            "--cluster-yes",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        reshard.status.success(),
-        "reshard failed: {}",
-        String::from_utf8_lossy(&reshard.stdout)
-    );
+    cluster.reshard(0, 1, 1500);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let result = read_result(&result_path);

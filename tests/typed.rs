@@ -206,6 +206,9 @@ fn lists_and_streams_resume_without_duplicates_after_broken_connections() {
         assert_eq!(quiet["stages"][0]["reconnects"], 0);
         let undisturbed = server.digest();
 
+        // Empty, so that keys on the server mean this run has flushed and started writing
+        // (breaking its control connection during the flush is not what is tested here).
+        let _: () = redis::cmd("FLUSHALL").query(&mut server.connect()).unwrap();
         let (child, result) = spawn_plan(&scratch, &plan);
         let finished = AtomicBool::new(false);
         let mut kills = 0u32;
@@ -223,15 +226,16 @@ fn lists_and_streams_resume_without_duplicates_after_broken_connections() {
             wait_until("the fill has started", Duration::from_secs(30), || {
                 finished.load(Ordering::Relaxed) || server.dbsize() > 0
             });
-            // Bounded: at most 20 kills, 250 ms apart (cachefill gives up after 3 broken
-            // connections in a row without progress), while the run lasts.
-            while !finished.load(Ordering::Relaxed) && kills < 20 {
+            // Bounded: at most 12 kills, 500 ms apart (cachefill gives up after 3 broken
+            // connections in a row without progress, which a busy test machine must not
+            // turn into a failure), while the run lasts.
+            while !finished.load(Ordering::Relaxed) && kills < 12 {
                 let killed: u64 = redis::cmd("CLIENT")
                     .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
                     .query(&mut conn)
                     .unwrap();
                 kills += u32::from(killed > 0);
-                std::thread::sleep(Duration::from_millis(250));
+                std::thread::sleep(Duration::from_millis(500));
             }
         });
         let result = read_result(&result);
@@ -472,16 +476,6 @@ fn resharding_during_a_typed_stage_loses_and_duplicates_nothing() {
     let cluster = RedisCluster::start(3, 0);
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    let ids: Vec<String> = cluster
-        .servers
-        .iter()
-        .map(|s| {
-            redis::cmd("CLUSTER")
-                .arg("MYID")
-                .query(&mut s.connect())
-                .unwrap()
-        })
-        .collect();
     for (round, data_type) in ["hash", "list"].into_iter().enumerate() {
         let keys = 2000u64;
         let stage = StageBuilder::new("big")
@@ -512,18 +506,7 @@ fn resharding_during_a_typed_stage_loses_and_duplicates_nothing() {
         wait_until("the fill has started", Duration::from_secs(30), || {
             cluster.total_keys() > 200
         });
-        let (from, to) = (&ids[round], &ids[round + 1]);
-        let reshard = std::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &cluster.servers[0].addr()])
-            .args(["--cluster-from", from, "--cluster-to", to])
-            .args(["--cluster-slots", "1000", "--cluster-yes"])
-            .output()
-            .unwrap();
-        assert!(
-            reshard.status.success(),
-            "reshard failed: {}",
-            String::from_utf8_lossy(&reshard.stdout)
-        );
+        cluster.reshard(round, round + 1, 1000);
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{data_type}: {}", stderr(&output));
         let result = read_result(&result_path);

@@ -403,6 +403,16 @@ fn check_ttl(part: &mut StageCheck, key: &[u8], pttl: Option<&redis::Value>, max
     }
 }
 
+/// The keys of `indices`, grouped by the server that holds them.
+fn by_node(indices: &[u64], dataset: &Dataset, reader: &Reader) -> Vec<Vec<(u64, Vec<u8>)>> {
+    let mut groups = vec![Vec::new(); reader.nodes()];
+    for &index in indices {
+        let key = dataset.key(index);
+        groups[reader.node_for(&key)].push((index, key));
+    }
+    groups
+}
+
 /// Reads back one batch: GET (and PTTL when the stage has TTLs), grouped by server.
 async fn check_batch(
     indices: &[u64],
@@ -411,11 +421,7 @@ async fn check_batch(
     ttl_max: Option<u64>,
 ) -> Result<StageCheck, String> {
     let mut part = StageCheck::default();
-    let mut groups: Vec<Vec<(u64, Vec<u8>)>> = vec![Vec::new(); reader.nodes()];
-    for &index in indices {
-        let key = dataset.key(index);
-        groups[reader.node_for(&key)].push((index, key));
-    }
+    let groups = by_node(indices, dataset, reader);
     for (node, entries) in groups
         .into_iter()
         .enumerate()

@@ -5,7 +5,7 @@
 
 use redis::Value;
 
-use super::{Reader, StageCheck, check_ttl};
+use super::{Reader, StageCheck, by_node, check_ttl};
 use crate::dataset::{Dataset, Element, Entry};
 use crate::plan::DataType;
 use crate::resp::typed::count_command;
@@ -23,11 +23,7 @@ pub(super) async fn check_batch(
     ttl_max: Option<u64>,
 ) -> Result<StageCheck, String> {
     let mut part = StageCheck::default();
-    let mut groups: Vec<Vec<(u64, Vec<u8>)>> = vec![Vec::new(); reader.nodes()];
-    for &index in indices {
-        let key = dataset.key(index);
-        groups[reader.node_for(&key)].push((index, key));
-    }
+    let groups = by_node(indices, dataset, reader);
     let data_type = dataset.data_type();
     for (node, keys) in groups.into_iter().enumerate() {
         if keys.is_empty() {

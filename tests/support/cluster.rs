@@ -114,6 +114,28 @@ impl RedisCluster {
         xor.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// Moves `slots` slots from server `from` to server `to` with `redis-cli --cluster
+    /// reshard` (keys migrate while writes go on); panics when it fails.
+    pub fn reshard(&self, from: usize, to: usize, slots: u32) {
+        let id = |i: usize| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut self.servers[i].connect())
+                .unwrap()
+        };
+        let reshard = std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &self.servers[0].addr()])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            reshard.status.success(),
+            "reshard failed: {}",
+            String::from_utf8_lossy(&reshard.stdout)
+        );
+    }
+
     /// Sum of DBSIZE over the primaries.
     pub fn total_keys(&self) -> u64 {
         self.primaries().iter().map(|(s, _)| s.dbsize()).sum()

@@ -1,0 +1,208 @@
+//! From the raw TOML types to a [`Plan`]: every rule of the plan format that spans fields.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+
+mod stage;
+mod target;
+
+pub use stage::index_width;
+
+use super::raw::RawPlan;
+use super::*;
+use stage::{is_valid_stage_name, resolve_stage};
+use target::resolve_target;
+
+/// Collects the location of errors for one plan file.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> PlanError {
+        let location = match span {
+            Some(span) => {
+                let before = &self.text[..span.start.min(self.text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("{}:{line}:{column}", self.path.display())
+            }
+            None => self.path.display().to_string(),
+        };
+        PlanError {
+            location,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and validates the text of a plan file.
+pub(super) fn parse(path: &Path, text: &str, sha256: String) -> Result<Plan, PlanError> {
+    let source = Source { path, text };
+    let raw = parse_raw(&source)?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    if let Some(version) = &raw.version
+        && *version.get_ref() != 1
+    {
+        return Err(source.error(
+            Some(version.span()),
+            "version",
+            format!(
+                "plan format version {} is not supported: this cachefill reads version 1",
+                version.get_ref()
+            ),
+        ));
+    }
+    let name = match &raw.name {
+        Some(name) if !is_valid_stage_name(name) => {
+            return Err(source.error(
+                None,
+                "name",
+                format!("plan name \"{name}\" may only use letters, digits, '_', '.' and '-' (it names the result file)"),
+            ));
+        }
+        Some(name) => name.clone(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plan".into()),
+    };
+
+    let mut targets = Vec::new();
+    for (target_name, target) in &raw.targets {
+        targets.push(resolve_target(
+            &source,
+            &base_dir,
+            target_name,
+            target.get_ref(),
+            target.span(),
+        )?);
+    }
+    let target_index: HashMap<&str, usize> = raw
+        .targets
+        .keys()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, stage) in raw.stages.iter().enumerate() {
+        let stage_name = stage.get_ref().name.as_str();
+        if let Some(first) = names.insert(stage_name, i) {
+            return Err(source.error(
+                Some(stage.span()),
+                format!("stages[{i}].name"),
+                format!("stage name \"{stage_name}\" is already used by stages[{first}]: stage names must be unique"),
+            ));
+        }
+    }
+
+    let mut stages = Vec::new();
+    for (i, stage) in raw.stages.iter().enumerate() {
+        stages.push(resolve_stage(
+            &source,
+            i,
+            stage.get_ref(),
+            stage.span(),
+            &raw.targets,
+            &target_index,
+            &names,
+        )?);
+    }
+    check_cycles(&source, &raw, &stages)?;
+
+    Ok(Plan {
+        name,
+        path: path.to_path_buf(),
+        sha256,
+        seed: raw.seed,
+        targets,
+        stages,
+    })
+}
+
+fn parse_raw(source: &Source) -> Result<RawPlan, PlanError> {
+    let deserializer = toml::Deserializer::parse(source.text).map_err(|e| {
+        source.error(
+            e.span(),
+            "plan",
+            format!("invalid TOML: {}", e.message().trim().replace('\n', " ")),
+        )
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        // `Spanned` wrappers show up in the path as a private field: leave them out.
+        let path = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
+        let field = if path == "." {
+            "plan".to_string()
+        } else {
+            path
+        };
+        let inner = e.inner();
+        source.error(
+            inner.span(),
+            field,
+            inner.message().trim().replace('\n', " "),
+        )
+    })
+}
+
+/// Refuses `after` chains that loop back on themselves.
+fn check_cycles(source: &Source, raw: &RawPlan, stages: &[Stage]) -> Result<(), PlanError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        stages: &[Stage],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        match marks[i] {
+            Mark::Done => return None,
+            Mark::Visiting => {
+                let start = path.iter().position(|&p| p == i).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(i);
+                return Some(cycle);
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Visiting;
+        path.push(i);
+        for &d in &stages[i].after {
+            if let Some(cycle) = visit(d, stages, marks, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; stages.len()];
+    for i in 0..stages.len() {
+        if let Some(cycle) = visit(i, stages, &mut marks, &mut Vec::new()) {
+            let names: Vec<&str> = cycle.iter().map(|&s| stages[s].name.as_str()).collect();
+            return Err(source.error(
+                Some(raw.stages[cycle[0]].span()),
+                format!("stages[{}].after", cycle[0]),
+                format!("the stages wait for each other in a cycle: {}; remove one of these `after` entries", names.join(" → ")),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! One `[[stages]]` entry: its target, amount, key shape, type and element fields, order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use super::super::raw::{RawStage, RawTarget};
+use super::super::typed::{self, TypedField};
+use super::super::*;
+use super::Source;
+
+pub(super) fn is_valid_stage_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Number of decimal digits of the largest index of a stage of `keys` entries.
+pub fn index_width(keys: u64) -> u32 {
+    keys.saturating_sub(1).checked_ilog10().unwrap_or(0) + 1
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn resolve_stage(
+    source: &Source,
+    index: usize,
+    raw: &RawStage,
+    span: Range<usize>,
+    targets: &BTreeMap<String, toml::Spanned<RawTarget>>,
+    target_index: &HashMap<&str, usize>,
+    names: &HashMap<&str, usize>,
+) -> Result<Stage, PlanError> {
+    let field = |f: &str| format!("stages[{index}].{f}");
+    let err = |f: &str, m: String| source.error(Some(span.clone()), field(f), m);
+    let name = raw.name.clone();
+    if !is_valid_stage_name(&name) {
+        return Err(err(
+            "name",
+            format!("stage name \"{name}\" may only use letters, digits, '_', '.' and '-'"),
+        ));
+    }
+
+    let target = match &raw.target {
+        Some(t) => *target_index.get(t.as_str()).ok_or_else(|| {
+            let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+            err("target", format!("stage \"{name}\" names target \"{t}\", which the plan does not define; targets: {}", list_or_none(&known)))
+        })?,
+        None if targets.len() == 1 => 0,
+        None if targets.is_empty() => {
+            return Err(err("target", "the plan has stages but no targets: add a [targets.NAME] table".into()));
+        }
+        None => {
+            let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+            return Err(err("target", format!("the plan has several targets, so stage \"{name}\" must name one: {}", known.join(", "))));
+        }
+    };
+
+    let key_size = raw.key_size.map_or(DEFAULT_KEY_SIZE, |k| k.0);
+    let value_size = raw.value_size.unwrap_or(ValueSize {
+        min: DEFAULT_VALUE_SIZE,
+        max: DEFAULT_VALUE_SIZE,
+    });
+    let ttl = raw.ttl;
+    let key_prefix = raw.key_prefix.clone().unwrap_or_else(|| format!("{name}:"));
+    let elemental = resolve_elemental(raw, &name, value_size).map_err(|(f, m)| err(f, m))?;
+    let shape = Shape {
+        key_prefix,
+        key_size,
+        value_size,
+        ttl,
+        elemental,
+    };
+
+    let (amount, keys) = match (raw.size, raw.keys, raw.until_memory) {
+        (Some(size), None, None) => {
+            let per_key_four_times =
+                elemental.key_bytes_four_times(key_size, value_size.min, value_size.max);
+            let keys = (u128::from(size.0) * 4).div_ceil(per_key_four_times);
+            (
+                Amount::Size(size.0),
+                u64::try_from(keys).unwrap_or(u64::MAX),
+            )
+        }
+        (None, Some(keys), None) => (Amount::Keys, keys),
+        (None, None, Some(goal)) => (Amount::UntilMemory(goal), UNTIL_MEMORY_KEYS),
+        (None, None, None) => {
+            return Err(err(
+                "size",
+                format!(
+                    "stage \"{name}\" needs exactly one of size, keys or until_memory; it has none"
+                ),
+            ));
+        }
+        _ => {
+            return Err(err(
+                "size",
+                format!(
+                    "stage \"{name}\" needs exactly one of size, keys or until_memory; it has several"
+                ),
+            ));
+        }
+    };
+
+    let width = index_width(keys);
+    let needed = shape.key_prefix.len() as u64 + u64::from(width);
+    if needed > u64::from(key_size) {
+        return Err(err(
+            "key_size",
+            format!(
+                "key_size {key_size} is too short for the prefix \"{}\" ({} bytes) and the largest index ({width} digits): use key_size = {needed} or more",
+                shape.key_prefix,
+                shape.key_prefix.len()
+            ),
+        ));
+    }
+
+    let mut after = Vec::new();
+    for dependency in raw.after.iter().flatten() {
+        match names.get(dependency.as_str()) {
+            Some(&d) if d == index => {
+                return Err(err(
+                    "after",
+                    format!("stage \"{name}\" cannot run after itself"),
+                ));
+            }
+            Some(&d) => after.push(d),
+            None => {
+                return Err(err(
+                    "after",
+                    format!(
+                        "stage \"{name}\" runs after \"{dependency}\", which is not a stage of this plan"
+                    ),
+                ));
+            }
+        }
+    }
+
+    Ok(Stage {
+        name,
+        target,
+        amount,
+        keys,
+        shape,
+        connections: raw.connections.map_or(DEFAULT_CONNECTIONS, |c| c.0),
+        pipeline: raw.pipeline.map_or(DEFAULT_PIPELINE, |p| p.0),
+        keys_per_command: raw.keys_per_command.map(|k| k.0),
+        after,
+        seed: raw.seed,
+    })
+}
+
+/// The stage's type and element fields: fields of other types refused, defaults filled in,
+/// and sizes checked to leave room for the element index that keeps names unique in a key.
+fn resolve_elemental(
+    raw: &RawStage,
+    name: &str,
+    value_size: ValueSize,
+) -> Result<Elemental, (&'static str, String)> {
+    let data_type = raw.data_type.unwrap_or_default();
+    let given = [
+        (TypedField::Elements, raw.elements.is_some()),
+        (TypedField::FieldSize, raw.field_size.is_some()),
+        (TypedField::Score, raw.score.is_some()),
+        (TypedField::EntryFields, raw.entry_fields.is_some()),
+        (TypedField::KeysPerCommand, raw.keys_per_command.is_some()),
+    ];
+    for (field, present) in given {
+        if present {
+            field
+                .check(data_type, name)
+                .map_err(|message| (field.name(), message))?;
+        }
+    }
+    if data_type == DataType::String {
+        return Ok(Elemental::STRING);
+    }
+    let elemental = Elemental {
+        data_type,
+        elements: raw.elements.unwrap_or(Elements {
+            min: typed::DEFAULT_ELEMENTS,
+            max: typed::DEFAULT_ELEMENTS,
+        }),
+        field_size: raw.field_size.map_or(typed::DEFAULT_FIELD_SIZE, |f| f.0),
+        score: raw.score.unwrap_or(typed::DEFAULT_SCORE),
+        entry_fields: raw
+            .entry_fields
+            .map_or(typed::DEFAULT_ENTRY_FIELDS, |e| e.0),
+    };
+    let element_width = index_width(elemental.elements.max);
+    let (field, size, width, what) = match data_type {
+        DataType::Hash => (
+            "field_size",
+            u64::from(elemental.field_size),
+            element_width,
+            format!(
+                "unique field names in keys of up to {} fields",
+                elemental.elements.max
+            ),
+        ),
+        DataType::Set | DataType::Zset => (
+            "value_size",
+            value_size.min,
+            element_width,
+            format!(
+                "unique members in keys of up to {} members",
+                elemental.elements.max
+            ),
+        ),
+        DataType::Stream => (
+            "field_size",
+            u64::from(elemental.field_size),
+            index_width(u64::from(elemental.entry_fields)),
+            format!(
+                "unique field names in entries of {} fields",
+                elemental.entry_fields
+            ),
+        ),
+        DataType::String | DataType::List => return Ok(elemental),
+    };
+    if size < u64::from(width) {
+        let shown = if field == "value_size" {
+            "value_size min"
+        } else {
+            field
+        };
+        return Err((
+            field,
+            format!(
+                "{shown} {size} is too small for {what} (names start with the {width}-digit element index): use {field} = {width} or more"
+            ),
+        ));
+    }
+    Ok(elemental)
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}

@@ -1,0 +1,238 @@
+//! The reading half's bookkeeping: each reply matched to what it answers (a group of
+//! entries, a command of a typed key, the element count of a key to resume) and counted as
+//! acknowledged, refused or (cluster) redirected.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Job, NO_KEY, Session, SessionEnd};
+use crate::fill::feed::Feed;
+use crate::fill::lock::lock;
+use crate::fill::span::{Answered, KeyCommands, Span, take_answered};
+use crate::plan::DataType;
+use crate::resp::typed;
+use crate::resp::{self, ErrorReply, Reply};
+
+impl Session<'_> {
+    /// Matches the complete replies in `buf` to the entries in flight, in order: each reply
+    /// answers the next command, which carries up to `group` entries of the front span.
+    /// Returns the bytes used and the number of entries answered.
+    pub(super) fn consume_replies(&self, buf: &[u8]) -> Result<(usize, u64), SessionEnd> {
+        let Job {
+            stage,
+            dataset,
+            config,
+            feed,
+            acked_here,
+        } = *self.job;
+        let mut queue = lock(&self.inflight);
+        let (mut at, mut answered) = (0usize, 0u64);
+        let mut tally = Tally::default();
+        let mut refused = false;
+        // Acknowledgements parsed before a malformed reply still count: `end` keeps the error.
+        let end = loop {
+            let (reply, used) = match resp::parse_reply(&buf[at..]) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(SessionEnd::Fatal(e.to_string())),
+            };
+            at += used;
+            let entries = match take_answered(&mut queue, config.group) {
+                None => {
+                    break Err(SessionEnd::Fatal(
+                        "the server sent a reply to a command that was never sent".into(),
+                    ));
+                }
+                Some(Answered::Asking) => continue,
+                Some(Answered::Range(entries)) => entries,
+                Some(Answered::Command { key, command, last }) => {
+                    answered += 1;
+                    refused |= self.key_command_answered(reply, key, command, last, &mut tally);
+                    continue;
+                }
+                Some(Answered::Resume(index)) => {
+                    answered += 1;
+                    tally.commands += 1;
+                    refused |= self.resume_answered(reply, index, &mut tally);
+                    continue;
+                }
+            };
+            answered += entries.end - entries.start;
+            match reply {
+                Reply::Ok => {
+                    tally.keys += entries.end - entries.start;
+                    tally.bytes += entries.map(|i| dataset.payload_bytes(i)).sum::<u64>();
+                }
+                Reply::Error(line) => {
+                    let redirected = match feed {
+                        Feed::Node { node, router } => {
+                            router.redirect(entries.start, ErrorReply::parse(line), node)
+                        }
+                        Feed::Stage => false,
+                    };
+                    if !redirected {
+                        stage.record_error(dataset, entries, &String::from_utf8_lossy(line));
+                        refused = true;
+                    }
+                }
+                Reply::Other | Reply::Integer(_) => {
+                    stage.record_error(dataset, entries, "unexpected reply");
+                    refused = true;
+                }
+            }
+        };
+        drop(queue);
+        if tally.bytes > 0 {
+            stage.bytes.fetch_add(tally.bytes, Relaxed);
+        }
+        if tally.elements > 0 {
+            stage.elements.fetch_add(tally.elements, Relaxed);
+        }
+        if tally.commands > tally.keys {
+            // Progress inside large keys keeps a connection's reconnect budget fresh.
+            acked_here.fetch_add(tally.commands - tally.keys, Relaxed);
+        }
+        if tally.keys > 0 {
+            stage.acked.fetch_add(tally.keys, Relaxed);
+            acked_here.fetch_add(tally.keys, Relaxed);
+            if let Feed::Node { node, router } = feed {
+                node.keys.fetch_add(tally.keys, Relaxed);
+                router.acknowledged();
+            }
+        }
+        if refused && let Feed::Node { router, .. } = feed {
+            // The stage stops: wake the connections idle on their feeds so they end too.
+            router.wake_all();
+        }
+        end.map(|()| (at, answered))
+    }
+
+    /// Counts the reply to command `command` of a typed key; true when it was refused.
+    fn key_command_answered(
+        &self,
+        reply: Reply<'_>,
+        key: KeyCommands,
+        command: u64,
+        last: bool,
+        tally: &mut Tally,
+    ) -> bool {
+        let dataset = self.job.dataset;
+        if self.abandoned.load(Relaxed) == key.index {
+            return false;
+        }
+        let entry = dataset.entry(key.index);
+        let elements = self.chunking.elements_of(key.from, entry.elements, command);
+        let Reply::Error(line) = reply else {
+            // +OK, an integer (HSET, SADD, RPUSH …) or an ID (XADD): written.
+            if let Some(range) = elements {
+                tally.bytes += dataset.elements_payload(&entry, range);
+            }
+            tally.commands += 1;
+            if last {
+                tally.keys += 1;
+                tally.elements += entry.elements;
+                tally.bytes += dataset.key_size() as u64;
+                self.open_key.store(NO_KEY, Relaxed);
+            } else {
+                self.open_key.store(key.index, Relaxed);
+            }
+            return false;
+        };
+        if let Feed::Node { node, router } = self.job.feed
+            && router.redirect_key(key.index, ErrorReply::parse(line), node)
+        {
+            // The key goes on elsewhere, resumed from what its owner holds; its other
+            // commands here are passed over.
+            self.abandoned.store(key.index, Relaxed);
+            let _ = self
+                .open_key
+                .compare_exchange(key.index, NO_KEY, Relaxed, Relaxed);
+            return false;
+        }
+        let name = match elements {
+            Some(_) => String::from_utf8_lossy(typed::write_command(dataset.data_type())),
+            None => "PEXPIRE".into(),
+        };
+        let message = String::from_utf8_lossy(line);
+        self.refuse_key(key.index, command > 0 || key.from > 0, &name, &message);
+        true
+    }
+
+    /// Turns the element count of a key to resume into the commands that complete it;
+    /// true when the count was refused.
+    fn resume_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
+        let dataset = self.job.dataset;
+        self.resuming.fetch_sub(1, Relaxed);
+        // The writer may be waiting for this key, or (after a refusal) for nothing more.
+        self.wake_writer.notify_one();
+        // Every earlier command of this key on this connection has been answered.
+        let _ = self
+            .abandoned
+            .compare_exchange(index, NO_KEY, Relaxed, Relaxed);
+        let count = match reply {
+            Reply::Integer(count) => u64::try_from(count).unwrap_or(0),
+            Reply::Error(line)
+                if matches!(self.job.feed, Feed::Node { node, router }
+                    if router.redirect_key(index, ErrorReply::parse(line), node)) =>
+            {
+                return false;
+            }
+            Reply::Error(line) => {
+                let name = String::from_utf8_lossy(typed::count_command(dataset.data_type()));
+                let message = format!(
+                    "{}; after a broken connection cachefill counts a list's or stream's elements to carry on without duplicates",
+                    String::from_utf8_lossy(line)
+                );
+                self.refuse_key(index, true, &name, &message);
+                return true;
+            }
+            Reply::Ok | Reply::Other => {
+                self.refuse_key(index, true, "a count", "unexpected reply");
+                return true;
+            }
+        };
+        let elements = dataset.entry(index).elements;
+        // Lists and streams hold a prefix of their elements (a key's commands are applied
+        // in order); the other types are rewritten whole, which is harmless.
+        let from = match dataset.data_type() {
+            DataType::List | DataType::Stream => count.min(elements),
+            _ if count >= elements => elements,
+            _ => 0,
+        };
+        let total = self.chunking.commands(from, elements);
+        if total == 0 {
+            tally.keys += 1;
+            tally.elements += elements;
+            tally.bytes += dataset.payload_bytes(index);
+        } else {
+            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, from, total)));
+            self.wake_writer.notify_one();
+        }
+        false
+    }
+
+    /// Records the refusal of a typed key's command; the key's other replies are passed over.
+    fn refuse_key(&self, index: u64, partly_written: bool, command: &str, message: &str) {
+        let stage = self.job.stage;
+        stage.record_refusal(self.job.dataset, index..index + 1, command, message);
+        if partly_written {
+            stage.partial_keys.fetch_add(1, Relaxed);
+        }
+        self.abandoned.store(index, Relaxed);
+        if self.open_key.load(Relaxed) == index {
+            self.open_key.store(NO_KEY, Relaxed);
+        }
+    }
+}
+
+/// What the replies read at once acknowledged.
+#[derive(Default)]
+struct Tally {
+    /// Entries (strings) or keys (typed) written whole.
+    keys: u64,
+    /// Elements of the typed keys written whole.
+    elements: u64,
+    /// Payload bytes written.
+    bytes: u64,
+    /// Commands of typed keys acknowledged (progress, even inside one large key).
+    commands: u64,
+}

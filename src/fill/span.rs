@@ -65,15 +65,6 @@ impl Span {
         }
     }
 
-    /// The typed key this span writes, if it is one.
-    pub fn key_index(&self) -> Option<u64> {
-        match self {
-            Span::Key(key) => Some(key.index),
-            Span::Resume { index } => Some(*index),
-            _ => None,
-        }
-    }
-
     /// Splits off the first `max` entries when there are more.
     pub fn split_front(self, max: u64) -> (Span, Option<Span>) {
         match self {

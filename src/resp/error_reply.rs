@@ -53,11 +53,6 @@ impl<'a> ErrorReply<'a> {
         }
     }
 
-    /// True for `MOVED` and `ASK`: the key lives, or is moving, elsewhere.
-    pub fn is_redirect(&self) -> bool {
-        matches!(self, ErrorReply::Moved(_) | ErrorReply::Ask(_))
-    }
-
     /// True for refusals that clear up on their own (a migration, a failover, a restart):
     /// the command is worth sending again after a pause.
     pub fn is_transient(&self) -> bool {

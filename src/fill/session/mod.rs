@@ -102,6 +102,12 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// True for the commands of a key whose other replies are passed over: they are not
+    /// sent, nor sent again. A resume of that key is kept: it starts the key afresh.
+    fn is_abandoned(&self, span: &Span) -> bool {
+        commands_of(span, self.abandoned.load(Relaxed))
+    }
+
     /// The typed key left partly written when this session ended, if any.
     pub fn open_key(&self) -> Option<u64> {
         Some(self.open_key.load(Relaxed)).filter(|&k| k != NO_KEY)
@@ -109,6 +115,7 @@ impl<'a> Session<'a> {
 
     /// The spans sent whose replies never came, for the caller to resend.
     pub fn into_unanswered(self) -> VecDeque<Span> {
+        let abandoned = self.abandoned.load(Relaxed);
         // A panic while the lock was held left the queue whole (see `lock`): keep its spans.
         let mut spans = self
             .inflight
@@ -119,8 +126,7 @@ impl<'a> Session<'a> {
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let abandoned = self.abandoned.into_inner();
-        spans.retain(|span| span.key_index() != Some(abandoned) || abandoned == NO_KEY);
+        spans.retain(|span| !commands_of(span, abandoned));
         spans
     }
 
@@ -221,10 +227,7 @@ impl<'a> Session<'a> {
             let Some(span) = next else {
                 return false;
             };
-            let abandoned = self.abandoned.load(Relaxed);
-            if let Span::Key(key) = &span
-                && key.index == abandoned
-            {
+            if self.is_abandoned(&span) {
                 continue;
             }
             let span = if config.typed {
@@ -345,6 +348,11 @@ impl<'a> Session<'a> {
             self.window.add_permits(entries as usize);
         }
     }
+}
+
+/// True when `span` carries commands of typed key `index`.
+fn commands_of(span: &Span, index: u64) -> bool {
+    matches!(span, Span::Key(key) if key.index == index)
 }
 
 fn describe_io(error: &io::Error) -> String {

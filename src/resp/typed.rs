@@ -268,6 +268,86 @@ mod tests {
         }
     }
 
+    /// What typed stages write never changes by accident: a digest of every command of a
+    /// few stages of each type (fixed and ranged sizes, a TTL, keys split into several
+    /// commands, hash field names past any table made ahead), pinned before the encoder
+    /// was optimised. tests/typed.rs compares runs with each other, not with these bytes.
+    #[test]
+    fn typed_commands_are_pinned() {
+        use crate::plan::{Elemental, Elements, Score, Shape, Ttl, ValueSize};
+        use crate::resp::EntryEncoder;
+        let stage =
+            |data_type, elements: (u64, u64), value: (u64, u64), field_size, ttl: bool| Shape {
+                key_prefix: "pin:".into(),
+                key_size: 20,
+                value_size: ValueSize {
+                    min: value.0,
+                    max: value.1,
+                },
+                ttl: ttl.then_some(Ttl {
+                    min_ms: 1000,
+                    max_ms: 90_000,
+                }),
+                elemental: Elemental {
+                    data_type,
+                    elements: Elements {
+                        min: elements.0,
+                        max: elements.1,
+                    },
+                    field_size,
+                    score: Score {
+                        min: -5_000_000,
+                        max: 5_000_000,
+                    },
+                    entry_fields: 3,
+                },
+            };
+        let stages = [
+            stage(DataType::Hash, (10, 10), (32, 32), 8, false),
+            stage(DataType::Hash, (1, 3000), (1, 120), 12, true),
+            stage(DataType::Hash, (60_000, 60_000), (4, 4), 9, false),
+            stage(DataType::Set, (1, 2500), (5, 40), 8, true),
+            stage(DataType::Set, (100, 100), (16, 16), 8, false),
+            stage(DataType::Zset, (100, 100), (16, 16), 8, false),
+            stage(DataType::Zset, (1, 4000), (4, 300), 8, true),
+            stage(DataType::List, (100, 100), (64, 64), 8, false),
+            stage(DataType::List, (1, 300), (1, 2000), 8, true),
+            stage(DataType::Stream, (1000, 1000), (16, 16), 8, false),
+            stage(DataType::Stream, (1, 300), (1, 100), 11, true),
+        ];
+        let mut digests = Vec::new();
+        for (n, shape) in stages.iter().enumerate() {
+            let keys = if shape.elemental.elements.max > 10_000 {
+                2
+            } else {
+                40
+            };
+            let dataset = Dataset::new(7, &format!("pin{n}"), shape, keys);
+            let encoder = EntryEncoder::new(&dataset);
+            let mut out = Vec::new();
+            for i in 0..keys {
+                encoder.push_key_commands(i, 0, 0..encoder.commands_of(i, 0), &mut out);
+            }
+            digests.push(crate::mix::fnv1a64(&out));
+        }
+        assert_eq!(digests, PINNED_TYPED_DIGESTS, "{digests:#x?}");
+    }
+
+    /// The digests of [`typed_commands_are_pinned`].
+    const PINNED_TYPED_DIGESTS: [u64; 11] = [
+        0x43f9_ee30_dc5f_8c8a,
+        0xb250_ffd1_6133_04c7,
+        0x8ad9_e521_44be_ac6b,
+        0x4165_8984_adb7_9930,
+        0x9974_ea9d_0120_eb84,
+        0xacd2_5d9d_61ba_9337,
+        0xdb79_4d49_83b3_99ed,
+        0xaed7_5353_d031_0273,
+        0x243b_e0eb_bcb6_f64f,
+        0xfc4d_f0c2_72e2_a7df,
+        0xe12f_abd3_4112_4363,
+    ];
+
     fn chunking_for(data_type: DataType, chunking: Chunking) -> Chunking {
         if data_type == DataType::Stream {
             Chunking {

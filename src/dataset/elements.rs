@@ -5,13 +5,21 @@
 //! Names that must be unique within a key (hash fields, set/zset members, a stream entry's
 //! fields) start with the element's index, zero-padded, as keys start with theirs.
 
-use super::{Dataset, Entry, GOLDEN, POOL_LEN};
+use super::{Dataset, Entry, GOLDEN, POOL_LEN, push_padded};
 use crate::mix::mix64;
 use crate::plan::DataType;
 use crate::plan::typed::{SCORE_BYTES, STREAM_ID_BYTES};
 
 /// Milliseconds part of the first stream entry's ID; entry `j` has ID `BASE + j` - 0.
 pub const STREAM_BASE_MS: u64 = 1_700_000_000_000;
+
+/// Value `k` of a stream entry, drawn once for its length and its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamValue {
+    /// Bytes of the value.
+    pub len: usize,
+    offset: usize,
+}
 
 /// The draws of one element, computed once and used for its bytes and score.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +44,7 @@ impl Dataset {
         let c = mix64(e ^ GOLDEN);
         Element {
             index: j,
-            len: (self.value_min + e % self.value_span) as usize,
+            len: self.value_len(e),
             offset: (c & (POOL_LEN as u64 - 1)) as usize,
             draw: c,
         }
@@ -97,35 +105,45 @@ impl Dataset {
         STREAM_BASE_MS + element.index
     }
 
-    /// Length and pool offset of value `k` of a stream entry.
+    /// Value `k` of a stream entry: its length and where it starts in the pool.
     #[inline]
-    fn stream_value(&self, element: &Element, k: u32) -> (usize, usize) {
+    pub fn stream_value(&self, element: &Element, k: u32) -> StreamValue {
         let d = mix64(
             element
                 .draw
                 .wrapping_add(u64::from(k).wrapping_add(1).wrapping_mul(GOLDEN)),
         );
-        let len = (self.value_min + d % self.value_span) as usize;
-        let offset = (mix64(d ^ GOLDEN) & (POOL_LEN as u64 - 1)) as usize;
-        (len, offset)
+        StreamValue {
+            len: self.value_len(d),
+            offset: (mix64(d ^ GOLDEN) & (POOL_LEN as u64 - 1)) as usize,
+        }
     }
 
-    /// Bytes of value `k` of a stream entry.
+    /// Appends the bytes of a stream entry's value.
     #[inline]
-    pub fn stream_value_len(&self, element: &Element, k: u32) -> usize {
-        self.stream_value(element, k).0
-    }
-
-    /// Appends value `k` of a stream entry.
-    #[inline]
-    pub fn push_stream_value(&self, element: &Element, k: u32, out: &mut Vec<u8>) {
-        let (len, offset) = self.stream_value(element, k);
-        self.push_pool(offset, len, out);
+    pub fn push_stream_value(&self, value: &StreamValue, out: &mut Vec<u8>) {
+        self.push_pool(value.offset, value.len, out);
     }
 
     /// Field/value pairs per stream entry.
     pub fn entry_fields(&self) -> u32 {
         self.elemental.entry_fields
+    }
+
+    /// How many field names the stage has: a hash's (as many as its largest key), a stream
+    /// entry's; none for the other types.
+    pub fn field_names(&self) -> u64 {
+        match self.elemental.data_type {
+            DataType::Hash => self.elemental.elements.max,
+            DataType::Stream => u64::from(self.elemental.entry_fields),
+            _ => 0,
+        }
+    }
+
+    /// The length of every value (hash value, member, list item, stream value), when
+    /// `value_size` is one number.
+    pub fn fixed_value_len(&self) -> Option<usize> {
+        (self.value_span == 1).then_some(self.value_min as usize)
     }
 
     /// Bytes of hash field names and stream field names.
@@ -145,7 +163,7 @@ impl Dataset {
             DataType::Stream => {
                 STREAM_ID_BYTES
                     + (0..self.elemental.entry_fields)
-                        .map(|k| field + self.stream_value_len(element, k) as u64)
+                        .map(|k| field + self.stream_value(element, k).len as u64)
                         .sum::<u64>()
             }
         }
@@ -167,17 +185,6 @@ impl Dataset {
             .map(|j| self.element_payload(&self.element(entry, j)))
             .sum()
     }
-}
-
-/// Appends `index` in decimal, zero-padded to `width` digits; returns the bytes written.
-#[inline]
-fn push_padded(index: u64, width: usize, out: &mut Vec<u8>) -> usize {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(index).as_bytes();
-    let zeros = width.saturating_sub(digits.len());
-    out.extend(std::iter::repeat_n(b'0', zeros));
-    out.extend_from_slice(digits);
-    zeros + digits.len()
 }
 
 #[cfg(test)]

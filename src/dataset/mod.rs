@@ -8,7 +8,7 @@
 
 mod elements;
 
-pub use elements::{Element, STREAM_BASE_MS};
+pub use elements::{Element, STREAM_BASE_MS, StreamValue};
 
 use crate::mix::{fnv1a64, mix64};
 use crate::plan::{DataType, Elemental, Shape};
@@ -90,11 +90,7 @@ impl Dataset {
             pair_width: crate::plan::index_width(u64::from(shape.elemental.entry_fields)) as usize,
             field_names: Vec::new(),
         };
-        let names = match shape.elemental.data_type {
-            DataType::Hash => shape.elemental.elements.max,
-            DataType::Stream => u64::from(shape.elemental.entry_fields),
-            _ => 0,
-        };
+        let names = dataset.field_names();
         let bytes = names.saturating_mul(u64::from(shape.elemental.field_size));
         if bytes > 0 && bytes <= FIELD_NAMES_BYTES as u64 {
             let mut table = Vec::with_capacity(bytes as usize);
@@ -145,7 +141,7 @@ impl Dataset {
         let mask = (POOL_LEN - 1) as u64;
         Entry {
             index,
-            value_len: (self.value_min + a % self.value_span) as usize,
+            value_len: self.value_len(a),
             value_offset: (b & mask) as usize,
             key_offset: ((b >> 32) & mask) as usize,
             ttl_ms: self.ttl.map(|(min, span)| min + mix64(b) % span),
@@ -164,16 +160,8 @@ impl Dataset {
     #[inline]
     pub fn push_key(&self, entry: &Entry, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.prefix);
-        let mut digits = itoa::Buffer::new();
-        let index = digits.format(entry.index).as_bytes();
-        out.extend(std::iter::repeat_n(
-            b'0',
-            self.width.saturating_sub(index.len()),
-        ));
-        out.extend_from_slice(index);
-        let filler = self
-            .key_size
-            .saturating_sub(self.prefix.len() + self.width.max(index.len()));
+        let index = push_padded(entry.index, self.width, out);
+        let filler = self.key_size.saturating_sub(self.prefix.len() + index);
         self.push_pool(entry.key_offset, filler, out);
     }
 
@@ -183,9 +171,25 @@ impl Dataset {
         self.push_pool(entry.value_offset, entry.value_len, out);
     }
 
+    /// `value_min + draw mod (value_max - value_min + 1)`: the length of a value (no
+    /// division when every value has the same length).
+    #[inline]
+    fn value_len(&self, draw: u64) -> usize {
+        if self.value_span == 1 {
+            self.value_min as usize
+        } else {
+            (self.value_min + draw % self.value_span) as usize
+        }
+    }
+
     /// Appends `len` pool bytes starting at `offset`, wrapping around the pool.
     #[inline]
     fn push_pool(&self, mut offset: usize, mut len: usize, out: &mut Vec<u8>) {
+        if len <= POOL_TAIL {
+            // Within the tail: contiguous, one copy (every typed element of the benchmarks).
+            out.extend_from_slice(&self.pool[offset..offset + len]);
+            return;
+        }
         while len > 0 {
             let chunk = len.min(POOL_TAIL);
             out.extend_from_slice(&self.pool[offset..offset + chunk]);
@@ -224,6 +228,24 @@ impl Dataset {
         self.push_value(&entry, &mut out);
         out
     }
+}
+
+/// Appends `index` in decimal, zero-padded to `width` digits (at least one); returns the
+/// bytes written. Digit by digit from the right: indices are short, and members and keys
+/// are the hot path.
+#[inline]
+fn push_padded(index: u64, width: usize, out: &mut Vec<u8>) -> usize {
+    const MAX: usize = 20; // the digits of u64::MAX
+    let mut digits = [b'0'; MAX];
+    let (mut n, mut at) = (index, MAX);
+    while n > 0 {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = at.min(MAX.saturating_sub(width.max(1)));
+    out.extend_from_slice(&digits[start..]);
+    MAX - start
 }
 
 #[cfg(test)]

@@ -1,15 +1,13 @@
 //! The one encoder of dataset entries as write commands: `SET key value [PX ms]` for one
 //! entry, `MSET k v k v …` for a group. The data connections and the failover re-check
-//! both write through it, so an entry is the same bytes whichever path writes it.
-//!
-//! Typed datasets (hashes, sets, streams …) will make one entry several commands (chunks of
-//! `HSET`, then `PEXPIRE`): that belongs here, with a count of replies per entry for the
-//! connections' bookkeeping (`fill::span`).
+//! both write through it, so an entry is the same bytes whichever path writes it. A typed
+//! entry (a hash, set, sorted set, list or stream) is several commands, made by
+//! [`KeyEncoder`].
 
 use std::ops::Range;
 
 use super::encode::{push_array_header, push_bulk, push_bulk_header, push_command};
-use super::typed::{self, Chunking};
+use super::typed::KeyEncoder;
 use crate::dataset::{Dataset, Entry};
 
 /// Encodes the entries of one stage, allocating nothing per entry.
@@ -17,8 +15,8 @@ pub struct EntryEncoder<'a> {
     dataset: &'a Dataset,
     /// `$<key_size>\r\n`: every key of a stage has the same length.
     key_header: Vec<u8>,
-    /// How typed keys are split into commands.
-    chunking: Chunking,
+    /// The commands of typed keys.
+    typed: KeyEncoder<'a>,
 }
 
 impl<'a> EntryEncoder<'a> {
@@ -29,14 +27,15 @@ impl<'a> EntryEncoder<'a> {
         EntryEncoder {
             dataset,
             key_header,
-            chunking: Chunking::of(dataset),
+            typed: KeyEncoder::new(dataset),
         }
     }
 
     /// Commands that write typed key `index` from element `from` on.
     #[inline]
     pub fn commands_of(&self, index: u64, from: u64) -> u64 {
-        self.chunking
+        self.typed
+            .chunking()
             .commands(from, self.dataset.entry(index).elements)
     }
 
@@ -50,12 +49,12 @@ impl<'a> EntryEncoder<'a> {
         out: &mut Vec<u8>,
     ) {
         let entry = self.dataset.entry(index);
-        typed::push_key_commands(self.dataset, self.chunking, &entry, from, commands, out);
+        self.typed.push_commands(&entry, from, commands, out);
     }
 
     /// Encodes the command that counts typed key `index`'s elements on the server.
     pub fn push_element_count(&self, index: u64, out: &mut Vec<u8>) {
-        typed::push_count(self.dataset, &self.dataset.entry(index), out);
+        self.typed.push_count(&self.dataset.entry(index), out);
     }
 
     /// Encodes `entries` as commands of up to `group` entries each, counted from the start

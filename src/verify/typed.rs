@@ -273,7 +273,7 @@ fn compare_stream_entry(dataset: &Dataset, element: &Element, item: &Value) -> O
     for (k, pair) in fields.chunks(2).enumerate() {
         let (mut name, mut value) = (Vec::new(), Vec::new());
         dataset.push_field_name(k as u64, &mut name);
-        dataset.push_stream_value(element, k as u32, &mut value);
+        dataset.push_stream_value(&dataset.stream_value(element, k as u32), &mut value);
         if bytes(&pair[0]) != Some(name.as_slice()) || bytes(&pair[1]) != Some(value.as_slice()) {
             return Some(format!("entry {id} field {k} differs"));
         }

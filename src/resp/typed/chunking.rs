@@ -1,0 +1,79 @@
+//! How a typed key splits into commands: its elements in variadic commands of bounded size
+//! (one `XADD` per stream entry), then `PEXPIRE` when the stage has a TTL. A pure function
+//! of the stage's shape and the key's element count, so the reader of replies knows which
+//! reply finishes a key without being told.
+
+use std::ops::Range;
+
+use crate::dataset::Dataset;
+use crate::plan::DataType;
+
+/// Payload bytes one variadic command carries, about: large enough that the per-command
+/// cost disappears, small enough that a million-member key never becomes one huge command.
+pub const COMMAND_BYTES: u64 = 64 << 10;
+/// Most elements in one command.
+pub const MAX_ELEMENTS_PER_COMMAND: u64 = 1024;
+
+/// How the keys of one typed stage are split into commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunking {
+    /// Elements per variadic command (1 for streams: one `XADD` per entry).
+    pub per_command: u64,
+    /// A `PEXPIRE` follows the last element.
+    pub ttl: bool,
+}
+
+impl Chunking {
+    /// The chunking of a stage whose elements take `mean_element_bytes` on average.
+    pub fn new(data_type: DataType, mean_element_bytes: u64, ttl: bool) -> Chunking {
+        let per_command = match data_type {
+            DataType::Stream | DataType::String => 1,
+            _ => (COMMAND_BYTES / mean_element_bytes.max(1)).clamp(1, MAX_ELEMENTS_PER_COMMAND),
+        };
+        Chunking { per_command, ttl }
+    }
+
+    /// The chunking of `dataset`'s stage.
+    pub fn of(dataset: &Dataset) -> Chunking {
+        Chunking::new(
+            dataset.data_type(),
+            dataset.mean_element_bytes(),
+            dataset.has_ttl(),
+        )
+    }
+
+    /// Commands that write elements `from..count` of a key (and its TTL).
+    #[inline]
+    pub fn commands(&self, from: u64, count: u64) -> u64 {
+        count.saturating_sub(from).div_ceil(self.per_command) + u64::from(self.ttl)
+    }
+
+    /// The elements command `c` (counted from element `from`) writes; `None` for the
+    /// `PEXPIRE` that ends the key.
+    #[inline]
+    pub fn elements_of(&self, from: u64, count: u64, c: u64) -> Option<Range<u64>> {
+        let start = from + c * self.per_command;
+        (start < count).then(|| start..(start + self.per_command).min(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_splits_keys_into_bounded_commands_then_the_ttl() {
+        let chunking = Chunking::new(DataType::Zset, 24, true);
+        assert_eq!(chunking.per_command, 1024);
+        assert_eq!(chunking.commands(0, 1_000_000), 977 + 1);
+        assert_eq!(
+            chunking.elements_of(0, 1_000_000, 976),
+            Some(999_424..1_000_000)
+        );
+        assert_eq!(chunking.elements_of(0, 1_000_000, 977), None);
+        let big = Chunking::new(DataType::Hash, 10_000, false);
+        assert_eq!((big.per_command, big.commands(0, 30)), (6, 5));
+        assert_eq!(big.commands(28, 30), 1, "resuming from element 28");
+        assert_eq!(Chunking::new(DataType::Stream, 50, false).per_command, 1);
+    }
+}

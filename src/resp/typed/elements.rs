@@ -1,0 +1,219 @@
+//! The bytes of a typed key's elements, the hot loop of a typed stage. What is the same for
+//! every element of the stage is made once: the bulk header of fixed-size values, and each
+//! field name (hash fields, a stream entry's fields) as a whole bulk string followed by the
+//! value's header. An element then costs its draws (docs/dataset.md) and a few copies.
+
+use std::ops::Range;
+
+use crate::dataset::{Dataset, Entry};
+use crate::plan::DataType;
+use crate::resp::encode::{push_bulk, push_bulk_header};
+
+/// Most bytes of field names made ahead, per encoder; names past them are made as they go.
+const FIELD_TABLE_BYTES: usize = 64 << 10;
+
+/// The per-stage bytes of elements, and the loops that write elements with them.
+pub(super) struct ElementFrames {
+    /// `$<len>\r\n` of every value (hash value, member, list item, stream value) when all
+    /// values have one length.
+    value_header: Option<Vec<u8>>,
+    /// Field name `n` as the bulk string `$<field_size>\r\n<name>\r\n`, then the value
+    /// header when there is one, for the stage's first field names, back to back.
+    fields: Vec<u8>,
+    /// Bytes of one name in `fields`.
+    field_stride: usize,
+}
+
+impl ElementFrames {
+    /// The frames of `dataset`'s stage.
+    pub(super) fn new(dataset: &Dataset) -> ElementFrames {
+        let value_header = dataset.fixed_value_len().map(|len| {
+            let mut header = Vec::new();
+            push_bulk_header(&mut header, len);
+            header
+        });
+        let mut frames = ElementFrames {
+            value_header,
+            fields: Vec::new(),
+            field_stride: 0,
+        };
+        let mut first = Vec::new();
+        frames.push_field_slow(dataset, 0, &mut first);
+        frames.field_stride = first.len();
+        let names = (FIELD_TABLE_BYTES / first.len()) as u64;
+        let mut fields = Vec::new();
+        for n in 0..dataset.field_names().min(names) {
+            frames.push_field_slow(dataset, n, &mut fields);
+        }
+        frames.fields = fields;
+        frames
+    }
+
+    /// Appends the elements `elements` of `entry` (of a hash, set, sorted set or list), as
+    /// the arguments that follow a variadic command's key.
+    pub(super) fn push_elements(
+        &self,
+        dataset: &Dataset,
+        entry: &Entry,
+        elements: Range<u64>,
+        out: &mut Vec<u8>,
+    ) {
+        match dataset.data_type() {
+            DataType::Hash => {
+                for j in elements {
+                    let element = dataset.element(entry, j);
+                    self.push_field(dataset, j, element.len, out);
+                    dataset.push_element_value(&element, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            DataType::Zset => {
+                let mut digits = itoa::Buffer::new();
+                for j in elements {
+                    let element = dataset.element(entry, j);
+                    push_bulk(out, digits.format(dataset.score(&element)).as_bytes());
+                    self.push_value_header(element.len, out);
+                    dataset.push_member(&element, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            DataType::Set => {
+                for j in elements {
+                    let element = dataset.element(entry, j);
+                    self.push_value_header(element.len, out);
+                    dataset.push_member(&element, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            DataType::List | DataType::Stream | DataType::String => {
+                for j in elements {
+                    let element = dataset.element(entry, j);
+                    self.push_value_header(element.len, out);
+                    dataset.push_element_value(&element, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+
+    /// Appends the ID and the field/value pairs of stream entry `j` of `entry`, the
+    /// arguments that follow `XADD key`.
+    pub(super) fn push_stream_entry(
+        &self,
+        dataset: &Dataset,
+        entry: &Entry,
+        j: u64,
+        id: &mut StreamId,
+        out: &mut Vec<u8>,
+    ) {
+        let element = dataset.element(entry, j);
+        debug_assert_eq!(id.ms(), dataset.stream_id_ms(&element));
+        id.push(out);
+        for k in 0..dataset.entry_fields() {
+            let value = dataset.stream_value(&element, k);
+            self.push_field(dataset, u64::from(k), value.len, out);
+            dataset.push_stream_value(&value, out);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Appends field name `n` as a bulk string and the header of its value, `len` bytes.
+    #[inline]
+    fn push_field(&self, dataset: &Dataset, n: u64, len: usize, out: &mut Vec<u8>) {
+        let start = (n as usize).saturating_mul(self.field_stride);
+        match self
+            .fields
+            .get(start..start.saturating_add(self.field_stride))
+        {
+            Some(frame) => out.extend_from_slice(frame),
+            None => self.push_field_slow(dataset, n, out),
+        }
+        if self.value_header.is_none() {
+            push_bulk_header(out, len);
+        }
+    }
+
+    /// Makes what [`ElementFrames::push_field`] copies from the table.
+    fn push_field_slow(&self, dataset: &Dataset, n: u64, out: &mut Vec<u8>) {
+        push_bulk_header(out, dataset.field_size());
+        dataset.push_field_name(n, out);
+        out.extend_from_slice(b"\r\n");
+        if let Some(header) = &self.value_header {
+            out.extend_from_slice(header);
+        }
+    }
+
+    /// Appends the bulk header of a value of `len` bytes.
+    #[inline]
+    fn push_value_header(&self, len: usize, out: &mut Vec<u8>) {
+        match &self.value_header {
+            Some(header) => out.extend_from_slice(header),
+            None => push_bulk_header(out, len),
+        }
+    }
+}
+
+/// The ID of the next stream entry, `<ms>-0`, kept as decimal digits and counted up: the
+/// entries of a key have consecutive milliseconds (docs/dataset.md), so no entry formats
+/// a number.
+pub(super) struct StreamId {
+    /// The milliseconds, right-aligned.
+    digits: [u8; 20],
+    /// Where the milliseconds start in `digits`.
+    start: usize,
+}
+
+impl StreamId {
+    /// The ID `ms`-0.
+    pub(super) fn new(ms: u64) -> StreamId {
+        let mut digits = [b'0'; 20];
+        let text = itoa::Buffer::new().format(ms).as_bytes().to_owned();
+        let start = digits.len() - text.len();
+        digits[start..].copy_from_slice(&text);
+        StreamId { digits, start }
+    }
+
+    /// Appends the ID as a bulk string and moves on to the next millisecond.
+    #[inline]
+    fn push(&mut self, out: &mut Vec<u8>) {
+        let ms = &self.digits[self.start..];
+        push_bulk_header(out, ms.len() + 2);
+        out.extend_from_slice(ms);
+        out.extend_from_slice(b"-0\r\n");
+        let mut at = self.digits.len();
+        while at > self.start {
+            at -= 1;
+            if self.digits[at] < b'9' {
+                self.digits[at] += 1;
+                return;
+            }
+            self.digits[at] = b'0';
+        }
+        // 99…9 + 1: one digit more (a u64 has at most 20, and IDs stay far below).
+        self.start -= 1;
+        self.digits[self.start] = b'1';
+    }
+
+    /// The milliseconds (for checks).
+    fn ms(&self) -> u64 {
+        self.digits[self.start..]
+            .iter()
+            .fold(0, |ms, &d| ms * 10 + u64::from(d - b'0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_count_up_across_digit_boundaries() {
+        let mut id = StreamId::new(98);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            id.push(&mut out);
+        }
+        assert_eq!(out, b"$4\r\n98-0\r\n$4\r\n99-0\r\n$5\r\n100-0\r\n");
+        assert_eq!(id.ms(), 101);
+    }
+}

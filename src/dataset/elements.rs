@@ -32,6 +32,18 @@ pub struct Element {
     draw: u64,
 }
 
+impl Element {
+    /// An element whose values all take `len` bytes (to count payloads).
+    pub(super) fn of_length(len: usize) -> Element {
+        Element {
+            index: 0,
+            len,
+            offset: 0,
+            draw: 0,
+        }
+    }
+}
+
 impl Dataset {
     /// The draws of element `j` of `entry`.
     #[inline]
@@ -170,16 +182,11 @@ impl Dataset {
     }
 
     /// Payload bytes of elements `range` of `entry`.
+    #[inline]
     pub fn elements_payload(&self, entry: &Entry, range: std::ops::Range<u64>) -> u64 {
-        if self.value_span == 1 {
+        if let Some(each) = self.fixed_element_payload {
             // Every element has the same size: no need to draw them.
-            let element = Element {
-                index: 0,
-                len: self.value_min as usize,
-                offset: 0,
-                draw: 0,
-            };
-            return (range.end - range.start) * self.element_payload(&element);
+            return (range.end - range.start) * each;
         }
         range
             .map(|j| self.element_payload(&self.element(entry, j)))

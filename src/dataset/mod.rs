@@ -41,6 +41,8 @@ pub struct Dataset {
     /// Hash or stream field names made once (they depend only on the stage and the
     /// field's index), when they fit in [`FIELD_NAMES_BYTES`].
     field_names: Vec<u8>,
+    /// The payload of every element, when all have the same (`value_size` one number).
+    fixed_element_payload: Option<u64>,
 }
 
 /// Most bytes of field names made ahead.
@@ -89,7 +91,11 @@ impl Dataset {
             element_width: crate::plan::index_width(shape.elemental.elements.max) as usize,
             pair_width: crate::plan::index_width(u64::from(shape.elemental.entry_fields)) as usize,
             field_names: Vec::new(),
+            fixed_element_payload: None,
         };
+        dataset.fixed_element_payload = dataset
+            .fixed_value_len()
+            .map(|len| dataset.element_payload(&Element::of_length(len)));
         let names = dataset.field_names();
         let bytes = names.saturating_mul(u64::from(shape.elemental.field_size));
         if bytes > 0 && bytes <= FIELD_NAMES_BYTES as u64 {

@@ -43,11 +43,35 @@ fn malformed(buf: &[u8]) -> ProtocolError {
     ProtocolError(String::from_utf8_lossy(shown).into_owned())
 }
 
+/// The integer of a `:`, `$` or `*` line (an optional sign, then decimal digits), read
+/// digit by digit: every write command's reply is one.
+#[inline]
 fn parse_int(buf: &[u8], line: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| malformed(buf))
+    let (negative, digits) = match line {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, line),
+    };
+    if digits.is_empty() {
+        return Err(malformed(buf));
+    }
+    let mut value: i64 = 0;
+    for &digit in digits {
+        let d = digit.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(malformed(buf));
+        }
+        // Accumulated negatively, so that i64::MIN parses too.
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_sub(i64::from(d)))
+            .ok_or_else(|| malformed(buf))?;
+    }
+    if negative {
+        Ok(value)
+    } else {
+        value.checked_neg().ok_or_else(|| malformed(buf))
+    }
 }
 
 /// How deeply arrays may nest in a reply (write commands get flat replies).
@@ -129,6 +153,26 @@ mod tests {
             Some((Reply::Other, 15))
         );
         assert_eq!(parse_reply(b"*2\r\n:1\r\n").unwrap(), None);
+        assert_eq!(
+            parse_reply(b":-9223372036854775808\r\n").unwrap(),
+            Some((Reply::Integer(i64::MIN), 23))
+        );
+        assert_eq!(
+            parse_reply(b":9223372036854775807\r\n").unwrap(),
+            Some((Reply::Integer(i64::MAX), 22))
+        );
+        for bad in [
+            &b":\r\n"[..],
+            b":-\r\n",
+            b":1x\r\n",
+            b":9223372036854775808\r\n",
+        ] {
+            assert!(
+                parse_reply(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         assert!(parse_reply(b"HTTP/1.1 400\r\n").is_err());
         assert!(
             parse_reply(&b"*1\r\n".repeat(100)).is_err(),

@@ -67,6 +67,8 @@ pub struct Session<'a> {
     /// Typed keys to carry on from what the server holds, found by the reader in the
     /// replies to [`Span::Resume`]; the writer sends them before anything else.
     resumed: Mutex<VecDeque<Span>>,
+    /// Spans in `resumed`, so that the writer locks it only when it holds some.
+    resumed_count: AtomicU64,
     /// Resume requests sent whose replies have not been read yet.
     resuming: AtomicU64,
     wake_writer: Notify,
@@ -94,6 +96,7 @@ impl<'a> Session<'a> {
             sent: AtomicU64::new(0),
             done: AtomicBool::new(false),
             resumed: Mutex::new(VecDeque::new()),
+            resumed_count: AtomicU64::new(0),
             resuming: AtomicU64::new(0),
             wake_writer: Notify::new(),
             abandoned: AtomicU64::new(NO_KEY),
@@ -144,7 +147,8 @@ impl<'a> Session<'a> {
     }
 
     /// The writing half: takes entries (resumed keys first, then retries), encodes and
-    /// sends them, within the window; several small spans go out in one write.
+    /// sends them, within the window; several small spans go out in one write, and the
+    /// window, the spans in flight and the reader are updated once per write.
     async fn write<W: AsyncWrite + Unpin>(
         &self,
         mut writer: W,
@@ -159,6 +163,7 @@ impl<'a> Session<'a> {
         let mut buf = Vec::with_capacity((WRITE_BATCH_BYTES * 2) as usize);
         let encoder = EntryEncoder::new(dataset);
         let batch = config.batch as u32;
+        let mut write = Write::default();
         loop {
             if stage.should_stop() {
                 break;
@@ -170,25 +175,39 @@ impl<'a> Session<'a> {
                 .await
                 .map_err(|_| SessionEnd::Fatal("internal: window closed".into()))?
                 .forget();
+            write.held = batch;
             buf.clear();
-            if !self.take_and_encode(&encoder, retry, batch, &mut buf) {
-                self.window.add_permits(batch as usize);
+            let mut took = false;
+            // More spans into the same write while they are at hand and the window allows.
+            while self.take_and_encode(&encoder, retry, &mut write, &mut buf) {
+                took = true;
+                if buf.len() as u64 >= WRITE_BATCH_BYTES {
+                    break;
+                }
+                if write.held < batch {
+                    let Ok(permits) = self.window.try_acquire_many(batch - write.held) else {
+                        break;
+                    };
+                    permits.forget();
+                    write.held = batch;
+                }
+            }
+            if write.held > 0 {
+                self.window.add_permits(write.held as usize);
+            }
+            if !took {
                 if self.wait_for_work(stage).await {
                     continue;
                 }
                 break;
             }
-            // More spans into the same write while they are at hand and the window allows.
-            while (buf.len() as u64) < WRITE_BATCH_BYTES {
-                let Ok(permits) = self.window.try_acquire_many(batch) else {
-                    break;
-                };
-                permits.forget();
-                if !self.take_and_encode(&encoder, retry, batch, &mut buf) {
-                    self.window.add_permits(batch as usize);
-                    break;
-                }
+            if write.spans.is_empty() {
+                continue;
             }
+            lock(&self.inflight).extend(write.spans.drain(..));
+            self.sent
+                .fetch_add(std::mem::take(&mut write.units), Relaxed);
+            self.wake_reader.notify_one();
             writer
                 .write_all(&buf)
                 .await
@@ -203,14 +222,14 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Takes the next span of at most `batch` units (holding `batch` permits), encodes it
-    /// into `buf` and records it in flight; returns the unused permits. False when there is
-    /// nothing to send right now.
+    /// Takes the next span of at most `write.held` units (`batch` of them: the permits it
+    /// holds), encodes it into `buf` and adds it to `write`. False when there is nothing
+    /// to send right now.
     fn take_and_encode(
         &self,
         encoder: &EntryEncoder<'_>,
         retry: &mut VecDeque<Span>,
-        batch: u32,
+        write: &mut Write,
         buf: &mut Vec<u8>,
     ) -> bool {
         let Job {
@@ -220,8 +239,8 @@ impl<'a> Session<'a> {
             ..
         } = *self.job;
         loop {
-            let next = lock(&self.resumed)
-                .pop_front()
+            let next = self
+                .pop_resumed()
                 .or_else(|| retry.pop_front())
                 .or_else(|| feed.next(stage, config.batch));
             let Some(span) = next else {
@@ -235,12 +254,11 @@ impl<'a> Session<'a> {
             } else {
                 span
             };
-            let (span, rest) = span.split_front(config.batch);
+            let (span, rest) = span.split_front(u64::from(write.held));
             if let Some(rest) = rest {
                 retry.push_front(rest);
             }
-            let count = span.len() as u32;
-            self.window.add_permits((batch - count) as usize);
+            let count = span.len();
             if count == 0 {
                 return true;
             }
@@ -248,11 +266,22 @@ impl<'a> Session<'a> {
                 self.resuming.fetch_add(1, Relaxed);
             }
             span.encode(encoder, config.group, buf);
-            lock(&self.inflight).push_back(span);
-            self.sent.fetch_add(u64::from(count), Relaxed);
-            self.wake_reader.notify_one();
+            write.spans.push(span);
+            write.held -= count as u32;
+            write.units += count;
             return true;
         }
+    }
+
+    /// The next typed key to carry on, if the reader found one.
+    fn pop_resumed(&self) -> Option<Span> {
+        if self.resumed_count.load(Relaxed) == 0 {
+            return None;
+        }
+        let mut resumed = lock(&self.resumed);
+        let span = resumed.pop_front()?;
+        self.resumed_count.fetch_sub(1, Relaxed);
+        Some(span)
     }
 
     /// Waits until there is something to send; false when there never will be. Keys being
@@ -348,6 +377,15 @@ impl<'a> Session<'a> {
             self.window.add_permits(entries as usize);
         }
     }
+}
+
+/// What one write carries: the spans encoded into it, the units they count against the
+/// window, and the permits taken for it but not yet used.
+#[derive(Default)]
+struct Write {
+    spans: Vec<Span>,
+    units: u64,
+    held: u32,
 }
 
 /// True when `span` carries commands of typed key `index`.

@@ -204,7 +204,11 @@ impl Session<'_> {
             tally.elements += elements;
             tally.bytes += dataset.payload_bytes(index);
         } else {
-            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, from, total)));
+            let mut resumed = lock(&self.resumed);
+            resumed.push_back(Span::Key(KeyCommands::whole(index, from, total)));
+            // Counted under the lock, so that the writer never misses a resumed key.
+            self.resumed_count.fetch_add(1, Relaxed);
+            drop(resumed);
             self.wake_writer.notify_one();
         }
         false

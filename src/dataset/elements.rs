@@ -14,7 +14,7 @@ use crate::plan::typed::{SCORE_BYTES, STREAM_ID_BYTES};
 pub const STREAM_BASE_MS: u64 = 1_700_000_000_000;
 
 /// Value `k` of a stream entry, drawn once for its length and its bytes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StreamValue {
     /// Bytes of the value.
     pub len: usize,
@@ -22,7 +22,7 @@ pub struct StreamValue {
 }
 
 /// The draws of one element, computed once and used for its bytes and score.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Element {
     /// Index of the element in its key.
     pub index: u64,
@@ -60,6 +60,19 @@ impl Dataset {
             offset: (c & (POOL_LEN as u64 - 1)) as usize,
             draw: c,
         }
+    }
+
+    /// Prefetches the pool bytes of an element (its value, or a member's filler) before it
+    /// is written (see [`Dataset::prefetch_pool`]).
+    #[inline]
+    pub fn prefetch_element(&self, element: &Element) {
+        self.prefetch_pool(element.offset, element.len);
+    }
+
+    /// Prefetches the pool bytes of a stream entry's value.
+    #[inline]
+    pub fn prefetch_stream_value(&self, value: &StreamValue) {
+        self.prefetch_pool(value.offset, value.len);
     }
 
     /// Appends the bytes of an element's value: a hash value or a list item.

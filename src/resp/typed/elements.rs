@@ -5,12 +5,15 @@
 
 use std::ops::Range;
 
-use crate::dataset::{Dataset, Entry};
+use crate::dataset::{Dataset, Element, Entry};
 use crate::plan::DataType;
 use crate::resp::encode::{push_bulk, push_bulk_header};
 
 /// Most bytes of field names made ahead, per encoder; names past them are made as they go.
 const FIELD_TABLE_BYTES: usize = 64 << 10;
+/// Elements (stream values) drawn, and their pool bytes prefetched, before any of them is
+/// written: enough cache misses in flight at once to hide their latency.
+const AHEAD: usize = 16;
 
 /// The per-stage bytes of elements, and the loops that write elements with them.
 pub(super) struct ElementFrames {
@@ -49,71 +52,115 @@ impl ElementFrames {
         frames
     }
 
-    /// Appends the elements `elements` of `entry` (of a hash, set, sorted set or list), as
-    /// the arguments that follow a variadic command's key.
+    /// Appends `head` (a variadic command up to its key), then the elements `elements` of
+    /// `entry` (of a hash, set, sorted set or list). Elements are drawn [`AHEAD`] at a time
+    /// and their pool bytes prefetched before any is written, the first batch before the
+    /// head, so that the key's filler arrives meanwhile.
     pub(super) fn push_elements(
         &self,
         dataset: &Dataset,
         entry: &Entry,
         elements: Range<u64>,
+        head: impl FnOnce(&mut Vec<u8>),
         out: &mut Vec<u8>,
     ) {
+        let mut head = Some(head);
+        let mut drawn = [Element::default(); AHEAD];
+        let mut next = elements.start;
+        loop {
+            let count = (elements.end - next).min(AHEAD as u64) as usize;
+            for (element, j) in drawn[..count].iter_mut().zip(next..) {
+                *element = dataset.element(entry, j);
+                dataset.prefetch_element(element);
+            }
+            if let Some(head) = head.take() {
+                head(out);
+            }
+            self.push_drawn(dataset, &drawn[..count], out);
+            next += count as u64;
+            if next >= elements.end {
+                break;
+            }
+        }
+    }
+
+    /// Appends elements drawn beforehand.
+    #[inline]
+    fn push_drawn(&self, dataset: &Dataset, drawn: &[Element], out: &mut Vec<u8>) {
         match dataset.data_type() {
             DataType::Hash => {
-                for j in elements {
-                    let element = dataset.element(entry, j);
-                    self.push_field(dataset, j, element.len, out);
-                    dataset.push_element_value(&element, out);
+                for element in drawn {
+                    self.push_field(dataset, element.index, element.len, out);
+                    dataset.push_element_value(element, out);
                     out.extend_from_slice(b"\r\n");
                 }
             }
             DataType::Zset => {
                 let mut digits = itoa::Buffer::new();
-                for j in elements {
-                    let element = dataset.element(entry, j);
-                    push_bulk(out, digits.format(dataset.score(&element)).as_bytes());
+                for element in drawn {
+                    push_bulk(out, digits.format(dataset.score(element)).as_bytes());
                     self.push_value_header(element.len, out);
-                    dataset.push_member(&element, out);
+                    dataset.push_member(element, out);
                     out.extend_from_slice(b"\r\n");
                 }
             }
             DataType::Set => {
-                for j in elements {
-                    let element = dataset.element(entry, j);
+                for element in drawn {
                     self.push_value_header(element.len, out);
-                    dataset.push_member(&element, out);
+                    dataset.push_member(element, out);
                     out.extend_from_slice(b"\r\n");
                 }
             }
             DataType::List | DataType::Stream | DataType::String => {
-                for j in elements {
-                    let element = dataset.element(entry, j);
+                for element in drawn {
                     self.push_value_header(element.len, out);
-                    dataset.push_element_value(&element, out);
+                    dataset.push_element_value(element, out);
                     out.extend_from_slice(b"\r\n");
                 }
             }
         }
     }
 
-    /// Appends the ID and the field/value pairs of stream entry `j` of `entry`, the
-    /// arguments that follow `XADD key`.
-    pub(super) fn push_stream_entry(
+    /// Appends the `XADD` commands of stream entries `entries` of `entry`, each `head`
+    /// (`XADD key`) then its ID and field/value pairs. Entries are drawn and their values
+    /// prefetched a batch at a time, as [`ElementFrames::push_elements`] does.
+    pub(super) fn push_stream_entries(
         &self,
         dataset: &Dataset,
         entry: &Entry,
-        j: u64,
-        id: &mut StreamId,
+        entries: Range<u64>,
+        head: &[u8],
         out: &mut Vec<u8>,
     ) {
-        let element = dataset.element(entry, j);
-        debug_assert_eq!(id.ms(), dataset.stream_id_ms(&element));
-        id.push(out);
-        for k in 0..dataset.entry_fields() {
-            let value = dataset.stream_value(&element, k);
-            self.push_field(dataset, u64::from(k), value.len, out);
-            dataset.push_stream_value(&value, out);
-            out.extend_from_slice(b"\r\n");
+        let pairs = dataset.entry_fields() as usize;
+        let batch = (AHEAD / pairs).max(1);
+        let mut values = Vec::with_capacity(batch * pairs);
+        let mut id = None;
+        let mut next = entries.start;
+        while next < entries.end {
+            let count = (entries.end - next).min(batch as u64);
+            values.clear();
+            for j in next..next + count {
+                let element = dataset.element(entry, j);
+                let id = id.get_or_insert_with(|| StreamId::new(dataset.stream_id_ms(&element)));
+                debug_assert_eq!(id.ms() + j - next, dataset.stream_id_ms(&element));
+                for k in 0..dataset.entry_fields() {
+                    let value = dataset.stream_value(&element, k);
+                    dataset.prefetch_stream_value(&value);
+                    values.push(value);
+                }
+            }
+            let Some(id) = id.as_mut() else { break };
+            for entry_values in values.chunks(pairs) {
+                out.extend_from_slice(head);
+                id.push(out);
+                for (k, value) in (0..).zip(entry_values) {
+                    self.push_field(dataset, k, value.len, out);
+                    dataset.push_stream_value(value, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            next += count;
         }
     }
 
@@ -156,7 +203,7 @@ impl ElementFrames {
 /// The ID of the next stream entry, `<ms>-0`, kept as decimal digits and counted up: the
 /// entries of a key have consecutive milliseconds (docs/dataset.md), so no entry formats
 /// a number.
-pub(super) struct StreamId {
+struct StreamId {
     /// The milliseconds, right-aligned.
     digits: [u8; 20],
     /// Where the milliseconds start in `digits`.
@@ -165,7 +212,7 @@ pub(super) struct StreamId {
 
 impl StreamId {
     /// The ID `ms`-0.
-    pub(super) fn new(ms: u64) -> StreamId {
+    fn new(ms: u64) -> StreamId {
         let mut digits = [b'0'; 20];
         let text = itoa::Buffer::new().format(ms).as_bytes().to_owned();
         let start = digits.len() - text.len();

@@ -13,7 +13,7 @@ mod chunking;
 mod elements;
 
 pub use chunking::{COMMAND_BYTES, Chunking, MAX_ELEMENTS_PER_COMMAND};
-use elements::{ElementFrames, StreamId};
+use elements::ElementFrames;
 
 /// The command that writes a type's elements.
 pub fn write_command(data_type: DataType) -> &'static [u8] {
@@ -64,45 +64,63 @@ impl<'a> KeyEncoder<'a> {
     /// Appends commands `commands` (counted from element `from`) of `entry`.
     pub fn push_commands(&self, entry: &Entry, from: u64, commands: Range<u64>, out: &mut Vec<u8>) {
         let dataset = self.dataset;
-        let data_type = dataset.data_type();
-        let name = write_command(data_type);
-        // The key (for streams the whole `XADD key` head) is made for the first command
-        // and copied for the others.
-        let mut key = Repeated::default();
-        let mut head = Repeated::default();
-        let mut id = None;
+        dataset.prefetch_key(entry);
+        if dataset.data_type() == DataType::Stream {
+            return self.push_stream_commands(entry, from, commands, out);
+        }
+        let name = write_command(dataset.data_type());
+        let per_element = match dataset.data_type() {
+            DataType::Hash | DataType::Zset => 2,
+            _ => 1,
+        };
         for c in commands {
             let Some(elements) = self.chunking.elements_of(from, entry.elements, c) else {
-                out.extend_from_slice(b"*3\r\n$7\r\nPEXPIRE\r\n");
-                key.push(out, |out| self.push_key(entry, out));
-                let ms = entry.ttl_ms.unwrap_or(0);
-                push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
+                self.push_pexpire(entry, out);
                 continue;
             };
-            if data_type == DataType::Stream {
-                let pairs = u64::from(dataset.entry_fields());
-                let id = id.get_or_insert_with(|| {
-                    StreamId::new(dataset.stream_id_ms(&dataset.element(entry, elements.start)))
-                });
-                for j in elements {
-                    head.push(out, |out| {
-                        push_array_header(out, 3 + 2 * pairs);
-                        push_bulk(out, name);
-                        self.push_key(entry, out);
-                    });
-                    self.frames.push_stream_entry(dataset, entry, j, id, out);
-                }
-                continue;
-            }
-            let per_element = match data_type {
-                DataType::Hash | DataType::Zset => 2,
-                _ => 1,
+            let count = elements.end - elements.start;
+            let head = |out: &mut Vec<u8>| {
+                push_array_header(out, 2 + per_element * count);
+                push_bulk(out, name);
+                self.push_key(entry, out);
             };
-            push_array_header(out, 2 + per_element * (elements.end - elements.start));
-            push_bulk(out, name);
-            key.push(out, |out| self.push_key(entry, out));
-            self.frames.push_elements(dataset, entry, elements, out);
+            self.frames
+                .push_elements(dataset, entry, elements, head, out);
         }
+    }
+
+    /// Appends commands `commands` of a stream key: one `XADD` per entry, whose head
+    /// (`XADD key`) is made once, then perhaps the `PEXPIRE`.
+    fn push_stream_commands(
+        &self,
+        entry: &Entry,
+        from: u64,
+        commands: Range<u64>,
+        out: &mut Vec<u8>,
+    ) {
+        // One entry per command (`Chunking`): command `c` writes entry `from + c`.
+        let entries =
+            (from + commands.start).min(entry.elements)..(from + commands.end).min(entry.elements);
+        if !entries.is_empty() {
+            let mut head = Vec::new();
+            push_array_header(&mut head, 3 + 2 * u64::from(self.dataset.entry_fields()));
+            push_bulk(&mut head, write_command(DataType::Stream));
+            self.push_key(entry, &mut head);
+            self.frames
+                .push_stream_entries(self.dataset, entry, entries, &head, out);
+        }
+        if from + commands.end > entry.elements {
+            debug_assert!(self.chunking.ttl, "only a TTL follows the last entry");
+            self.push_pexpire(entry, out);
+        }
+    }
+
+    /// Appends `PEXPIRE key ms` for `entry`'s TTL.
+    fn push_pexpire(&self, entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"*3\r\n$7\r\nPEXPIRE\r\n");
+        self.push_key(entry, out);
+        let ms = entry.ttl_ms.unwrap_or(0);
+        push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
     }
 
     /// Appends the command that counts `entry`'s elements on the server.
@@ -117,25 +135,6 @@ impl<'a> KeyEncoder<'a> {
         push_bulk_header(out, self.dataset.key_size());
         self.dataset.push_key(entry, out);
         out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Bytes the commands of one key repeat: made once into the output, copied from there.
-#[derive(Default)]
-struct Repeated(Option<Range<usize>>);
-
-impl Repeated {
-    /// Appends the bytes, making them with `make` the first time.
-    #[inline]
-    fn push(&mut self, out: &mut Vec<u8>, make: impl FnOnce(&mut Vec<u8>)) {
-        match &self.0 {
-            Some(made) => out.extend_from_within(made.clone()),
-            None => {
-                let start = out.len();
-                make(out);
-                self.0 = Some(start..out.len());
-            }
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! Names that must be unique within a key (hash fields, set/zset members, a stream entry's
 //! fields) start with the element's index, zero-padded, as keys start with theirs.
 
-use super::{Dataset, Entry, GOLDEN, POOL_LEN, push_padded};
+use super::{Dataset, Entry, GOLDEN, pool, push_padded};
 use crate::mix::mix64;
 use crate::plan::DataType;
 use crate::plan::typed::{SCORE_BYTES, STREAM_ID_BYTES};
@@ -57,28 +57,28 @@ impl Dataset {
         Element {
             index: j,
             len: self.value_len(e),
-            offset: (c & (POOL_LEN as u64 - 1)) as usize,
+            offset: (c & (pool::LEN as u64 - 1)) as usize,
             draw: c,
         }
     }
 
     /// Prefetches the pool bytes of an element (its value, or a member's filler) before it
-    /// is written (see [`Dataset::prefetch_pool`]).
+    /// is written.
     #[inline]
     pub fn prefetch_element(&self, element: &Element) {
-        self.prefetch_pool(element.offset, element.len);
+        self.pool.prefetch(element.offset, element.len);
     }
 
     /// Prefetches the pool bytes of a stream entry's value.
     #[inline]
     pub fn prefetch_stream_value(&self, value: &StreamValue) {
-        self.prefetch_pool(value.offset, value.len);
+        self.pool.prefetch(value.offset, value.len);
     }
 
     /// Appends the bytes of an element's value: a hash value or a list item.
     #[inline]
     pub fn push_element_value(&self, element: &Element, out: &mut Vec<u8>) {
-        self.push_pool(element.offset, element.len, out);
+        self.pool.push(element.offset, element.len, out);
     }
 
     /// Appends a set or sorted-set member: its index, zero-padded, then filler up to its
@@ -86,7 +86,8 @@ impl Dataset {
     #[inline]
     pub fn push_member(&self, element: &Element, out: &mut Vec<u8>) {
         let written = push_padded(element.index, self.element_width, out);
-        self.push_pool(element.offset, element.len.saturating_sub(written), out);
+        self.pool
+            .push(element.offset, element.len.saturating_sub(written), out);
     }
 
     /// The score of a sorted-set member.
@@ -121,7 +122,8 @@ impl Dataset {
             mix64(self.stage_key ^ GOLDEN).wrapping_add(j.wrapping_add(1).wrapping_mul(GOLDEN)),
         );
         let filler = (self.elemental.field_size as usize).saturating_sub(written);
-        self.push_pool((name & (POOL_LEN as u64 - 1)) as usize, filler, out);
+        self.pool
+            .push((name & (pool::LEN as u64 - 1)) as usize, filler, out);
     }
 
     /// The ID of stream entry `j`: `STREAM_BASE_MS + j`, sequence 0; increasing in `j`.
@@ -140,14 +142,14 @@ impl Dataset {
         );
         StreamValue {
             len: self.value_len(d),
-            offset: (mix64(d ^ GOLDEN) & (POOL_LEN as u64 - 1)) as usize,
+            offset: (mix64(d ^ GOLDEN) & (pool::LEN as u64 - 1)) as usize,
         }
     }
 
     /// Appends the bytes of a stream entry's value.
     #[inline]
     pub fn push_stream_value(&self, value: &StreamValue, out: &mut Vec<u8>) {
-        self.push_pool(value.offset, value.len, out);
+        self.pool.push(value.offset, value.len, out);
     }
 
     /// Field/value pairs per stream entry.

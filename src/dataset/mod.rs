@@ -7,19 +7,15 @@
 //! library's random number generator.
 
 mod elements;
+mod pool;
 
 pub use elements::{Element, STREAM_BASE_MS, StreamValue};
 
 use crate::mix::{fnv1a64, mix64};
 use crate::plan::{DataType, Elemental, Shape};
 
-/// Size of the byte pool values and key fillers are cut from (a power of two).
-const POOL_LEN: usize = 1 << 20;
-/// Bytes repeated after the pool, so that any slice this long is contiguous.
-const POOL_TAIL: usize = 64 << 10;
-/// What fillers and values are made of: readable in `redis-cli`, free of `{` and `}` so that
-/// no filler ever forms a cluster hash tag.
-const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+use pool::Pool;
+
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Everything needed to produce the entries of one stage.
@@ -32,7 +28,7 @@ pub struct Dataset {
     value_span: u64,
     ttl: Option<(u64, u64)>,
     stage_key: u64,
-    pool: Vec<u8>,
+    pool: Pool,
     elemental: Elemental,
     /// Digits of the largest element index of a key.
     element_width: usize,
@@ -69,15 +65,7 @@ impl Dataset {
     /// The dataset of a stage of `keys` entries (the count fixes the index width).
     pub fn new(seed: u64, stage_name: &str, shape: &Shape, keys: u64) -> Dataset {
         let stage_key = mix64(seed ^ mix64(fnv1a64(stage_name.as_bytes())));
-        let mut pool = Vec::with_capacity(POOL_LEN + POOL_TAIL);
-        let mut state = stage_key;
-        while pool.len() < POOL_LEN {
-            state = state.wrapping_add(GOLDEN);
-            for byte in mix64(state).to_le_bytes() {
-                pool.push(ALPHABET[(usize::from(byte) * ALPHABET.len()) >> 8]);
-            }
-        }
-        pool.extend_from_within(..POOL_TAIL);
+        let pool = Pool::new(stage_key);
         let mut dataset = Dataset {
             prefix: shape.key_prefix.as_bytes().to_vec(),
             key_size: shape.key_size as usize,
@@ -144,7 +132,7 @@ impl Dataset {
                 .wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN)),
         );
         let b = mix64(a ^ GOLDEN);
-        let mask = (POOL_LEN - 1) as u64;
+        let mask = (pool::LEN - 1) as u64;
         Entry {
             index,
             value_len: self.value_len(a),
@@ -168,13 +156,13 @@ impl Dataset {
         out.extend_from_slice(&self.prefix);
         let index = push_padded(entry.index, self.width, out);
         let filler = self.key_size.saturating_sub(self.prefix.len() + index);
-        self.push_pool(entry.key_offset, filler, out);
+        self.pool.push(entry.key_offset, filler, out);
     }
 
     /// Appends the value of `entry`.
     #[inline]
     pub fn push_value(&self, entry: &Entry, out: &mut Vec<u8>) {
-        self.push_pool(entry.value_offset, entry.value_len, out);
+        self.pool.push(entry.value_offset, entry.value_len, out);
     }
 
     /// `value_min + draw mod (value_max - value_min + 1)`: the length of a value (no
@@ -188,41 +176,11 @@ impl Dataset {
         }
     }
 
-    /// Asks the CPU to bring pool bytes `offset..offset + len` into its cache (their first
-    /// and last lines; it streams the ones between), ahead of copying them. The pool is read
-    /// at random offsets: fetching the bytes of many values at once spares a cache miss
-    /// each, one after the other (scripts/bench: most of a typed stage's client CPU waited
-    /// for them). A hint only: what is written does not depend on it.
-    #[inline]
-    fn prefetch_pool(&self, offset: usize, len: usize) {
-        let last = offset + len.clamp(1, POOL_TAIL) - 1;
-        prefetch(&self.pool[offset..]);
-        if last / CACHE_LINE != offset / CACHE_LINE {
-            prefetch(&self.pool[last..]);
-        }
-    }
-
-    /// Prefetches the filler of `entry`'s key (see [`Dataset::prefetch_pool`]).
+    /// Prefetches the filler of `entry`'s key, ahead of writing the key.
     #[inline]
     pub fn prefetch_key(&self, entry: &Entry) {
         let filler = self.key_size.saturating_sub(self.prefix.len() + self.width);
-        self.prefetch_pool(entry.key_offset, filler);
-    }
-
-    /// Appends `len` pool bytes starting at `offset`, wrapping around the pool.
-    #[inline]
-    fn push_pool(&self, mut offset: usize, mut len: usize, out: &mut Vec<u8>) {
-        if len <= POOL_TAIL {
-            // Within the tail: contiguous, one copy (every typed element of the benchmarks).
-            out.extend_from_slice(&self.pool[offset..offset + len]);
-            return;
-        }
-        while len > 0 {
-            let chunk = len.min(POOL_TAIL);
-            out.extend_from_slice(&self.pool[offset..offset + chunk]);
-            len -= chunk;
-            offset = (offset + chunk) & (POOL_LEN - 1);
-        }
+        self.pool.prefetch(entry.key_offset, filler);
     }
 
     /// Payload bytes (key plus value, or key plus all elements) of entry `index`.
@@ -273,24 +231,6 @@ fn push_padded(index: u64, width: usize, out: &mut Vec<u8>) -> usize {
     let start = at.min(MAX.saturating_sub(width.max(1)));
     out.extend_from_slice(&digits[start..]);
     MAX - start
-}
-
-/// Bytes of a CPU cache line.
-const CACHE_LINE: usize = 64;
-
-/// Asks the CPU to fetch the cache line of `bytes[0]` (nothing on other architectures).
-#[inline(always)]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults and changes no memory, whatever the
-    // address; this one points into a live slice anyway. (Unsafe only for the
-    // `#[target_feature(enable = "sse")]` of the intrinsic, which every x86_64 has.)
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }
 
 #[cfg(test)]

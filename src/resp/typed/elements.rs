@@ -54,8 +54,9 @@ impl ElementFrames {
 
     /// Appends `head` (a variadic command up to its key), then the elements `elements` of
     /// `entry` (of a hash, set, sorted set or list). Elements are drawn [`AHEAD`] at a time
-    /// and their pool bytes prefetched before any is written, the first batch before the
-    /// head, so that the key's filler arrives meanwhile.
+    /// and their pool bytes prefetched one batch before they are written (the first batch
+    /// before the head), so that the cache misses of a batch overlap each other and the
+    /// writing of the batch before.
     pub(super) fn push_elements(
         &self,
         dataset: &Dataset,
@@ -64,23 +65,20 @@ impl ElementFrames {
         head: impl FnOnce(&mut Vec<u8>),
         out: &mut Vec<u8>,
     ) {
-        let mut head = Some(head);
-        let mut drawn = [Element::default(); AHEAD];
-        let mut next = elements.start;
+        let mut current = [Element::default(); AHEAD];
+        let mut ahead = [Element::default(); AHEAD];
+        let mut count = draw(dataset, entry, elements.clone(), &mut current);
+        head(out);
+        let mut next = elements.start + count as u64;
         loop {
-            let count = (elements.end - next).min(AHEAD as u64) as usize;
-            for (element, j) in drawn[..count].iter_mut().zip(next..) {
-                *element = dataset.element(entry, j);
-                dataset.prefetch_element(element);
-            }
-            if let Some(head) = head.take() {
-                head(out);
-            }
-            self.push_drawn(dataset, &drawn[..count], out);
-            next += count as u64;
-            if next >= elements.end {
+            let drawn = draw(dataset, entry, next..elements.end, &mut ahead);
+            self.push_drawn(dataset, &current[..count], out);
+            if drawn == 0 {
                 break;
             }
+            current[..drawn].copy_from_slice(&ahead[..drawn]);
+            count = drawn;
+            next += drawn as u64;
         }
     }
 
@@ -198,6 +196,19 @@ impl ElementFrames {
             None => push_bulk_header(out, len),
         }
     }
+}
+
+/// Draws the first elements of `elements` (as many as `batch` holds) into `batch` and
+/// prefetches their pool bytes; returns how many.
+#[inline]
+fn draw(dataset: &Dataset, entry: &Entry, elements: Range<u64>, batch: &mut [Element]) -> usize {
+    let mut count = 0;
+    for (element, j) in batch.iter_mut().zip(elements) {
+        *element = dataset.element(entry, j);
+        dataset.prefetch_element(element);
+        count += 1;
+    }
+    count
 }
 
 /// The ID of the next stream entry, `<ms>-0`, kept as decimal digits and counted up: the

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod dataset;
+pub mod decimal;
 pub mod error;
 pub mod export;
 pub mod fill;

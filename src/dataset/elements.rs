@@ -95,7 +95,9 @@ impl Dataset {
     pub fn score(&self, element: &Element) -> i64 {
         let range = self.elemental.score;
         let span = range.max.abs_diff(range.min) + 1;
-        range.min.wrapping_add((mix64(element.draw) % span) as i64)
+        range
+            .min
+            .wrapping_add(super::within(0, span, mix64(element.draw)) as i64)
     }
 
     /// Appends field name `j` (hash field `j`, or field `j` of every stream entry): the

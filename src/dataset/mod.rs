@@ -11,6 +11,7 @@ mod pool;
 
 pub use elements::{Element, STREAM_BASE_MS, StreamValue};
 
+use crate::decimal::{MAX_DIGITS, write_back};
 use crate::mix::{fnv1a64, mix64};
 use crate::plan::{DataType, Elemental, Shape};
 
@@ -138,12 +139,12 @@ impl Dataset {
             value_len: self.value_len(a),
             value_offset: (b & mask) as usize,
             key_offset: ((b >> 32) & mask) as usize,
-            ttl_ms: self.ttl.map(|(min, span)| min + mix64(b) % span),
+            ttl_ms: self.ttl.map(|(min, span)| within(min, span, mix64(b))),
             elements: match self.elemental.data_type {
                 DataType::String => 1,
                 _ => {
                     let range = self.elemental.elements;
-                    range.min + a % (range.max - range.min + 1)
+                    within(range.min, range.max - range.min + 1, a)
                 }
             },
             draw: b,
@@ -169,11 +170,7 @@ impl Dataset {
     /// division when every value has the same length).
     #[inline]
     fn value_len(&self, draw: u64) -> usize {
-        if self.value_span == 1 {
-            self.value_min as usize
-        } else {
-            (self.value_min + draw % self.value_span) as usize
-        }
+        within(self.value_min, self.value_span, draw) as usize
     }
 
     /// Prefetches the filler of `entry`'s key, ahead of writing the key.
@@ -216,21 +213,19 @@ impl Dataset {
 }
 
 /// Appends `index` in decimal, zero-padded to `width` digits (at least one); returns the
-/// bytes written. Digit by digit from the right: indices are short, and members and keys
-/// are the hot path.
+/// bytes written.
 #[inline]
 fn push_padded(index: u64, width: usize, out: &mut Vec<u8>) -> usize {
-    const MAX: usize = 20; // the digits of u64::MAX
-    let mut digits = [b'0'; MAX];
-    let (mut n, mut at) = (index, MAX);
-    while n > 0 {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    let start = at.min(MAX.saturating_sub(width.max(1)));
+    let mut digits = [b'0'; MAX_DIGITS];
+    let start = write_back(&mut digits, MAX_DIGITS, index).min(MAX_DIGITS.saturating_sub(width));
     out.extend_from_slice(&digits[start..]);
-    MAX - start
+    MAX_DIGITS - start
+}
+
+/// `min + draw mod span`: a draw within a range of `span` values (no division for one).
+#[inline]
+fn within(min: u64, span: u64, draw: u64) -> u64 {
+    if span == 1 { min } else { min + draw % span }
 }
 
 #[cfg(test)]

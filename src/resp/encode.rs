@@ -1,5 +1,7 @@
 //! Generic RESP encoding: bulk strings and commands appended to a reusable buffer.
 
+use crate::decimal::write_back;
+
 /// Appends `$<len>\r\n`, the header of a bulk string.
 #[inline]
 pub fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
@@ -24,6 +26,26 @@ pub fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     push_bulk_header(out, bytes.len());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `value` in decimal as a bulk string (a sorted-set score), made right to left in
+/// one buffer and appended with one copy.
+#[inline]
+pub fn push_bulk_integer(out: &mut Vec<u8>, value: i64) {
+    // "$" + up to 2 digits of length + "\r\n" + sign + up to 19 digits + "\r\n".
+    const END: usize = 32;
+    let mut buf = [0u8; END];
+    buf[END - 2..].copy_from_slice(b"\r\n");
+    let mut start = write_back(&mut buf, END - 2, value.unsigned_abs());
+    if value < 0 {
+        start -= 1;
+        buf[start] = b'-';
+    }
+    let len = END - 2 - start;
+    buf[start - 2..start].copy_from_slice(b"\r\n");
+    start = write_back(&mut buf, start - 2, len as u64) - 1;
+    buf[start] = b'$';
+    out.extend_from_slice(&buf[start..]);
 }
 
 /// Appends `*<count>\r\n`, the header of a command of `count` arguments.
@@ -59,6 +81,16 @@ mod tests {
             let mut out = Vec::new();
             push_bulk_header(&mut out, len);
             assert_eq!(out, format!("${len}\r\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn integers_are_bulk_strings_of_their_digits() {
+        for value in [0, 7, -7, 1_000_000, -5_000_000, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_bulk_integer(&mut out, value);
+            let text = value.to_string();
+            assert_eq!(out, format!("${}\r\n{text}\r\n", text.len()).as_bytes());
         }
     }
 

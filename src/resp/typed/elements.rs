@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::dataset::{Dataset, Element, Entry};
 use crate::plan::DataType;
-use crate::resp::encode::{push_bulk, push_bulk_header};
+use crate::resp::encode::{push_bulk_header, push_bulk_integer};
 
 /// Most bytes of field names made ahead, per encoder; names past them are made as they go.
 const FIELD_TABLE_BYTES: usize = 64 << 10;
@@ -94,9 +94,8 @@ impl ElementFrames {
                 }
             }
             DataType::Zset => {
-                let mut digits = itoa::Buffer::new();
                 for element in drawn {
-                    push_bulk(out, digits.format(dataset.score(element)).as_bytes());
+                    push_bulk_integer(out, dataset.score(element));
                     self.push_value_header(element.len, out);
                     dataset.push_member(element, out);
                     out.extend_from_slice(b"\r\n");

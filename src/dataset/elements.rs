@@ -198,6 +198,15 @@ impl Dataset {
         }
     }
 
+    /// Payload bytes of elements `range` of key `index` (drawn only when sizes vary).
+    #[inline]
+    pub fn key_elements_payload(&self, index: u64, range: std::ops::Range<u64>) -> u64 {
+        match self.fixed_element_payload {
+            Some(each) => (range.end - range.start) * each,
+            None => self.elements_payload(&self.entry(index), range),
+        }
+    }
+
     /// Payload bytes of elements `range` of `entry`.
     #[inline]
     pub fn elements_payload(&self, entry: &Entry, range: std::ops::Range<u64>) -> u64 {

@@ -141,6 +141,7 @@ mod tests {
         let key = |index, next, end| {
             Span::Key(KeyCommands {
                 index,
+                elements: 10,
                 from: 0,
                 next,
                 end,

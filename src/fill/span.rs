@@ -31,6 +31,8 @@ pub enum Span {
 pub struct KeyCommands {
     /// The key's index in its stage.
     pub index: u64,
+    /// Elements of the whole key (so that its replies are counted without drawing it again).
+    pub elements: u64,
     /// First element these commands write.
     pub from: u64,
     /// Next command not yet answered.
@@ -42,10 +44,12 @@ pub struct KeyCommands {
 }
 
 impl KeyCommands {
-    /// All the commands of key `index` from element `from`, of `total` in all.
-    pub fn whole(index: u64, from: u64, total: u64) -> KeyCommands {
+    /// All the commands of key `index` (of `elements` elements) from element `from`, of
+    /// `total` in all.
+    pub fn whole(index: u64, elements: u64, from: u64, total: u64) -> KeyCommands {
         KeyCommands {
             index,
+            elements,
             from,
             next: 0,
             end: total,

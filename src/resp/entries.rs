@@ -34,9 +34,19 @@ impl<'a> EntryEncoder<'a> {
     /// Commands that write typed key `index` from element `from` on.
     #[inline]
     pub fn commands_of(&self, index: u64, from: u64) -> u64 {
-        self.typed
-            .chunking()
-            .commands(from, self.dataset.entry(index).elements)
+        self.commands(from, self.elements_of(index))
+    }
+
+    /// Elements of typed key `index`.
+    #[inline]
+    pub fn elements_of(&self, index: u64) -> u64 {
+        self.dataset.entry(index).elements
+    }
+
+    /// Commands that write elements `from..elements` of a typed key (and its TTL).
+    #[inline]
+    pub fn commands(&self, from: u64, elements: u64) -> u64 {
+        self.typed.chunking().commands(from, elements)
     }
 
     /// Encodes `commands` of typed key `index`, counted from element `from`.

@@ -426,5 +426,11 @@ fn first_key(span: Span, encoder: &EntryEncoder<'_>, retry: &mut VecDeque<Span>)
         Span::Asking { index, .. } => return Span::Resume { index },
         span => return span,
     };
-    Span::Key(KeyCommands::whole(index, 0, encoder.commands_of(index, 0)))
+    let elements = encoder.elements_of(index);
+    Span::Key(KeyCommands::whole(
+        index,
+        elements,
+        0,
+        encoder.commands(0, elements),
+    ))
 }

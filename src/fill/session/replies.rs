@@ -119,17 +119,16 @@ impl Session<'_> {
         if self.abandoned.load(Relaxed) == key.index {
             return false;
         }
-        let entry = dataset.entry(key.index);
-        let elements = self.chunking.elements_of(key.from, entry.elements, command);
+        let elements = self.chunking.elements_of(key.from, key.elements, command);
         let Reply::Error(line) = reply else {
             // +OK, an integer (HSET, SADD, RPUSH …) or an ID (XADD): written.
             if let Some(range) = elements {
-                tally.bytes += dataset.elements_payload(&entry, range);
+                tally.bytes += dataset.key_elements_payload(key.index, range);
             }
             tally.commands += 1;
             if last {
                 tally.keys += 1;
-                tally.elements += entry.elements;
+                tally.elements += key.elements;
                 tally.bytes += dataset.key_size() as u64;
                 self.open_key.store(NO_KEY, Relaxed);
             } else {
@@ -205,7 +204,7 @@ impl Session<'_> {
             tally.bytes += dataset.payload_bytes(index);
         } else {
             let mut resumed = lock(&self.resumed);
-            resumed.push_back(Span::Key(KeyCommands::whole(index, from, total)));
+            resumed.push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
             // Counted under the lock, so that the writer never misses a resumed key.
             self.resumed_count.fetch_add(1, Relaxed);
             drop(resumed);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::cleanup;
 use super::local_tls::TlsFiles;
+use super::slot_assignment;
 use crate::plan::NodeAddr;
 
 /// A `redis-server` started by cachefill. Dropping it stops the server.
@@ -314,11 +315,8 @@ impl LocalCluster {
         for (i, conn) in connections.iter_mut().take(primaries).enumerate() {
             let start = i * usize::from(crate::slot::SLOTS) / primaries;
             let end = (i + 1) * usize::from(crate::slot::SLOTS) / primaries - 1;
-            redis::cmd("CLUSTER")
-                .arg("ADDSLOTSRANGE")
-                .arg(start)
-                .arg(end)
-                .exec(conn)?;
+            // Below 16384, so they fit.
+            slot_assignment::assign(conn, start as u16, end as u16)?;
         }
         // The cluster bus runs beside the TLS port when the nodes speak TLS.
         let first = self.servers[0].client_addr();

@@ -10,6 +10,7 @@ pub mod control;
 pub mod credentials;
 pub mod launch;
 pub mod local_tls;
+pub mod slot_assignment;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};

@@ -215,25 +215,8 @@ fn resharding_is_followed_over_tls() {
         .iter()
         .map(|p| certs.cli(*p, &["CLUSTER", "MYID"]))
         .collect();
-    let reshard = std::process::Command::new("redis-cli")
-        .args(certs.cli_args())
-        .args(["--cluster", "reshard", &format!("127.0.0.1:{}", ports[0])])
-        .args([
-            "--cluster-from",
-            &ids[0],
-            "--cluster-to",
-            &ids[1],
-            "--cluster-slots",
-            "1500",
-            "--cluster-yes",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        reshard.status.success(),
-        "reshard failed: {}",
-        String::from_utf8_lossy(&reshard.stdout)
-    );
+    let seed = format!("127.0.0.1:{}", ports[0]);
+    reshard_nodes(&certs.cli_args(), &seed, &ids[0], &ids[1], 1500);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let result = read_result(&result_path);

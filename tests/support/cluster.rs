@@ -114,26 +114,11 @@ impl RedisCluster {
         xor.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Moves `slots` slots from server `from` to server `to` with `redis-cli --cluster
-    /// reshard` (keys migrate while writes go on); panics when it fails.
+    /// Moves `slots` slots from server `from` to server `to` (keys migrate while writes go
+    /// on); panics when it fails.
     pub fn reshard(&self, from: usize, to: usize, slots: u32) {
-        let id = |i: usize| -> String {
-            redis::cmd("CLUSTER")
-                .arg("MYID")
-                .query(&mut self.servers[i].connect())
-                .unwrap()
-        };
-        let reshard = std::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &self.servers[0].addr()])
-            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .output()
-            .unwrap();
-        assert!(
-            reshard.status.success(),
-            "reshard failed: {}",
-            String::from_utf8_lossy(&reshard.stdout)
-        );
+        let addr = |i: usize| self.servers[i].addr();
+        reshard(&addr(0), &addr(from), &addr(to), slots);
     }
 
     /// Sum of DBSIZE over the primaries.
@@ -194,6 +179,38 @@ impl Routes<'_> {
             .query(self.conn_for(key))
             .unwrap()
     }
+}
+
+/// Moves `slots` slots from the primary at `from` to the one at `to` with Debian's
+/// `redis-cli --cluster reshard` through `seed` (it also drives Redis 6.2 and Valkey 9
+/// clusters); panics when it fails.
+pub fn reshard(seed: &str, from: &str, to: &str, slots: u32) {
+    let id = |addr: &str| -> String {
+        let mut conn = redis::Client::open(format!("redis://{addr}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut conn).unwrap()
+    };
+    reshard_nodes(&[], seed, &id(from), &id(to), slots);
+}
+
+/// Moves `slots` slots from node id `from` to node id `to` with `redis-cli --cluster
+/// reshard` through `seed`, `cli_args` (e.g. TLS options) first; panics when it fails.
+pub fn reshard_nodes(cli_args: &[String], seed: &str, from: &str, to: &str, slots: u32) {
+    require("redis-cli");
+    let reshard = Command::new("redis-cli")
+        .args(cli_args)
+        .args(["--cluster", "reshard", seed])
+        .args(["--cluster-from", from, "--cluster-to", to])
+        .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        reshard.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&reshard.stdout)
+    );
 }
 
 /// The slot ranges the node behind `conn` serves, from its own line of `CLUSTER NODES`.

@@ -3,12 +3,13 @@
 use cachefill::server::launch::LocalServer;
 
 use super::TargetBuilder;
+use super::server_kind::ServerKind;
 use super::tls::TestCerts;
 
 /// The name launcher messages use for test servers.
 const TEST_TARGET: &str = "test";
 
-/// A plaintext redis-server (debug command on, no persistence); killed when dropped.
+/// A plaintext server (debug command on, no persistence); killed when dropped.
 pub struct RedisServer {
     server: Option<LocalServer>,
     /// The port it listens on.
@@ -16,12 +17,17 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server with `extra` arguments.
+    /// Starts the system's redis-server with `extra` arguments.
     pub fn start(extra: &[&str]) -> RedisServer {
+        RedisServer::of(ServerKind::Redis7, extra)
+    }
+
+    /// Starts a server of `kind` with `extra` arguments.
+    pub fn of(kind: ServerKind, extra: &[&str]) -> RedisServer {
         // DEBUG DIGEST compares datasets; the launcher leaves the debug command off.
-        let mut args = vec!["--enable-debug-command", "local"];
+        let mut args = kind.debug_args().to_vec();
         args.extend_from_slice(extra);
-        let server = LocalServer::start_with("redis-server", TEST_TARGET, &args, None)
+        let server = LocalServer::start_with(&kind.server_bin(), TEST_TARGET, &args, None)
             .unwrap_or_else(|e| panic!("{e}"));
         RedisServer {
             port: server.addr.port,

@@ -1,7 +1,8 @@
 //! The compatibility matrix: the system's Redis (7.0 on Debian 12), Valkey 9 and Redis 6.2
 //! (both fetched by `scripts/fetch-servers`). On each, a standalone server filled with every
 //! type of stage verifies exactly, and a cluster cachefill launches (6.2 lacks `CLUSTER
-//! ADDSLOTSRANGE`) is filled while 1000 slots move to another primary, and verifies.
+//! ADDSLOTSRANGE`) is filled while 1000 slots move to another primary, and verifies. A
+//! server that refuses an option at start (6.2 has no TLS here) says why in one line.
 
 mod support;
 
@@ -176,4 +177,28 @@ fn valkey_9_launched_cluster_through_a_resharding_verifies() {
 #[test]
 fn redis_6_2_launched_cluster_through_a_resharding_verifies() {
     a_launched_cluster_is_filled_through_a_resharding_and_verifies(ServerKind::Redis62);
+}
+
+#[test]
+fn a_server_without_tls_launched_with_tls_says_why_in_one_line() {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .target(
+            TargetBuilder::launch_standalone("local")
+                .set("server_bin", ServerKind::Redis62.server_bin())
+                .tls(None),
+        )
+        .stage(StageBuilder::new("s").keys(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let (output, _) = run_plan(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let reason = err.lines().last().unwrap();
+    assert!(
+        reason.starts_with("cachefill: target \"local\"")
+            && reason.contains("'tls-port")
+            && reason.contains("Bad directive")
+            && reason.contains("needs a server_bin built with TLS"),
+        "{err}"
+    );
 }

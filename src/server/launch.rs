@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -121,7 +121,11 @@ impl LocalServer {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // What it says before its log file is open: a refused option, for one.
+            .stderr(match std::fs::File::create(dir.join(STARTUP_ERRORS)) {
+                Ok(file) => Stdio::from(file),
+                Err(_) => Stdio::null(),
+            })
             // Its own process group: Ctrl-C on cachefill must not kill a server kept with --keep.
             .process_group(0)
             .spawn();
@@ -157,10 +161,13 @@ impl LocalServer {
             if let Some(child) = server.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let last = tail.lines().last().unwrap_or("").trim().to_string();
+                let why = why_it_exited(&log, &server.dir.join(STARTUP_ERRORS));
+                let hint = match tls {
+                    Some(_) => "; a launch with TLS needs a server_bin built with TLS",
+                    None => "",
+                };
                 return Err(StartError::Retry(format!(
-                    "target \"{target}\": `{server_bin}` exited at start ({status}): {last}"
+                    "target \"{target}\": `{server_bin}` exited at start ({status}): {why}{hint}"
                 )));
             }
             // A TLS server is ready once it listens; a plaintext one must answer PING.
@@ -197,6 +204,27 @@ impl LocalServer {
         }
         self.client_addr()
     }
+}
+
+/// The file in a launched server's folder that holds its standard error.
+const STARTUP_ERRORS: &str = "stderr.log";
+
+/// Why a server exited at start, in one line: the last line of its log, or when it stopped
+/// before opening its log (an option it does not know, e.g. `tls-port` on a build without
+/// TLS or `enable-debug-command` before Redis 7.0), what it printed on standard error.
+fn why_it_exited(log: &Path, stderr: &Path) -> String {
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    if let Some(last) = logged.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        return last.to_string();
+    }
+    let printed = std::fs::read_to_string(stderr).unwrap_or_default();
+    let lines: Vec<&str> = printed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("***"))
+        .collect();
+    // Redis names the refused option and the reason on its last two lines.
+    lines[lines.len().saturating_sub(2)..].join(" ")
 }
 
 enum StartError {

@@ -46,6 +46,7 @@ fn keep_leaves_the_launched_server_running_and_prints_its_address() {
     let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
     assert_eq!(keys, 500);
     redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut conn).ok();
+    remove_kept_folders(&port.to_string());
 }
 
 #[test]

@@ -164,6 +164,10 @@ pub struct StageReport {
     pub redirects: Redirects,
     /// Connections re-established.
     pub reconnects: u64,
+    /// Entries (typed stages: keys) sent but never acknowledged, on connections the stage
+    /// gave up on: the server may or may not hold them.
+    #[serde(default)]
+    pub unacknowledged: u64,
     /// Cluster primaries replaced by a replica while the stage ran.
     pub failovers: u64,
     /// Entries found missing on a new primary after a failover and written again.

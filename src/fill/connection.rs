@@ -35,6 +35,11 @@ pub async fn connection_worker(
     let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
     let mut open_key = None;
+    // Spans sent and never answered, as of the last session that sent anything: the server
+    // may or may not have applied them. Counted as `unacknowledged` if the stage gives up.
+    let mut in_doubt: Vec<Span> = Vec::new();
+    // Why the connection first broke, in the current run of failed reconnections.
+    let mut broke_because: Option<String> = None;
     let acked_here = AtomicU64::new(0);
     let job = Job {
         stage: &stage,
@@ -42,6 +47,8 @@ pub async fn connection_worker(
         config,
         feed: &feed,
         acked_here: &acked_here,
+        addr: &addr,
+        io_timeout: connector.io_timeout,
     };
     loop {
         let acked_before = acked_here.load(Relaxed);
@@ -52,11 +59,15 @@ pub async fn connection_worker(
                 let result = session.run(&mut stream, wake_at, &mut retry).await;
                 open_key = session.open_key();
                 // What was sent comes before what was still to send (the rest of a key).
+                let sent_any = session.sent_any();
                 let mut unanswered: VecDeque<Span> = session
                     .into_unanswered()
                     .into_iter()
                     .map(Span::resend)
                     .collect();
+                if sent_any {
+                    in_doubt = unanswered.iter().cloned().collect();
+                }
                 unanswered.extend(retry.drain(..));
                 retry = unanswered;
                 if result.is_err() && resumes_from_count(&dataset) {
@@ -72,6 +83,9 @@ pub async fn connection_worker(
             stage.partial_keys.fetch_add(1, Relaxed);
             open_key = None;
         }
+        if outcome.is_ok() {
+            in_doubt.clear();
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
@@ -85,24 +99,55 @@ pub async fn connection_worker(
                 }
                 if acked_here.load(Relaxed) > acked_before {
                     failures = 0;
+                    broke_because = None;
                 }
                 failures += 1;
+                let first_reason = broke_because.get_or_insert_with(|| reason.clone());
+                let doubt = unacknowledged(&dataset, &in_doubt);
                 if interrupt::requested() {
                     // Interrupted: the run reports that; a broken connection is no failure.
+                    stage.unacknowledged.fetch_add(doubt, Relaxed);
                     return Ok(());
                 }
                 if failures > MAX_RECONNECTS || stage.should_stop() {
                     if let Feed::Node { node, router } = &feed {
-                        return router.node_unreachable(node, &reason).await;
+                        let outcome = router.node_unreachable(node, &reason).await;
+                        if outcome.is_err() {
+                            stage.unacknowledged.fetch_add(doubt, Relaxed);
+                        }
+                        return outcome;
                     }
+                    stage.unacknowledged.fetch_add(doubt, Relaxed);
+                    if stage.should_stop() && failures <= MAX_RECONNECTS {
+                        // Another connection's failure stopped the stage: that one is reported.
+                        return Ok(());
+                    }
+                    let last = if *first_reason == reason {
+                        String::new()
+                    } else {
+                        format!("; then: {reason}")
+                    };
                     return Err(format!(
-                        "lost the connection to {addr} and could not restore it ({MAX_RECONNECTS} attempts): {reason}"
+                        "lost the connection to {addr} ({first_reason}) and could not restore it in {MAX_RECONNECTS} attempts{last}"
                     ));
                 }
                 stage.reconnects.fetch_add(1, Relaxed);
                 tokio::time::sleep(Duration::from_millis(100 << failures)).await;
             }
         }
+    }
+}
+
+/// What `spans` leave in doubt: entries of a string stage; keys of a typed stage.
+fn unacknowledged(dataset: &Dataset, spans: &[Span]) -> u64 {
+    if dataset.is_typed() {
+        let keys: HashSet<u64> = spans
+            .iter()
+            .flat_map(|span| span.clone().into_indices())
+            .collect();
+        keys.len() as u64
+    } else {
+        spans.iter().map(Span::len).sum()
     }
 }
 

@@ -11,6 +11,7 @@ mod session;
 mod socket;
 mod span;
 mod stage;
+mod stall;
 mod state;
 mod targets;
 
@@ -228,6 +229,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         first_error: None,
         redirects: Redirects::default(),
         reconnects: 0,
+        unacknowledged: 0,
         failovers: 0,
         rewritten: 0,
         until_memory: None,

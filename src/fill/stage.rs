@@ -37,6 +37,10 @@ pub struct StageRun {
     pub memory: Option<(u64, MemoryProbe)>,
 }
 
+/// Without bars, a stalled server is reported once it has been silent this long (or half
+/// the `io_timeout`, when shorter).
+const STALL_REPORT_AFTER: Duration = Duration::from_secs(5);
+
 /// How often an until_memory stage reads `used_memory`.
 const MEMORY_POLL: Duration = Duration::from_millis(5);
 
@@ -294,6 +298,7 @@ impl StageRun {
                 }
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
+                    self.display.stalled(state.stalls.longest(), (self.connector.io_timeout / 2).min(STALL_REPORT_AFTER));
                     if let Some((router, ..)) = &cluster && state.should_stop() {
                         router.wake_all();
                     }
@@ -399,6 +404,7 @@ impl StageRun {
             first_error,
             redirects,
             reconnects: state.reconnects.load(Relaxed),
+            unacknowledged: state.unacknowledged.load(Relaxed),
             failovers: 0,
             rewritten: 0,
             until_memory: None,

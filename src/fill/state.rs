@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::lock::lock;
+use super::stall::Stalls;
 use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::shard::Shard;
@@ -35,6 +36,11 @@ pub struct StageState {
     pub errors: AtomicU64,
     /// Connections re-established after a break.
     pub reconnects: AtomicU64,
+    /// Entries sent whose acknowledgement never came (the stage gave up on their
+    /// connection): the server may or may not have applied them.
+    pub unacknowledged: AtomicU64,
+    /// Connections waiting for replies that do not come.
+    pub stalls: Stalls,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
 }
@@ -57,6 +63,8 @@ impl StageState {
             partial_keys: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            unacknowledged: AtomicU64::new(0),
+            stalls: Stalls::default(),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }

@@ -23,6 +23,8 @@ pub struct Connector {
     pub db: u32,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// How long a connection with commands in flight may go without a reply byte.
+    pub io_timeout: Duration,
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
     /// TLS client, when the target speaks TLS.
@@ -49,6 +51,7 @@ impl Connector {
             credentials,
             db: target.db,
             connect_timeout: target.connect_timeout,
+            io_timeout: target.io_timeout,
             failover_timeout: target.failover_timeout,
             tls,
         })
@@ -89,11 +92,23 @@ impl Connector {
         }
     }
 
-    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else.
+    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else
+    /// the writer sees. See [`Connector::data_identified`].
     pub async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+        self.data_identified(addr).await.map(|(stream, _)| stream)
+    }
+
+    /// Opens a data connection and tells which server process answered: its `run_id`
+    /// (`None` when the user may not run `INFO`). The login ends with `INFO server`, so a
+    /// connection is only handed out once the server has answered on it (a stopped server
+    /// accepts TCP connections but answers nothing): any reply, even a refusal, proves the
+    /// server alive within `connect_timeout`.
+    pub async fn data_identified(
+        &self,
+        addr: &NodeAddr,
+    ) -> Result<(Stream, Option<String>), TargetError> {
         let mut stream = self.connect(addr).await?;
         let mut hello = Vec::new();
-        let mut expected = 0;
         if let Some(password) = &self.credentials.password {
             match &self.credentials.username {
                 Some(user) => resp::push_command(
@@ -102,21 +117,25 @@ impl Connector {
                 ),
                 None => resp::push_command(&mut hello, &[b"AUTH", password.expose().as_bytes()]),
             }
-            expected += 1;
         }
         if self.db != 0 {
             resp::push_command(&mut hello, &[b"SELECT", self.db.to_string().as_bytes()]);
-            expected += 1;
         }
-        if expected == 0 {
-            return Ok(stream);
-        }
+        resp::push_command(&mut hello, &[b"INFO", b"server"]);
+        let expected =
+            usize::from(self.credentials.password.is_some()) + usize::from(self.db != 0) + 1;
         let handshake = async {
             stream.write_all(&hello).await?;
-            let mut buf = Vec::with_capacity(256);
+            let mut buf = Vec::with_capacity(4096);
             let mut replies = Vec::new();
+            let mut run_id = None;
             while replies.len() < expected {
-                let mut chunk = [0u8; 256];
+                if buf.len() > MAX_LOGIN_REPLY_BYTES {
+                    return Err(std::io::Error::other(
+                        "the login replies are too long; is this a Redis server?",
+                    ));
+                }
+                let mut chunk = [0u8; 4096];
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
                     return Err(std::io::Error::new(
@@ -128,27 +147,52 @@ impl Connector {
                 while let Some((reply, used)) =
                     resp::parse_reply(&buf).map_err(std::io::Error::other)?
                 {
-                    replies.push(match reply {
+                    let error = match reply {
                         Reply::Error(line) => Some(String::from_utf8_lossy(line).into_owned()),
                         _ => None,
-                    });
+                    };
+                    if replies.len() + 1 == expected && error.is_none() {
+                        run_id = info_field(&buf[..used], b"run_id:");
+                    }
+                    replies.push(error);
                     buf.drain(..used);
                 }
             }
-            Ok(replies)
+            Ok((replies, run_id))
         };
-        let replies = match tokio::time::timeout(self.connect_timeout, handshake).await {
+        let (replies, run_id) = match tokio::time::timeout(self.connect_timeout, handshake).await {
             Ok(Ok(replies)) => replies,
             Ok(Err(e)) => {
                 return Err(self.fail(addr, format!("connection failed during login: {e}")));
             }
-            Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
+            Err(_) => {
+                return Err(self.fail(
+                    addr,
+                    format!(
+                        "the server accepted the connection but did not answer within {} (connect_timeout)",
+                        humantime::format_duration(self.connect_timeout)
+                    ),
+                ));
+            }
         };
-        if let Some(error) = replies.into_iter().flatten().next() {
-            return Err(self.fail(addr, describe_login_error(&error)));
+        // The login's own refusals are errors; a refused INFO only hides the run_id.
+        if let Some(error) = replies[..expected - 1].iter().flatten().next() {
+            return Err(self.fail(addr, describe_login_error(error)));
         }
-        Ok(stream)
+        Ok((stream, run_id))
     }
+}
+
+/// Largest login reply accepted (`INFO server` is about 1.5 KB).
+const MAX_LOGIN_REPLY_BYTES: usize = 64 << 10;
+
+/// The value of an `INFO` line starting with `name` in a raw reply.
+fn info_field(reply: &[u8], name: &[u8]) -> Option<String> {
+    reply
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(name))
+        .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned())
+        .filter(|value| !value.is_empty())
 }
 
 fn describe_login_error(error: &str) -> String {

@@ -188,6 +188,11 @@ impl LocalServer {
         }
     }
 
+    /// The server's process id, while cachefill owns it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Leaves the server running after cachefill exits; returns its address.
     pub fn keep(mut self) -> NodeAddr {
         cleanup::untrack(&self.dir);

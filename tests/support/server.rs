@@ -88,6 +88,37 @@ impl RedisServer {
             .unwrap();
     }
 
+    /// Stops the server process (SIGSTOP): it keeps its sockets and accepts connections,
+    /// but answers nothing, like a hung machine.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self
+            .server
+            .as_ref()
+            .and_then(LocalServer::pid)
+            .expect("the server is running");
+        // SAFETY: kill(2) on a child process this test started and has not reaped.
+        let done = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(done, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Clients connected now (`CLIENT LIST`), this connection included.
+    pub fn clients(&self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.connect())
+            .unwrap();
+        list.lines().count()
+    }
+
     /// Kills the server at once (SIGKILL).
     pub fn kill(&mut self) {
         drop(self.server.take());

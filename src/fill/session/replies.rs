@@ -23,6 +23,7 @@ impl Session<'_> {
             config,
             feed,
             acked_here,
+            ..
         } = *self.job;
         let mut queue = lock(&self.inflight);
         let (mut at, mut answered) = (0usize, 0u64);

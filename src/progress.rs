@@ -116,6 +116,14 @@ impl StageProgress {
         }
     }
 
+    /// Prints a line about the stage without tearing the bars.
+    pub fn note(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
     /// Ends the display of the stage with a one-line summary.
     pub fn finish(&self, summary: &str) {
         match &self.bar {

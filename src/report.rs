@@ -89,6 +89,9 @@ pub struct TargetReport {
     pub server_version: Option<String>,
     /// Its primaries.
     pub nodes: Vec<NodeReport>,
+    /// True when the user was refused `MSET` and entries went one `SET` each.
+    #[serde(default)]
+    pub mset_refused: bool,
     /// Launched servers left running with `--keep`: where they are and the CA to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<KeptServers>,

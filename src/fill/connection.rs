@@ -41,16 +41,20 @@ pub async fn connection_worker(
     // Why the connection first broke, in the current run of failed reconnections.
     let mut broke_because: Option<String> = None;
     let acked_here = AtomicU64::new(0);
-    let job = Job {
-        stage: &stage,
-        dataset: &dataset,
-        config,
-        feed: &feed,
-        acked_here: &acked_here,
-        addr: &addr,
-        io_timeout: connector.io_timeout,
-    };
+    let mut config = config;
     loop {
+        if connector.mset_refused() {
+            config.group = 1;
+        }
+        let job = Job {
+            stage: &stage,
+            dataset: &dataset,
+            config,
+            feed: &feed,
+            acked_here: &acked_here,
+            addr: &addr,
+            io_timeout: connector.io_timeout,
+        };
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data(&addr).await {
             Ok(mut stream) => {
@@ -89,6 +93,7 @@ pub async fn connection_worker(
         match outcome {
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
+            Err(SessionEnd::MsetRefused) => connector.refuse_mset(),
             Err(SessionEnd::Lost(reason)) => {
                 if let Feed::Node { node, router } = &feed
                     && !dataset.is_typed()

@@ -299,6 +299,12 @@ impl StageRun {
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
                     self.display.stalled(state.stalls.longest(), (self.connector.io_timeout / 2).min(STALL_REPORT_AFTER));
+                    if self.connector.mset_warning_due() {
+                        self.display.note(&format!(
+                            "target \"{}\": the user may not run MSET; writing one SET per entry (slower) from now on",
+                            self.target_name
+                        ));
+                    }
                     if let Some((router, ..)) = &cluster && state.should_stop() {
                         router.wake_all();
                     }

@@ -2,6 +2,9 @@
 //! data connections of the hot path, logged in with AUTH and SELECT.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +32,10 @@ pub struct Connector {
     pub failover_timeout: Duration,
     /// TLS client, when the target speaks TLS.
     pub tls: Option<Tls>,
+    /// Set once the user was refused `MSET`: entries go one `SET` each from then on.
+    mset_refused: Arc<AtomicBool>,
+    /// Set once that was said to the user.
+    mset_warned: Arc<AtomicBool>,
 }
 
 /// A failure to reach or use a server, already phrased for the user.
@@ -54,7 +61,24 @@ impl Connector {
             io_timeout: target.io_timeout,
             failover_timeout: target.failover_timeout,
             tls,
+            mset_refused: Arc::default(),
+            mset_warned: Arc::default(),
         })
+    }
+
+    /// Records that the server refused `MSET` to this user (`NOPERM`).
+    pub fn refuse_mset(&self) {
+        self.mset_refused.store(true, Relaxed);
+    }
+
+    /// True once `MSET` was refused on this target: write one `SET` per entry.
+    pub fn mset_refused(&self) -> bool {
+        self.mset_refused.load(Relaxed)
+    }
+
+    /// True the first time it is asked after `MSET` was refused: the one time to warn.
+    pub fn mset_warning_due(&self) -> bool {
+        self.mset_refused() && !self.mset_warned.swap(true, Relaxed)
     }
 
     /// An error about `addr`, naming the target and the user.

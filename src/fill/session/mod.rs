@@ -35,6 +35,8 @@ pub enum SessionEnd {
     Lost(String),
     /// The server spoke something that is not RESP: retrying will not help.
     Fatal(String),
+    /// The user may not run `MSET`: what is unanswered goes again, one `SET` per entry.
+    MsetRefused,
 }
 
 /// What a connection works on, across its reconnections: the stage, its dataset, how to

@@ -200,6 +200,7 @@ fn merge_stage(
                 (&mut total.unacknowledged, part.unacknowledged),
                 (&mut total.failovers, part.failovers),
                 (&mut total.rewritten, part.rewritten),
+                (&mut total.restarts, part.restarts),
                 (&mut total.redirects.moved, part.redirects.moved),
                 (&mut total.redirects.ask, part.redirects.ask),
             ] {

@@ -173,8 +173,12 @@ pub struct StageReport {
     pub unacknowledged: u64,
     /// Cluster primaries replaced by a replica while the stage ran.
     pub failovers: u64,
-    /// Entries found missing on a new primary after a failover and written again.
+    /// Entries found missing after a failover (on the new primary) or a restart (on the
+    /// restarted server) and written again.
     pub rewritten: u64,
+    /// Standalone servers found restarted (a new `run_id`) while the stage ran.
+    #[serde(default)]
+    pub restarts: u64,
     /// For an `until_memory` stage: the goal and the `used_memory` reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_memory: Option<UntilMemoryReport>,

@@ -79,20 +79,7 @@ fn an_acl_user_writing_outside_its_pattern_fails_with_the_refusal() {
 #[test]
 fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() {
     let server = RedisServer::start(&[]);
-    let mut admin = server.connect();
-    redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "writer",
-            "on",
-            ">writer-pw",
-            "~*",
-            "+set",
-            "+mset",
-            "+ping",
-        ])
-        .query::<()>(&mut admin)
-        .unwrap();
+    server.acl_user("writer", "writer-pw", &["+set", "+mset", "+ping"]);
     let scratch = Scratch::new();
     let plan = |flush: bool| {
         PlanBuilder::new()
@@ -135,27 +122,13 @@ fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() 
     assert_eq!(server.dbsize(), 2000, "nothing was written or flushed");
 }
 
-/// `ACL SETUSER name on >password ~* rules…` on `server`.
-fn acl_user(server: &RedisServer, name: &str, password: &str, rules: &[&str]) {
-    let password = format!(">{password}");
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(name)
-        .arg("on")
-        .arg(&password)
-        .arg("~*")
-        .arg(rules)
-        .query::<()>(&mut server.connect())
-        .unwrap();
-}
-
 #[test]
 fn a_user_allowed_set_but_not_mset_fills_exactly_with_single_sets_and_is_told_once() {
     let server = RedisServer::start(&[]);
     // The least a string fill needs: SET. No MSET, INFO, PING or anything else.
-    acl_user(&server, "least", "least-pw", &["+set"]);
+    server.acl_user("least", "least-pw", &["+set"]);
     // What verify needs for strings: GET, and PTTL when a stage has TTLs.
-    acl_user(&server, "reader", "reader-pw", &["+get", "+pttl"]);
+    server.acl_user("reader", "reader-pw", &["+get", "+pttl"]);
     let scratch = Scratch::new();
     let plan = |user: &str| {
         PlanBuilder::new()
@@ -209,7 +182,7 @@ fn a_user_allowed_set_but_not_mset_fills_exactly_with_single_sets_and_is_told_on
 
     // The same fill by a user who may run MSET groups entries and says nothing about it.
     redis::cmd("FLUSHALL").exec(&mut server.connect()).unwrap();
-    acl_user(&server, "grouping", "grouping-pw", &["+set", "+mset"]);
+    server.acl_user("grouping", "grouping-pw", &["+set", "+mset"]);
     let path = scratch.plan("plan.toml", &plan("grouping"));
     let output = cachefill(scratch.dir.path())
         .arg("run")

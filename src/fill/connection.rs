@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::batching::WriterConfig;
 use super::feed::Feed;
+use super::recheck;
 use super::session::{Job, Session, SessionEnd};
 use super::socket::ReplyThreshold;
 use super::span::{KeyCommands, Span};
@@ -18,6 +19,7 @@ use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::plan::{DataType, NodeAddr};
 use crate::server::Connector;
+use crate::server::tls::Stream;
 
 /// Reconnection attempts in a row, without progress in between, before a stage gives up.
 const MAX_RECONNECTS: u32 = 3;
@@ -56,8 +58,19 @@ pub async fn connection_worker(
             io_timeout: connector.io_timeout,
         };
         let acked_before = acked_here.load(Relaxed);
-        let outcome = match connector.data(&addr).await {
-            Ok(mut stream) => {
+        let outcome = match connector.data_identified(&addr).await {
+            Ok((mut stream, run_id)) => {
+                if let Some(run_id) = run_id
+                    && restart_seen(&connector, &stage, &addr, &run_id)
+                {
+                    stage.restarts.fetch_add(1, Relaxed);
+                    let repaired = after_restart(&connector, &stage, &dataset, &feed, &mut stream);
+                    if let Err(message) = repaired.await {
+                        return Err(format!(
+                            "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
+                        ));
+                    }
+                }
                 let wake_at = ReplyThreshold::for_socket(stream.tcp());
                 let session = Session::new(&job);
                 let result = session.run(&mut stream, wake_at, &mut retry).await;
@@ -141,6 +154,48 @@ pub async fn connection_worker(
             }
         }
     }
+}
+
+/// True when the server at `addr` answers as another process than the one this stage (or,
+/// for its first connection, the target) knew: it restarted, and may have lost what it
+/// acknowledged.
+fn restart_seen(connector: &Connector, stage: &StageState, addr: &NodeAddr, run_id: &str) -> bool {
+    let target_knew = connector.note_run_id(addr, run_id);
+    match stage.note_run_id(addr, run_id) {
+        Some(before) => before != run_id,
+        None => target_knew.is_some_and(|before| before != run_id),
+    }
+}
+
+/// After a restart: reads back every entry the stage handed out so far and writes again
+/// what the server lost, before the connection goes on. Where that cannot be done, the
+/// error says why (the stage must not report entries the server no longer holds).
+async fn after_restart(
+    connector: &Connector,
+    stage: &StageState,
+    dataset: &Dataset,
+    feed: &Feed,
+    stream: &mut Stream,
+) -> Result<(), String> {
+    if matches!(feed, Feed::Node { .. }) {
+        return Err("a restarted cluster primary is not re-checked; run the plan again".into());
+    }
+    if dataset.is_typed() {
+        return Err("typed stages are not re-checked after a restart; run the plan again".into());
+    }
+    let earlier = connector.written_stages();
+    if !earlier.is_empty() {
+        return Err(format!(
+            "stages written before it ({}) are not re-checked; run the plan again",
+            earlier.join(", ")
+        ));
+    }
+    let handed_out = stage.handed_out();
+    let indices = (0..handed_out).map(|position| stage.global(position));
+    let rewritten =
+        recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout).await?;
+    stage.rewritten.fetch_add(rewritten, Relaxed);
+    Ok(())
 }
 
 /// What `spans` leave in doubt: entries of a string stage; keys of a typed stage.

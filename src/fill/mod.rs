@@ -7,6 +7,7 @@ mod connection;
 mod feed;
 mod key_cost;
 mod lock;
+mod recheck;
 mod session;
 mod socket;
 mod span;
@@ -232,6 +233,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         unacknowledged: 0,
         failovers: 0,
         rewritten: 0,
+        restarts: 0,
         until_memory: None,
         memory: None,
         per_node: Vec::new(),

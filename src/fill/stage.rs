@@ -215,6 +215,11 @@ impl StageRun {
         };
         let mut report = self.report(&state, started_at, elapsed, per_node, redirects, memory);
         (report.failovers, report.rewritten) = recovery;
+        report.rewritten += state.rewritten.load(Relaxed);
+        report.restarts = state.restarts.load(Relaxed);
+        if report.keys_written > 0 || report.partial_keys > 0 {
+            self.connector.stage_written(&self.stage.name);
+        }
         if let Some((goal, probe)) = &self.memory {
             let used = probe.clone().used().await.ok();
             report.until_memory = Some(UntilMemoryReport {
@@ -411,6 +416,7 @@ impl StageRun {
             redirects,
             reconnects: state.reconnects.load(Relaxed),
             unacknowledged: state.unacknowledged.load(Relaxed),
+            restarts: 0,
             failovers: 0,
             rewritten: 0,
             until_memory: None,

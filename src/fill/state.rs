@@ -1,6 +1,7 @@
 //! What the connections of one stage share: the next entries to hand out and the counts of
 //! what the server acknowledged.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,6 +11,7 @@ use super::lock::lock;
 use super::stall::Stalls;
 use crate::dataset::Dataset;
 use crate::interrupt;
+use crate::plan::NodeAddr;
 use crate::shard::Shard;
 
 /// Shared state of a running stage.
@@ -41,6 +43,12 @@ pub struct StageState {
     pub unacknowledged: AtomicU64,
     /// Connections waiting for replies that do not come.
     pub stalls: Stalls,
+    /// The `run_id` each server answered with when the stage connected to it last.
+    run_ids: Mutex<HashMap<NodeAddr, String>>,
+    /// Servers found restarted (a new `run_id`) while the stage ran.
+    pub restarts: AtomicU64,
+    /// Entries a restarted server no longer held, written again.
+    pub rewritten: AtomicU64,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
 }
@@ -65,6 +73,9 @@ impl StageState {
             reconnects: AtomicU64::new(0),
             unacknowledged: AtomicU64::new(0),
             stalls: Stalls::default(),
+            run_ids: Mutex::new(HashMap::new()),
+            restarts: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -152,6 +163,12 @@ impl StageState {
             }
         }
         self.more.notify_waiters();
+    }
+
+    /// Records that `addr` answered a connection of this stage as process `run_id`;
+    /// returns the process it answered the stage's connections as before, if any.
+    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
+        lock(&self.run_ids).insert(addr.clone(), run_id.to_string())
     }
 
     /// True when connections should send nothing more: an error, or an interrupt.

@@ -1,10 +1,11 @@
 //! How to reach a target's servers: TCP (and TLS) within the connect timeout, and the raw
 //! data connections of the hot path, logged in with AUTH and SELECT.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +37,10 @@ pub struct Connector {
     mset_refused: Arc<AtomicBool>,
     /// Set once that was said to the user.
     mset_warned: Arc<AtomicBool>,
+    /// The `run_id` each server answered the latest data connection with.
+    run_ids: Arc<Mutex<HashMap<NodeAddr, String>>>,
+    /// Stages that wrote to this target, in the order they ended.
+    written_stages: Arc<Mutex<Vec<String>>>,
 }
 
 /// A failure to reach or use a server, already phrased for the user.
@@ -63,7 +68,25 @@ impl Connector {
             tls,
             mset_refused: Arc::default(),
             mset_warned: Arc::default(),
+            run_ids: Arc::default(),
+            written_stages: Arc::default(),
         })
+    }
+
+    /// Records that `addr` answered as process `run_id`; returns the process it answered as
+    /// before, if any.
+    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
+        locked(&self.run_ids).insert(addr.clone(), run_id.to_string())
+    }
+
+    /// Records that `stage` ended having written to this target.
+    pub fn stage_written(&self, stage: &str) {
+        locked(&self.written_stages).push(stage.to_string());
+    }
+
+    /// The stages that ended having written to this target so far.
+    pub fn written_stages(&self) -> Vec<String> {
+        locked(&self.written_stages).clone()
     }
 
     /// Records that the server refused `MSET` to this user (`NOPERM`).
@@ -205,6 +228,13 @@ impl Connector {
         }
         Ok((stream, run_id))
     }
+}
+
+/// The data behind `mutex`, even if a panic poisoned it (every update is one statement).
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Largest login reply accepted (`INFO server` is about 1.5 KB).

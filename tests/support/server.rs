@@ -11,6 +11,7 @@ const TEST_TARGET: &str = "test";
 /// A plaintext redis-server (debug command on, no persistence); killed when dropped.
 pub struct RedisServer {
     server: Option<LocalServer>,
+    args: Vec<String>,
     /// The port it listens on.
     pub port: u16,
 }
@@ -26,6 +27,7 @@ impl RedisServer {
         RedisServer {
             port: server.addr.port,
             server: Some(server),
+            args: args.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -110,6 +112,19 @@ impl RedisServer {
         assert_eq!(done, 0, "kill({pid}, {signal}) failed");
     }
 
+    /// `ACL SETUSER name on >password ~* rules…`: a user of all keys with these rules.
+    pub fn acl_user(&self, name: &str, password: &str, rules: &[&str]) {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg(rules)
+            .exec(&mut self.connect())
+            .unwrap();
+    }
+
     /// Clients connected now (`CLIENT LIST`), this connection included.
     pub fn clients(&self) -> usize {
         let list: String = redis::cmd("CLIENT")
@@ -117,6 +132,16 @@ impl RedisServer {
             .query(&mut self.connect())
             .unwrap();
         list.lines().count()
+    }
+
+    /// Kills the server (SIGKILL) and starts a new, empty one on the same port with the same
+    /// arguments, as a crash and a restart without persistence would.
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let server = LocalServer::start_on_port("redis-server", TEST_TARGET, self.port, &args)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.server = Some(server);
     }
 
     /// Kills the server at once (SIGKILL).

@@ -197,8 +197,10 @@ fn merge_stage(
                 (&mut total.payload_bytes, part.payload_bytes),
                 (&mut total.errors, part.errors),
                 (&mut total.reconnects, part.reconnects),
+                (&mut total.unacknowledged, part.unacknowledged),
                 (&mut total.failovers, part.failovers),
                 (&mut total.rewritten, part.rewritten),
+                (&mut total.restarts, part.restarts),
                 (&mut total.redirects.moved, part.redirects.moved),
                 (&mut total.redirects.ask, part.redirects.ask),
             ] {

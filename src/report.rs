@@ -89,6 +89,9 @@ pub struct TargetReport {
     pub server_version: Option<String>,
     /// Its primaries.
     pub nodes: Vec<NodeReport>,
+    /// True when the user was refused `MSET` and entries went one `SET` each.
+    #[serde(default)]
+    pub mset_refused: bool,
     /// Launched servers left running with `--keep`: where they are and the CA to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<KeptServers>,
@@ -164,10 +167,18 @@ pub struct StageReport {
     pub redirects: Redirects,
     /// Connections re-established.
     pub reconnects: u64,
+    /// Entries (typed stages: keys) sent but never acknowledged, on connections the stage
+    /// gave up on: the server may or may not hold them.
+    #[serde(default)]
+    pub unacknowledged: u64,
     /// Cluster primaries replaced by a replica while the stage ran.
     pub failovers: u64,
-    /// Entries found missing on a new primary after a failover and written again.
+    /// Entries found missing after a failover (on the new primary) or a restart (on the
+    /// restarted server) and written again.
     pub rewritten: u64,
+    /// Standalone servers found restarted (a new `run_id`) while the stage ran.
+    #[serde(default)]
+    pub restarts: u64,
     /// For an `until_memory` stage: the goal and the `used_memory` reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_memory: Option<UntilMemoryReport>,

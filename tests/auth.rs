@@ -79,20 +79,7 @@ fn an_acl_user_writing_outside_its_pattern_fails_with_the_refusal() {
 #[test]
 fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() {
     let server = RedisServer::start(&[]);
-    let mut admin = server.connect();
-    redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "writer",
-            "on",
-            ">writer-pw",
-            "~*",
-            "+set",
-            "+mset",
-            "+ping",
-        ])
-        .query::<()>(&mut admin)
-        .unwrap();
+    server.acl_user("writer", "writer-pw", &["+set", "+mset", "+ping"]);
     let scratch = Scratch::new();
     let plan = |flush: bool| {
         PlanBuilder::new()
@@ -133,4 +120,80 @@ fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() 
         "{err}"
     );
     assert_eq!(server.dbsize(), 2000, "nothing was written or flushed");
+}
+
+#[test]
+fn a_user_allowed_set_but_not_mset_fills_exactly_with_single_sets_and_is_told_once() {
+    let server = RedisServer::start(&[]);
+    // The least a string fill needs: SET. No MSET, INFO, PING or anything else.
+    server.acl_user("least", "least-pw", &["+set"]);
+    // What verify needs for strings: GET, and PTTL when a stage has TTLs.
+    server.acl_user("reader", "reader-pw", &["+get", "+pttl"]);
+    let scratch = Scratch::new();
+    let plan = |user: &str| {
+        PlanBuilder::new()
+            .seed(5)
+            .target(server.target().user(user, "PW"))
+            .stage(StageBuilder::new("first").keys(20_000).value_size(100))
+            .stage(
+                StageBuilder::new("second")
+                    .keys(5_000)
+                    .value_size(20)
+                    .key_prefix("second:")
+                    .after(&["first"]),
+            )
+            .build()
+    };
+    let path = scratch.plan("plan.toml", &plan("least"));
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&path)
+        .args(["-o", "result.json"])
+        .env("PW", "least-pw")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert_eq!(
+        err.matches("the user may not run MSET; writing one SET per entry")
+            .count(),
+        1,
+        "{err}"
+    );
+    let result = read_result(&scratch.path("result.json"));
+    assert_eq!(result["targets"]["main"]["mset_refused"], true);
+    assert_eq!(result["stages"][0]["keys_written"], 20_000);
+    assert_eq!(result["stages"][1]["keys_written"], 5_000);
+    assert_eq!(result["stages"][0]["errors"], 0);
+    assert_eq!(server.dbsize(), 25_000);
+
+    let path = scratch.plan("verify.toml", &plan("reader"));
+    let verified = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(&path)
+        .args(["-o", "verify.json"])
+        .env("PW", "reader-pw")
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = read_result(&scratch.path("verify.json"));
+    assert_eq!(report["stages"][0]["checked"], 20_000);
+    assert_eq!(report["stages"][1]["checked"], 5_000);
+
+    // The same fill by a user who may run MSET groups entries and says nothing about it.
+    redis::cmd("FLUSHALL").exec(&mut server.connect()).unwrap();
+    server.acl_user("grouping", "grouping-pw", &["+set", "+mset"]);
+    let path = scratch.plan("plan.toml", &plan("grouping"));
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&path)
+        .args(["-o", "result.json"])
+        .env("PW", "grouping-pw")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("MSET"), "{}", stderr(&output));
+    let result = read_result(&scratch.path("result.json"));
+    assert_eq!(result["targets"]["main"]["mset_refused"], false);
+    assert_eq!(server.dbsize(), 25_000);
 }

@@ -7,10 +7,12 @@ mod connection;
 mod feed;
 mod key_cost;
 mod lock;
+mod recheck;
 mod session;
 mod socket;
 mod span;
 mod stage;
+mod stall;
 mod state;
 mod targets;
 
@@ -228,8 +230,10 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         first_error: None,
         redirects: Redirects::default(),
         reconnects: 0,
+        unacknowledged: 0,
         failovers: 0,
         rewritten: 0,
+        restarts: 0,
         until_memory: None,
         memory: None,
         per_node: Vec::new(),

@@ -37,6 +37,10 @@ pub struct StageRun {
     pub memory: Option<(u64, MemoryProbe)>,
 }
 
+/// Without bars, a stalled server is reported once it has been silent this long (or half
+/// the `io_timeout`, when shorter).
+const STALL_REPORT_AFTER: Duration = Duration::from_secs(5);
+
 /// How often an until_memory stage reads `used_memory`.
 const MEMORY_POLL: Duration = Duration::from_millis(5);
 
@@ -211,6 +215,11 @@ impl StageRun {
         };
         let mut report = self.report(&state, started_at, elapsed, per_node, redirects, memory);
         (report.failovers, report.rewritten) = recovery;
+        report.rewritten += state.rewritten.load(Relaxed);
+        report.restarts = state.restarts.load(Relaxed);
+        if report.keys_written > 0 || report.partial_keys > 0 {
+            self.connector.stage_written(&self.stage.name);
+        }
         if let Some((goal, probe)) = &self.memory {
             let used = probe.clone().used().await.ok();
             report.until_memory = Some(UntilMemoryReport {
@@ -294,6 +303,13 @@ impl StageRun {
                 }
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
+                    self.display.stalled(state.stalls.longest(), (self.connector.io_timeout / 2).min(STALL_REPORT_AFTER));
+                    if self.connector.mset_warning_due() {
+                        self.display.note(&format!(
+                            "target \"{}\": the user may not run MSET; writing one SET per entry (slower) from now on",
+                            self.target_name
+                        ));
+                    }
                     if let Some((router, ..)) = &cluster && state.should_stop() {
                         router.wake_all();
                     }
@@ -399,6 +415,8 @@ impl StageRun {
             first_error,
             redirects,
             reconnects: state.reconnects.load(Relaxed),
+            unacknowledged: state.unacknowledged.load(Relaxed),
+            restarts: 0,
             failovers: 0,
             rewritten: 0,
             until_memory: None,

@@ -1,14 +1,17 @@
 //! What the connections of one stage share: the next entries to hand out and the counts of
 //! what the server acknowledged.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::lock::lock;
+use super::stall::Stalls;
 use crate::dataset::Dataset;
 use crate::interrupt;
+use crate::plan::NodeAddr;
 use crate::shard::Shard;
 
 /// Shared state of a running stage.
@@ -35,6 +38,17 @@ pub struct StageState {
     pub errors: AtomicU64,
     /// Connections re-established after a break.
     pub reconnects: AtomicU64,
+    /// Entries sent whose acknowledgement never came (the stage gave up on their
+    /// connection): the server may or may not have applied them.
+    pub unacknowledged: AtomicU64,
+    /// Connections waiting for replies that do not come.
+    pub stalls: Stalls,
+    /// The `run_id` each server answered with when the stage connected to it last.
+    run_ids: Mutex<HashMap<NodeAddr, String>>,
+    /// Servers found restarted (a new `run_id`) while the stage ran.
+    pub restarts: AtomicU64,
+    /// Entries a restarted server no longer held, written again.
+    pub rewritten: AtomicU64,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
 }
@@ -57,6 +71,11 @@ impl StageState {
             partial_keys: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            unacknowledged: AtomicU64::new(0),
+            stalls: Stalls::default(),
+            run_ids: Mutex::new(HashMap::new()),
+            restarts: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -144,6 +163,12 @@ impl StageState {
             }
         }
         self.more.notify_waiters();
+    }
+
+    /// Records that `addr` answered a connection of this stage as process `run_id`;
+    /// returns the process it answered the stage's connections as before, if any.
+    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
+        lock(&self.run_ids).insert(addr.clone(), run_id.to_string())
     }
 
     /// True when connections should send nothing more: an error, or an interrupt.

@@ -93,6 +93,7 @@ impl LiveTarget {
             launched: !matches!(launched, Launched::Nothing),
             server_version: version,
             nodes,
+            mset_refused: false,
             kept: None,
         };
         Ok((
@@ -148,6 +149,7 @@ impl LiveTarget {
 
     /// Records keys and memory after the run in the target's report.
     pub async fn record_after(&mut self, report: &mut TargetReport) {
+        report.mset_refused = self.connector.mset_refused();
         for (control, node) in self.controls.iter_mut().zip(report.nodes.iter_mut()) {
             let facts = control.facts().await;
             node.keys_after = facts.keys;

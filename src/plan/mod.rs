@@ -70,6 +70,8 @@ pub struct Target {
     pub flush: bool,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// How long a connection with commands in flight may stay silent before it is broken.
+    pub io_timeout: Duration,
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
     /// TLS settings, when the target speaks TLS.
@@ -281,6 +283,8 @@ pub const DEFAULT_PIPELINE: u32 = 1024;
 pub const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
 /// Default `failover_timeout`.
 pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `io_timeout`.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -84,6 +84,10 @@ pub struct RawTarget {
     /// How long to wait for a connection, e.g. "5s".
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<HumanDuration>,
+    /// How long a connection with commands in flight may go without a reply byte before it
+    /// counts as broken, e.g. "30s".
+    #[schemars(with = "Option<String>")]
+    pub io_timeout: Option<HumanDuration>,
     /// Cluster: how long to wait for a replica to take over from a lost primary, e.g. "30s".
     #[schemars(with = "Option<String>")]
     pub failover_timeout: Option<HumanDuration>,

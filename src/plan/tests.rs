@@ -63,6 +63,20 @@ const fn bad(
 /// Every way a plan file can be wrong that validation must catch, one at a time.
 const BAD_PLANS: &[BadPlan] = &[
     bad(
+        "io_timeout of zero",
+        "io_timeout = \"0s\"",
+        "keys = 10",
+        "targets.main.io_timeout",
+        "a timeout must be at least 100ms",
+    ),
+    bad(
+        "connect_timeout too short",
+        "connect_timeout = \"5ms\"",
+        "keys = 10",
+        "targets.main.connect_timeout",
+        "5ms is too short",
+    ),
+    bad(
         "typo in a field",
         "",
         "keys = 10\nconections = 4",

@@ -11,8 +11,6 @@ use crate::plan::NodeAddr;
 
 /// Time limit for reading a server's facts (INFO).
 const FACTS_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time limit for one control command (FLUSHALL of a large server takes a while).
-const CONTROL_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Connector {
     /// Opens the control connection (INFO, FLUSHALL, topology) over the same kind of
@@ -28,7 +26,7 @@ impl Connector {
             settings = settings.set_password(password.expose());
         }
         let stream = self.connect(addr).await?;
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.io_timeout));
         let login = MultiplexedConnection::new_with_config(&settings, stream, config);
         let (connection, driver) = match tokio::time::timeout(self.connect_timeout, login).await {
             Ok(Ok(pair)) => pair,
@@ -176,8 +174,15 @@ impl Control {
             .query_async::<()>(&mut self.connection)
             .await
             .map_err(|e| {
-                self.connector
-                    .fail(&self.addr, format!("FLUSHALL failed: {e}"))
+                let why = if e.is_timeout() {
+                    format!(
+                        "FLUSHALL got no reply within {} (io_timeout): the server is stalled, or so large that emptying it takes longer; raise io_timeout for such a server",
+                        humantime::format_duration(self.connector.io_timeout)
+                    )
+                } else {
+                    format!("FLUSHALL failed: {e}")
+                };
+                self.connector.fail(&self.addr, why)
             })
     }
 }

@@ -55,6 +55,19 @@ impl LocalServer {
         Err(last_error)
     }
 
+    /// Starts `server_bin` on `port` (plaintext) with `extra` arguments, and waits until it
+    /// answers; for a server restarted where another one was.
+    pub fn start_on_port(
+        server_bin: &str,
+        target: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<LocalServer, String> {
+        Self::start_on(server_bin, target, port, extra, None).map_err(|e| match e {
+            StartError::Fatal(message) | StartError::Retry(message) => message,
+        })
+    }
+
     fn start_on(
         server_bin: &str,
         target: &str,
@@ -194,6 +207,11 @@ impl LocalServer {
             host: self.addr.host.clone(),
             port: self.tls_port.unwrap_or(self.addr.port),
         }
+    }
+
+    /// The server's process id, while cachefill owns it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Leaves the server running after cachefill exits; returns its address.

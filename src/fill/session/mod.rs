@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
@@ -17,15 +17,15 @@ use super::feed::Feed;
 use super::lock::lock;
 use super::socket::ReplyThreshold;
 use super::span::{KeyCommands, Span};
+use super::stall::STALL_AFTER;
 use super::state::StageState;
 use crate::dataset::Dataset;
+use crate::plan::NodeAddr;
 use crate::resp::EntryEncoder;
 use crate::resp::typed::Chunking;
 
 mod replies;
 
-/// How long a connection may wait for the next reply while commands are in flight.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest reply a connection accepts.
 const MAX_REPLY_BYTES: usize = 1 << 20;
 
@@ -35,6 +35,8 @@ pub enum SessionEnd {
     Lost(String),
     /// The server spoke something that is not RESP: retrying will not help.
     Fatal(String),
+    /// The user may not run `MSET`: what is unanswered goes again, one `SET` per entry.
+    MsetRefused,
 }
 
 /// What a connection works on, across its reconnections: the stage, its dataset, how to
@@ -50,6 +52,10 @@ pub struct Job<'a> {
     pub feed: &'a Feed,
     /// Entries this connection's server acknowledged, across reconnections.
     pub acked_here: &'a AtomicU64,
+    /// The server this connection writes to.
+    pub addr: &'a NodeAddr,
+    /// How long the connection may wait for a reply with entries in flight.
+    pub io_timeout: Duration,
 }
 
 /// One connection's session: what the writing half and the reading half share.
@@ -111,6 +117,12 @@ impl<'a> Session<'a> {
     /// The typed key left partly written when this session ended, if any.
     pub fn open_key(&self) -> Option<u64> {
         Some(self.open_key.load(Relaxed)).filter(|&k| k != NO_KEY)
+    }
+
+    /// True when the session sent anything (a session stopped before its first write
+    /// leaves what was in doubt before it in doubt).
+    pub fn sent_any(&self) -> bool {
+        self.sent.load(Relaxed) > 0
     }
 
     /// The spans sent whose replies never came, for the caller to resend.
@@ -326,19 +338,12 @@ impl<'a> Session<'a> {
                 },
                 &config,
             );
-            let n = match tokio::time::timeout(REPLY_TIMEOUT, reader.read(&mut buf[filled..])).await
+            let n = match self
+                .read_some(&mut reader, &mut buf[filled..], outstanding)
+                .await?
             {
-                Ok(Ok(0)) => {
-                    return Err(SessionEnd::Lost("the server closed the connection".into()));
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(SessionEnd::Lost(describe_io(&e))),
-                Err(_) => {
-                    return Err(SessionEnd::Lost(format!(
-                        "no reply for {}s with commands in flight",
-                        REPLY_TIMEOUT.as_secs()
-                    )));
-                }
+                0 => return Err(SessionEnd::Lost("the server closed the connection".into())),
+                n => n,
             };
             filled += n;
             let (used, entries) = self.consume_replies(&buf[..filled])?;
@@ -347,6 +352,50 @@ impl<'a> Session<'a> {
             received += entries;
             self.window.add_permits(entries as usize);
         }
+    }
+}
+
+impl Session<'_> {
+    /// Reads what the server sends next, waiting at most `io_timeout` for it: a server
+    /// silent that long with `outstanding` entries in flight is taken for broken. A wait
+    /// longer than [`STALL_AFTER`] is listed in the stage's stalls for the display.
+    async fn read_some<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        buf: &mut [u8],
+        outstanding: u64,
+    ) -> Result<usize, SessionEnd> {
+        let Job {
+            stage,
+            addr,
+            io_timeout,
+            ..
+        } = *self.job;
+        let since = Instant::now();
+        let mut stall = None;
+        let result = loop {
+            let wait = io_timeout.saturating_sub(since.elapsed()).min(STALL_AFTER);
+            // `read` is cancel-safe: a timed-out read has taken nothing from the socket.
+            match tokio::time::timeout(wait, reader.read(buf)).await {
+                Ok(Ok(n)) => break Ok(n),
+                Ok(Err(e)) => break Err(SessionEnd::Lost(describe_io(&e))),
+                Err(_) if since.elapsed() >= io_timeout => {
+                    break Err(SessionEnd::Lost(format!(
+                        "no reply for {} with {outstanding} entries in flight (io_timeout)",
+                        humantime::format_duration(io_timeout)
+                    )));
+                }
+                Err(_) => {
+                    if stall.is_none() {
+                        stall = Some(stage.stalls.begin(addr, since));
+                    }
+                }
+            }
+        };
+        if let Some(token) = stall {
+            stage.stalls.end(token);
+        }
+        result
     }
 }
 

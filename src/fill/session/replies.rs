@@ -23,6 +23,7 @@ impl Session<'_> {
             config,
             feed,
             acked_here,
+            ..
         } = *self.job;
         let mut queue = lock(&self.inflight);
         let (mut at, mut answered) = (0usize, 0u64);
@@ -56,6 +57,15 @@ impl Session<'_> {
                     continue;
                 }
             };
+            if let Reply::Error(line) = reply
+                && entries.end - entries.start > 1
+                && refuses_mset_itself(line)
+            {
+                // A user allowed SET but not MSET (MSET is cachefill's own grouping): these
+                // entries and everything after them go again as single SETs.
+                queue.push_front(Span::Range(entries));
+                break Err(SessionEnd::MsetRefused);
+            }
             answered += entries.end - entries.start;
             match reply {
                 Reply::Ok => {
@@ -235,4 +245,33 @@ struct Tally {
     bytes: u64,
     /// Commands of typed keys acknowledged (progress, even inside one large key).
     commands: u64,
+}
+
+/// True for the refusal of the `MSET` command to the user (not of the keys it names):
+/// `NOPERM … no permissions to run the 'mset' command`.
+fn refuses_mset_itself(line: &[u8]) -> bool {
+    ErrorReply::parse(line) == ErrorReply::NoPermission
+        && line.windows(6).any(|w| w.eq_ignore_ascii_case(b"'mset'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_mset_itself;
+
+    #[test]
+    fn only_the_refusal_of_the_mset_command_falls_back_to_set() {
+        assert!(refuses_mset_itself(
+            b"NOPERM User least has no permissions to run the 'mset' command"
+        ));
+        assert!(refuses_mset_itself(
+            b"NOPERM this user has no permissions to run the 'MSET' command"
+        ));
+        // Keys outside the user's patterns: SET would be refused just the same.
+        assert!(!refuses_mset_itself(
+            b"NOPERM this user has no permissions to access one of the keys used as arguments"
+        ));
+        assert!(!refuses_mset_itself(
+            b"ERR unknown command 'mset', with args beginning with:"
+        ));
+    }
 }

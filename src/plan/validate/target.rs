@@ -7,6 +7,10 @@ use super::super::raw::{RawLaunch, RawMode, RawTarget, RawTls};
 use super::super::*;
 use super::Source;
 
+/// The shortest timeout a plan may set: below it, ordinary scheduling delays on a busy
+/// machine would break healthy connections.
+const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(super) fn resolve_target(
     source: &Source,
     base_dir: &Path,
@@ -158,6 +162,25 @@ pub(super) fn resolve_target(
         ));
     }
 
+    for (name, value) in [
+        ("connect_timeout", &raw.connect_timeout),
+        ("io_timeout", &raw.io_timeout),
+        ("failover_timeout", &raw.failover_timeout),
+    ] {
+        if let Some(duration) = value
+            && duration.0 < MIN_TIMEOUT
+        {
+            return Err(err(
+                name,
+                format!(
+                    "{} is too short: a timeout must be at least {}",
+                    humantime::format_duration(duration.0),
+                    humantime::format_duration(MIN_TIMEOUT)
+                ),
+            ));
+        }
+    }
+
     let db = raw.db.unwrap_or(0);
     if db != 0 && raw.mode == RawMode::Cluster {
         return Err(err("db", "a cluster has only database 0: remove db".into()));
@@ -176,6 +199,7 @@ pub(super) fn resolve_target(
         db,
         flush: raw.flush.unwrap_or(false),
         connect_timeout: raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+        io_timeout: raw.io_timeout.map_or(DEFAULT_IO_TIMEOUT, |d| d.0),
         failover_timeout: raw
             .failover_timeout
             .map_or(DEFAULT_FAILOVER_TIMEOUT, |d| d.0),

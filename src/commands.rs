@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::Command;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
 use crate::error::Failure;
 use crate::output::print_stdout;
 use crate::shard::{self, Shard};
@@ -12,6 +14,18 @@ use crate::{check, export, fill, interrupt, merge, plan, verify};
 pub fn execute(command: Command) -> Result<(), Failure> {
     match command {
         Command::Schema => print_stdout(&format!("{}\n", plan::json_schema())),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cachefill", &mut script);
+            print_stdout(&String::from_utf8_lossy(&script))
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Failure::Failed(format!("cannot render the manual page: {e}")))?;
+            print_stdout(&String::from_utf8_lossy(&page))
+        }
         Command::Export {
             plan,
             stage,

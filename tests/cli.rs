@@ -7,6 +7,19 @@ use std::path::{Path, PathBuf};
 
 use support::*;
 
+/// Every subcommand.
+const SUBCOMMANDS: [&str; 9] = [
+    "run",
+    "flush",
+    "check",
+    "verify",
+    "merge",
+    "export",
+    "schema",
+    "completions",
+    "man",
+];
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -116,20 +129,9 @@ fn the_schema_catches_a_misspelt_field_and_a_wrong_type() {
 
 #[test]
 fn completions_for_each_shell_know_every_subcommand() {
-    let subcommands = [
-        "run",
-        "flush",
-        "check",
-        "verify",
-        "merge",
-        "export",
-        "schema",
-        "completions",
-        "man",
-    ];
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let script = stdout_of(&["completions", shell]);
-        for subcommand in subcommands {
+        for subcommand in SUBCOMMANDS {
             assert!(script.contains(subcommand), "{shell}: {subcommand}");
         }
         assert!(script.contains("--no-flush"), "{shell}: run's flags");
@@ -146,17 +148,7 @@ fn completions_for_each_shell_know_every_subcommand() {
 fn the_manual_page_and_every_subcommands_help_show_how_to_use_it() {
     let page = stdout_of(&["man"]);
     assert!(page.contains(".TH cachefill 1"), "{page}");
-    for subcommand in [
-        "run",
-        "flush",
-        "check",
-        "verify",
-        "merge",
-        "export",
-        "schema",
-        "completions",
-        "man",
-    ] {
+    for subcommand in SUBCOMMANDS {
         assert!(page.contains(subcommand), "the page lists {subcommand}");
         let help = stdout_of(&[subcommand, "--help"]);
         assert!(

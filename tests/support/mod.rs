@@ -1,6 +1,6 @@
 //! What the integration tests share: real servers on loopback ([`server`], [`cluster`],
-//! [`launched`] by a run, of each [`server_kind`]), certificates ([`tls`]), plans ([`plan`])
-//! and runs of the `cachefill` binary ([`run`]).
+//! [`launched`] by a run, of each [`server_kind`]), certificates ([`tls`]), plans ([`plan`]),
+//! runs of the `cachefill` binary ([`run`]) and fills silenced mid-way ([`silence`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
 #![allow(dead_code, unused_imports)]
@@ -11,6 +11,7 @@ pub mod plan;
 pub mod run;
 pub mod server;
 pub mod server_kind;
+pub mod silence;
 pub mod tls;
 
 use std::process::{Command, Stdio};
@@ -22,6 +23,10 @@ pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
 pub use run::*;
 pub use server::{RedisServer, TlsServer};
 pub use server_kind::ServerKind;
+pub use silence::{
+    WAITED_OUT_KEYS, assert_failed_for_silence, assert_holds_what_the_result_brackets,
+    assert_silence_waited_out, silenced_fill,
+};
 pub use tls::TestCerts;
 
 /// Panics with how to install `binary` when it is not on PATH.

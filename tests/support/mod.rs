@@ -1,6 +1,7 @@
 //! What the integration tests share: real servers on loopback ([`server`], [`cluster`],
-//! [`launched`] by a run, of each [`server_kind`]), certificates ([`tls`]), plans ([`plan`]),
-//! runs of the `cachefill` binary ([`run`]) and fills silenced mid-way ([`silence`]).
+//! [`launched`] by a run, of each [`server_kind`]), a fault-injecting TCP proxy in front of
+//! a server ([`proxy`]), certificates ([`tls`]), plans ([`plan`]), runs of the `cachefill`
+//! binary ([`run`]) and fills silenced mid-way ([`silence`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
 #![allow(dead_code, unused_imports)]
@@ -8,6 +9,7 @@
 pub mod cluster;
 pub mod launched;
 pub mod plan;
+pub mod proxy;
 pub mod run;
 pub mod server;
 pub mod server_kind;
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 pub use cluster::{RedisCluster, reshard, reshard_nodes};
 pub use launched::{LaunchedRun, remove_kept_folders};
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
+pub use proxy::Proxy;
 pub use run::*;
 pub use server::{RedisServer, TlsServer};
 pub use server_kind::ServerKind;

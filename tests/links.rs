@@ -131,3 +131,30 @@ fn a_slow_link_is_not_a_broken_one() {
     assert_eq!(server.dbsize(), keys);
     assert_verified(&scratch, &plan, keys);
 }
+
+#[test]
+fn verify_over_a_link_that_breaks_names_the_stage_and_the_server_in_one_line() {
+    let server = RedisServer::start(&[]);
+    let proxy = Proxy::to(&server);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(25)
+        .target(proxy.target().flush(true))
+        .stage(StageBuilder::new("s").keys(50_000).value_size(20));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    run_ok(&scratch, &plan, &[]);
+    // verify sends about 2 MB of GETs: its connection breaks mid-way.
+    proxy.reset_after(Some(100_000));
+    let (verified, report) = verify(&scratch, &plan, &[]);
+    assert_eq!(proxy.resets(), 1);
+    assert_eq!(verified.status.code(), Some(1));
+    let err = stderr(&verified);
+    let reason = the_reason(&err);
+    assert!(
+        reason.contains("stage \"s\" on target \"main\"")
+            && reason.contains(&format!("reading back from {} failed", proxy.addr()))
+            && reason.contains("run verify again"),
+        "{reason}"
+    );
+    assert!(report.is_none(), "a verify that stopped wrote a report");
+}

@@ -70,12 +70,7 @@ fn mutual_tls_needs_the_client_certificate() {
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    let reasons: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("cachefill: "))
-        .collect();
-    assert_eq!(reasons.len(), 1, "{err}");
-    assert!(reasons[0].contains(&server.addr()), "{err}");
+    assert!(the_reason(&err).contains(&server.addr()), "{err}");
     assert_eq!(certs.cli(server.port, &["DBSIZE"]), "0");
 }
 

@@ -41,7 +41,7 @@ pub(super) async fn check_batch(
         let replies: Vec<Value> = pipe
             .query_async(&mut connection)
             .await
-            .map_err(|e| format!("reading back failed: {e}"))?;
+            .map_err(|e| reader.read_failed(node, &e))?;
         let mut whole = Vec::new();
         for ((index, key), reply) in keys.into_iter().zip(replies.chunks(3)) {
             part.checked += 1;
@@ -77,7 +77,9 @@ pub(super) async fn check_batch(
             }
             whole.push((entry, key));
         }
-        check_elements(&whole, dataset, &mut connection, &mut part).await?;
+        check_elements(&whole, dataset, &mut connection, &mut part)
+            .await
+            .map_err(|e| reader.read_failed(node, &e))?;
     }
     Ok(part)
 }
@@ -96,7 +98,7 @@ async fn check_elements(
     dataset: &Dataset,
     connection: &mut redis::aio::MultiplexedConnection,
     part: &mut StageCheck,
-) -> Result<(), String> {
+) -> Result<(), redis::RedisError> {
     let chunks: Vec<Chunk> = keys
         .iter()
         .enumerate()
@@ -116,10 +118,7 @@ async fn check_elements(
             let (entry, key) = &keys[chunk.key];
             push_read(&mut pipe, dataset, entry, key, chunk.start..chunk.end);
         }
-        let replies: Vec<Value> = pipe
-            .query_async(connection)
-            .await
-            .map_err(|e| format!("reading back failed: {e}"))?;
+        let replies: Vec<Value> = pipe.query_async(connection).await?;
         for (chunk, reply) in trip.iter().zip(replies) {
             if wrong[chunk.key] {
                 continue;

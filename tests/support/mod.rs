@@ -1,6 +1,7 @@
 //! What the integration tests share: real servers on loopback ([`server`], [`cluster`],
-//! [`launched`] by a run, of each [`server_kind`]), certificates ([`tls`]), plans ([`plan`])
-//! and runs of the `cachefill` binary ([`run`]).
+//! [`launched`] by a run, of each [`server_kind`]), a fault-injecting TCP proxy in front of
+//! a server ([`proxy`]), certificates ([`tls`]), plans ([`plan`]), runs of the `cachefill`
+//! binary ([`run`]) and fills silenced mid-way ([`silence`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
 #![allow(dead_code, unused_imports)]
@@ -8,9 +9,11 @@
 pub mod cluster;
 pub mod launched;
 pub mod plan;
+pub mod proxy;
 pub mod run;
 pub mod server;
 pub mod server_kind;
+pub mod silence;
 pub mod tls;
 
 use std::process::{Command, Stdio};
@@ -19,9 +22,14 @@ use std::time::{Duration, Instant};
 pub use cluster::{RedisCluster, reshard, reshard_nodes};
 pub use launched::{LaunchedRun, remove_kept_folders};
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
+pub use proxy::Proxy;
 pub use run::*;
 pub use server::{RedisServer, TlsServer};
 pub use server_kind::ServerKind;
+pub use silence::{
+    WAITED_OUT_KEYS, assert_failed_for_silence, assert_holds_what_the_result_brackets,
+    assert_silence_waited_out, silenced_fill,
+};
 pub use tls::TestCerts;
 
 /// Panics with how to install `binary` when it is not on PATH.

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A scratch directory for plans, results and reports; removed when dropped.
 pub struct Scratch {
@@ -87,6 +88,14 @@ pub fn verify(
     run_writing(scratch, &["verify"], plan, "verify.json", extra)
 }
 
+/// Runs `verify PLAN` and asserts that it passes, having checked `keys` keys of the first
+/// stage.
+pub fn assert_verified(scratch: &Scratch, plan: &Path, keys: u64) {
+    let (verified, report) = verify(scratch, plan, &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
+}
+
 /// Starts `run PLAN -o result.json` in the background (for tests that act during the run).
 pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
     let result = scratch.path("result.json");
@@ -99,6 +108,35 @@ pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
         .spawn()
         .unwrap();
     (child, result)
+}
+
+/// Waits for a background run with a bound, so a hang fails the test instead of blocking it.
+pub fn wait_for_exit(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "cachefill was still running {limit:?} after the fault: {}",
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The one line a failed run ends with (`cachefill: …`); panics unless there is exactly one.
+pub fn the_reason(err: &str) -> &str {
+    let reasons: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cachefill: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{err}");
+    reasons[0]
 }
 
 /// The JSON result file at `path`.

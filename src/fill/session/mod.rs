@@ -19,15 +19,13 @@ use super::socket::ReplyThreshold;
 use super::span::{KeyCommands, Span};
 use super::state::StageState;
 use crate::dataset::Dataset;
-use crate::resp::EntryEncoder;
 use crate::resp::typed::Chunking;
+use crate::resp::{EntryEncoder, MAX_REPLY_BYTES};
 
 mod replies;
 
 /// How long a connection may wait for the next reply while commands are in flight.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest reply a connection accepts.
-const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// Why a session ended early.
 pub enum SessionEnd {
@@ -308,14 +306,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             if filled == buf.len() {
-                // Replies to SET and MSET are a few bytes; a huge one means a broken peer.
-                if buf.len() >= MAX_REPLY_BYTES {
-                    return Err(SessionEnd::Fatal(format!(
-                        "the server sent a reply longer than {} KiB; is this a Redis server?",
-                        MAX_REPLY_BYTES >> 10
-                    )));
-                }
-                buf.resize(buf.len() * 2, 0);
+                // A reply longer than the buffer: `parse_reply` refuses it before the buffer
+                // grows beyond its bound.
+                buf.resize((buf.len() * 2).min(MAX_REPLY_BYTES), 0);
             }
             let outstanding = self.sent.load(Relaxed) - received;
             wake_at.update(

@@ -63,6 +63,11 @@ impl FrameCheck {
         self.replies
     }
 
+    /// True when a reply has begun and not ended: the stream must not end here.
+    pub fn in_reply(&self) -> bool {
+        self.reply_bytes > 0
+    }
+
     /// Follows `bytes`, the next bytes of the stream. After an error the stream is broken:
     /// the check is not to be fed again.
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ProtocolError> {
@@ -229,7 +234,15 @@ mod tests {
             }
             assert_eq!(check.replies(), 7, "pieces of {size}");
         }
-        assert_eq!(check(b"*2\r\n:1\r\n").unwrap(), 0, "an array still open");
+        let mut open = FrameCheck::new(100);
+        open.feed(b"*2\r\n:1\r\n").unwrap();
+        assert_eq!(
+            (open.replies(), open.in_reply()),
+            (0, true),
+            "an array still open"
+        );
+        open.feed(b"+\r\n").unwrap();
+        assert_eq!((open.replies(), open.in_reply()), (1, false));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Control connections (through the `redis` crate): login, INFO facts, FLUSHALL, and the
-//! memory probe of `until_memory` stages. The hot path uses raw data connections instead.
+//! Control connections (through the `redis` crate, behind a [`Guarded`] stream): login,
+//! INFO facts, FLUSHALL, and the memory probe of `until_memory` stages. The hot path uses
+//! raw data connections instead.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 
 use super::connector::{Connector, TargetError};
+use super::guarded::Guarded;
 use crate::plan::NodeAddr;
 
 /// Time limit for reading a server's facts (INFO).
@@ -27,7 +29,7 @@ impl Connector {
         if let Some(password) = &self.credentials.password {
             settings = settings.set_password(password.expose());
         }
-        let stream = self.connect(addr).await?;
+        let stream = Guarded::new(self.connect(addr).await?);
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
         let login = MultiplexedConnection::new_with_config(&settings, stream, config);
         let (connection, driver) = match tokio::time::timeout(self.connect_timeout, login).await {
@@ -53,8 +55,17 @@ fn describe_redis_error(error: &redis::RedisError) -> String {
     } else if error.is_timeout() {
         "cannot connect: timed out (connect_timeout)".into()
     } else {
-        format!("cannot connect: {text}")
+        format!("login failed: {text}")
     }
+}
+
+/// True for an error reply of the server (a refusal such as `NOPERM` or an unknown
+/// command), as opposed to a broken connection or a reply that is not RESP.
+pub fn is_refusal(error: &redis::RedisError) -> bool {
+    matches!(
+        error.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    )
 }
 
 /// A control connection to one server.
@@ -67,32 +78,35 @@ pub struct Control {
 /// Reads `used_memory` summed over a target's primaries, for `until_memory` stages.
 #[derive(Clone)]
 pub struct MemoryProbe {
-    connections: Vec<MultiplexedConnection>,
+    connections: Vec<(NodeAddr, MultiplexedConnection)>,
 }
 
 impl MemoryProbe {
     /// A probe over these control connections.
     pub fn new(controls: &[Control]) -> MemoryProbe {
         MemoryProbe {
-            connections: controls.iter().map(Control::connection).collect(),
+            connections: controls
+                .iter()
+                .map(|c| (c.addr.clone(), c.connection()))
+                .collect(),
         }
     }
 
-    /// The sum of `used_memory` now.
+    /// The sum of `used_memory` now. Errors name the server.
     pub async fn used(&mut self) -> Result<u64, String> {
         let mut total = 0u64;
-        for connection in &mut self.connections {
+        for (addr, connection) in &mut self.connections {
             let info: String = redis::cmd("INFO")
                 .arg("memory")
                 .query_async(connection)
                 .await
-                .map_err(|e| format!("INFO memory failed: {e}"))?;
+                .map_err(|e| format!("{addr}: INFO memory failed: {e}"))?;
             let used = info
                 .lines()
                 .find_map(|l| l.strip_prefix("used_memory:"))
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("INFO memory has no used_memory")?;
-            total += used;
+                .ok_or_else(|| format!("{addr}: INFO memory has no used_memory"))?;
+            total = total.saturating_add(used);
         }
         Ok(total)
     }
@@ -114,15 +128,22 @@ pub struct ServerFacts {
 }
 
 impl Control {
-    /// Reads version, key count and memory; a user that may not run INFO gets unknowns.
-    pub async fn facts(&mut self) -> ServerFacts {
+    /// Reads version, key count and memory; a user that may not run INFO (or a server that
+    /// does not answer quickly) gets unknowns. A broken connection, or a reply that is not
+    /// RESP or not text, is an error naming the server.
+    pub async fn facts(&mut self) -> Result<ServerFacts, TargetError> {
         let mut command = redis::cmd("INFO");
         let query = command
             .arg("all")
             .query_async::<String>(&mut self.connection);
         // Facts are nice to have: a server that does not answer quickly is recorded as unknown.
-        let Ok(Ok(info)) = tokio::time::timeout(FACTS_TIMEOUT, query).await else {
-            return ServerFacts::default();
+        let info = match tokio::time::timeout(FACTS_TIMEOUT, query).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) if is_refusal(&e) => return Ok(ServerFacts::default()),
+            Ok(Err(e)) => {
+                return Err(self.connector.fail(&self.addr, format!("INFO failed: {e}")));
+            }
+            Err(_) => return Ok(ServerFacts::default()),
         };
         let field = |name: &str| {
             info.lines().find_map(|line| {
@@ -138,13 +159,13 @@ impl Control {
                     .find_map(|kv| kv.strip_prefix("keys=")?.parse().ok())
             })
             .or(Some(0));
-        ServerFacts {
+        Ok(ServerFacts {
             version: field("valkey_version").or_else(|| field("redis_version")),
             keys,
             used_memory: field("used_memory").and_then(|v| v.parse().ok()),
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
             maxmemory_policy: field("maxmemory_policy"),
-        }
+        })
     }
 
     /// The server's address.

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod connector;
 pub mod control;
 pub mod credentials;
+pub mod guarded;
 pub mod launch;
 pub mod local_tls;
 pub mod tls;

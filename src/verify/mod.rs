@@ -154,7 +154,7 @@ fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
 struct Reader {
     /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
     slots: Option<Vec<usize>>,
-    nodes: Vec<MultiplexedConnection>,
+    nodes: Vec<(NodeAddr, MultiplexedConnection)>,
 }
 
 impl Reader {
@@ -170,7 +170,12 @@ impl Reader {
     }
 
     fn connection(&self, node: usize) -> MultiplexedConnection {
-        self.nodes[node].clone()
+        self.nodes[node].1.clone()
+    }
+
+    /// What went wrong reading from server `node`, naming it.
+    fn failed(&self, node: usize, error: &redis::RedisError) -> String {
+        format!("{}: reading back failed: {error}", self.nodes[node].0)
     }
 }
 
@@ -204,7 +209,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         let nodes = connected
             .primaries
             .iter()
-            .map(|p| p.control.connection())
+            .map(|p| (p.control.addr().clone(), p.control.connection()))
             .collect();
         let slots = match connected.route {
             Route::Standalone(_) => None,
@@ -350,6 +355,15 @@ async fn check_stage(
         keys,
         ..StageCheck::default()
     };
+    let target = &plan.targets[stage.target].name;
+    let joined = |done| {
+        joined(done).map_err(|e| {
+            Failure::Failed(format!(
+                "stage \"{}\" on target \"{target}\": {e}",
+                stage.name
+            ))
+        })
+    };
     let mut tasks: JoinSet<Result<StageCheck, String>> = JoinSet::new();
     let merge = |part: StageCheck, check: &mut StageCheck| {
         check.checked += part.checked;
@@ -389,9 +403,8 @@ async fn check_stage(
 
 fn joined(
     done: Result<Result<StageCheck, String>, tokio::task::JoinError>,
-) -> Result<StageCheck, Failure> {
-    done.map_err(|e| Failure::Failed(format!("internal error: {e}")))?
-        .map_err(Failure::Failed)
+) -> Result<StageCheck, String> {
+    done.map_err(|e| format!("internal error: {e}"))?
 }
 
 /// Counts a TTL problem when `pttl` is not a TTL within `(0, max]`.
@@ -439,7 +452,7 @@ async fn check_batch(
         let replies: Vec<redis::Value> = pipe
             .query_async(&mut connection)
             .await
-            .map_err(|e| format!("reading back failed: {e}"))?;
+            .map_err(|e| reader.failed(node, &e))?;
         let step = if ttl_max.is_some() { 2 } else { 1 };
         for ((index, key), reply) in entries.iter().zip(replies.chunks(step)) {
             part.checked += 1;

@@ -73,13 +73,9 @@ fn wrong_password_fails_before_any_write_and_never_shows_the_password() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    let reasons: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("cachefill: "))
-        .collect();
-    assert_eq!(reasons.len(), 1, "{err}");
+    let reason = reason_line(&output);
     assert!(
-        reasons[0].contains(&server.addr()) && reasons[0].contains("authentication failed"),
+        reason.contains(&server.addr()) && reason.contains("authentication failed"),
         "{err}"
     );
     let result = std::fs::read_to_string(&result_path).unwrap();

@@ -69,13 +69,7 @@ fn mutual_tls_needs_the_client_certificate() {
     let path = scratch.plan("plan.toml", &plan(&server, &[("ca_file", &ca)], 10_000));
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
-    let reasons: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("cachefill: "))
-        .collect();
-    assert_eq!(reasons.len(), 1, "{err}");
-    assert!(reasons[0].contains(&server.addr()), "{err}");
+    assert!(reason_line(&output).contains(&server.addr()));
     assert_eq!(certs.cli(server.port, &["DBSIZE"]), "0");
 }
 

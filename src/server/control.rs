@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 
 use super::connector::{Connector, TargetError};
-use super::guarded::Guarded;
+use super::guarded::{BreakReason, Guarded};
 use crate::plan::NodeAddr;
 
 /// Time limit for reading a server's facts (INFO).
@@ -30,24 +30,28 @@ impl Connector {
             settings = settings.set_password(password.expose());
         }
         let stream = Guarded::new(self.connect(addr).await?);
+        let broken = stream.reason();
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
         let login = MultiplexedConnection::new_with_config(&settings, stream, config);
         let (connection, driver) = match tokio::time::timeout(self.connect_timeout, login).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e))),
+            Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e, &broken))),
             Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
         };
         tokio::spawn(driver);
         Ok(Control {
-            connection,
-            addr: addr.clone(),
+            handle: ControlHandle {
+                addr: addr.clone(),
+                connection,
+                broken,
+            },
             connector: self.clone(),
         })
     }
 }
 
-fn describe_redis_error(error: &redis::RedisError) -> String {
-    let text = error.to_string();
+fn describe_redis_error(error: &redis::RedisError, broken: &BreakReason) -> String {
+    let text = broken.explain(error);
     if error.kind() == redis::ErrorKind::AuthenticationFailed || text.contains("WRONGPASS") {
         "authentication failed (wrong user or password); check the user and the password variable or file".into()
     } else if text.contains("NOAUTH") {
@@ -70,37 +74,53 @@ pub fn is_refusal(error: &redis::RedisError) -> bool {
 
 /// A control connection to one server.
 pub struct Control {
-    connection: MultiplexedConnection,
-    addr: NodeAddr,
+    handle: ControlHandle,
     connector: Connector,
+}
+
+/// A control connection for concurrent use (verify's reads, the memory probe): the server,
+/// the connection, and why it broke, so that errors name both.
+#[derive(Clone)]
+pub struct ControlHandle {
+    /// The server.
+    pub addr: NodeAddr,
+    /// The connection (multiplexed: clones share it).
+    pub connection: MultiplexedConnection,
+    broken: BreakReason,
+}
+
+impl ControlHandle {
+    /// What `error` of this connection means: the reply that broke the connection when one
+    /// did (the `redis` crate says only "broken pipe" to the requests caught up in it).
+    pub fn explain(&self, error: &redis::RedisError) -> String {
+        self.broken.explain(error)
+    }
 }
 
 /// Reads `used_memory` summed over a target's primaries, for `until_memory` stages.
 #[derive(Clone)]
 pub struct MemoryProbe {
-    connections: Vec<(NodeAddr, MultiplexedConnection)>,
+    controls: Vec<ControlHandle>,
 }
 
 impl MemoryProbe {
     /// A probe over these control connections.
     pub fn new(controls: &[Control]) -> MemoryProbe {
         MemoryProbe {
-            connections: controls
-                .iter()
-                .map(|c| (c.addr.clone(), c.connection()))
-                .collect(),
+            controls: controls.iter().map(Control::handle).collect(),
         }
     }
 
     /// The sum of `used_memory` now. Errors name the server.
     pub async fn used(&mut self) -> Result<u64, String> {
         let mut total = 0u64;
-        for (addr, connection) in &mut self.connections {
+        for control in &mut self.controls {
+            let addr = &control.addr;
             let info: String = redis::cmd("INFO")
                 .arg("memory")
-                .query_async(connection)
+                .query_async(&mut control.connection)
                 .await
-                .map_err(|e| format!("{addr}: INFO memory failed: {e}"))?;
+                .map_err(|e| format!("{addr}: INFO memory failed: {}", control.explain(&e)))?;
             let used = info
                 .lines()
                 .find_map(|l| l.strip_prefix("used_memory:"))
@@ -135,14 +155,12 @@ impl Control {
         let mut command = redis::cmd("INFO");
         let query = command
             .arg("all")
-            .query_async::<String>(&mut self.connection);
+            .query_async::<String>(&mut self.handle.connection);
         // Facts are nice to have: a server that does not answer quickly is recorded as unknown.
         let info = match tokio::time::timeout(FACTS_TIMEOUT, query).await {
             Ok(Ok(info)) => info,
             Ok(Err(e)) if is_refusal(&e) => return Ok(ServerFacts::default()),
-            Ok(Err(e)) => {
-                return Err(self.connector.fail(&self.addr, format!("INFO failed: {e}")));
-            }
+            Ok(Err(e)) => return Err(self.failed("INFO", &e)),
             Err(_) => return Ok(ServerFacts::default()),
         };
         let field = |name: &str| {
@@ -170,17 +188,35 @@ impl Control {
 
     /// The server's address.
     pub fn addr(&self) -> &NodeAddr {
-        &self.addr
+        &self.handle.addr
     }
 
     /// A handle on the connection for concurrent pipelines (verify).
     pub fn connection(&self) -> MultiplexedConnection {
-        self.connection.clone()
+        self.handle.connection.clone()
+    }
+
+    /// The connection with its server, for concurrent users.
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+
+    /// What `error` of this connection means (see [`ControlHandle::explain`]).
+    pub fn explain(&self, error: &redis::RedisError) -> String {
+        self.handle.explain(error)
+    }
+
+    /// `target "…" (server): WHAT failed: why`.
+    fn failed(&self, what: &str, error: &redis::RedisError) -> TargetError {
+        self.connector.fail(
+            &self.handle.addr,
+            format!("{what} failed: {}", self.explain(error)),
+        )
     }
 
     /// Runs any command and returns its reply.
     pub async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
-        command.query_async(&mut self.connection).await
+        command.query_async(&mut self.handle.connection).await
     }
 
     /// Runs a pipeline and returns its replies.
@@ -188,17 +224,14 @@ impl Control {
         &mut self,
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {
-        pipe.query_async(&mut self.connection).await
+        pipe.query_async(&mut self.handle.connection).await
     }
 
     /// FLUSHALL: empties every database of the server.
     pub async fn flushall(&mut self) -> Result<(), TargetError> {
-        redis::cmd("FLUSHALL")
-            .query_async::<()>(&mut self.connection)
-            .await
-            .map_err(|e| {
-                self.connector
-                    .fail(&self.addr, format!("FLUSHALL failed: {e}"))
-            })
+        let flushed = redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut self.handle.connection)
+            .await;
+        flushed.map_err(|e| self.failed("FLUSHALL", &e))
     }
 }

@@ -5,23 +5,46 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::resp::{FrameCheck, ProtocolError};
+use crate::resp::FrameCheck;
 
 /// The longest reply a control connection accepts: 512 MiB, the longest string a Redis
 /// server accepts by default (`proto-max-bulk-len`). Values are at most 64 MiB, and verify
 /// reads typed keys in chunks that stay well below this.
 pub const MAX_CONTROL_REPLY_BYTES: u64 = 512 << 20;
 
+/// Why a guarded stream broke. The `redis` crate hands the error to one request and tells
+/// the others only that the connection is gone; this keeps the reason for all of them.
+#[derive(Debug, Clone, Default)]
+pub struct BreakReason(Arc<OnceLock<String>>);
+
+impl BreakReason {
+    fn record(&self, reason: &dyn std::fmt::Display) -> io::Error {
+        let _ = self.0.set(reason.to_string());
+        self.error().unwrap_or_else(|| io::Error::other("broken"))
+    }
+
+    fn error(&self) -> Option<io::Error> {
+        let reason = self.0.get()?;
+        Some(io::Error::new(io::ErrorKind::InvalidData, reason.clone()))
+    }
+
+    /// Why the stream broke, if it did; else `error` (a refusal, a timeout …).
+    pub fn explain(&self, error: &dyn std::fmt::Display) -> String {
+        self.0.get().cloned().unwrap_or_else(|| error.to_string())
+    }
+}
+
 /// A stream whose incoming bytes are checked as RESP2 replies.
 pub struct Guarded<S> {
     inner: S,
     check: FrameCheck,
-    /// The first error: the stream stays broken after it.
-    broken: Option<ProtocolError>,
+    /// Set on the first error: the stream stays broken after it.
+    broken: BreakReason,
 }
 
 impl<S> Guarded<S> {
@@ -30,13 +53,14 @@ impl<S> Guarded<S> {
         Guarded {
             inner,
             check: FrameCheck::new(MAX_CONTROL_REPLY_BYTES),
-            broken: None,
+            broken: BreakReason::default(),
         }
     }
-}
 
-fn invalid(error: &ProtocolError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, error.clone())
+    /// Why the stream broke, readable after the stream has been handed on.
+    pub fn reason(&self) -> BreakReason {
+        self.broken.clone()
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
@@ -46,24 +70,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(error) = &this.broken {
-            return Poll::Ready(Err(invalid(error)));
+        if let Some(error) = this.broken.error() {
+            return Poll::Ready(Err(error));
         }
         let before = buf.filled().len();
         let room = buf.remaining() > 0;
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         if room && buf.filled().len() == before && this.check.in_reply() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection in the middle of a reply",
-            )));
+            let reason = "the server closed the connection in the middle of a reply";
+            return Poll::Ready(Err(this.broken.record(&reason)));
         }
         if let Err(error) = this.check.feed(&buf.filled()[before..]) {
             // Nothing of a reply that broke the rules reaches the reader.
             buf.set_filled(before);
-            let failure = invalid(&error);
-            this.broken = Some(error);
-            return Poll::Ready(Err(failure));
+            return Poll::Ready(Err(this.broken.record(&error)));
         }
         Poll::Ready(Ok(()))
     }
@@ -111,8 +131,13 @@ mod tests {
             let _ = server.write_all(sent).await;
         });
         let mut guarded = Guarded::new(client);
+        let reason = guarded.reason();
         let mut out = Vec::new();
-        guarded.read_to_end(&mut out).await.map(|_| out)
+        let read = guarded.read_to_end(&mut out).await.map(|_| out);
+        if let Err(error) = &read {
+            assert_eq!(reason.explain(&"broken pipe"), error.to_string());
+        }
+        read
     }
 
     #[tokio::test]
@@ -132,7 +157,6 @@ mod tests {
             "{error}"
         );
         let error = read_all(b"$10\r\nabc").await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(
             error.to_string(),
             "the server closed the connection in the middle of a reply"

@@ -14,5 +14,5 @@ pub mod local_tls;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};
-pub use control::{Control, MemoryProbe, ServerFacts};
+pub use control::{Control, ControlHandle, MemoryProbe, ServerFacts};
 pub use credentials::{Credentials, Secret};

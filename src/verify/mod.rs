@@ -14,8 +14,8 @@ use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
 use crate::report;
-use crate::server::Credentials;
 use crate::server::connect::{self, Route};
+use crate::server::{ControlHandle, Credentials};
 use crate::slot::slot;
 
 mod typed;
@@ -154,7 +154,7 @@ fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
 struct Reader {
     /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
     slots: Option<Vec<usize>>,
-    nodes: Vec<(NodeAddr, MultiplexedConnection)>,
+    nodes: Vec<ControlHandle>,
 }
 
 impl Reader {
@@ -170,12 +170,17 @@ impl Reader {
     }
 
     fn connection(&self, node: usize) -> MultiplexedConnection {
-        self.nodes[node].1.clone()
+        self.nodes[node].connection.clone()
     }
 
     /// What went wrong reading from server `node`, naming it.
     fn failed(&self, node: usize, error: &redis::RedisError) -> String {
-        format!("{}: reading back failed: {error}", self.nodes[node].0)
+        let control = &self.nodes[node];
+        format!(
+            "{}: reading back failed: {}",
+            control.addr,
+            control.explain(error)
+        )
     }
 }
 
@@ -209,7 +214,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         let nodes = connected
             .primaries
             .iter()
-            .map(|p| (p.control.addr().clone(), p.control.connection()))
+            .map(|p| p.control.handle())
             .collect();
         let slots = match connected.route {
             Route::Standalone(_) => None,

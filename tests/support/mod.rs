@@ -1,10 +1,12 @@
 //! What the integration tests share: real servers on loopback ([`server`], [`cluster`]),
-//! certificates ([`tls`]), plans ([`plan`]) and runs of the `cachefill` binary ([`run`]).
+//! a fake one that answers garbage ([`hostile`]), certificates ([`tls`]), plans ([`plan`])
+//! and runs of the `cachefill` binary ([`run`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod hostile;
 pub mod plan;
 pub mod run;
 pub mod server;
@@ -14,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use cluster::RedisCluster;
+pub use hostile::{Garbage, HostileServer};
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
 pub use run::*;
 pub use server::{RedisServer, TlsServer};

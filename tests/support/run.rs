@@ -87,6 +87,15 @@ pub fn verify(
     run_writing(scratch, &["verify"], plan, "verify.json", extra)
 }
 
+/// Runs `flush --yes PLAN -o flush.json` and returns the output and the parsed result.
+pub fn flush(
+    scratch: &Scratch,
+    plan: &Path,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    run_writing(scratch, &["flush", "--yes"], plan, "flush.json", extra)
+}
+
 /// Starts `run PLAN -o result.json` in the background (for tests that act during the run).
 pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
     let result = scratch.path("result.json");
@@ -110,6 +119,18 @@ pub fn read_result(path: &Path) -> serde_json::Value {
 /// Standard error of a finished run, as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The one line of a failed command that says why (`cachefill: …`); panics unless there is
+/// exactly one.
+pub fn reason_line(output: &Output) -> String {
+    let err = stderr(output);
+    let reasons: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cachefill: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{err}");
+    reasons[0].to_string()
 }
 
 /// The throwaway CA certificate of the servers of `target` kept with `--keep`, as the

@@ -81,6 +81,20 @@ fn garbage_for_the_control_login_fails_the_run() {
 }
 
 #[test]
+fn garbage_for_auth_fails_the_run() {
+    let scratch = Scratch::new();
+    let password = scratch.path("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let password = password.display().to_string();
+    run_fails_on_garbage(
+        "AUTH",
+        0,
+        |s| s.target().set("password_file", password.as_str()),
+        "login failed: ",
+    );
+}
+
+#[test]
 fn garbage_for_a_data_connection_login_fails_the_stage() {
     // The control connection's SELECT is answered; the data connections' get garbage.
     run_fails_on_garbage(
@@ -98,6 +112,17 @@ fn garbage_for_the_cluster_topology_fails_the_run() {
         0,
         HostileServer::cluster_target,
         "CLUSTER SHARDS failed: ",
+    );
+}
+
+#[test]
+fn garbage_for_the_writes_to_a_cluster_fails_the_stage() {
+    // A primary that closes every connection is lost: no replica takes over within 1 s.
+    run_fails_on_garbage(
+        "SET",
+        0,
+        |s| s.cluster_target().failover_timeout("1s"),
+        "stage \"s\"",
     );
 }
 

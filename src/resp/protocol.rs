@@ -126,9 +126,9 @@ fn human(bytes: u64) -> String {
 }
 
 /// The server sent something that is not RESP, or a reply beyond the bounds: retrying will
-/// not help. One line: the start of the reply is shown escaped.
+/// not help. One line: the first bytes of the reply (and what followed) are shown escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the server sent {problem} (the reply starts with {start:?}); is this a Redis server?")]
+#[error("the server sent {problem} (at {start:?}); is this a Redis server?")]
 pub struct ProtocolError {
     /// What is wrong.
     pub problem: Problem,
@@ -222,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            "the server sent a negative length (-5) (the reply starts with \"$-5\\r\\nand much more after\"); is this a Redis server?"
+            "the server sent a negative length (-5) (at \"$-5\\r\\nand much more after\"); is this a Redis server?"
         );
         assert_eq!(
             Problem::TooLong(512 << 20).to_string(),

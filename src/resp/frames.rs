@@ -101,7 +101,11 @@ impl FrameCheck {
                     cr: false,
                     number: [0; MAX_NUMBER_BYTES],
                 };
-                Ok(1)
+                // The line usually follows in the same bytes: read it in the same step.
+                match bytes.len() {
+                    1 => Ok(1),
+                    _ => self.step(&bytes[1..]).map(|used| used + 1),
+                }
             }
             State::Line {
                 kind,
@@ -148,7 +152,11 @@ impl FrameCheck {
                 };
                 Ok(take as usize)
             }
-            State::BulkEnd { seen: 0 } if bytes[0] == b'\r' => {
+            State::BulkEnd { seen: 0 } if bytes.starts_with(b"\r\n") => {
+                self.value_done();
+                Ok(2)
+            }
+            State::BulkEnd { seen: 0 } if bytes == b"\r" => {
                 self.state = State::BulkEnd { seen: 1 };
                 Ok(1)
             }

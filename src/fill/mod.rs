@@ -311,7 +311,7 @@ async fn execute(
             Amount::UntilMemory(MemoryGoal::Bytes(bytes)) => Some(bytes),
             Amount::UntilMemory(MemoryGoal::Percent(percent)) => {
                 let target = &plan.targets[stage.target];
-                let Some(max) = live[stage.target].maxmemory().await else {
+                let Some(max) = live[stage.target].maxmemory().await? else {
                     return Err(Failure::Invalid(format!(
                         "stage \"{}\": until_memory = \"{percent}%\" needs maxmemory, and a primary of target \"{}\" has none (maxmemory 0, or INFO is not allowed): set maxmemory on the server or give an absolute size such as \"4GiB\"; nothing was written",
                         stage.name, target.name

@@ -72,7 +72,7 @@ impl LiveTarget {
         let mut version = None;
         for connect::Primary { mut control, slots } in primaries {
             let addr = control.addr().clone();
-            let facts = control.facts().await;
+            let facts = control.facts().await.map_err(failed)?;
             warn_about_eviction(&target.name, &addr, &facts, progress);
             version = version.or(facts.version.clone());
             nodes.push(NodeReport {
@@ -114,15 +114,15 @@ impl LiveTarget {
     }
 
     /// `maxmemory` summed over the primaries; `None` when a primary has none (or hides it).
-    pub async fn maxmemory(&mut self) -> Option<u64> {
+    pub async fn maxmemory(&mut self) -> Result<Option<u64>, Failure> {
         let mut total = 0u64;
         for control in &mut self.controls {
-            match control.facts().await.maxmemory {
-                Some(max) if max > 0 => total += max,
-                _ => return None,
+            match control.facts().await.map_err(failed)?.maxmemory {
+                Some(max) if max > 0 => total = total.saturating_add(max),
+                _ => return Ok(None),
             }
         }
-        Some(total)
+        Ok(Some(total))
     }
 
     /// A primary of the target that is not on this machine, if any.
@@ -147,11 +147,12 @@ impl LiveTarget {
         Ok(())
     }
 
-    /// Records keys and memory after the run in the target's report.
+    /// Records keys and memory after the run in the target's report; what a server no longer
+    /// answers stays unknown (the run's outcome says why).
     pub async fn record_after(&mut self, report: &mut TargetReport) {
         report.mset_refused = self.connector.mset_refused();
         for (control, node) in self.controls.iter_mut().zip(report.nodes.iter_mut()) {
-            let facts = control.facts().await;
+            let facts = control.facts().await.unwrap_or_default();
             node.keys_after = facts.keys;
             node.used_memory_after = facts.used_memory;
         }

@@ -467,3 +467,37 @@ fn a_cluster_target_refuses_a_database_other_than_0() {
     let text = "[targets.main]\nmode = \"cluster\"\nnodes = [\"127.0.0.1:7000\"]\ndb = 1\n[[stages]]\nname = \"s\"\nkeys = 1\n";
     assert_eq!(parse_text(text).unwrap_err().field, "targets.main.db");
 }
+
+#[test]
+fn a_plan_name_with_a_line_break_is_refused_on_one_line() {
+    let text = "name = \"a\\r\\nb\"\n[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n";
+    let error = parse_text(text).unwrap_err();
+    assert_eq!(error.field, "name");
+    assert!(
+        error
+            .to_string()
+            .starts_with("dir/bad.toml: name: plan name \"a\\r\\nb\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_long_chain_of_stages_is_checked_for_cycles_without_deep_recursion() {
+    let mut text =
+        String::from("[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n");
+    // Each stage waits for the next: the check walks the whole chain from the first.
+    for i in 0..5000 {
+        text.push_str(&format!("[[stages]]\nname = \"s{i}\"\nkeys = 1\n"));
+        if i < 4999 {
+            text.push_str(&format!("after = [\"s{}\"]\n", i + 1));
+        }
+    }
+    // A small stack: the check must not take a frame per stage of the chain.
+    let validated = std::thread::Builder::new()
+        .stack_size(128 << 10)
+        .spawn(move || parse_text(&text).map(|plan| plan.stages.len()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(validated.unwrap(), 5000);
+}

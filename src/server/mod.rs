@@ -8,11 +8,12 @@ pub mod connect;
 pub mod connector;
 pub mod control;
 pub mod credentials;
+pub mod guarded;
 pub mod launch;
 pub mod local_tls;
 pub mod slot_assignment;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};
-pub use control::{Control, MemoryProbe, ServerFacts};
+pub use control::{Control, ControlHandle, MemoryProbe, ServerFacts};
 pub use credentials::{Credentials, Secret};

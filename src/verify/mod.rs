@@ -15,8 +15,8 @@ use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
 use crate::report;
-use crate::server::Credentials;
 use crate::server::connect::{self, Route};
+use crate::server::{ControlHandle, Credentials};
 use crate::slot::slot;
 
 mod typed;
@@ -155,7 +155,7 @@ fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
 struct Reader {
     /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
     slots: Option<Vec<usize>>,
-    nodes: Vec<(NodeAddr, MultiplexedConnection)>,
+    nodes: Vec<ControlHandle>,
     /// The target's `io_timeout`, the longest wait for one round trip.
     io_timeout: Duration,
 }
@@ -173,19 +173,24 @@ impl Reader {
     }
 
     fn connection(&self, node: usize) -> MultiplexedConnection {
-        self.nodes[node].1.clone()
+        self.nodes[node].connection.clone()
     }
 
     /// Why a round trip to `node` failed, naming the server.
     fn read_failed(&self, node: usize, error: &redis::RedisError) -> String {
-        let addr = &self.nodes[node].0;
+        let control = &self.nodes[node];
         if error.is_timeout() {
             format!(
-                "{addr} sent no reply for {} (io_timeout)",
+                "{} sent no reply for {} (io_timeout)",
+                control.addr,
                 humantime::format_duration(self.io_timeout)
             )
         } else {
-            format!("reading back from {addr} failed: {error}")
+            format!(
+                "reading back from {} failed: {}",
+                control.addr,
+                control.explain(error)
+            )
         }
     }
 }
@@ -220,7 +225,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         let nodes = connected
             .primaries
             .iter()
-            .map(|p| (p.control.addr().clone(), p.control.connection()))
+            .map(|p| p.control.handle())
             .collect();
         let slots = match connected.route {
             Route::Standalone(_) => None,

@@ -10,8 +10,11 @@ use crate::dataset::{Dataset, Element, Entry};
 use crate::plan::DataType;
 use crate::resp::typed::count_command;
 
-/// Elements read per command.
+/// Elements read per command, at most.
 const CHUNK: u64 = 1000;
+/// Payload bytes read per command, about: large elements are read fewer at a time, so a
+/// reply stays well within the control connection's bound (`MAX_CONTROL_REPLY_BYTES`).
+const CHUNK_BYTES: u64 = 64 << 20;
 /// Commands per round trip when reading elements.
 const COMMANDS_PER_TRIP: usize = 64;
 
@@ -58,8 +61,8 @@ pub(super) async fn check_batch(
                 continue;
             }
             let entry = dataset.entry(index);
-            let count = match reply[1] {
-                Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            let count = match reply.get(1) {
+                Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
                 _ => 0,
             };
             if let Some(max) = ttl_max {
@@ -99,14 +102,15 @@ async fn check_elements(
     connection: &mut redis::aio::MultiplexedConnection,
     part: &mut StageCheck,
 ) -> Result<(), redis::RedisError> {
+    let per_read = (CHUNK_BYTES / dataset.mean_element_bytes().max(1)).clamp(1, CHUNK);
     let chunks: Vec<Chunk> = keys
         .iter()
         .enumerate()
         .flat_map(|(key, (entry, _))| {
-            (0..entry.elements.div_ceil(CHUNK)).map(move |c| Chunk {
+            (0..entry.elements.div_ceil(per_read)).map(move |c| Chunk {
                 key,
-                start: c * CHUNK,
-                end: ((c + 1) * CHUNK).min(entry.elements),
+                start: c * per_read,
+                end: ((c + 1) * per_read).min(entry.elements),
             })
         })
         .collect();

@@ -1,12 +1,14 @@
 //! What the integration tests share: real servers on loopback ([`server`], [`cluster`],
 //! [`launched`] by a run, of each [`server_kind`]), a fault-injecting TCP proxy in front of
-//! a server ([`proxy`]), certificates ([`tls`]), plans ([`plan`]), runs of the `cachefill`
-//! binary ([`run`]) and fills silenced mid-way ([`silence`]).
+//! a server ([`proxy`]), a fake server that answers garbage ([`hostile`]), certificates
+//! ([`tls`]), plans ([`plan`]), runs of the `cachefill` binary ([`run`]) and fills silenced
+//! mid-way ([`silence`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod hostile;
 pub mod launched;
 pub mod plan;
 pub mod proxy;
@@ -20,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use cluster::{RedisCluster, reshard, reshard_nodes};
+pub use hostile::{Garbage, HostileServer};
 pub use launched::{LaunchedRun, remove_kept_folders};
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
 pub use proxy::Proxy;

@@ -96,6 +96,15 @@ pub fn assert_verified(scratch: &Scratch, plan: &Path, keys: u64) {
     assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
 }
 
+/// Runs `flush --yes PLAN -o flush.json` and returns the output and the parsed result.
+pub fn flush(
+    scratch: &Scratch,
+    plan: &Path,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    run_writing(scratch, &["flush", "--yes"], plan, "flush.json", extra)
+}
+
 /// Starts `run PLAN -o result.json` in the background (for tests that act during the run).
 pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
     let result = scratch.path("result.json");
@@ -148,6 +157,12 @@ pub fn read_result(path: &Path) -> serde_json::Value {
 /// Standard error of a finished run, as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The one line of a failed command that says why (`cachefill: …`); panics unless there is
+/// exactly one.
+pub fn reason_line(output: &Output) -> String {
+    the_reason(&stderr(output)).to_string()
 }
 
 /// The throwaway CA certificate of the servers of `target` kept with `--keep`, as the

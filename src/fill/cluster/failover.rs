@@ -170,10 +170,12 @@ impl Router {
                 for (_, key) in &entries {
                     exists.cmd("EXISTS").arg(key);
                 }
-                let found: Vec<i64> = control
-                    .pipeline(&exists)
-                    .await
-                    .map_err(|e| format!("{addr}: {e}"))?;
+                let found: Vec<i64> = match control.pipeline(&exists).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        return Err(format!("{addr}: EXISTS failed: {}", control.explain(&e)));
+                    }
+                };
                 rewrite.clear();
                 let mut missing = 0;
                 for ((index, _), found) in entries.iter().zip(found) {

@@ -21,13 +21,11 @@ use super::stall::STALL_AFTER;
 use super::state::StageState;
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
-use crate::resp::EntryEncoder;
 use crate::resp::typed::Chunking;
+use crate::resp::{EntryEncoder, MAX_REPLY_BYTES};
 
 mod replies;
 
-/// Largest reply a connection accepts.
-const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// Why a session ended early.
 pub enum SessionEnd {
@@ -320,14 +318,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             if filled == buf.len() {
-                // Replies to SET and MSET are a few bytes; a huge one means a broken peer.
-                if buf.len() >= MAX_REPLY_BYTES {
-                    return Err(SessionEnd::Fatal(format!(
-                        "the server sent a reply longer than {} KiB; is this a Redis server?",
-                        MAX_REPLY_BYTES >> 10
-                    )));
-                }
-                buf.resize(buf.len() * 2, 0);
+                // A reply longer than the buffer: `parse_reply` refuses it before the buffer
+                // grows beyond its bound.
+                buf.resize((buf.len() * 2).min(MAX_REPLY_BYTES), 0);
             }
             let outstanding = self.sent.load(Relaxed) - received;
             wake_at.update(

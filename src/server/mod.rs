@@ -14,5 +14,5 @@ pub mod slot_assignment;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};
-pub use control::{Control, MemoryProbe, ServerFacts};
+pub use control::{Control, InfoFigures, MemoryProbe, ServerFacts};
 pub use credentials::{Credentials, Secret};

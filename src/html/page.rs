@@ -67,11 +67,7 @@ fn summary(run: &RunReport, page: &mut String) {
     );
     let keys: u64 = run.stages.iter().map(|s| s.keys_written).sum();
     let bytes: u64 = run.stages.iter().map(|s| s.payload_bytes).sum();
-    let _ = write!(
-        page,
-        " · {keys} keys · {} of payload",
-        human_bytes(bytes)
-    );
+    let _ = write!(page, " · {keys} keys · {} of payload", human_bytes(bytes));
     if let Some(rss) = run.client_peak_rss_bytes {
         let _ = write!(page, " · client peak memory {}", human_bytes(rss));
     }
@@ -102,7 +98,7 @@ fn stage_table(stages: &[StageReport], page: &mut String) {
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><span class=\"status {status}\">{status}</span></td>\
              <td class=\"n\">{}/{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{:.2}</td><td class=\"n\">{:.1}</td><td class=\"n\">{:.0}</td><td class=\"n\">{}</td></tr>\n",
+             <td class=\"n\">{:.2}</td><td class=\"n\">{:.1}</td><td class=\"n\">{:.0}</td><td class=\"n\">{}</td></tr>",
             escape(&stage.name),
             escape(&stage.target),
             stage.data_type.as_str(),
@@ -116,6 +112,7 @@ fn stage_table(stages: &[StageReport], page: &mut String) {
             escape(&memory),
             status = status_name(stage.status),
         );
+        page.push('\n');
         if let Some(error) = &stage.first_error {
             let _ = writeln!(
                 page,
@@ -158,7 +155,7 @@ background:#f6f7f9;color:#1d232b}main{max-width:960px;margin:0 auto;padding:24px
 h1{font-size:1.5rem;margin:0 0 8px}h2{font-size:1.1rem;margin:28px 0 8px}\
 .summary{color:#4a5563}.error{color:#a1260d}table{border-collapse:collapse;width:100%;\
 background:#fff;font-size:.85rem}th,td{padding:6px 8px;border-bottom:1px solid #e4e7eb;\
-text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 figure{margin:0;background:#fff;border:1px solid #e4e7eb}figure svg{display:block;\
 max-width:100%;height:auto}.status{padding:1px 6px;border-radius:8px;font-size:.8rem}\
 .status.ok{background:#d8f3e6;color:#0b6b3a}.status.failed{background:#fde2dd;color:#a1260d}\

@@ -2,7 +2,7 @@
 //! target's memory and evictions did meanwhile.
 
 use super::charts::{self, Series};
-use crate::report::{RunReport, Timeline};
+use crate::report::{RunReport, StageEvent, Timeline};
 
 /// `(heading, svg)` of every chart the run's timeline gives; none without a timeline.
 pub fn charts(run: &RunReport) -> Result<Vec<(String, String)>, String> {
@@ -51,6 +51,7 @@ fn stage_rates(timeline: &Timeline) -> Vec<Series> {
                 let Some(stage) = sample.stages.get(name) else {
                     continue;
                 };
+                let ends = matches!(&sample.event, Some(StageEvent::End(ended)) if ended == name);
                 let now = (sample.offset_s, stage.keys_written);
                 match last {
                     None => points.push((now.0, 0.0)),
@@ -61,6 +62,10 @@ fn stage_rates(timeline: &Timeline) -> Vec<Series> {
                     Some(_) => continue,
                 }
                 last = Some(now);
+                if ends {
+                    // Nothing more to draw: the stage wrote nothing after its end.
+                    break;
+                }
             }
             Series {
                 name: name.clone(),

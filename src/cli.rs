@@ -121,6 +121,18 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Draw a run's result as one self-contained HTML page: the stages, throughput over
+    /// time, memory against maxmemory with evictions, and a cluster's keys per primary.
+    #[command(after_help = "Examples:
+  cachefill report plan.result.json                   writes plan.result.html
+  cachefill report plan.result.json -o drill.html")]
+    Report {
+        /// The result file of `cachefill run` (or `merge`).
+        result: PathBuf,
+        /// Where the page goes; `-` for standard output [default: the result's name with .html].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the plan format (for editors and CI linters).
     #[command(after_help = "Example:
   cachefill schema > docs/cachefill.schema.json    (plans name it with #:schema)")]

@@ -8,7 +8,7 @@ use crate::cli::{Cli, Command};
 use crate::error::Failure;
 use crate::output::print_stdout;
 use crate::shard::{self, Shard};
-use crate::{check, export, fill, interrupt, merge, plan, verify};
+use crate::{check, export, fill, html, interrupt, merge, output, plan, report, verify};
 
 /// Runs one subcommand; `Err` is the one line the user sees and the exit code.
 pub fn execute(command: Command) -> Result<(), Failure> {
@@ -56,6 +56,13 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             check::print(&plan)
         }
         Command::Merge { results, output } => merge::merge(&results, output.as_deref()),
+        Command::Report { result, output } => {
+            let run = report::read(&result).map_err(Failure::Invalid)?;
+            let page = html::render(&run).map_err(Failure::Failed)?;
+            let path = output.unwrap_or_else(|| result.with_extension("html"));
+            output::write(page.as_bytes(), &path)
+                .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))
+        }
         Command::Verify {
             plan,
             result,

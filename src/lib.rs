@@ -12,6 +12,7 @@ pub mod dataset;
 pub mod error;
 pub mod export;
 pub mod fill;
+pub mod html;
 pub mod interrupt;
 pub mod merge;
 pub mod mix;

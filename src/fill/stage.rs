@@ -14,6 +14,7 @@ use super::feed::Feed;
 use super::key_cost;
 use super::state::StageState;
 use super::targets::Route;
+use super::timeline::Recorder;
 use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::plan::units::human_bytes;
@@ -35,6 +36,8 @@ pub struct StageRun {
     pub shard: Shard,
     /// `until_memory`: the goal in bytes of `used_memory`, and how to read it.
     pub memory: Option<(u64, MemoryProbe)>,
+    /// Where the stage's start and end are recorded.
+    pub timeline: Arc<Recorder>,
 }
 
 /// Without bars, a stalled server is reported once it has been silent this long (or half
@@ -113,6 +116,8 @@ impl StageRun {
             self.shard,
             self.memory.is_some(),
         ));
+        let typed = stage.shape.elemental.data_type != DataType::String;
+        self.timeline.stage_started(&stage.name, &state, typed);
         let mut workers = Workers::new();
         if let Some((goal, probe)) = &self.memory {
             workers.spawn(memory_monitor(
@@ -208,6 +213,8 @@ impl StageRun {
             }
         };
         let elapsed = clock.elapsed();
+        // Every task of the stage has ended: its counters are final.
+        self.timeline.stage_ended(&stage.name);
         let memory = if interrupt::requested() {
             None
         } else {

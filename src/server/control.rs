@@ -95,10 +95,48 @@ impl ControlHandle {
     }
 }
 
-/// Reads `used_memory` summed over a target's primaries, for `until_memory` stages.
+/// Reads `INFO` figures summed over a target's primaries on their control connections: for
+/// `until_memory` stages and the run's timeline.
 #[derive(Clone)]
 pub struct MemoryProbe {
     controls: Vec<ControlHandle>,
+    /// The target's `io_timeout`: the longest one `INFO` may take.
+    timeout: Duration,
+}
+
+/// What the timeline reads from a target once a second, summed over its primaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InfoFigures {
+    /// `used_memory`.
+    pub used_memory: u64,
+    /// `maxmemory` (0: no limit).
+    pub maxmemory: u64,
+    /// `evicted_keys`.
+    pub evicted_keys: u64,
+    /// `expired_keys`.
+    pub expired_keys: u64,
+}
+
+impl InfoFigures {
+    /// The figures of one server's `INFO` (default sections: memory and stats).
+    fn parse(info: &str) -> Option<InfoFigures> {
+        let number = |name| info_field(info, name)?.parse::<u64>().ok();
+        Some(InfoFigures {
+            used_memory: number("used_memory")?,
+            maxmemory: number("maxmemory")?,
+            evicted_keys: number("evicted_keys")?,
+            expired_keys: number("expired_keys")?,
+        })
+    }
+
+    fn add(self, other: InfoFigures) -> InfoFigures {
+        InfoFigures {
+            used_memory: self.used_memory.saturating_add(other.used_memory),
+            maxmemory: self.maxmemory.saturating_add(other.maxmemory),
+            evicted_keys: self.evicted_keys.saturating_add(other.evicted_keys),
+            expired_keys: self.expired_keys.saturating_add(other.expired_keys),
+        }
+    }
 }
 
 impl MemoryProbe {
@@ -106,6 +144,11 @@ impl MemoryProbe {
     pub fn new(controls: &[Control]) -> MemoryProbe {
         MemoryProbe {
             controls: controls.iter().map(Control::handle).collect(),
+            timeout: controls
+                .iter()
+                .map(|c| c.connector.io_timeout)
+                .max()
+                .unwrap_or(FACTS_TIMEOUT),
         }
     }
 
@@ -119,15 +162,45 @@ impl MemoryProbe {
                 .query_async(&mut control.connection)
                 .await
                 .map_err(|e| format!("{addr}: INFO memory failed: {}", control.explain(&e)))?;
-            let used = info
-                .lines()
-                .find_map(|l| l.strip_prefix("used_memory:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            let used = info_field(&info, "used_memory")
+                .and_then(|v| v.parse::<u64>().ok())
                 .ok_or_else(|| format!("{addr}: INFO memory has no used_memory"))?;
             total = total.saturating_add(used);
         }
         Ok(total)
     }
+
+    /// `used_memory`, `maxmemory`, `evicted_keys` and `expired_keys` summed over the
+    /// primaries: one `INFO` on each, all at once, each bounded by the `io_timeout`. `None`
+    /// when a primary refuses `INFO` or does not answer in time.
+    pub async fn figures(&self) -> Option<InfoFigures> {
+        let mut readings = tokio::task::JoinSet::new();
+        for control in &self.controls {
+            let mut connection = control.connection.clone();
+            let query = async move {
+                redis::cmd("INFO")
+                    .query_async::<String>(&mut connection)
+                    .await
+            };
+            readings.spawn(tokio::time::timeout(self.timeout, query));
+        }
+        let mut total = InfoFigures::default();
+        while let Some(reading) = readings.join_next().await {
+            // Dropping the set on a missing figure stops the other readings.
+            let Ok(Ok(Ok(info))) = reading else {
+                return None;
+            };
+            total = total.add(InfoFigures::parse(&info)?);
+        }
+        Some(total)
+    }
+}
+
+/// The value of `name:` in the text of an `INFO` reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 /// Facts about one server, read with INFO.
@@ -161,13 +234,7 @@ impl Control {
             Ok(Err(e)) => return Err(self.failed("INFO", &e)),
             Err(_) => return Ok(ServerFacts::default()),
         };
-        let field = |name: &str| {
-            info.lines().find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(':')
-                    .map(|v| v.trim().to_string())
-            })
-        };
+        let field = |name: &str| info_field(&info, name).map(str::to_string);
         let db = format!("db{}", self.connector.db);
         let keys = field(&db)
             .and_then(|v| {

@@ -15,5 +15,5 @@ pub mod slot_assignment;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};
-pub use control::{Control, ControlHandle, MemoryProbe, ServerFacts};
+pub use control::{Control, ControlHandle, InfoFigures, MemoryProbe, ServerFacts};
 pub use credentials::{Credentials, Secret};

@@ -26,7 +26,6 @@ use crate::resp::{EntryEncoder, MAX_REPLY_BYTES};
 
 mod replies;
 
-
 /// Why a session ended early.
 pub enum SessionEnd {
     /// The connection broke; what was in flight is retried on a new one.

@@ -318,16 +318,18 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts `primaries × (1 + replicas)` servers, spreads the 16384 slots evenly over the
-    /// primaries, attaches the replicas, and waits until every node reports `cluster_state:ok`.
+    /// Starts `primaries × (1 + replicas)` servers with `extra` arguments, spreads the 16384
+    /// slots evenly over the primaries, attaches the replicas, and waits until every node
+    /// reports `cluster_state:ok`.
     pub fn start(
         server_bin: &str,
         target: &str,
         primaries: u32,
         replicas: u32,
+        extra: &[&str],
         tls: Option<&TlsFiles>,
     ) -> Result<LocalCluster, String> {
-        let args = [
+        let mut args = vec![
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -340,6 +342,7 @@ impl LocalCluster {
             "--repl-diskless-sync-delay",
             "0",
         ];
+        args.extend_from_slice(extra);
         let total = primaries * (1 + replicas);
         let mut servers = Vec::new();
         for _ in 0..total {

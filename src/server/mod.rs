@@ -9,6 +9,7 @@ pub mod connector;
 pub mod control;
 pub mod credentials;
 pub mod launch;
+pub mod launch_settings;
 pub mod local_tls;
 pub mod slot_assignment;
 pub mod tls;

@@ -126,16 +126,16 @@ fn server_config_reaches_every_node_of_a_launched_cluster_replicas_included() {
     assert_eq!(run.total_keys(), 2 * 2_000);
 }
 
-/// Runs a launched standalone target with these settings, which must fail at start; returns
-/// the one error line of standard error.
+/// Runs the launched standalone target `local` with these settings, which must fail at
+/// start; returns the one error line of standard error.
 fn refused_setting(settings: &[(&str, toml::Value)]) -> String {
+    refused_setting_of(TargetBuilder::launch_standalone("local"), settings)
+}
+
+fn refused_setting_of(target: TargetBuilder, settings: &[(&str, toml::Value)]) -> String {
     let scratch = Scratch::new();
     let plan = PlanBuilder::new()
-        .target(
-            TargetBuilder::launch_standalone("local")
-                .flush(true)
-                .server_config(settings),
-        )
+        .target(target.flush(true).server_config(settings))
         .stage(StageBuilder::new("s").keys(100));
     let path = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &path, &[]);
@@ -157,6 +157,13 @@ fn a_setting_the_server_refuses_at_start_is_one_line_naming_the_plan_field() {
     let err = refused_setting(&[("maxmemory", "lots".into()), ("hz", 20.into())]);
     assert!(
         err.starts_with("cachefill: targets.local.server_config.maxmemory: `redis-server` refused maxmemory \"lots\" at start: argument must be a memory value; nothing was written"),
+        "{err}"
+    );
+    // A launch with TLS says the same, without blaming the build's TLS.
+    let tls = TargetBuilder::launch_standalone("local").tls(None);
+    let err = refused_setting_of(tls, &[("maxmemory", "lots".into())]);
+    assert!(
+        err.ends_with("refused maxmemory \"lots\" at start: argument must be a memory value; nothing was written"),
         "{err}"
     );
     let err = refused_setting(&[("maxmemroy", "64mb".into())]);

@@ -175,9 +175,13 @@ impl LocalServer {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 let why = why_it_exited(&log, &server.dir.join(STARTUP_ERRORS));
+                // Only a refusal of a TLS option says the build lacks TLS (not, say, a
+                // server_config value the server refused).
                 let hint = match tls {
-                    Some(_) => "; a launch with TLS needs a server_bin built with TLS",
-                    None => "",
+                    Some(_) if why.contains("'tls-") => {
+                        "; a launch with TLS needs a server_bin built with TLS"
+                    }
+                    _ => "",
                 };
                 return Err(StartError::Retry(format!(
                     "target \"{target}\": `{server_bin}` exited at start ({status}): {why}{hint}"

@@ -244,3 +244,76 @@ fn a_result_without_a_timeline_still_reads_in_merge_and_verify() {
     assert!(merged.get("shard_timelines").is_none(), "{merged}");
     assert_eq!(merged["stages"][0]["keys_written"], 3_000);
 }
+
+/// `DBSIZE` and the `INFO stats` counters of the server at `addr`, read in one transaction so
+/// nothing expires in between.
+fn keys_evicted_expired(addr: &str) -> (u64, u64, u64) {
+    let mut conn = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let (keys, info): (u64, String) = redis::pipe()
+        .atomic()
+        .cmd("DBSIZE")
+        .cmd("INFO")
+        .arg("stats")
+        .query(&mut conn)
+        .unwrap();
+    let stat = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (keys, stat("evicted_keys"), stat("expired_keys"))
+}
+
+#[test]
+fn the_eviction_drill_holds_used_memory_at_maxmemory_while_keys_are_evicted() {
+    let scratch = Scratch::new();
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/eviction-drill.toml");
+    // --keep, to account for every key on the server afterwards.
+    let mut run = LaunchedRun::spawn(&scratch, &plan, "drill");
+    let (status, err, result) = run.finish();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("has maxmemory-policy allkeys-lru: the server may evict entries"),
+        "{err}"
+    );
+    assert_ordered(&result);
+    let maxmemory = 64 * 1024 * 1024;
+    for sample in samples(&result) {
+        assert_eq!(
+            sample["targets"]["drill"]["maxmemory"], maxmemory,
+            "{sample}"
+        );
+    }
+    for pair in samples(&result).windows(2) {
+        let evicted = |s: &Value| s["targets"]["drill"]["evicted_keys"].as_u64().unwrap();
+        assert!(evicted(&pair[0]) <= evicted(&pair[1]), "{pair:?}");
+    }
+    let last = &samples(&result).last().unwrap()["targets"]["drill"];
+    assert!(last["evicted_keys"].as_u64().unwrap() > 0, "{last}");
+    let used = last["used_memory"].as_u64().unwrap();
+    assert!(
+        used <= maxmemory + maxmemory / 100,
+        "used_memory {used} is over maxmemory {maxmemory} by more than 1%"
+    );
+
+    // Every key acknowledged is on the server, evicted or expired.
+    let written: u64 = result["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "ok", "{s}");
+            assert_eq!(s["keys_written"], s["keys_planned"], "{s}");
+            s["keys_written"].as_u64().unwrap()
+        })
+        .sum();
+    let (keys, evicted, expired) = keys_evicted_expired(&run.addrs[0]);
+    assert_eq!(keys + evicted + expired, written);
+    assert!(evicted >= last["evicted_keys"].as_u64().unwrap());
+}

@@ -163,7 +163,7 @@ fn a_missing_ca_file_is_refused_before_connecting() {
 /// Three TLS primaries formed into a cluster by the crate's launcher (TLS ports for clients
 /// and the cluster bus, a plaintext port on loopback to form it through).
 fn tls_cluster(certs: &TestCerts) -> (LocalCluster, Vec<u16>) {
-    let cluster = LocalCluster::start("redis-server", "test", 3, 0, Some(&certs.files(true)))
+    let cluster = LocalCluster::start("redis-server", "test", 3, 0, &[], Some(&certs.files(true)))
         .unwrap_or_else(|e| panic!("{e}"));
     let ports = cluster.addrs().iter().map(|a| a.port).collect();
     (cluster, ports)

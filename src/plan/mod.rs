@@ -105,7 +105,19 @@ pub enum Servers {
         primaries: u32,
         /// Replicas per primary of a launched cluster.
         replicas: u32,
+        /// `server_config`: settings every launched server starts with.
+        server_config: Vec<ServerSetting>,
     },
+}
+
+/// One `server_config` setting of launched servers: a name as in redis.conf (lowercase) and
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSetting {
+    /// The setting's name, e.g. `maxmemory-policy`.
+    pub name: String,
+    /// Its value, e.g. `allkeys-lru`.
+    pub value: String,
 }
 
 /// `host:port` of one server.

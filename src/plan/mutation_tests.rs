@@ -21,7 +21,7 @@ fn seeds() -> Vec<String> {
         include_str!("../../plans/cluster-5g.toml"),
         include_str!("../../plans/local-cluster.toml"),
         include_str!("../../examples/ci-fixture.toml"),
-        include_str!("../../examples/eviction-drill.toml"),
+        include_str!("../../plans/eviction-drill.toml"),
     ]
     .iter()
     .map(|s| s.to_string())

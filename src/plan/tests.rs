@@ -287,6 +287,83 @@ const BAD_PLANS: &[BadPlan] = &[
         "throwaway CA",
     ),
     bad(
+        "server_config without launch",
+        "server_config = { maxmemory = \"1mb\" }",
+        "keys = 10",
+        "targets.main.server_config",
+        "only applies with launch = true",
+    ),
+    bad(
+        "server_config setting the port",
+        "launch = true\nserver_config = { port = 7000 }",
+        "keys = 10",
+        "targets.main.server_config.port",
+        "port cannot be set in server_config: cachefill starts a launched server on a free loopback port",
+    ),
+    bad(
+        "server_config setting a TLS file",
+        "launch = true\nserver_config = { tls-cert-file = \"x.pem\" }",
+        "keys = 10",
+        "targets.main.server_config.tls-cert-file",
+        "cachefill sets up TLS on a launched server itself",
+    ),
+    bad(
+        "server_config turning persistence on",
+        "launch = true\nserver_config = { appendonly = \"yes\" }",
+        "keys = 10",
+        "targets.main.server_config.appendonly",
+        "without persistence",
+    ),
+    bad(
+        "server_config holding a password",
+        "launch = true\nserver_config = { requirepass = \"hunter2\" }",
+        "keys = 10",
+        "targets.main.server_config.requirepass",
+        "a password does not belong in a plan",
+    ),
+    bad(
+        "server_config with an empty name",
+        "launch = true\nserver_config = { \"\" = \"1\" }",
+        "keys = 10",
+        "targets.main.server_config",
+        "a setting has an empty name",
+    ),
+    bad(
+        "server_config with a name that is not one",
+        "launch = true\nserver_config = { \"max memory\" = \"1mb\" }",
+        "keys = 10",
+        "targets.main.server_config.max memory",
+        "is not a setting name",
+    ),
+    bad(
+        "server_config with a name given twice",
+        "launch = true\nserver_config = { maxmemory = \"1mb\", MAXMEMORY = \"2mb\" }",
+        "keys = 10",
+        "targets.main.server_config.maxmemory",
+        "maxmemory is given twice",
+    ),
+    bad(
+        "server_config with a boolean value",
+        "launch = true\nserver_config = { lazyfree-lazy-eviction = true }",
+        "keys = 10",
+        "targets.main.server_config.lazyfree-lazy-eviction",
+        "a string or an integer",
+    ),
+    bad(
+        "server_config with a line break in a value",
+        "launch = true\nserver_config = { maxmemory-policy = \"noeviction\\nport 1\" }",
+        "keys = 10",
+        "targets.main.server_config.maxmemory-policy",
+        "control characters",
+    ),
+    bad(
+        "server_config with a value that is another option",
+        "launch = true\nserver_config = { maxmemory = \"--port\" }",
+        "keys = 10",
+        "targets.main.server_config.maxmemory",
+        "cannot start with `--`",
+    ),
+    bad(
         "ttl beyond 100 years",
         "",
         "keys = 10\nttl = \"200years\"",
@@ -417,6 +494,27 @@ fn the_same_plan_without_the_fault_is_valid() {
     let plan = parse_text(&plan_text(&good)).unwrap();
     assert_eq!(plan.name, "bad");
     assert_eq!(plan.stages[0].keys, 10);
+}
+
+#[test]
+fn server_config_reaches_the_plan_with_names_lowercased_and_values_as_text() {
+    let text = "[targets.main]\nmode = \"cluster\"\nlaunch = { primaries = 2 }\nserver_config = { MaxMemory = \"64mb\", \"maxmemory-policy\" = \"allkeys-lru\", hz = 50 }\n";
+    let plan = parse_text(text).unwrap();
+    let Servers::Launch { server_config, .. } = &plan.targets[0].servers else {
+        panic!("not launched: {:?}", plan.targets[0].servers);
+    };
+    let settings: Vec<(&str, &str)> = server_config
+        .iter()
+        .map(|s| (s.name.as_str(), s.value.as_str()))
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            ("maxmemory", "64mb"),
+            ("hz", "50"),
+            ("maxmemory-policy", "allkeys-lru")
+        ]
+    );
 }
 
 #[test]

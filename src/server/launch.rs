@@ -175,9 +175,13 @@ impl LocalServer {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 let why = why_it_exited(&log, &server.dir.join(STARTUP_ERRORS));
+                // Only a refusal of a TLS option says the build lacks TLS (not, say, a
+                // server_config value the server refused).
                 let hint = match tls {
-                    Some(_) => "; a launch with TLS needs a server_bin built with TLS",
-                    None => "",
+                    Some(_) if why.contains("'tls-") => {
+                        "; a launch with TLS needs a server_bin built with TLS"
+                    }
+                    _ => "",
                 };
                 return Err(StartError::Retry(format!(
                     "target \"{target}\": `{server_bin}` exited at start ({status}): {why}{hint}"
@@ -318,16 +322,18 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts `primaries × (1 + replicas)` servers, spreads the 16384 slots evenly over the
-    /// primaries, attaches the replicas, and waits until every node reports `cluster_state:ok`.
+    /// Starts `primaries × (1 + replicas)` servers with `extra` arguments, spreads the 16384
+    /// slots evenly over the primaries, attaches the replicas, and waits until every node
+    /// reports `cluster_state:ok`.
     pub fn start(
         server_bin: &str,
         target: &str,
         primaries: u32,
         replicas: u32,
+        extra: &[&str],
         tls: Option<&TlsFiles>,
     ) -> Result<LocalCluster, String> {
-        let args = [
+        let mut args = vec![
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -340,6 +346,7 @@ impl LocalCluster {
             "--repl-diskless-sync-delay",
             "0",
         ];
+        args.extend_from_slice(extra);
         let total = primaries * (1 + replicas);
         let mut servers = Vec::new();
         for _ in 0..total {

@@ -10,6 +10,7 @@ pub mod control;
 pub mod credentials;
 pub mod guarded;
 pub mod launch;
+pub mod launch_settings;
 pub mod local_tls;
 pub mod slot_assignment;
 pub mod tls;

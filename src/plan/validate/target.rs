@@ -1,4 +1,5 @@
-//! One `[targets.NAME]` table: where its servers are, who logs in, TLS and timeouts.
+//! One `[targets.NAME]` table: where its servers are (and the settings of launched ones), who
+//! logs in, TLS and timeouts.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::super::raw::{RawLaunch, RawMode, RawTarget, RawTls};
 use super::super::*;
 use super::Source;
+use super::server_config::resolve_server_config;
 
 /// The shortest timeout a plan may set: below it, ordinary scheduling delays on a busy
 /// machine would break healthy connections.
@@ -104,6 +106,10 @@ pub(super) fn resolve_target(
                     ),
                 ));
             }
+            let server_config = match &raw.server_config {
+                Some(settings) => resolve_server_config(settings, &err)?,
+                None => Vec::new(),
+            };
             Servers::Launch {
                 server_bin: raw
                     .server_bin
@@ -111,6 +117,7 @@ pub(super) fn resolve_target(
                     .unwrap_or_else(|| "redis-server".into()),
                 primaries,
                 replicas,
+                server_config,
             }
         }
         (Some(nodes), _) => {
@@ -131,6 +138,12 @@ pub(super) fn resolve_target(
                 return Err(err(
                     "server_bin",
                     "server_bin only applies with launch = true".into(),
+                ));
+            }
+            if raw.server_config.is_some() {
+                return Err(err(
+                    "server_config",
+                    "server_config only applies with launch = true: set an existing server's configuration in its redis.conf or with CONFIG SET".into(),
                 ));
             }
             Servers::Nodes(parsed)

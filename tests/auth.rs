@@ -197,3 +197,55 @@ fn a_user_allowed_set_but_not_mset_fills_exactly_with_single_sets_and_is_told_on
     assert_eq!(result["targets"]["main"]["mset_refused"], false);
     assert_eq!(server.dbsize(), 25_000);
 }
+
+#[test]
+fn a_user_with_the_documented_rules_for_flush_and_until_memory_and_nothing_more_fills() {
+    let server = RedisServer::start(&[]);
+    // Something to flush.
+    server.set("left:over", "x");
+    // docs/plan-format.md, "The least an ACL user needs": SET for strings, FLUSHALL for
+    // flush = true, INFO for until_memory. No MSET, no PING, nothing else.
+    server.acl_user("exact", "exact-pw", &["+set", "+flushall", "+info"]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(6)
+        .target(server.target().user("exact", "PW").flush(true))
+        .stage(StageBuilder::new("fixed").keys(5_000).value_size(100))
+        .stage(
+            StageBuilder::new("budget")
+                .until_memory("12mb")
+                .value_size(200)
+                .key_prefix("budget:")
+                .after(&["fixed"]),
+        );
+    let path = scratch.plan("plan.toml", &plan.build());
+    let output = cachefill(scratch.dir.path())
+        .arg("run")
+        .arg(&path)
+        .args(["-q", "-o", "result.json"])
+        .env("PW", "exact-pw")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = read_result(&scratch.path("result.json"));
+    assert_eq!(result["targets"]["main"]["flushed"], true);
+    assert_eq!(result["targets"]["main"]["mset_refused"], true);
+    let fixed = result["stages"][0]["keys_written"].as_u64().unwrap();
+    let budget = result["stages"][1]["keys_written"].as_u64().unwrap();
+    assert_eq!(fixed, 5_000);
+    assert!(budget > 0, "the until_memory stage wrote");
+    assert_eq!(
+        server.dbsize(),
+        fixed + budget,
+        "flushed first, then exactly what the stages acknowledged"
+    );
+    let reached = &result["stages"][1]["until_memory"];
+    let (used, goal) = (
+        reached["used_memory"].as_u64().unwrap() as f64,
+        reached["goal_bytes"].as_u64().unwrap() as f64,
+    );
+    assert!(
+        (used - goal).abs() <= goal * 0.02,
+        "INFO read the memory: {used} of {goal}"
+    );
+}

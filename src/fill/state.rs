@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
+use super::key_bits::KeyBits;
 use super::lock::lock;
 use crate::dataset::Dataset;
 use crate::interrupt;
@@ -35,6 +36,9 @@ pub struct StageState {
     pub errors: AtomicU64,
     /// Connections re-established after a break.
     pub reconnects: AtomicU64,
+    /// Typed stages: the keys counted in `acked`, so that each counts once however often
+    /// it is found complete.
+    written: KeyBits,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
 }
@@ -57,6 +61,7 @@ impl StageState {
             partial_keys: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            written: KeyBits::new(),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -86,6 +91,17 @@ impl StageState {
     /// The stage index of this shard's `position`-th entry.
     pub fn global(&self, position: u64) -> u64 {
         self.shard.global(position)
+    }
+
+    /// This shard's position of stage index `index`.
+    pub fn position(&self, index: u64) -> u64 {
+        self.shard.position(index)
+    }
+
+    /// Typed key `index` was found complete: true when it counts now (the first time), false
+    /// when it is already counted in `acked` and `elements`.
+    pub fn count_key(&self, index: u64) -> bool {
+        self.written.insert(self.position(index))
     }
 
     /// Entries this process writes for the stage (for `until_memory`: so far allowed, and
@@ -193,5 +209,21 @@ impl StageState {
     /// The first error of the stage, if any.
     pub fn first_error(&self) -> Option<String> {
         lock(&self.first_error).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_key_counts_once() {
+        // The second of two shards: positions, not stage indexes, key the bits.
+        let state = StageState::new(100_000, Shard::new(1, 2).unwrap(), false);
+        let index = state.global(70_000);
+        assert_eq!(state.position(index), 70_000);
+        assert!(state.count_key(index), "first completion counts");
+        assert!(!state.count_key(index), "a second completion does not");
+        assert!(state.count_key(state.global(3)), "another key counts");
     }
 }

@@ -128,8 +128,10 @@ impl Session<'_> {
             }
             tally.commands += 1;
             if last {
-                tally.keys += 1;
-                tally.elements += entry.elements;
+                if self.job.stage.count_key(key.index) {
+                    tally.keys += 1;
+                    tally.elements += entry.elements;
+                }
                 tally.bytes += dataset.key_size() as u64;
                 self.open_key.store(NO_KEY, Relaxed);
             } else {
@@ -200,8 +202,10 @@ impl Session<'_> {
         };
         let total = self.chunking.commands(from, elements);
         if total == 0 {
-            tally.keys += 1;
-            tally.elements += elements;
+            if self.job.stage.count_key(index) {
+                tally.keys += 1;
+                tally.elements += elements;
+            }
             tally.bytes += dataset.payload_bytes(index);
         } else {
             lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, from, total)));

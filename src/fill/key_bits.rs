@@ -40,6 +40,14 @@ impl KeyBits {
         }
         pages[page][word].fetch_or(bit, Relaxed) & bit == 0
     }
+
+    /// Removes `position`; true when it was in the set.
+    pub fn remove(&self, position: u64) -> bool {
+        let (page, word, bit) = place(position);
+        read(&self.pages)
+            .get(page)
+            .is_some_and(|page| page[word].fetch_and(!bit, Relaxed) & bit != 0)
+    }
 }
 
 /// The page, word and bit of `position`.
@@ -54,16 +62,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_position_is_added_once() {
+    fn each_position_is_added_and_removed_once() {
         let bits = KeyBits::new();
+        assert!(!bits.remove(5), "nothing allocated yet");
         for position in [0, 63, 64, PAGE_KEYS - 1, PAGE_KEYS, 3 * PAGE_KEYS + 7] {
             assert!(bits.insert(position), "{position} first");
             assert!(!bits.insert(position), "{position} again");
         }
         assert!(!bits.insert(0));
-        assert!(
-            bits.insert(2 * PAGE_KEYS),
-            "a page allocated before, never written"
-        );
+        assert!(bits.remove(PAGE_KEYS));
+        assert!(!bits.remove(PAGE_KEYS), "already removed");
+        assert!(!bits.remove(2 * PAGE_KEYS), "a page never written");
+        assert!(bits.insert(PAGE_KEYS), "added again after removal");
+        assert!(bits.remove(3 * PAGE_KEYS + 7));
+        assert!(!bits.remove(3 * PAGE_KEYS + 8));
     }
 }

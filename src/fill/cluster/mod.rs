@@ -22,8 +22,10 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 pub use node::NodeFeed;
+pub use routing::KeyRefused;
 
 use crate::dataset::Dataset;
+use crate::fill::key_bits::KeyBits;
 use crate::fill::lock::{lock, read};
 use crate::fill::state::StageState;
 use crate::plan::NodeAddr;
@@ -49,6 +51,8 @@ pub struct Router {
     pub failovers: AtomicU64,
     /// Entries found missing after a failover and written again.
     pub rewritten: AtomicU64,
+    /// Typed keys to write again from their first element at their next resume.
+    restarts: KeyBits,
     connector: Arc<Connector>,
     dataset: Arc<Dataset>,
     /// Every node seen, primaries and replicas: where to read the topology after a loss.
@@ -91,6 +95,7 @@ impl Router {
             ask: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             rewritten: AtomicU64::new(0),
+            restarts: KeyBits::new(),
             connector,
             dataset,
             known: Mutex::new(

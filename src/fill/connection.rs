@@ -44,6 +44,13 @@ pub async fn connection_worker(
         acked_here: &acked_here,
     };
     loop {
+        if let Feed::Node { node, .. } = &feed
+            && node.is_retired()
+        {
+            // A replica took over this primary: what this connection still held (typed keys
+            // to resume) is the failover re-check's, which hands each key on once.
+            return Ok(());
+        }
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data(&addr).await {
             Ok(mut stream) => {

@@ -37,7 +37,7 @@ pub struct StageState {
     /// Connections re-established after a break.
     pub reconnects: AtomicU64,
     /// Typed stages: the keys counted in `acked`, so that each counts once however often
-    /// it is found complete.
+    /// it is completed (a failover re-check completes again keys already counted).
     written: KeyBits,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
@@ -102,6 +102,19 @@ impl StageState {
     /// when it is already counted in `acked` and `elements`.
     pub fn count_key(&self, index: u64) -> bool {
         self.written.insert(self.position(index))
+    }
+
+    /// Takes back the count of typed key `index` (its completion is in doubt: a failover
+    /// lost the primary that acknowledged it), so that it counts again once complete on
+    /// its new owner; true when it had counted.
+    pub fn take_back(&self, dataset: &Dataset, index: u64) -> bool {
+        let counted = self.written.remove(self.position(index));
+        if counted {
+            self.acked.fetch_sub(1, Relaxed);
+            self.elements
+                .fetch_sub(dataset.entry(index).elements, Relaxed);
+        }
+        counted
     }
 
     /// Entries this process writes for the stage (for `until_memory`: so far allowed, and
@@ -215,15 +228,39 @@ impl StageState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{DataType, Elemental, Elements, Shape, ValueSize};
 
     #[test]
-    fn a_typed_key_counts_once() {
+    fn a_typed_key_counts_once_and_again_only_after_its_count_was_taken_back() {
+        let shape = Shape {
+            key_prefix: "h:".into(),
+            key_size: 8,
+            value_size: ValueSize { min: 3, max: 3 },
+            ttl: None,
+            elemental: Elemental {
+                data_type: DataType::Hash,
+                elements: Elements { min: 7, max: 7 },
+                ..Elemental::STRING
+            },
+        };
+        let dataset = Dataset::new(1, "h", &shape, 100_000);
         // The second of two shards: positions, not stage indexes, key the bits.
         let state = StageState::new(100_000, Shard::new(1, 2).unwrap(), false);
         let index = state.global(70_000);
-        assert_eq!(state.position(index), 70_000);
         assert!(state.count_key(index), "first completion counts");
         assert!(!state.count_key(index), "a second completion does not");
-        assert!(state.count_key(state.global(3)), "another key counts");
+        state.acked.store(5, Relaxed);
+        state.elements.store(35, Relaxed);
+        assert!(state.take_back(&dataset, index));
+        assert_eq!(
+            (state.acked.load(Relaxed), state.elements.load(Relaxed)),
+            (4, 28)
+        );
+        assert!(!state.take_back(&dataset, index), "taken back once");
+        assert!(state.count_key(index), "complete again: counts again");
+        assert!(
+            !state.take_back(&dataset, state.global(3)),
+            "a key never counted is not taken back"
+        );
     }
 }

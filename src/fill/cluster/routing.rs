@@ -28,17 +28,14 @@ impl Router {
         let mut key = Vec::with_capacity(dataset.key_size());
         let mut pending: Vec<Vec<u64>> = Vec::new();
         while !self.stage.should_stop() {
-            let Some(range) = self.stage.take(ROUTE_BATCH as u64) else {
-                // An until_memory stage hands out entries as memory allows.
-                if self.stage.wait_for_budget().await {
-                    continue;
-                }
-                break;
-            };
             let mut full = Vec::new();
-            {
+            // Entries are taken and mapped under one read of the slot map: a failover reads
+            // how far the stage was handed out as it switches the map, so what it re-checks
+            // is exactly what went by the old map (see `take_over`).
+            let taken = {
                 let slots = read(&self.slots);
-                for index in range {
+                let range = self.stage.take(ROUTE_BATCH as u64);
+                for index in range.clone().into_iter().flatten() {
                     key.clear();
                     dataset.push_key(&dataset.entry(index), &mut key);
                     let node = slots[usize::from(slot(&key))];
@@ -50,6 +47,14 @@ impl Router {
                         full.push(node);
                     }
                 }
+                range.is_some()
+            };
+            if !taken {
+                // An until_memory stage hands out entries as memory allows.
+                if self.stage.wait_for_budget().await {
+                    continue;
+                }
+                break;
             }
             for node in full {
                 let indices = std::mem::take(&mut pending[node]);
@@ -83,9 +88,13 @@ impl Router {
             permits.forget();
         }
         if feed.retired.load(Relaxed) {
-            // Its slots moved to a successor while we waited for room.
-            for index in indices {
-                self.reroute(index);
+            // Its slots moved to a successor while we waited for room. Typed keys are the
+            // failover re-check's (they were handed out before it read how far to check):
+            // it resumes them, and a second writer of a list would duplicate its items.
+            if !self.dataset.is_typed() {
+                for index in indices {
+                    self.reroute(index);
+                }
             }
             return;
         }
@@ -140,6 +149,12 @@ impl Router {
         from: &Arc<NodeFeed>,
         in_flight: bool,
     ) -> KeyRefused {
+        let goes_on =
+            matches!(reply, ErrorReply::Moved(_) | ErrorReply::Ask(_)) || reply.is_transient();
+        if goes_on && from.is_retired() {
+            // A replica took over `from`: the failover re-check resumes its keys, once.
+            return KeyRefused::HandedOn;
+        }
         let handed_on = match reply {
             ErrorReply::Moved(to) => {
                 self.follow_moved(&to, from).push_resume(index);

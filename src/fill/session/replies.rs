@@ -209,11 +209,17 @@ impl Session<'_> {
             _ if count >= elements => elements,
             _ => 0,
         };
+        // A key a failover handed on after the lost primary had acknowledged it whole: its
+        // payload counted then.
+        let handed_on = match self.job.feed {
+            Feed::Node { router, .. } => router.handed_on_counted(index, from < elements),
+            Feed::Stage => false,
+        };
         if restart {
             lock(&self.resumed).push_back(Span::Restart { index });
             self.wake_writer.notify_one();
         } else {
-            self.carry_on(index, from, tally);
+            self.carry_on(index, from, handed_on, tally);
         }
         false
     }
@@ -222,7 +228,7 @@ impl Session<'_> {
     /// the `DEL` was refused.
     fn restart_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
         match self.settled(reply, index) {
-            Ok(_) => self.carry_on(index, 0, tally),
+            Ok(_) => self.carry_on(index, 0, false, tally),
             Err(Some(line)) => {
                 self.refuse_key(index, true, "DEL", &String::from_utf8_lossy(line));
                 return true;
@@ -264,7 +270,7 @@ impl Session<'_> {
 
     /// Writes typed key `index` from element `from` on (it counts at once when the server
     /// holds it whole).
-    fn carry_on(&self, index: u64, from: u64, tally: &mut Tally) {
+    fn carry_on(&self, index: u64, from: u64, handed_on: bool, tally: &mut Tally) {
         let dataset = self.job.dataset;
         let elements = dataset.entry(index).elements;
         let total = self.chunking.commands(from, elements);
@@ -273,7 +279,9 @@ impl Session<'_> {
                 tally.keys += 1;
                 tally.elements += elements;
             }
-            tally.bytes += dataset.payload_bytes(index);
+            if !handed_on {
+                tally.bytes += dataset.payload_bytes(index);
+            }
         } else {
             lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, from, total)));
             self.wake_writer.notify_one();

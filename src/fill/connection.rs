@@ -2,7 +2,7 @@
 //! counted as refused, redirected (cluster) or resent after a reconnection; none is lost
 //! silently.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -45,6 +45,13 @@ pub async fn connection_worker(
     let acked_here = AtomicU64::new(0);
     let mut config = config;
     loop {
+        if let Feed::Node { node, .. } = &feed
+            && node.is_retired()
+        {
+            // A replica took over this primary: what this connection still held (typed keys
+            // to resume) is the failover re-check's, which hands each key on once.
+            return Ok(());
+        }
         if connector.mset_refused() {
             config.group = 1;
         }
@@ -77,16 +84,12 @@ pub async fn connection_worker(
                 open_key = session.open_key();
                 // What was sent comes before what was still to send (the rest of a key).
                 let sent_any = session.sent_any();
-                let mut unanswered: VecDeque<Span> = session
-                    .into_unanswered()
-                    .into_iter()
-                    .map(Span::resend)
-                    .collect();
+                let still_to_send = retry.len();
+                retry = session.into_unanswered(std::mem::take(&mut retry));
                 if sent_any {
-                    in_doubt = unanswered.iter().cloned().collect();
+                    let answered_never = retry.len().saturating_sub(still_to_send);
+                    in_doubt = retry.iter().take(answered_never).cloned().collect();
                 }
-                unanswered.extend(retry.drain(..));
-                retry = unanswered;
                 if result.is_err() && resumes_from_count(&dataset) {
                     retry = to_resumes(retry);
                 }
@@ -218,20 +221,33 @@ fn resumes_from_count(dataset: &Dataset) -> bool {
 }
 
 /// The spans to send on a new connection, with every list or stream key that was in flight
-/// turned into one resume of that key.
+/// turned into one resume of that key (a restart when it was to be written again from its
+/// first element).
 fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
     let mut out: VecDeque<Span> = VecDeque::with_capacity(spans.len());
     // One resume per key, however its commands were split: two would both read the same
     // length and both write the rest.
-    let mut resumed = HashSet::new();
+    let mut resumed = HashMap::new();
     for span in spans {
-        match span {
-            Span::Key(KeyCommands { index, .. }) | Span::Resume { index } => {
-                if resumed.insert(index) {
-                    out.push_back(Span::Resume { index });
-                }
+        let (index, restart) = match span {
+            Span::Key(KeyCommands { index, .. }) | Span::Resume { index } => (index, false),
+            Span::Restart { index } => (index, true),
+            span => {
+                out.push_back(span);
+                continue;
             }
-            span => out.push_back(span),
+        };
+        match resumed.get(&index) {
+            None => {
+                resumed.insert(index, out.len());
+                out.push_back(if restart {
+                    Span::Restart { index }
+                } else {
+                    Span::Resume { index }
+                });
+            }
+            Some(&at) if restart => out[at] = Span::Restart { index },
+            Some(_) => {}
         }
     }
     out
@@ -259,6 +275,10 @@ mod tests {
             key(7, 5, 10),
             Span::Range(20..30),
             Span::Resume { index: 3 },
+            Span::Resume { index: 5 },
+            Span::Restart { index: 5 },
+            Span::Restart { index: 6 },
+            key(6, 0, 10),
         ]);
         let resumed: Vec<Span> = to_resumes(spans).into();
         assert_eq!(
@@ -268,7 +288,10 @@ mod tests {
                 Span::Resume { index: 3 },
                 Span::Resume { index: 8 },
                 Span::Range(20..30),
-            ]
+                Span::Restart { index: 5 },
+                Span::Restart { index: 6 },
+            ],
+            "a key to restart is restarted, once"
         );
     }
 }

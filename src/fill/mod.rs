@@ -5,6 +5,7 @@ mod batching;
 mod cluster;
 mod connection;
 mod feed;
+mod key_bits;
 mod key_cost;
 mod lock;
 mod recheck;

@@ -62,24 +62,29 @@ pub async fn rewrite_missing<S: AsyncRead + AsyncWrite + Unpin>(
         for &index in &missing {
             encoder.push_set(index, &mut commands);
         }
-        exchange(
-            stream,
-            &commands,
-            missing.len(),
-            io_timeout,
-            |reply| match reply {
-                Reply::Ok => Ok(()),
-                Reply::Error(line) => Err(format!(
-                    "writing a lost entry again was refused: {}",
-                    String::from_utf8_lossy(line)
-                )),
-                Reply::Integer(_) | Reply::Other => Err("unexpected reply to SET".into()),
-            },
-        )
-        .await?;
+        write_acknowledged(stream, &commands, missing.len(), io_timeout).await?;
         rewritten += missing.len() as u64;
     }
     Ok(rewritten)
+}
+
+/// Sends `commands`, `count` encoded `SET`s of entries written again, and waits until every
+/// one of them is acknowledged; the first refusal is the error.
+pub async fn write_acknowledged<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    commands: &[u8],
+    count: usize,
+    io_timeout: Duration,
+) -> Result<(), String> {
+    exchange(stream, commands, count, io_timeout, |reply| match reply {
+        Reply::Ok => Ok(()),
+        Reply::Error(line) => Err(format!(
+            "writing a lost entry again was refused: {}",
+            String::from_utf8_lossy(line)
+        )),
+        Reply::Integer(_) | Reply::Other => Err("unexpected reply to SET".into()),
+    })
+    .await
 }
 
 /// Sends `commands` and hands each of the `count` replies to `answered`, in order; waits at

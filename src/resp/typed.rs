@@ -169,6 +169,13 @@ pub fn push_count(dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
     push_key(dataset, entry, out);
 }
 
+/// Appends `DEL` of `entry`'s key: a key written again from its first element.
+pub fn push_delete(dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
+    push_array_header(out, 2);
+    push_bulk(out, b"DEL");
+    push_key(dataset, entry, out);
+}
+
 /// Appends commands `commands` (counted from element `from`) of `entry`.
 pub fn push_key_commands(
     dataset: &Dataset,

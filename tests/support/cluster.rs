@@ -21,8 +21,10 @@ impl RedisCluster {
             "--cluster-config-file",
             "nodes.conf",
             // Shorter than the launcher's: the failover tests wait for a replica to take over.
+            // Not much shorter: on a busy machine a primary that misses the other nodes'
+            // pings for this long is failed over too, losing what it had not replicated.
             "--cluster-node-timeout",
-            "1000",
+            "5000",
             // No diskless-sync delay: replicas are in sync (and able to take over) at once.
             "--repl-diskless-sync-delay",
             "0",
@@ -119,6 +121,38 @@ impl RedisCluster {
     pub fn reshard(&self, from: usize, to: usize, slots: u32) {
         let addr = |i: usize| self.servers[i].addr();
         reshard(&addr(0), &addr(from), &addr(to), slots);
+    }
+
+    /// The index in `servers` of a primary that is not the seed node.
+    pub fn a_primary(&self) -> usize {
+        let primaries: Vec<u16> = self.primaries().iter().map(|(s, _)| s.port).collect();
+        let seed = self.servers[0].port;
+        self.servers
+            .iter()
+            .position(|s| s.port != seed && primaries.contains(&s.port))
+            .expect("a primary other than the seed node")
+    }
+
+    /// The index in `servers` of a replica of `servers[primary]`.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let port = self.servers[primary].port;
+        self.servers
+            .iter()
+            .position(|s| {
+                let role: Vec<redis::Value> = redis::cmd("ROLE")
+                    .query(&mut s.connect())
+                    .unwrap_or_default();
+                matches!(role.as_slice(), [redis::Value::BulkString(r), _, redis::Value::Int(p), ..]
+                    if r == b"slave" && *p == i64::from(port))
+            })
+            .expect("the primary has a replica")
+    }
+
+    /// Kills (SIGKILL) a primary that is not the seed node, so that one of its replicas
+    /// takes over.
+    pub fn kill_a_primary(&mut self) {
+        let victim = self.a_primary();
+        self.servers[victim].kill();
     }
 
     /// Sum of DBSIZE over the primaries.

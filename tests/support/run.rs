@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::{PlanBuilder, RedisServer};
+
 /// A scratch directory for plans, results and reports; removed when dropped.
 pub struct Scratch {
     /// The directory.
@@ -146,6 +148,18 @@ pub fn the_reason(err: &str) -> &str {
         .collect();
     assert_eq!(reasons.len(), 1, "{err}");
     reasons[0]
+}
+
+/// The `DEBUG DIGEST` of `plan` (with no target yet) run on a standalone server instead.
+pub fn standalone_digest(scratch: &Scratch, plan: PlanBuilder) -> String {
+    let server = RedisServer::start(&[]);
+    let plan = scratch.plan(
+        "standalone.toml",
+        &plan.target(server.target().flush(true)).build(),
+    );
+    let (output, _) = run_plan(scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    server.digest()
 }
 
 /// The JSON result file at `path`.

@@ -68,9 +68,10 @@ pub struct Session<'a> {
     /// Set when the writer has nothing more to send.
     done: AtomicBool,
     /// Typed keys to carry on from what the server holds, found by the reader in the
-    /// replies to [`Span::Resume`]; the writer sends them before anything else.
+    /// replies to [`Span::Resume`] and [`Span::Restart`] (or refused for a moment); the
+    /// writer sends them before anything but the rest of a key.
     resumed: Mutex<VecDeque<Span>>,
-    /// Resume requests sent whose replies have not been read yet.
+    /// Resume and restart requests sent whose replies have not been read yet.
     resuming: AtomicU64,
     wake_writer: Notify,
     /// A typed key whose remaining replies are to be passed over (one of its commands was
@@ -122,20 +123,35 @@ impl<'a> Session<'a> {
         self.sent.load(Relaxed) > 0
     }
 
-    /// The spans sent whose replies never came, for the caller to resend.
-    pub fn into_unanswered(self) -> VecDeque<Span> {
+    /// What to send on the next connection: the spans sent whose replies never came (ready
+    /// to be sent again), the keys to resume, then `still_to_send`; never the commands of
+    /// the key whose other replies were being passed over.
+    pub fn into_unanswered(self, still_to_send: VecDeque<Span>) -> VecDeque<Span> {
         let abandoned = self.abandoned.load(Relaxed);
         // A panic while the lock was held left the queue whole (see `lock`): keep its spans.
-        let mut spans = self
+        let mut spans: VecDeque<Span> = self
             .inflight
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .into_iter()
+            .map(Span::resend)
+            .collect();
         spans.extend(
             self.resumed
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        spans.extend(still_to_send);
         spans.retain(|span| !commands_of(span, abandoned));
+        if let Feed::Node { router, .. } = self.job.feed
+            && spans
+                .iter()
+                .any(|span| matches!(span, Span::Resume { index } if *index == abandoned))
+        {
+            // Refused for a moment and to be resumed here, but the replies to its later
+            // commands never came: one may have been applied past the refused one.
+            router.restart_key(abandoned);
+        }
         spans
     }
 
@@ -229,10 +245,16 @@ impl<'a> Session<'a> {
             ..
         } = *self.job;
         loop {
-            let next = lock(&self.resumed)
-                .pop_front()
-                .or_else(|| retry.pop_front())
-                .or_else(|| feed.next(stage, config.batch));
+            // The rest of a key goes before anything else: a key's commands are never
+            // interleaved with another key's, so its replies all come before the next key's.
+            let next = if matches!(retry.front(), Some(Span::Key(key)) if key.next > 0) {
+                retry.pop_front()
+            } else {
+                lock(&self.resumed)
+                    .pop_front()
+                    .or_else(|| retry.pop_front())
+                    .or_else(|| feed.next(stage, config.batch))
+            };
             let Some(span) = next else {
                 return false;
             };
@@ -253,7 +275,7 @@ impl<'a> Session<'a> {
             if count == 0 {
                 return true;
             }
-            if matches!(span, Span::Resume { .. }) {
+            if matches!(span, Span::Resume { .. } | Span::Restart { .. }) {
                 self.resuming.fetch_add(1, Relaxed);
             }
             span.encode(encoder, config.group, buf);
@@ -264,8 +286,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Waits until there is something to send; false when there never will be. Keys being
-    /// resumed come back from the reader, so the session waits for them too.
+    /// Waits until there is something to send; false when there never will be. Keys to
+    /// resume come back from the reader (after their count, or a command refused for a
+    /// moment), so the session listens for them as well as for its feed, and waits for the
+    /// counts it sent.
     async fn wait_for_work(&self, stage: &StageState) -> bool {
         let mut feed_finished = false;
         loop {
@@ -275,8 +299,8 @@ impl<'a> Session<'a> {
             if !lock(&self.resumed).is_empty() {
                 return true;
             }
-            if self.resuming.load(Relaxed) == 0 {
-                return !feed_finished && self.job.feed.wait(stage).await;
+            if feed_finished && self.resuming.load(Relaxed) == 0 {
+                return false;
             }
             if stage.should_stop() {
                 return false;

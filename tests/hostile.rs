@@ -155,7 +155,7 @@ fn garbage_for_the_reads_fails_verify() {
         let line = one_line_naming(&output, &server, &what);
         assert!(
             line.contains("stage \"s\" on target \"main\"")
-                && line.contains("reading back failed: "),
+                && line.contains(&format!("reading back from {} failed: ", server.addr())),
             "{what}: {line}"
         );
         assert!(

@@ -2,7 +2,7 @@
 
 use crate::error::Failure;
 use crate::plan::units::human_bytes;
-use crate::plan::{Amount, DataType, MemoryGoal, Mode, Plan, Servers, Shape};
+use crate::plan::{Amount, DataType, MemoryGoal, Mode, Plan, ServerSetting, Servers, Shape};
 
 /// Appends a line to the text being built.
 macro_rules! out {
@@ -30,15 +30,24 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            Servers::Launch { server_bin, .. } if target.mode == Mode::Standalone => {
-                format!("launched locally ({server_bin})")
+            Servers::Launch {
+                server_bin,
+                server_config,
+                ..
+            } if target.mode == Mode::Standalone => {
+                format!(
+                    "launched locally ({server_bin}{})",
+                    describe_settings(server_config)
+                )
             }
             Servers::Launch {
                 server_bin,
                 primaries,
                 replicas,
+                server_config,
             } => format!(
-                "launched locally ({server_bin}, {primaries} primaries × {replicas} replicas)"
+                "launched locally ({server_bin}, {primaries} primaries × {replicas} replicas{})",
+                describe_settings(server_config)
             ),
         };
         let flush = if target.flush { ", flushed first" } else { "" };
@@ -101,6 +110,18 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
         human_bytes(total_bytes)
     );
     crate::output::print_stdout(&text)
+}
+
+/// `, with maxmemory 64mb, maxmemory-policy allkeys-lru`, or nothing without settings.
+fn describe_settings(settings: &[ServerSetting]) -> String {
+    if settings.is_empty() {
+        return String::new();
+    }
+    let settings: Vec<String> = settings
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.value))
+        .collect();
+    format!(", with {}", settings.join(", "))
 }
 
 /// `a B` or `a..b B`.

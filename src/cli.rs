@@ -15,6 +15,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the plan, connect, flush, run the stages and write the JSON result.
+    #[command(after_help = "Examples:
+  cachefill run plans/quickstart.toml              fill; the result goes to quickstart.result.json
+  cachefill run plans/cluster-5g.toml --yes        confirm flushing servers not on loopback
+  cachefill run plan.toml --keep -o -              leave launched servers up, result on stdout
+  cachefill run plan.toml --shard 2/8 --no-flush   the third of eight parallel parts")]
     Run {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -41,6 +46,8 @@ pub enum Command {
         no_flush: bool,
     },
     /// Only flush the plan's targets that have `flush = true` (before starting sharded runs).
+    #[command(after_help = "Example:
+  cachefill flush plan.toml --yes && for i in 0 1 2 3; do cachefill run plan.toml --shard $i/4 --no-flush & done")]
     Flush {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -52,6 +59,9 @@ pub enum Command {
         yes: bool,
     },
     /// Validate the plan without touching the network and show what it would write.
+    #[command(after_help = "Examples:
+  cachefill check plans/shop.toml                  what each stage writes, no network
+  cachefill check plan.toml --shards 8 --no-flush  the plan can run as eight shards")]
     Check {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -63,6 +73,9 @@ pub enum Command {
         no_flush: bool,
     },
     /// Read the plan's dataset back from the servers and report what is missing or wrong.
+    #[command(after_help = "Examples:
+  cachefill verify plan.toml --result plan.result.json     every key of the run, read back
+  cachefill verify plan.toml --sample 10000 -o check.json  10,000 keys per stage")]
     Verify {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -77,6 +90,8 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Combine the results of a sharded run into one result.
+    #[command(after_help = "Example:
+  cachefill merge shard-*.json -o plan.result.json")]
     Merge {
         /// The shards' result files.
         #[arg(required = true)]
@@ -87,6 +102,9 @@ pub enum Command {
     },
     /// Write the plan's dataset without touching a server: keys, or the RESP commands that
     /// write it (`| redis-cli --pipe` reproduces the fill).
+    #[command(after_help = "Examples:
+  cachefill export plan.toml | redis-cli --pipe         the same fill, by redis-cli
+  cachefill export plan.toml --format keys --stage carts > carts.keys")]
     Export {
         /// The plan file (TOML).
         plan: PathBuf,
@@ -103,8 +121,36 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Draw a run's result as one self-contained HTML page: the stages, throughput over
+    /// time, memory against maxmemory with evictions, and a cluster's keys per primary.
+    #[command(after_help = "Examples:
+  cachefill report plan.result.json                   writes plan.result.html
+  cachefill report plan.result.json -o drill.html")]
+    Report {
+        /// The result file of `cachefill run` (or `merge`).
+        result: PathBuf,
+        /// Where the page goes; `-` for standard output [default: the result's name with .html].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the plan format (for editors and CI linters).
+    #[command(after_help = "Example:
+  cachefill schema > docs/cachefill.schema.json    (plans name it with #:schema)")]
     Schema,
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  cachefill completions bash > ~/.local/share/bash-completion/completions/cachefill
+  cachefill completions zsh > ~/.zfunc/_cachefill
+  cachefill completions fish > ~/.config/fish/completions/cachefill.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(after_help = "Example:
+  cachefill man > ~/.local/share/man/man1/cachefill.1 && man cachefill")]
+    Man,
 }
 
 /// Prints a command-line error as one line (help and version as they are) and gives the

@@ -2,16 +2,30 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::Command;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
 use crate::error::Failure;
 use crate::output::print_stdout;
 use crate::shard::{self, Shard};
-use crate::{check, export, fill, interrupt, merge, plan, verify};
+use crate::{check, export, fill, html, interrupt, merge, output, plan, report, verify};
 
 /// Runs one subcommand; `Err` is the one line the user sees and the exit code.
 pub fn execute(command: Command) -> Result<(), Failure> {
     match command {
         Command::Schema => print_stdout(&format!("{}\n", plan::json_schema())),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cachefill", &mut script);
+            print_stdout(&String::from_utf8_lossy(&script))
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Failure::Failed(format!("cannot render the manual page: {e}")))?;
+            print_stdout(&String::from_utf8_lossy(&page))
+        }
         Command::Export {
             plan,
             stage,
@@ -42,6 +56,13 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             check::print(&plan)
         }
         Command::Merge { results, output } => merge::merge(&results, output.as_deref()),
+        Command::Report { result, output } => {
+            let run = report::read(&result).map_err(Failure::Invalid)?;
+            let page = html::render(&run).map_err(Failure::Failed)?;
+            let path = output.unwrap_or_else(|| result.with_extension("html"));
+            output::write(page.as_bytes(), &path)
+                .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))
+        }
         Command::Verify {
             plan,
             result,

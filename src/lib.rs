@@ -13,6 +13,7 @@ pub mod decimal;
 pub mod error;
 pub mod export;
 pub mod fill;
+pub mod html;
 pub mod interrupt;
 pub mod merge;
 pub mod mix;

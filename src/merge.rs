@@ -1,12 +1,13 @@
 //! `cachefill merge`: one result from the results of the shards of a run, as if one process
-//! had written everything: totals per stage and per node, the earliest start, the latest end.
+//! had written everything: totals per stage and per node, the earliest start, the latest end,
+//! and each shard's timeline as it was.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::Failure;
-use crate::report::{self, NodeKeys, RunReport, ShardInfo, StageReport, Status};
+use crate::report::{self, NodeKeys, RunReport, ShardInfo, ShardTimeline, StageReport, Status};
 
 fn invalid(path: &Path, message: impl std::fmt::Display) -> Failure {
     Failure::Invalid(format!("{}: {message}", path.display()))
@@ -71,6 +72,7 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
         .max_by_key(|s| rank(*s))
         .unwrap_or(Status::Ok);
     merged.error = results.iter().find_map(|(_, r)| r.error.clone());
+    (merged.timeline, merged.shard_timelines) = (None, shard_timelines(&results));
 
     // Targets: flushed by any shard; the last shard to finish saw the final keys and memory.
     let latest = results
@@ -110,6 +112,23 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Each shard's timeline, in shard order whatever the order of the files: the shards' samples
+/// were taken at their own moments and cannot be added up. Shards without one (results of an
+/// older cachefill) are left out.
+fn shard_timelines(results: &[(PathBuf, RunReport)]) -> Vec<ShardTimeline> {
+    let mut timelines: Vec<ShardTimeline> = results
+        .iter()
+        .filter_map(|(_, r)| {
+            Some(ShardTimeline {
+                shard: r.shard.index?,
+                timeline: r.timeline.clone()?,
+            })
+        })
+        .collect();
+    timelines.sort_by_key(|t| t.shard);
+    timelines
 }
 
 /// Refuses results of other plan files, of another shard count, or with a shard given twice
@@ -197,8 +216,10 @@ fn merge_stage(
                 (&mut total.payload_bytes, part.payload_bytes),
                 (&mut total.errors, part.errors),
                 (&mut total.reconnects, part.reconnects),
+                (&mut total.unacknowledged, part.unacknowledged),
                 (&mut total.failovers, part.failovers),
                 (&mut total.rewritten, part.rewritten),
+                (&mut total.restarts, part.restarts),
                 (&mut total.redirects.moved, part.redirects.moved),
                 (&mut total.redirects.ask, part.redirects.ask),
             ] {

@@ -2,10 +2,12 @@
 //! with `--quiet`) one line when a stage starts and one when it ends. All on stderr.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::plan::NodeAddr;
 use crate::plan::units::human_bytes;
 
 /// The run's display.
@@ -58,6 +60,7 @@ impl Progress {
             bar,
             name: name.to_string(),
             planned_bytes: bytes,
+            stall: Mutex::new(None),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct StageProgress {
     bar: Option<ProgressBar>,
     name: String,
     planned_bytes: u64,
+    /// The stall shown now: on the bar, or (without bars) already printed.
+    stall: Mutex<Option<NodeAddr>>,
 }
 
 impl StageProgress {
@@ -82,6 +87,40 @@ impl StageProgress {
                 bytes as f64 / 1e6 / seconds,
                 keys as f64 / seconds
             ));
+        }
+    }
+
+    /// Shows the server that has been silent the longest with writes in flight, if any:
+    /// on the bar at once; without bars, one line per stall once it lasts `report_after`.
+    pub fn stalled(&self, stall: Option<(NodeAddr, Duration)>, report_after: Duration) {
+        let mut shown = self.stall.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((addr, silent)) = stall else {
+            if shown.take().is_some()
+                && let Some(bar) = &self.bar
+            {
+                bar.set_prefix(self.name.clone());
+            }
+            return;
+        };
+        let text = format!("no reply from {addr} for {}s", silent.as_secs());
+        match &self.bar {
+            Some(bar) => {
+                bar.set_prefix(format!("{} ({text})", self.name));
+                *shown = Some(addr);
+            }
+            None if silent >= report_after && shown.as_ref() != Some(&addr) => {
+                eprintln!("stage {}: {text}, still waiting", self.name);
+                *shown = Some(addr);
+            }
+            None => {}
+        }
+    }
+
+    /// Prints a line about the stage without tearing the bars.
+    pub fn note(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
         }
     }
 

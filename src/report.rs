@@ -1,6 +1,7 @@
 //! The JSON result of a run (docs/cli-and-result.md): plain serde types, written atomically
 //! and read back the same way by `merge` and `verify --result`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -31,9 +32,17 @@ pub struct RunReport {
     #[serde(default)]
     pub client_peak_rss_bytes: Option<u64>,
     /// Each target by name.
-    pub targets: std::collections::BTreeMap<String, TargetReport>,
+    pub targets: BTreeMap<String, TargetReport>,
     /// Each stage, in plan order.
     pub stages: Vec<StageReport>,
+    /// The run over time; null when no stage ran (`cachefill flush`, a run stopped before
+    /// its stages, a merged result, a result of an older cachefill).
+    #[serde(default)]
+    pub timeline: Option<Timeline>,
+    /// In a merged result: each shard's timeline, by shard index (shards without one left
+    /// out); absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shard_timelines: Vec<ShardTimeline>,
 }
 
 /// Outcome of a run or a stage.
@@ -89,6 +98,9 @@ pub struct TargetReport {
     pub server_version: Option<String>,
     /// Its primaries.
     pub nodes: Vec<NodeReport>,
+    /// True when the user was refused `MSET` and entries went one `SET` each.
+    #[serde(default)]
+    pub mset_refused: bool,
     /// Launched servers left running with `--keep`: where they are and the CA to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<KeptServers>,
@@ -164,10 +176,18 @@ pub struct StageReport {
     pub redirects: Redirects,
     /// Connections re-established.
     pub reconnects: u64,
+    /// Entries (typed stages: keys) sent but never acknowledged, on connections the stage
+    /// gave up on: the server may or may not hold them.
+    #[serde(default)]
+    pub unacknowledged: u64,
     /// Cluster primaries replaced by a replica while the stage ran.
     pub failovers: u64,
-    /// Entries found missing on a new primary after a failover and written again.
+    /// Entries found missing after a failover (on the new primary) or a restart (on the
+    /// restarted server) and written again.
     pub rewritten: u64,
+    /// Standalone servers found restarted (a new `run_id`) while the stage ran.
+    #[serde(default)]
+    pub restarts: u64,
     /// For an `until_memory` stage: the goal and the `used_memory` reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_memory: Option<UntilMemoryReport>,
@@ -191,7 +211,7 @@ pub struct KeyCost {
     /// Largest key.
     pub max_bytes: u64,
     /// Sampled keys per encoding, e.g. `{"listpack": 80, "hashtable": 20}`.
-    pub encodings: std::collections::BTreeMap<String, u64>,
+    pub encodings: BTreeMap<String, u64>,
 }
 
 impl KeyCost {
@@ -229,6 +249,74 @@ pub struct NodeKeys {
     pub address: String,
     /// Entries acknowledged by it.
     pub keys: u64,
+}
+
+/// The run over time: a sample once a second and at each stage's start and end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// The wall-clock time of offset 0: when the run started.
+    pub started_at: String,
+    /// Samples in time order.
+    pub samples: Vec<TimelineSample>,
+}
+
+/// One shard's timeline in a merged result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardTimeline {
+    /// The shard's index.
+    pub shard: u32,
+    /// Its timeline.
+    #[serde(flatten)]
+    pub timeline: Timeline,
+}
+
+/// What the stages had written and what the targets held at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineSample {
+    /// Seconds since the timeline's `started_at`.
+    pub offset_s: f64,
+    /// What the sample marks: `{"start": STAGE}` or `{"end": STAGE}`; null for the
+    /// once-a-second samples.
+    pub event: Option<StageEvent>,
+    /// Every stage started so far, by name: what the servers acknowledged up to now.
+    pub stages: BTreeMap<String, StageSample>,
+    /// Every target, by name: its primaries' figures, read just after `offset_s`.
+    pub targets: BTreeMap<String, TargetSample>,
+}
+
+/// A stage starting or ending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageEvent {
+    /// The stage starts: its counts are zero.
+    Start(String),
+    /// The stage ended: its counts are the stage's final ones.
+    End(String),
+}
+
+/// A stage's counts so far, as its report counts them at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageSample {
+    /// Keys acknowledged (typed keys: every command of the key).
+    pub keys_written: u64,
+    /// Elements of those keys (strings: one per key).
+    pub elements_written: u64,
+    /// Payload bytes (keys plus values) of those keys.
+    pub payload_bytes: u64,
+}
+
+/// A target's `INFO` figures, summed over its primaries; null when a primary refused
+/// `INFO` or did not answer within the target's `io_timeout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSample {
+    /// `used_memory` in bytes.
+    pub used_memory: Option<u64>,
+    /// `maxmemory` in bytes (0: no limit).
+    pub maxmemory: Option<u64>,
+    /// `evicted_keys` since the server started.
+    pub evicted_keys: Option<u64>,
+    /// `expired_keys` since the server started.
+    pub expired_keys: Option<u64>,
 }
 
 /// Reads a result file back; errors are one line naming the file and what is wrong (for a

@@ -113,6 +113,15 @@ impl Shard {
             + position % CHUNK
     }
 
+    /// This shard's position of stage index `index` (one of its entries): the inverse of
+    /// [`Shard::global`].
+    pub fn position(&self, index: u64) -> u64 {
+        if self.count == 1 {
+            return index;
+        }
+        index / CHUNK / u64::from(self.count) * CHUNK + index % CHUNK
+    }
+
     /// Consecutive stage indexes from this shard's `position`-th entry: at most `max`, not
     /// past the shard's `len` entries, and not past the end of a chunk.
     pub fn range(&self, position: u64, max: u64, len: u64) -> Range<u64> {
@@ -171,6 +180,7 @@ mod tests {
                         let range = shard.range(position, 1000, len);
                         assert!(!range.is_empty());
                         for i in range.clone() {
+                            assert_eq!(shard.position(i), position + (i - range.start));
                             assert!(
                                 !seen[i as usize],
                                 "{i} written twice ({keys} keys, {count} shards)"

@@ -9,18 +9,6 @@ use std::time::Duration;
 use cachefill::server::launch::free_port;
 use support::*;
 
-/// The digest of the same plan written to a standalone server instead.
-fn standalone_digest(scratch: &Scratch, plan: PlanBuilder) -> String {
-    let server = RedisServer::start(&[]);
-    let plan = scratch.plan(
-        "standalone.toml",
-        &plan.target(server.target().flush(true)).build(),
-    );
-    let (output, _) = run_plan(scratch, &plan, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    server.digest()
-}
-
 #[test]
 fn three_primaries_get_their_slot_share_with_no_redirects() {
     let cluster = RedisCluster::start(3, 0);
@@ -249,14 +237,7 @@ fn a_failover_during_the_fill_loses_nothing() {
     wait_until("the fill has started", Duration::from_secs(30), || {
         cluster.total_keys() > 50_000
     });
-    // Kill a primary that is not the seed node.
-    let primaries: Vec<u16> = cluster.primaries().iter().map(|(s, _)| s.port).collect();
-    let victim = cluster
-        .servers
-        .iter()
-        .position(|s| s.port != cluster.servers[0].port && primaries.contains(&s.port))
-        .unwrap();
-    cluster.servers[victim].kill();
+    cluster.kill_a_primary();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let result = read_result(&result_path);

@@ -29,12 +29,7 @@ fn stop_kept_tls_server(port: &str, ca_file: &Path) {
     if let Some(dir) = ca_file.parent() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("cachefill-") && name.ends_with(&format!("-{port}")) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    remove_kept_folders(port);
 }
 
 #[test]

@@ -126,3 +126,90 @@ fn an_unseeded_plan_cannot_be_exported() {
     assert!(err.contains("stage \"s\" has no seed"), "{err}");
     assert!(export.stdout.is_empty());
 }
+
+/// What the server holds for `key`, in the shape of a JSON-lines export entry.
+fn held_as_json(conn: &mut redis::Connection, key: &str, data_type: &str) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let (name, content): (&str, Value) = match data_type {
+        "string" => {
+            let value: String = redis::cmd("GET").arg(key).query(conn).unwrap();
+            ("value", json!(value))
+        }
+        "hash" => {
+            let fields: std::collections::BTreeMap<String, String> =
+                redis::cmd("HGETALL").arg(key).query(conn).unwrap();
+            ("fields", json!(fields))
+        }
+        "list" => {
+            let items: Vec<String> = redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query(conn)
+                .unwrap();
+            ("items", json!(items))
+        }
+        other => panic!("unexpected type {other}"),
+    };
+    let ttl: i64 = redis::cmd("PTTL").arg(key).query(conn).unwrap();
+    json!({"type": data_type, "has_ttl": ttl > 0, name: content})
+}
+
+/// The JSON-lines export has one line per key the run writes, with the same content.
+#[test]
+fn the_jsonl_export_describes_every_key_the_run_writes() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = mixed_plan(&server).stage(
+        StageBuilder::new("sessions")
+            .keys(200)
+            .value_size(16)
+            .ttl_range("1h", "2h"),
+    );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    run_ok(&scratch, &plan, &[]);
+    let export = cachefill(scratch.dir.path())
+        .args(["export", "--format", "jsonl"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    let text = String::from_utf8(export.stdout).unwrap();
+    assert_eq!(text.lines().count() as u64, server.dbsize());
+    assert_eq!(server.dbsize(), 4000);
+    let mut conn = server.connect();
+    let mut compared = std::collections::BTreeMap::<String, u64>::new();
+    for line in text.lines() {
+        let mut entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = entry["key"].as_str().unwrap().to_string();
+        let data_type = entry["type"].as_str().unwrap().to_string();
+        let held = held_as_json(&mut conn, &key, &data_type);
+        let ttl_ms = entry["ttl_ms"].as_u64();
+        if let Some(ttl_ms) = ttl_ms {
+            let left: u64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            assert!(
+                left <= ttl_ms && ttl_ms <= 2 * 3_600_000,
+                "{key}: {left} ms left of {ttl_ms}"
+            );
+        }
+        let object = entry.as_object_mut().unwrap();
+        let stage = object.remove("stage").unwrap();
+        object.remove("key");
+        object.remove("ttl_ms");
+        object.insert("has_ttl".into(), serde_json::json!(ttl_ms.is_some()));
+        assert_eq!(entry, held, "{key}");
+        *compared
+            .entry(stage.as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("carts", 500),
+        ("sessions", 200),
+        ("strings", 3000),
+        ("views", 300),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(compared, expected);
+}

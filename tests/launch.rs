@@ -1,4 +1,5 @@
-//! `launch = true`: a throwaway local server for self-contained plans and the quickstart.
+//! `launch = true`: a throwaway local server for self-contained plans and the quickstart, and
+//! the `server_config` every launched server starts with.
 
 mod support;
 
@@ -46,6 +47,7 @@ fn keep_leaves_the_launched_server_running_and_prints_its_address() {
     let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
     assert_eq!(keys, 500);
     redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut conn).ok();
+    remove_kept_folders(&port.to_string());
 }
 
 #[test]
@@ -73,4 +75,135 @@ fn the_quickstart_plan_runs_on_a_machine_with_nothing_running() {
     for stage in result["stages"].as_array().unwrap() {
         assert_eq!(stage["keys_written"], stage["keys_planned"]);
     }
+}
+
+/// `CONFIG GET name` on the server at `addr`.
+fn config_get(addr: &str, name: &str) -> String {
+    let mut conn = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query(&mut conn)
+        .unwrap();
+    reply[1].clone()
+}
+
+#[test]
+fn server_config_reaches_every_node_of_a_launched_cluster_replicas_included() {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(2)
+        .target(TargetBuilder::launch_cluster("grid", 2, 1).server_config(&[
+            ("maxmemory", "32mb".into()),
+            ("maxmemory-policy", "allkeys-lru".into()),
+            ("hz", 20.into()),
+        ]))
+        .stage(StageBuilder::new("s").keys(2_000).value_size(100))
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    let mut run = LaunchedRun::spawn(&scratch, &path, "grid");
+    let (status, err, result) = run.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(run.addrs.len(), 4, "{err}");
+    for addr in &run.addrs {
+        assert_eq!(config_get(addr, "maxmemory"), "33554432", "{addr}");
+        assert_eq!(
+            config_get(addr, "maxmemory-policy"),
+            "allkeys-lru",
+            "{addr}"
+        );
+        assert_eq!(config_get(addr, "hz"), "20", "{addr}");
+    }
+    // The timeline sums maxmemory over the two primaries.
+    for sample in result["timeline"]["samples"].as_array().unwrap() {
+        assert_eq!(sample["targets"]["grid"]["maxmemory"], 2 * 33_554_432_u64);
+    }
+    assert_eq!(result["stages"][0]["keys_written"], 2_000);
+    // Primaries first, then their replicas, which hold the same keys.
+    assert_eq!(run.total_keys(), 2 * 2_000);
+}
+
+/// Runs the launched standalone target `local` with these settings, which must fail at
+/// start; returns the one error line of standard error.
+fn refused_setting(settings: &[(&str, toml::Value)]) -> String {
+    refused_setting_of(TargetBuilder::launch_standalone("local"), settings)
+}
+
+fn refused_setting_of(target: TargetBuilder, settings: &[(&str, toml::Value)]) -> String {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .target(target.flush(true).server_config(settings))
+        .stage(StageBuilder::new("s").keys(100));
+    let path = scratch.plan("plan.toml", &plan.build());
+    let (output, result) = run_plan(&scratch, &path, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let result = result.expect("a failed run writes its result");
+    assert_eq!(result["stages"][0]["status"], "pending");
+    assert_eq!(result["stages"][0]["keys_written"], 0);
+    let err = stderr(&output);
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cachefill: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    errors[0].to_string()
+}
+
+#[test]
+fn a_setting_the_server_refuses_at_start_is_one_line_naming_the_plan_field() {
+    let err = refused_setting(&[("maxmemory", "lots".into()), ("hz", 20.into())]);
+    assert!(
+        err.starts_with("cachefill: targets.local.server_config.maxmemory: `redis-server` refused maxmemory \"lots\" at start: argument must be a memory value; nothing was written"),
+        "{err}"
+    );
+    // A launch with TLS says the same, without blaming the build's TLS.
+    let tls = TargetBuilder::launch_standalone("local").tls(None);
+    let err = refused_setting_of(tls, &[("maxmemory", "lots".into())]);
+    assert!(
+        err.ends_with("refused maxmemory \"lots\" at start: argument must be a memory value; nothing was written"),
+        "{err}"
+    );
+    let err = refused_setting(&[("maxmemroy", "64mb".into())]);
+    assert!(
+        err.starts_with("cachefill: targets.local.server_config.maxmemroy: `redis-server` refused maxmemroy \"64mb\" at start: Bad directive"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directive_that_config_get_does_not_know_is_refused_before_anything_is_written() {
+    // The server starts with `user alice` (an ACL user), but it is no setting.
+    let err = refused_setting(&[("user", "alice".into())]);
+    assert!(
+        err.contains("targets.local.server_config.user: the server at 127.0.0.1:")
+            && err.contains("has no setting user that CONFIG GET reports"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_settings_cachefill_decides_itself_with_the_reason() {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .target(
+            TargetBuilder::launch_standalone("local")
+                .server_config(&[("maxmemory", "64mb".into()), ("port", 7000.into())]),
+        )
+        .stage(StageBuilder::new("s").keys(100));
+    let path = scratch.plan("plan.toml", &plan.build());
+    let output = cachefill(scratch.dir.path())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("targets.local.server_config.port: port cannot be set in server_config: cachefill starts a launched server on a free loopback port"),
+        "{err}"
+    );
 }

@@ -70,12 +70,7 @@ fn mutual_tls_needs_the_client_certificate() {
     let (output, _) = run_plan(&scratch, &path, &[]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    let reasons: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("cachefill: "))
-        .collect();
-    assert_eq!(reasons.len(), 1, "{err}");
-    assert!(reasons[0].contains(&server.addr()), "{err}");
+    assert!(the_reason(&err).contains(&server.addr()), "{err}");
     assert_eq!(certs.cli(server.port, &["DBSIZE"]), "0");
 }
 
@@ -168,7 +163,7 @@ fn a_missing_ca_file_is_refused_before_connecting() {
 /// Three TLS primaries formed into a cluster by the crate's launcher (TLS ports for clients
 /// and the cluster bus, a plaintext port on loopback to form it through).
 fn tls_cluster(certs: &TestCerts) -> (LocalCluster, Vec<u16>) {
-    let cluster = LocalCluster::start("redis-server", "test", 3, 0, Some(&certs.files(true)))
+    let cluster = LocalCluster::start("redis-server", "test", 3, 0, &[], Some(&certs.files(true)))
         .unwrap_or_else(|e| panic!("{e}"));
     let ports = cluster.addrs().iter().map(|a| a.port).collect();
     (cluster, ports)
@@ -215,25 +210,8 @@ fn resharding_is_followed_over_tls() {
         .iter()
         .map(|p| certs.cli(*p, &["CLUSTER", "MYID"]))
         .collect();
-    let reshard = std::process::Command::new("redis-cli")
-        .args(certs.cli_args())
-        .args(["--cluster", "reshard", &format!("127.0.0.1:{}", ports[0])])
-        .args([
-            "--cluster-from",
-            &ids[0],
-            "--cluster-to",
-            &ids[1],
-            "--cluster-slots",
-            "1500",
-            "--cluster-yes",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        reshard.status.success(),
-        "reshard failed: {}",
-        String::from_utf8_lossy(&reshard.stdout)
-    );
+    let seed = format!("127.0.0.1:{}", ports[0]);
+    reshard_nodes(&certs.cli_args(), &seed, &ids[0], &ids[1], 1500);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let result = read_result(&result_path);

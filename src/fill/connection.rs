@@ -2,7 +2,7 @@
 //! counted as refused, redirected (cluster) or resent after a reconnection; none is lost
 //! silently.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::batching::WriterConfig;
 use super::feed::Feed;
+use super::recheck;
 use super::session::{Job, Session, SessionEnd};
 use super::socket::ReplyThreshold;
 use super::span::{KeyCommands, Span};
@@ -18,6 +19,7 @@ use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::plan::{DataType, NodeAddr};
 use crate::server::Connector;
+use crate::server::tls::Stream;
 
 /// Reconnection attempts in a row, without progress in between, before a stage gives up.
 const MAX_RECONNECTS: u32 = 3;
@@ -35,30 +37,59 @@ pub async fn connection_worker(
     let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
     let mut open_key = None;
+    // Spans sent and never answered, as of the last session that sent anything: the server
+    // may or may not have applied them. Counted as `unacknowledged` if the stage gives up.
+    let mut in_doubt: Vec<Span> = Vec::new();
+    // Why the connection first broke, in the current run of failed reconnections.
+    let mut broke_because: Option<String> = None;
     let acked_here = AtomicU64::new(0);
-    let job = Job {
-        stage: &stage,
-        dataset: &dataset,
-        config,
-        feed: &feed,
-        acked_here: &acked_here,
-    };
+    let mut config = config;
     loop {
+        if let Feed::Node { node, .. } = &feed
+            && node.is_retired()
+        {
+            // A replica took over this primary: what this connection still held (typed keys
+            // to resume) is the failover re-check's, which hands each key on once.
+            return Ok(());
+        }
+        if connector.mset_refused() {
+            config.group = 1;
+        }
+        let job = Job {
+            stage: &stage,
+            dataset: &dataset,
+            config,
+            feed: &feed,
+            acked_here: &acked_here,
+            addr: &addr,
+            io_timeout: connector.io_timeout,
+        };
         let acked_before = acked_here.load(Relaxed);
-        let outcome = match connector.data(&addr).await {
-            Ok(mut stream) => {
+        let outcome = match connector.data_identified(&addr).await {
+            Ok((mut stream, run_id)) => {
+                if let Some(run_id) = run_id
+                    && restart_seen(&connector, &stage, &addr, &run_id)
+                {
+                    stage.restarts.fetch_add(1, Relaxed);
+                    let repaired = after_restart(&connector, &stage, &dataset, &feed, &mut stream);
+                    if let Err(message) = repaired.await {
+                        return Err(format!(
+                            "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
+                        ));
+                    }
+                }
                 let wake_at = ReplyThreshold::for_socket(stream.tcp());
                 let session = Session::new(&job);
                 let result = session.run(&mut stream, wake_at, &mut retry).await;
                 open_key = session.open_key();
                 // What was sent comes before what was still to send (the rest of a key).
-                let mut unanswered: VecDeque<Span> = session
-                    .into_unanswered()
-                    .into_iter()
-                    .map(Span::resend)
-                    .collect();
-                unanswered.extend(retry.drain(..));
-                retry = unanswered;
+                let sent_any = session.sent_any();
+                let still_to_send = retry.len();
+                retry = session.into_unanswered(std::mem::take(&mut retry));
+                if sent_any {
+                    let answered_never = retry.len().saturating_sub(still_to_send);
+                    in_doubt = retry.iter().take(answered_never).cloned().collect();
+                }
                 if result.is_err() && resumes_from_count(&dataset) {
                     retry = to_resumes(retry);
                 }
@@ -72,9 +103,13 @@ pub async fn connection_worker(
             stage.partial_keys.fetch_add(1, Relaxed);
             open_key = None;
         }
+        if outcome.is_ok() {
+            in_doubt.clear();
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
+            Err(SessionEnd::MsetRefused) => connector.refuse_mset(),
             Err(SessionEnd::Lost(reason)) => {
                 if let Feed::Node { node, router } = &feed
                     && !dataset.is_typed()
@@ -85,24 +120,97 @@ pub async fn connection_worker(
                 }
                 if acked_here.load(Relaxed) > acked_before {
                     failures = 0;
+                    broke_because = None;
                 }
                 failures += 1;
+                let first_reason = broke_because.get_or_insert_with(|| reason.clone());
+                let doubt = unacknowledged(&dataset, &in_doubt);
                 if interrupt::requested() {
                     // Interrupted: the run reports that; a broken connection is no failure.
+                    stage.unacknowledged.fetch_add(doubt, Relaxed);
                     return Ok(());
                 }
                 if failures > MAX_RECONNECTS || stage.should_stop() {
                     if let Feed::Node { node, router } = &feed {
-                        return router.node_unreachable(node, &reason).await;
+                        let outcome = router.node_unreachable(node, &reason).await;
+                        if outcome.is_err() {
+                            stage.unacknowledged.fetch_add(doubt, Relaxed);
+                        }
+                        return outcome;
                     }
+                    stage.unacknowledged.fetch_add(doubt, Relaxed);
+                    if stage.should_stop() && failures <= MAX_RECONNECTS {
+                        // Another connection's failure stopped the stage: that one is reported.
+                        return Ok(());
+                    }
+                    let last = if *first_reason == reason {
+                        String::new()
+                    } else {
+                        format!("; then: {reason}")
+                    };
                     return Err(format!(
-                        "lost the connection to {addr} and could not restore it ({MAX_RECONNECTS} attempts): {reason}"
+                        "lost the connection to {addr} ({first_reason}) and could not restore it in {MAX_RECONNECTS} attempts{last}"
                     ));
                 }
                 stage.reconnects.fetch_add(1, Relaxed);
                 tokio::time::sleep(Duration::from_millis(100 << failures)).await;
             }
         }
+    }
+}
+
+/// True when the server at `addr` answers as another process than the one this stage (or,
+/// for its first connection, the target) knew: it restarted, and may have lost what it
+/// acknowledged.
+fn restart_seen(connector: &Connector, stage: &StageState, addr: &NodeAddr, run_id: &str) -> bool {
+    let target_knew = connector.note_run_id(addr, run_id);
+    match stage.note_run_id(addr, run_id) {
+        Some(before) => before != run_id,
+        None => target_knew.is_some_and(|before| before != run_id),
+    }
+}
+
+/// After a restart: reads back every entry the stage handed out so far and writes again
+/// what the server lost, before the connection goes on. Where that cannot be done, the
+/// error says why (the stage must not report entries the server no longer holds).
+async fn after_restart(
+    connector: &Connector,
+    stage: &StageState,
+    dataset: &Dataset,
+    feed: &Feed,
+    stream: &mut Stream,
+) -> Result<(), String> {
+    if matches!(feed, Feed::Node { .. }) {
+        return Err("a restarted cluster primary is not re-checked; run the plan again".into());
+    }
+    if dataset.is_typed() {
+        return Err("typed stages are not re-checked after a restart; run the plan again".into());
+    }
+    let earlier = connector.written_stages();
+    if !earlier.is_empty() {
+        return Err(format!(
+            "stages written before it ({}) are not re-checked; run the plan again",
+            earlier.join(", ")
+        ));
+    }
+    let handed_out = stage.handed_out();
+    let indices = (0..handed_out).map(|position| stage.global(position));
+    let rewritten =
+        recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout).await?;
+    stage.rewritten.fetch_add(rewritten, Relaxed);
+    Ok(())
+}
+
+/// What `spans` leave in doubt: entries of a string stage; keys of a typed stage.
+fn unacknowledged(dataset: &Dataset, spans: &[Span]) -> u64 {
+    if dataset.is_typed() {
+        let keys: HashSet<u64> = spans
+            .iter()
+            .flat_map(|span| span.clone().into_indices())
+            .collect();
+        keys.len() as u64
+    } else {
+        spans.iter().map(Span::len).sum()
     }
 }
 
@@ -113,20 +221,33 @@ fn resumes_from_count(dataset: &Dataset) -> bool {
 }
 
 /// The spans to send on a new connection, with every list or stream key that was in flight
-/// turned into one resume of that key.
+/// turned into one resume of that key (a restart when it was to be written again from its
+/// first element).
 fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
     let mut out: VecDeque<Span> = VecDeque::with_capacity(spans.len());
     // One resume per key, however its commands were split: two would both read the same
     // length and both write the rest.
-    let mut resumed = HashSet::new();
+    let mut resumed = HashMap::new();
     for span in spans {
-        match span {
-            Span::Key(KeyCommands { index, .. }) | Span::Resume { index } => {
-                if resumed.insert(index) {
-                    out.push_back(Span::Resume { index });
-                }
+        let (index, restart) = match span {
+            Span::Key(KeyCommands { index, .. }) | Span::Resume { index } => (index, false),
+            Span::Restart { index } => (index, true),
+            span => {
+                out.push_back(span);
+                continue;
             }
-            span => out.push_back(span),
+        };
+        match resumed.get(&index) {
+            None => {
+                resumed.insert(index, out.len());
+                out.push_back(if restart {
+                    Span::Restart { index }
+                } else {
+                    Span::Resume { index }
+                });
+            }
+            Some(&at) if restart => out[at] = Span::Restart { index },
+            Some(_) => {}
         }
     }
     out
@@ -155,6 +276,10 @@ mod tests {
             key(7, 5, 10),
             Span::Range(20..30),
             Span::Resume { index: 3 },
+            Span::Resume { index: 5 },
+            Span::Restart { index: 5 },
+            Span::Restart { index: 6 },
+            key(6, 0, 10),
         ]);
         let resumed: Vec<Span> = to_resumes(spans).into();
         assert_eq!(
@@ -164,7 +289,10 @@ mod tests {
                 Span::Resume { index: 3 },
                 Span::Resume { index: 8 },
                 Span::Range(20..30),
-            ]
+                Span::Restart { index: 5 },
+                Span::Restart { index: 6 },
+            ],
+            "a key to restart is restarted, once"
         );
     }
 }

@@ -65,7 +65,8 @@ pub async fn sample(
         }
         let replies: Vec<Value> = pipe.query_async(&mut connection).await.ok()?;
         for pair in replies.chunks(2) {
-            match (&pair[0], &pair[1]) {
+            let [usage, encoding] = pair else { continue };
+            match (usage, encoding) {
                 (Value::Int(bytes), encoding) => {
                     sizes.push(u64::try_from(*bytes).unwrap_or(0));
                     if let Value::BulkString(name) = encoding {

@@ -5,18 +5,23 @@ mod batching;
 mod cluster;
 mod connection;
 mod feed;
+mod key_bits;
 mod key_cost;
 mod lock;
+mod recheck;
 mod session;
 mod socket;
 mod span;
 mod stage;
+mod stall;
 mod state;
 mod targets;
+mod timeline;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio::task::JoinSet;
@@ -30,6 +35,7 @@ use crate::server::Credentials;
 use crate::shard::Shard;
 use stage::StageRun;
 use targets::LiveTarget;
+use timeline::{Recorder, Sampler};
 
 /// Options of `cachefill run` beyond the plan.
 #[derive(Debug, Clone)]
@@ -95,19 +101,20 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
                 .map(|s| pending_stage(plan, s, run_seed, options.shard))
                 .collect()
         },
+        timeline: None,
+        shard_timelines: Vec::new(),
     };
 
     let mut live = Vec::new();
-    let outcome = execute(
+    let context = RunContext {
         plan,
-        credentials,
-        run_seed,
-        &progress,
-        &mut report,
-        &mut live,
         options,
-    )
-    .await;
+        progress: &progress,
+        run_seed,
+        started_at,
+        clock,
+    };
+    let outcome = execute(&context, credentials, &mut report, &mut live).await;
     for (target, live) in plan.targets.iter().zip(&mut live) {
         if let Some(target_report) = report.targets.get_mut(&target.name) {
             live.record_after(target_report).await;
@@ -140,6 +147,17 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         progress.line(&format!("result written to {}", options.output.display()));
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// What every step of one run reads: the plan, the options, the display, the run's seed,
+/// and when it started.
+struct RunContext<'a> {
+    plan: &'a Plan,
+    options: &'a RunOptions,
+    progress: &'a Progress,
+    run_seed: u64,
+    started_at: SystemTime,
+    clock: Instant,
 }
 
 /// The refusal to flush a server that is not on this machine without `--yes`.
@@ -228,8 +246,10 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         first_error: None,
         redirects: Redirects::default(),
         reconnects: 0,
+        unacknowledged: 0,
         failovers: 0,
         rewritten: 0,
+        restarts: 0,
         until_memory: None,
         memory: None,
         per_node: Vec::new(),
@@ -274,14 +294,17 @@ fn stage_failure(plan: &Plan, report: &RunReport) -> Option<Failure> {
 }
 
 async fn execute(
-    plan: &Plan,
+    context: &RunContext<'_>,
     credentials: Vec<Credentials>,
-    run_seed: u64,
-    progress: &Progress,
     report: &mut RunReport,
     live: &mut Vec<LiveTarget>,
-    options: &RunOptions,
 ) -> Result<(), Failure> {
+    let RunContext {
+        plan,
+        options,
+        progress,
+        ..
+    } = *context;
     for (target, credentials) in plan.targets.iter().zip(credentials) {
         let (connected, target_report) = LiveTarget::connect(target, credentials, progress).await?;
         report.targets.insert(target.name.clone(), target_report);
@@ -307,7 +330,7 @@ async fn execute(
             Amount::UntilMemory(MemoryGoal::Bytes(bytes)) => Some(bytes),
             Amount::UntilMemory(MemoryGoal::Percent(percent)) => {
                 let target = &plan.targets[stage.target];
-                let Some(max) = live[stage.target].maxmemory().await else {
+                let Some(max) = live[stage.target].maxmemory().await? else {
                     return Err(Failure::Invalid(format!(
                         "stage \"{}\": until_memory = \"{percent}%\" needs maxmemory, and a primary of target \"{}\" has none (maxmemory 0, or INFO is not allowed): set maxmemory on the server or give an absolute size such as \"4GiB\"; nothing was written",
                         stage.name, target.name
@@ -335,29 +358,35 @@ async fn execute(
     if options.flush_only {
         return Ok(());
     }
-    schedule(
-        plan,
-        run_seed,
-        progress,
-        report,
-        live,
-        options.shard,
-        &goals,
-    )
-    .await;
+    let sampler = Sampler::start(
+        context.started_at,
+        context.clock,
+        plan.targets
+            .iter()
+            .zip(live.iter())
+            .map(|(target, live)| (target.name.clone(), live.memory_probe()))
+            .collect(),
+    );
+    schedule(context, report, live, &goals, &sampler.recorder()).await;
+    report.timeline = Some(sampler.finish().await);
     Ok(())
 }
 
 /// Starts every stage once the stages it runs `after` have finished, in parallel otherwise.
 async fn schedule(
-    plan: &Plan,
-    run_seed: u64,
-    progress: &Progress,
+    context: &RunContext<'_>,
     report: &mut RunReport,
     live: &[LiveTarget],
-    shard: Shard,
     goals: &[Option<u64>],
+    timeline: &Arc<Recorder>,
 ) {
+    let RunContext {
+        plan,
+        progress,
+        run_seed,
+        ..
+    } = *context;
+    let shard = context.options.shard;
     let mut running = JoinSet::new();
     let mut started = vec![false; plan.stages.len()];
     let mut tasks = std::collections::HashMap::new();
@@ -407,6 +436,7 @@ async fn schedule(
                     display,
                     shard,
                     memory: goals[i].map(|bytes| (bytes, target.memory_probe())),
+                    timeline: timeline.clone(),
                 };
                 let task = running.spawn(run.execute());
                 tasks.insert(task.id(), i);

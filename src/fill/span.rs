@@ -23,6 +23,10 @@ pub enum Span {
     /// (`LLEN`, `XLEN` …), then the commands that complete it. Lists and streams resume so
     /// after a broken connection, since resending their commands would duplicate elements.
     Resume { index: u64 },
+    /// A typed key to write again from its first element: first `DEL`, then all its
+    /// commands. For a list or stream that may hold elements past a gap (a command refused,
+    /// a later one applied), which carrying on from its length would not mend.
+    Restart { index: u64 },
 }
 
 /// Commands `next..end` of the `total` that write one typed key, counted from element
@@ -64,7 +68,7 @@ impl Span {
         match self {
             Span::Range(r) => r.end - r.start,
             Span::List { indices, start } => (indices.len() - start) as u64,
-            Span::Asking { .. } | Span::Resume { .. } => 1,
+            Span::Asking { .. } | Span::Resume { .. } | Span::Restart { .. } => 1,
             Span::Key(key) => key.end - key.next,
         }
     }
@@ -116,7 +120,9 @@ impl Span {
         match self {
             Span::Range(range) => range.collect(),
             Span::List { indices, start } => indices[start..].to_vec(),
-            Span::Asking { index, .. } | Span::Resume { index } => vec![index],
+            Span::Asking { index, .. } | Span::Resume { index } | Span::Restart { index } => {
+                vec![index]
+            }
             Span::Key(key) => vec![key.index],
         }
     }
@@ -138,6 +144,7 @@ impl Span {
                 encoder.push_key_commands(key.index, key.from, key.next..key.end, out)
             }
             Span::Resume { index } => encoder.push_element_count(*index, out),
+            Span::Restart { index } => encoder.push_delete(*index, out),
         }
     }
 }
@@ -160,6 +167,8 @@ pub enum Answered {
     },
     /// The element count of a typed key to resume.
     Resume(u64),
+    /// The `DEL` of a typed key to write again from its first element.
+    Restart(u64),
 }
 
 /// Takes the entries the next reply answers from the front of `queue`.
@@ -200,6 +209,11 @@ pub fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered>
             let index = *index;
             queue.pop_front();
             return Some(Answered::Resume(index));
+        }
+        Span::Restart { index } => {
+            let index = *index;
+            queue.pop_front();
+            return Some(Answered::Restart(index));
         }
     };
     if span.len() == 0 || matches!(span, Span::Asking { asked: true, .. }) {
@@ -326,6 +340,8 @@ mod tests {
                 index: 30,
                 asked: false,
             },
+            Span::Resume { index: 40 },
+            Span::Restart { index: 41 },
         ];
         let mut out = Vec::new();
         for span in &spans {
@@ -345,7 +361,7 @@ mod tests {
         while take_answered(&mut queue, 3).is_some() {
             answers += 1;
         }
-        // 0..7 in groups of 3: 3 commands; 2 routed SETs; ASKING + SET.
-        assert_eq!((commands, answers), (7, 7));
+        // 0..7 in groups of 3: 3 commands; 2 routed SETs; ASKING + SET; a count; a DEL.
+        assert_eq!((commands, answers), (9, 9));
     }
 }

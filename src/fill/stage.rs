@@ -14,6 +14,7 @@ use super::feed::Feed;
 use super::key_cost;
 use super::state::StageState;
 use super::targets::Route;
+use super::timeline::Recorder;
 use crate::dataset::Dataset;
 use crate::interrupt;
 use crate::plan::units::human_bytes;
@@ -35,7 +36,13 @@ pub struct StageRun {
     pub shard: Shard,
     /// `until_memory`: the goal in bytes of `used_memory`, and how to read it.
     pub memory: Option<(u64, MemoryProbe)>,
+    /// Where the stage's start and end are recorded.
+    pub timeline: Arc<Recorder>,
 }
+
+/// Without bars, a stalled server is reported once it has been silent this long (or half
+/// the `io_timeout`, when shorter).
+const STALL_REPORT_AFTER: Duration = Duration::from_secs(5);
 
 /// How often an until_memory stage reads `used_memory`.
 const MEMORY_POLL: Duration = Duration::from_millis(5);
@@ -109,6 +116,8 @@ impl StageRun {
             self.shard,
             self.memory.is_some(),
         ));
+        let typed = stage.shape.elemental.data_type != DataType::String;
+        self.timeline.stage_started(&stage.name, &state, typed);
         let mut workers = Workers::new();
         if let Some((goal, probe)) = &self.memory {
             workers.spawn(memory_monitor(
@@ -204,6 +213,8 @@ impl StageRun {
             }
         };
         let elapsed = clock.elapsed();
+        // Every task of the stage has ended: its counters are final.
+        self.timeline.stage_ended(&stage.name);
         let memory = if interrupt::requested() {
             None
         } else {
@@ -211,6 +222,11 @@ impl StageRun {
         };
         let mut report = self.report(&state, started_at, elapsed, per_node, redirects, memory);
         (report.failovers, report.rewritten) = recovery;
+        report.rewritten += state.rewritten.load(Relaxed);
+        report.restarts = state.restarts.load(Relaxed);
+        if report.keys_written > 0 || report.partial_keys > 0 {
+            self.connector.stage_written(&self.stage.name);
+        }
         if let Some((goal, probe)) = &self.memory {
             let used = probe.clone().used().await.ok();
             report.until_memory = Some(UntilMemoryReport {
@@ -294,6 +310,13 @@ impl StageRun {
                 }
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
+                    self.display.stalled(state.stalls.longest(), (self.connector.io_timeout / 2).min(STALL_REPORT_AFTER));
+                    if self.connector.mset_warning_due() {
+                        self.display.note(&format!(
+                            "target \"{}\": the user may not run MSET; writing one SET per entry (slower) from now on",
+                            self.target_name
+                        ));
+                    }
                     if let Some((router, ..)) = &cluster && state.should_stop() {
                         router.wake_all();
                     }
@@ -399,6 +422,8 @@ impl StageRun {
             first_error,
             redirects,
             reconnects: state.reconnects.load(Relaxed),
+            unacknowledged: state.unacknowledged.load(Relaxed),
+            restarts: 0,
             failovers: 0,
             rewritten: 0,
             until_memory: None,

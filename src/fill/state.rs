@@ -1,14 +1,18 @@
 //! What the connections of one stage share: the next entries to hand out and the counts of
 //! what the server acknowledged.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
+use super::key_bits::KeyBits;
 use super::lock::lock;
+use super::stall::Stalls;
 use crate::dataset::Dataset;
 use crate::interrupt;
+use crate::plan::NodeAddr;
 use crate::shard::Shard;
 
 /// Shared state of a running stage.
@@ -35,6 +39,20 @@ pub struct StageState {
     pub errors: AtomicU64,
     /// Connections re-established after a break.
     pub reconnects: AtomicU64,
+    /// Entries sent whose acknowledgement never came (the stage gave up on their
+    /// connection): the server may or may not have applied them.
+    pub unacknowledged: AtomicU64,
+    /// Connections waiting for replies that do not come.
+    pub stalls: Stalls,
+    /// The `run_id` each server answered with when the stage connected to it last.
+    run_ids: Mutex<HashMap<NodeAddr, String>>,
+    /// Servers found restarted (a new `run_id`) while the stage ran.
+    pub restarts: AtomicU64,
+    /// Entries a restarted server no longer held, written again.
+    pub rewritten: AtomicU64,
+    /// Typed stages: the keys counted in `acked`, so that each counts once however often
+    /// it is completed (a failover re-check completes again keys already counted).
+    written: KeyBits,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
 }
@@ -57,6 +75,12 @@ impl StageState {
             partial_keys: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            unacknowledged: AtomicU64::new(0),
+            stalls: Stalls::default(),
+            run_ids: Mutex::new(HashMap::new()),
+            restarts: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
+            written: KeyBits::new(),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -86,6 +110,30 @@ impl StageState {
     /// The stage index of this shard's `position`-th entry.
     pub fn global(&self, position: u64) -> u64 {
         self.shard.global(position)
+    }
+
+    /// This shard's position of stage index `index`.
+    pub fn position(&self, index: u64) -> u64 {
+        self.shard.position(index)
+    }
+
+    /// Typed key `index` was found complete: true when it counts now (the first time), false
+    /// when it is already counted in `acked` and `elements`.
+    pub fn count_key(&self, index: u64) -> bool {
+        self.written.insert(self.position(index))
+    }
+
+    /// Takes back the count of typed key `index` (its completion is in doubt: a failover
+    /// lost the primary that acknowledged it), so that it counts again once complete on
+    /// its new owner; true when it had counted.
+    pub fn take_back(&self, dataset: &Dataset, index: u64) -> bool {
+        let counted = self.written.remove(self.position(index));
+        if counted {
+            self.acked.fetch_sub(1, Relaxed);
+            self.elements
+                .fetch_sub(dataset.entry(index).elements, Relaxed);
+        }
+        counted
     }
 
     /// Entries this process writes for the stage (for `until_memory`: so far allowed, and
@@ -146,6 +194,12 @@ impl StageState {
         self.more.notify_waiters();
     }
 
+    /// Records that `addr` answered a connection of this stage as process `run_id`;
+    /// returns the process it answered the stage's connections as before, if any.
+    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
+        lock(&self.run_ids).insert(addr.clone(), run_id.to_string())
+    }
+
     /// True when connections should send nothing more: an error, or an interrupt.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Relaxed) || interrupt::requested()
@@ -193,5 +247,45 @@ impl StageState {
     /// The first error of the stage, if any.
     pub fn first_error(&self) -> Option<String> {
         lock(&self.first_error).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{DataType, Elemental, Elements, Shape, ValueSize};
+
+    #[test]
+    fn a_typed_key_counts_once_and_again_only_after_its_count_was_taken_back() {
+        let shape = Shape {
+            key_prefix: "h:".into(),
+            key_size: 8,
+            value_size: ValueSize { min: 3, max: 3 },
+            ttl: None,
+            elemental: Elemental {
+                data_type: DataType::Hash,
+                elements: Elements { min: 7, max: 7 },
+                ..Elemental::STRING
+            },
+        };
+        let dataset = Dataset::new(1, "h", &shape, 100_000);
+        // The second of two shards: positions, not stage indexes, key the bits.
+        let state = StageState::new(100_000, Shard::new(1, 2).unwrap(), false);
+        let index = state.global(70_000);
+        assert!(state.count_key(index), "first completion counts");
+        assert!(!state.count_key(index), "a second completion does not");
+        state.acked.store(5, Relaxed);
+        state.elements.store(35, Relaxed);
+        assert!(state.take_back(&dataset, index));
+        assert_eq!(
+            (state.acked.load(Relaxed), state.elements.load(Relaxed)),
+            (4, 28)
+        );
+        assert!(!state.take_back(&dataset, index), "taken back once");
+        assert!(state.count_key(index), "complete again: counts again");
+        assert!(
+            !state.take_back(&dataset, state.global(3)),
+            "a key never counted is not taken back"
+        );
     }
 }

@@ -7,6 +7,7 @@ use crate::progress::Progress;
 use crate::report::{KeptServers, NodeReport, TargetReport};
 use crate::server::connect::{self, Connected};
 use crate::server::launch::{LocalCluster, LocalServer};
+use crate::server::launch_settings;
 use crate::server::local_tls::{LocalTls, TlsFiles};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
@@ -65,14 +66,21 @@ impl LiveTarget {
         let Connected {
             connector,
             route,
-            primaries,
+            mut primaries,
         } = connect::connect(connector, target.mode, &seeds).await?;
+        if let (Servers::Launch { server_config, .. }, Some(first)) =
+            (&target.servers, primaries.first_mut())
+        {
+            launch_settings::check_known(&target.name, server_config, &mut first.control)
+                .await
+                .map_err(Failure::Failed)?;
+        }
         let mut controls = Vec::new();
         let mut nodes = Vec::new();
         let mut version = None;
         for connect::Primary { mut control, slots } in primaries {
             let addr = control.addr().clone();
-            let facts = control.facts().await;
+            let facts = control.facts().await.map_err(failed)?;
             warn_about_eviction(&target.name, &addr, &facts, progress);
             version = version.or(facts.version.clone());
             nodes.push(NodeReport {
@@ -93,6 +101,7 @@ impl LiveTarget {
             launched: !matches!(launched, Launched::Nothing),
             server_version: version,
             nodes,
+            mset_refused: false,
             kept: None,
         };
         Ok((
@@ -113,15 +122,15 @@ impl LiveTarget {
     }
 
     /// `maxmemory` summed over the primaries; `None` when a primary has none (or hides it).
-    pub async fn maxmemory(&mut self) -> Option<u64> {
+    pub async fn maxmemory(&mut self) -> Result<Option<u64>, Failure> {
         let mut total = 0u64;
         for control in &mut self.controls {
-            match control.facts().await.maxmemory {
-                Some(max) if max > 0 => total += max,
-                _ => return None,
+            match control.facts().await.map_err(failed)?.maxmemory {
+                Some(max) if max > 0 => total = total.saturating_add(max),
+                _ => return Ok(None),
             }
         }
-        Some(total)
+        Ok(Some(total))
     }
 
     /// A primary of the target that is not on this machine, if any.
@@ -146,10 +155,12 @@ impl LiveTarget {
         Ok(())
     }
 
-    /// Records keys and memory after the run in the target's report.
+    /// Records keys and memory after the run in the target's report; what a server no longer
+    /// answers stays unknown (the run's outcome says why).
     pub async fn record_after(&mut self, report: &mut TargetReport) {
+        report.mset_refused = self.connector.mset_refused();
         for (control, node) in self.controls.iter_mut().zip(report.nodes.iter_mut()) {
-            let facts = control.facts().await;
+            let facts = control.facts().await.unwrap_or_default();
             node.keys_after = facts.keys;
             node.used_memory_after = facts.used_memory;
         }
@@ -189,37 +200,48 @@ async fn launch(
     progress: &Progress,
     tls: Option<&LocalTls>,
 ) -> Result<(Vec<NodeAddr>, Launched), Failure> {
-    let (server_bin, primaries, replicas) = match &target.servers {
+    let (server_bin, primaries, replicas, settings) = match &target.servers {
         Servers::Nodes(nodes) => return Ok((nodes.clone(), Launched::Nothing)),
         Servers::Launch {
             server_bin,
             primaries,
             replicas,
-        } => (server_bin, *primaries, *replicas),
+            server_config,
+        } => (server_bin, *primaries, *replicas, server_config),
     };
     let (bin, name, mode) = (server_bin.clone(), target.name.clone(), target.mode);
     let files = tls.map(LocalTls::files);
-    let launched = tokio::task::spawn_blocking(move || match mode {
-        Mode::Standalone => {
-            LocalServer::start_with(&bin, &name, &[], files.as_ref()).map(Launched::Server)
+    let arguments = launch_settings::arguments(settings);
+    let launched = tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        match mode {
+            Mode::Standalone => {
+                LocalServer::start_with(&bin, &name, &extra, files.as_ref()).map(Launched::Server)
+            }
+            Mode::Cluster => LocalCluster::start(
+                &bin,
+                &name,
+                primaries,
+                replicas,
+                &extra,
+                files
+                    .map(|f| TlsFiles {
+                        plain_port_too: true,
+                        ..f
+                    })
+                    .as_ref(),
+            )
+            .map(Launched::Cluster),
         }
-        Mode::Cluster => LocalCluster::start(
-            &bin,
-            &name,
-            primaries,
-            replicas,
-            files
-                .map(|f| TlsFiles {
-                    plain_port_too: true,
-                    ..f
-                })
-                .as_ref(),
-        )
-        .map(Launched::Cluster),
     })
     .await
     .map_err(|e| Failure::Failed(format!("target \"{}\": {e}", target.name)))?
-    .map_err(Failure::Failed)?;
+    .map_err(|message| {
+        Failure::Failed(
+            launch_settings::refused_at_start(&target.name, server_bin, settings, &message)
+                .unwrap_or(message),
+        )
+    })?;
     let seeds = match &launched {
         Launched::Server(server) => vec![server.addr.clone()],
         Launched::Cluster(cluster) => cluster.addrs(),

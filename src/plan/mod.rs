@@ -70,6 +70,8 @@ pub struct Target {
     pub flush: bool,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// How long a connection with commands in flight may stay silent before it is broken.
+    pub io_timeout: Duration,
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
     /// TLS settings, when the target speaks TLS.
@@ -103,7 +105,19 @@ pub enum Servers {
         primaries: u32,
         /// Replicas per primary of a launched cluster.
         replicas: u32,
+        /// `server_config`: settings every launched server starts with.
+        server_config: Vec<ServerSetting>,
     },
+}
+
+/// One `server_config` setting of launched servers: a name as in redis.conf (lowercase) and
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSetting {
+    /// The setting's name, e.g. `maxmemory-policy`.
+    pub name: String,
+    /// Its value, e.g. `allkeys-lru`.
+    pub value: String,
 }
 
 /// `host:port` of one server.
@@ -281,12 +295,15 @@ pub const DEFAULT_PIPELINE: u32 = 1024;
 pub const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
 /// Default `failover_timeout`.
 pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `io_timeout`.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An invalid plan: where, which field, what is wrong and what would be valid. One line.
+/// An invalid plan: where, which field, what is wrong and what would be valid. One line:
+/// control characters from the plan (a name holding a line break) are shown escaped.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{location}: {field}: {message}")]
+#[error("{}: {}: {}", escaped(location), escaped(field), escaped(message))]
 pub struct PlanError {
     /// `file`, or `file:line:column`.
     pub location: String,
@@ -296,6 +313,23 @@ pub struct PlanError {
     pub message: String,
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{0}` …).
+fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .flat_map(|c| {
+            let escape = c.is_control().then(|| c.escape_default());
+            escape
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Reads, parses and validates a plan file.
 pub fn load(path: &Path) -> Result<Plan, PlanError> {
     let bytes = std::fs::read(path).map_err(|e| PlanError {
@@ -303,6 +337,11 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
         field: "plan".into(),
         message: format!("cannot read the plan file: {e}"),
     })?;
+    from_bytes(path, bytes)
+}
+
+/// Parses and validates `bytes`, the content of plan file `path`.
+fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Plan, PlanError> {
     let text = String::from_utf8(bytes).map_err(|_| PlanError {
         location: path.display().to_string(),
         field: "plan".into(),
@@ -322,5 +361,7 @@ pub fn json_schema() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
 
+#[cfg(test)]
+mod mutation_tests;
 #[cfg(test)]
 mod tests;

@@ -68,6 +68,9 @@ pub struct RawTarget {
     pub launch: Option<RawLaunch>,
     /// Server binary for `launch` (default `redis-server`, e.g. `valkey-server`).
     pub server_bin: Option<String>,
+    /// Settings of every launched server, as in redis.conf, e.g. `{ maxmemory = "256mb",
+    /// "maxmemory-policy" = "allkeys-lru" }`; only with `launch`.
+    pub server_config: Option<BTreeMap<String, RawSetting>>,
     /// ACL user name; default: the default user.
     pub username: Option<String>,
     /// Name of an environment variable that holds the password.
@@ -84,6 +87,10 @@ pub struct RawTarget {
     /// How long to wait for a connection, e.g. "5s".
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<HumanDuration>,
+    /// How long a connection with commands in flight may go without a reply byte before it
+    /// counts as broken, e.g. "30s".
+    #[schemars(with = "Option<String>")]
+    pub io_timeout: Option<HumanDuration>,
     /// Cluster: how long to wait for a replica to take over from a lost primary, e.g. "30s".
     #[schemars(with = "Option<String>")]
     pub failover_timeout: Option<HumanDuration>,
@@ -157,6 +164,46 @@ impl JsonSchema for RawLaunch {
         json_schema!({
             "description": "true to start a local server, or the shape of a local cluster",
             "anyOf": [{ "type": "boolean" }, cluster]
+        })
+    }
+}
+
+/// The value of one `server_config` setting: a string or an integer, as in redis.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSetting(pub String);
+
+impl<'de> Deserialize<'de> for RawSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SettingVisitor;
+        impl Visitor<'_> for SettingVisitor {
+            type Value = RawSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a string or an integer, as in redis.conf (e.g. \"256mb\", 16, \"yes\")",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSetting, E> {
+                Ok(RawSetting(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSetting, E> {
+                Ok(RawSetting(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSetting, E> {
+                Ok(RawSetting(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(SettingVisitor)
+    }
+}
+
+impl JsonSchema for RawSetting {
+    fn schema_name() -> Cow<'static, str> {
+        "ServerSetting".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "a setting's value as in redis.conf: a string or an integer",
+            "type": ["string", "integer"]
         })
     }
 }

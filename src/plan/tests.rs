@@ -63,6 +63,20 @@ const fn bad(
 /// Every way a plan file can be wrong that validation must catch, one at a time.
 const BAD_PLANS: &[BadPlan] = &[
     bad(
+        "io_timeout of zero",
+        "io_timeout = \"0s\"",
+        "keys = 10",
+        "targets.main.io_timeout",
+        "a timeout must be at least 100ms",
+    ),
+    bad(
+        "connect_timeout too short",
+        "connect_timeout = \"5ms\"",
+        "keys = 10",
+        "targets.main.connect_timeout",
+        "5ms is too short",
+    ),
+    bad(
         "typo in a field",
         "",
         "keys = 10\nconections = 4",
@@ -273,6 +287,83 @@ const BAD_PLANS: &[BadPlan] = &[
         "throwaway CA",
     ),
     bad(
+        "server_config without launch",
+        "server_config = { maxmemory = \"1mb\" }",
+        "keys = 10",
+        "targets.main.server_config",
+        "only applies with launch = true",
+    ),
+    bad(
+        "server_config setting the port",
+        "launch = true\nserver_config = { port = 7000 }",
+        "keys = 10",
+        "targets.main.server_config.port",
+        "port cannot be set in server_config: cachefill starts a launched server on a free loopback port",
+    ),
+    bad(
+        "server_config setting a TLS file",
+        "launch = true\nserver_config = { tls-cert-file = \"x.pem\" }",
+        "keys = 10",
+        "targets.main.server_config.tls-cert-file",
+        "cachefill sets up TLS on a launched server itself",
+    ),
+    bad(
+        "server_config turning persistence on",
+        "launch = true\nserver_config = { appendonly = \"yes\" }",
+        "keys = 10",
+        "targets.main.server_config.appendonly",
+        "without persistence",
+    ),
+    bad(
+        "server_config holding a password",
+        "launch = true\nserver_config = { requirepass = \"hunter2\" }",
+        "keys = 10",
+        "targets.main.server_config.requirepass",
+        "a password does not belong in a plan",
+    ),
+    bad(
+        "server_config with an empty name",
+        "launch = true\nserver_config = { \"\" = \"1\" }",
+        "keys = 10",
+        "targets.main.server_config",
+        "a setting has an empty name",
+    ),
+    bad(
+        "server_config with a name that is not one",
+        "launch = true\nserver_config = { \"max memory\" = \"1mb\" }",
+        "keys = 10",
+        "targets.main.server_config.max memory",
+        "is not a setting name",
+    ),
+    bad(
+        "server_config with a name given twice",
+        "launch = true\nserver_config = { maxmemory = \"1mb\", MAXMEMORY = \"2mb\" }",
+        "keys = 10",
+        "targets.main.server_config.maxmemory",
+        "maxmemory is given twice",
+    ),
+    bad(
+        "server_config with a boolean value",
+        "launch = true\nserver_config = { lazyfree-lazy-eviction = true }",
+        "keys = 10",
+        "targets.main.server_config.lazyfree-lazy-eviction",
+        "a string or an integer",
+    ),
+    bad(
+        "server_config with a line break in a value",
+        "launch = true\nserver_config = { maxmemory-policy = \"noeviction\\nport 1\" }",
+        "keys = 10",
+        "targets.main.server_config.maxmemory-policy",
+        "control characters",
+    ),
+    bad(
+        "server_config with a value that is another option",
+        "launch = true\nserver_config = { maxmemory = \"--port\" }",
+        "keys = 10",
+        "targets.main.server_config.maxmemory",
+        "cannot start with `--`",
+    ),
+    bad(
         "ttl beyond 100 years",
         "",
         "keys = 10\nttl = \"200years\"",
@@ -406,6 +497,27 @@ fn the_same_plan_without_the_fault_is_valid() {
 }
 
 #[test]
+fn server_config_reaches_the_plan_with_names_lowercased_and_values_as_text() {
+    let text = "[targets.main]\nmode = \"cluster\"\nlaunch = { primaries = 2 }\nserver_config = { MaxMemory = \"64mb\", \"maxmemory-policy\" = \"allkeys-lru\", hz = 50 }\n";
+    let plan = parse_text(text).unwrap();
+    let Servers::Launch { server_config, .. } = &plan.targets[0].servers else {
+        panic!("not launched: {:?}", plan.targets[0].servers);
+    };
+    let settings: Vec<(&str, &str)> = server_config
+        .iter()
+        .map(|s| (s.name.as_str(), s.value.as_str()))
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            ("maxmemory", "64mb"),
+            ("hz", "50"),
+            ("maxmemory-policy", "allkeys-lru")
+        ]
+    );
+}
+
+#[test]
 fn errors_point_at_line_and_column() {
     let text = "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n\n[[stages]]\nname = \"s\"\nkeys = 10\nkey_size = 0\n";
     let error = parse_text(text).unwrap_err();
@@ -452,4 +564,38 @@ fn a_plan_name_that_is_not_a_file_name_is_refused() {
 fn a_cluster_target_refuses_a_database_other_than_0() {
     let text = "[targets.main]\nmode = \"cluster\"\nnodes = [\"127.0.0.1:7000\"]\ndb = 1\n[[stages]]\nname = \"s\"\nkeys = 1\n";
     assert_eq!(parse_text(text).unwrap_err().field, "targets.main.db");
+}
+
+#[test]
+fn a_plan_name_with_a_line_break_is_refused_on_one_line() {
+    let text = "name = \"a\\r\\nb\"\n[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n";
+    let error = parse_text(text).unwrap_err();
+    assert_eq!(error.field, "name");
+    assert!(
+        error
+            .to_string()
+            .starts_with("dir/bad.toml: name: plan name \"a\\r\\nb\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_long_chain_of_stages_is_checked_for_cycles_without_deep_recursion() {
+    let mut text =
+        String::from("[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n");
+    // Each stage waits for the next: the check walks the whole chain from the first.
+    for i in 0..5000 {
+        text.push_str(&format!("[[stages]]\nname = \"s{i}\"\nkeys = 1\n"));
+        if i < 4999 {
+            text.push_str(&format!("after = [\"s{}\"]\n", i + 1));
+        }
+    }
+    // A small stack: the check must not take a frame per stage of the chain.
+    let validated = std::thread::Builder::new()
+        .stack_size(128 << 10)
+        .spawn(move || parse_text(&text).map(|plan| plan.stages.len()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(validated.unwrap(), 5000);
 }

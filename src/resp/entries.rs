@@ -67,6 +67,11 @@ impl<'a> EntryEncoder<'a> {
         self.typed.push_count(&self.dataset.entry(index), out);
     }
 
+    /// Encodes `DEL` of typed key `index`, before writing it again from its first element.
+    pub fn push_delete(&self, index: u64, out: &mut Vec<u8>) {
+        self.typed.push_delete(&self.dataset.entry(index), out);
+    }
+
     /// Encodes `entries` as commands of up to `group` entries each, counted from the start
     /// (one reply per command): `SET` for a lone entry, `MSET` for more.
     #[inline]

@@ -1,4 +1,12 @@
-//! Scanning replies without allocating: each reply is borrowed from the read buffer.
+//! Scanning replies without allocating: each reply is borrowed from the read buffer, and a
+//! reply beyond [`MAX_REPLY_BYTES`] (or any bound of [`super::protocol`]) is an error
+//! instead of a reason to wait for more bytes.
+
+use super::protocol::{Header, MAX_DEPTH, MAX_LINE_BYTES, Problem, ProtocolError};
+
+/// The longest reply [`parse_reply`] accepts. Data connections and logins read the replies
+/// to write commands, `AUTH`, `SELECT`, `EXISTS` and counts: a few bytes each.
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// One reply, borrowed from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,117 +21,84 @@ pub enum Reply<'a> {
     Other,
 }
 
-/// The server sent something that is not RESP.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the server sent a malformed reply (starting with {0:?}); is this a Redis server?")]
-pub struct ProtocolError(pub String);
-
+/// The position of the CRLF that ends the line starting at `from`, if it is there.
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    memchr_crlf(&buf[from..]).map(|i| from + i)
-}
-
-#[inline]
-fn memchr_crlf(buf: &[u8]) -> Option<usize> {
-    let mut start = 0;
+    let mut start = from;
     while let Some(i) = buf[start..].iter().position(|&b| b == b'\r') {
         let at = start + i;
-        if at + 1 >= buf.len() {
-            return None;
+        match buf.get(at + 1) {
+            None => return None,
+            Some(b'\n') => return Some(at),
+            Some(_) => start = at + 1,
         }
-        if buf[at + 1] == b'\n' {
-            return Some(at);
-        }
-        start = at + 1;
     }
     None
 }
 
-fn malformed(buf: &[u8]) -> ProtocolError {
-    let shown = &buf[..buf.len().min(32)];
-    ProtocolError(String::from_utf8_lossy(shown).into_owned())
-}
-
-/// The integer of a `:`, `$` or `*` line (an optional sign, then decimal digits), read
-/// digit by digit: every write command's reply is one.
-#[inline]
-fn parse_int(buf: &[u8], line: &[u8]) -> Result<i64, ProtocolError> {
-    let (negative, digits) = match line {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, line),
-    };
-    if digits.is_empty() {
-        return Err(malformed(buf));
-    }
-    let mut value: i64 = 0;
-    for &digit in digits {
-        let d = digit.wrapping_sub(b'0');
-        if d > 9 {
-            return Err(malformed(buf));
-        }
-        // Accumulated negatively, so that i64::MIN parses too.
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_sub(i64::from(d)))
-            .ok_or_else(|| malformed(buf))?;
-    }
-    if negative {
-        Ok(value)
-    } else {
-        value.checked_neg().ok_or_else(|| malformed(buf))
-    }
-}
-
-/// How deeply arrays may nest in a reply (write commands get flat replies).
-const MAX_DEPTH: usize = 8;
-
 /// Parses the reply at the start of `buf`: `Ok(None)` when more bytes are needed, else the
-/// reply and how many bytes it took.
+/// reply and how many bytes it took. `Ok(None)` only while `buf` is shorter than
+/// [`MAX_REPLY_BYTES`], so a reader that keeps only the unparsed rest never holds more than
+/// that and one read.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
-    parse_at(buf, 0)
+    match parse_at(buf, 0) {
+        Ok(None) if buf.len() >= MAX_REPLY_BYTES => Err(Problem::TooLong(MAX_REPLY_BYTES as u64)),
+        other => other,
+    }
+    .map_err(|problem| ProtocolError::new(problem, buf))
 }
 
-fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
+fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Problem> {
     if buf.starts_with(b"+OK\r\n") {
         return Ok(Some((Reply::Ok, 5)));
     }
     let Some(&kind) = buf.first() else {
         return Ok(None);
     };
-    let Some(end) = line_end(buf, 1) else {
-        return Ok(None);
+    // The line ends within the bound, or the reply is refused without waiting for more.
+    let searched = &buf[..buf.len().min(MAX_LINE_BYTES + 3)];
+    let Some(end) = line_end(searched, 1) else {
+        return match searched.len() {
+            n if n > MAX_LINE_BYTES + 2 => Err(Problem::LineTooLong),
+            _ => Header::known_type(kind).map(|()| None),
+        };
     };
     let line = &buf[1..end];
     let after = end + 2;
-    match kind {
-        b'-' => Ok(Some((Reply::Error(line), after))),
-        b':' => Ok(Some((Reply::Integer(parse_int(buf, line)?), after))),
-        b'+' => Ok(Some((Reply::Other, after))),
-        b'$' => {
-            let len = parse_int(buf, line)?;
-            if len < 0 {
-                return Ok(Some((Reply::Other, after)));
+    let reply = match Header::parse(kind, line)? {
+        Header::Simple => Reply::Other,
+        Header::Error => Reply::Error(line),
+        Header::Integer(n) => Reply::Integer(n),
+        Header::Bulk(None) | Header::Array(None) => Reply::Other,
+        Header::Bulk(Some(len)) => {
+            if len > (MAX_REPLY_BYTES - after) as u64 {
+                return Err(Problem::TooLong(MAX_REPLY_BYTES as u64));
             }
-            let total = after.saturating_add(len as usize).saturating_add(2);
-            if buf.len() < total {
-                Ok(None)
-            } else {
-                Ok(Some((Reply::Other, total)))
-            }
+            let total = after + len as usize + 2;
+            return match buf.get(total - 2..total) {
+                None => Ok(None),
+                Some(b"\r\n") => Ok(Some((Reply::Other, total))),
+                Some(_) => Err(Problem::BulkWithoutEnd),
+            };
         }
-        b'*' if depth < MAX_DEPTH => {
-            let count = parse_int(buf, line)?;
+        Header::Array(Some(count)) => {
+            if depth >= MAX_DEPTH {
+                return Err(Problem::TooDeep);
+            }
+            // Every element takes at least three bytes (`+\r\n`).
+            if count > (MAX_REPLY_BYTES / 3) as u64 {
+                return Err(Problem::TooLong(MAX_REPLY_BYTES as u64));
+            }
             let mut at = after;
-            for _ in 0..count.max(0) {
+            for _ in 0..count {
                 match parse_at(&buf[at..], depth + 1)? {
                     Some((_, used)) => at += used,
                     None => return Ok(None),
                 }
             }
-            Ok(Some((Reply::Other, at)))
+            return Ok(Some((Reply::Other, at)));
         }
-        _ => Err(malformed(buf)),
-    }
+    };
+    Ok(Some((reply, after)))
 }
 
 #[cfg(test)]
@@ -154,29 +129,72 @@ mod tests {
         );
         assert_eq!(parse_reply(b"*2\r\n:1\r\n").unwrap(), None);
         assert_eq!(
-            parse_reply(b":-9223372036854775808\r\n").unwrap(),
-            Some((Reply::Integer(i64::MIN), 23))
+            parse_reply(&b"*1\r\n".repeat(MAX_DEPTH)).unwrap(),
+            None,
+            "arrays nested {MAX_DEPTH} deep are fine"
         );
+    }
+
+    fn problem(buf: &[u8]) -> Problem {
+        parse_reply(buf).unwrap_err().problem
+    }
+
+    #[test]
+    fn what_is_not_resp_is_refused() {
+        assert_eq!(problem(b"HTTP/1.1 400\r\n"), Problem::UnknownType(b'H'));
         assert_eq!(
-            parse_reply(b":9223372036854775807\r\n").unwrap(),
-            Some((Reply::Integer(i64::MAX), 22))
+            problem(b"HTTP/1.1"),
+            Problem::UnknownType(b'H'),
+            "before its CRLF"
         );
-        for bad in [
-            &b":\r\n"[..],
-            b":-\r\n",
-            b":1x\r\n",
-            b":9223372036854775808\r\n",
-        ] {
-            assert!(
-                parse_reply(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+        assert_eq!(problem(b":12x\r\n"), Problem::BadNumber);
+        assert_eq!(problem(b"$\r\n"), Problem::BadNumber);
+        assert_eq!(problem(&b"*1\r\n".repeat(100)), Problem::TooDeep);
+    }
+
+    // Regressions: each of these used to be accepted, or waited for more bytes for ever.
+    #[test]
+    fn negative_lengths_other_than_null_are_refused() {
+        assert_eq!(problem(b"$-5\r\n"), Problem::NegativeLength(-5));
+        assert_eq!(problem(b"*-2\r\n"), Problem::NegativeLength(-2));
+    }
+
+    #[test]
+    fn a_bulk_string_must_end_with_crlf() {
+        assert_eq!(problem(b"$3\r\nabcXY"), Problem::BulkWithoutEnd);
+    }
+
+    #[test]
+    fn a_huge_length_is_refused_without_waiting_for_its_bytes() {
+        let bound = Problem::TooLong(MAX_REPLY_BYTES as u64);
+        assert_eq!(problem(b"$9223372036854775807\r\n"), bound);
+        assert_eq!(problem(b"$1048576\r\n"), bound);
+        assert_eq!(problem(b"*9223372036854775807\r\n"), bound);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_after_the_line_bound() {
+        let mut line = b"+".to_vec();
+        line.resize(MAX_LINE_BYTES + 2, b'x');
+        assert_eq!(parse_reply(&line).unwrap(), None, "still within the bound");
+        line.push(b'x');
+        assert_eq!(problem(&line), Problem::LineTooLong);
+        let mut longest = b"-".to_vec();
+        longest.resize(MAX_LINE_BYTES + 1, b'e');
+        longest.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            parse_reply(&longest),
+            Ok(Some((Reply::Error(_), _)))
+        ));
+    }
+
+    #[test]
+    fn an_unfinished_reply_is_refused_once_it_reaches_the_reply_bound() {
+        let mut many = b"*100000\r\n".to_vec();
+        while many.len() < MAX_REPLY_BYTES {
+            many.extend_from_slice(b"$10\r\n0123456789\r\n");
         }
-        assert!(parse_reply(b"HTTP/1.1 400\r\n").is_err());
-        assert!(
-            parse_reply(&b"*1\r\n".repeat(100)).is_err(),
-            "deep nesting is refused"
-        );
+        assert_eq!(problem(&many), Problem::TooLong(MAX_REPLY_BYTES as u64));
+        assert_eq!(parse_reply(&many[..MAX_REPLY_BYTES - 1]).unwrap(), None);
     }
 }

@@ -4,6 +4,7 @@
 use redis::Value;
 
 use super::connector::{Connector, TargetError};
+use super::control::is_refusal;
 use crate::plan::NodeAddr;
 use crate::slot::SLOTS;
 
@@ -74,9 +75,13 @@ pub async fn discover(connector: &Connector, seeds: &[NodeAddr]) -> Result<Topol
         let shards = control.query(redis::cmd("CLUSTER").arg("SHARDS")).await;
         let parsed = match shards {
             Ok(value) => parse_shards(&value, seed, connector.tls.is_some()),
+            // Servers before 7.0 refuse CLUSTER SHARDS; a broken connection is no refusal.
+            Err(e) if !is_refusal(&e) => {
+                Err(format!("CLUSTER SHARDS failed: {}", control.explain(&e)))
+            }
             Err(_) => match control.query(redis::cmd("CLUSTER").arg("SLOTS")).await {
                 Ok(value) => parse_slots(&value, seed),
-                Err(e) => Err(format!("CLUSTER SLOTS failed: {e}")),
+                Err(e) => Err(format!("CLUSTER SLOTS failed: {}", control.explain(&e))),
             },
         };
         match parsed {

@@ -86,6 +86,9 @@ pub async fn connect(
             (Route::Cluster(Arc::new(topology)), addrs)
         }
     };
+    if let Some(warning) = plaintext_password(&connector, addrs.iter().map(|(addr, _)| addr)) {
+        eprintln!("cachefill: warning: {warning}");
+    }
     let mut primaries = Vec::with_capacity(addrs.len());
     for (addr, slots) in addrs {
         let control = connector.control(&addr).await.map_err(failed)?;
@@ -96,4 +99,43 @@ pub async fn connect(
         route,
         primaries,
     })
+}
+
+/// The warning due when a password would cross the network in the clear: the target has a
+/// password, no TLS, and a server that is not on a loopback address. Once per target (one
+/// line naming the first such server).
+fn plaintext_password<'a>(
+    connector: &Connector,
+    addrs: impl Iterator<Item = &'a NodeAddr>,
+) -> Option<String> {
+    let exposed = connector.credentials.password.is_some() && connector.tls.is_none();
+    exposed.then(|| clear_text_warning(&connector.name, addrs))?
+}
+
+fn clear_text_warning<'a>(
+    target: &str,
+    mut addrs: impl Iterator<Item = &'a NodeAddr>,
+) -> Option<String> {
+    let remote = addrs.find(|addr| !addr.is_loopback())?;
+    Some(format!(
+        "target \"{target}\": the password goes to {remote} over plaintext TCP, readable on the network; add a [targets.{target}.tls] table to encrypt it"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_clear_is_warned_about_only_for_remote_servers() {
+        let remote = NodeAddr::parse("10.0.0.5:6379", 6379).unwrap();
+        let local = NodeAddr::parse("127.0.0.1:6379", 6379).unwrap();
+        let warning = clear_text_warning("main", [&local, &remote].into_iter())
+            .expect("a server at 10.0.0.5");
+        assert_eq!(
+            warning,
+            "target \"main\": the password goes to 10.0.0.5:6379 over plaintext TCP, readable on the network; add a [targets.main.tls] table to encrypt it"
+        );
+        assert!(clear_text_warning("main", [&local].into_iter()).is_none());
+    }
 }

@@ -1,7 +1,11 @@
 //! How to reach a target's servers: TCP (and TLS) within the connect timeout, and the raw
 //! data connections of the hot path, logged in with AUTH and SELECT.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,10 +27,20 @@ pub struct Connector {
     pub db: u32,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// How long a connection with commands in flight may go without a reply byte.
+    pub io_timeout: Duration,
     /// Cluster: how long a lost primary may stay without a successor.
     pub failover_timeout: Duration,
     /// TLS client, when the target speaks TLS.
     pub tls: Option<Tls>,
+    /// Set once the user was refused `MSET`: entries go one `SET` each from then on.
+    mset_refused: Arc<AtomicBool>,
+    /// Set once that was said to the user.
+    mset_warned: Arc<AtomicBool>,
+    /// The `run_id` each server answered the latest data connection with.
+    run_ids: Arc<Mutex<HashMap<NodeAddr, String>>>,
+    /// Stages that wrote to this target, in the order they ended.
+    written_stages: Arc<Mutex<Vec<String>>>,
 }
 
 /// A failure to reach or use a server, already phrased for the user.
@@ -49,9 +63,45 @@ impl Connector {
             credentials,
             db: target.db,
             connect_timeout: target.connect_timeout,
+            io_timeout: target.io_timeout,
             failover_timeout: target.failover_timeout,
             tls,
+            mset_refused: Arc::default(),
+            mset_warned: Arc::default(),
+            run_ids: Arc::default(),
+            written_stages: Arc::default(),
         })
+    }
+
+    /// Records that `addr` answered as process `run_id`; returns the process it answered as
+    /// before, if any.
+    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
+        locked(&self.run_ids).insert(addr.clone(), run_id.to_string())
+    }
+
+    /// Records that `stage` ended having written to this target.
+    pub fn stage_written(&self, stage: &str) {
+        locked(&self.written_stages).push(stage.to_string());
+    }
+
+    /// The stages that ended having written to this target so far.
+    pub fn written_stages(&self) -> Vec<String> {
+        locked(&self.written_stages).clone()
+    }
+
+    /// Records that the server refused `MSET` to this user (`NOPERM`).
+    pub fn refuse_mset(&self) {
+        self.mset_refused.store(true, Relaxed);
+    }
+
+    /// True once `MSET` was refused on this target: write one `SET` per entry.
+    pub fn mset_refused(&self) -> bool {
+        self.mset_refused.load(Relaxed)
+    }
+
+    /// True the first time it is asked after `MSET` was refused: the one time to warn.
+    pub fn mset_warning_due(&self) -> bool {
+        self.mset_refused() && !self.mset_warned.swap(true, Relaxed)
     }
 
     /// An error about `addr`, naming the target and the user.
@@ -89,11 +139,23 @@ impl Connector {
         }
     }
 
-    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else.
+    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else
+    /// the writer sees. See [`Connector::data_identified`].
     pub async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+        self.data_identified(addr).await.map(|(stream, _)| stream)
+    }
+
+    /// Opens a data connection and tells which server process answered: its `run_id`
+    /// (`None` when the user may not run `INFO`). The login ends with `INFO server`, so a
+    /// connection is only handed out once the server has answered on it (a stopped server
+    /// accepts TCP connections but answers nothing): any reply, even a refusal, proves the
+    /// server alive within `connect_timeout`.
+    pub async fn data_identified(
+        &self,
+        addr: &NodeAddr,
+    ) -> Result<(Stream, Option<String>), TargetError> {
         let mut stream = self.connect(addr).await?;
         let mut hello = Vec::new();
-        let mut expected = 0;
         if let Some(password) = &self.credentials.password {
             match &self.credentials.username {
                 Some(user) => resp::push_command(
@@ -102,21 +164,25 @@ impl Connector {
                 ),
                 None => resp::push_command(&mut hello, &[b"AUTH", password.expose().as_bytes()]),
             }
-            expected += 1;
         }
         if self.db != 0 {
             resp::push_command(&mut hello, &[b"SELECT", self.db.to_string().as_bytes()]);
-            expected += 1;
         }
-        if expected == 0 {
-            return Ok(stream);
-        }
+        resp::push_command(&mut hello, &[b"INFO", b"server"]);
+        let expected =
+            usize::from(self.credentials.password.is_some()) + usize::from(self.db != 0) + 1;
         let handshake = async {
             stream.write_all(&hello).await?;
-            let mut buf = Vec::with_capacity(256);
+            let mut buf = Vec::with_capacity(4096);
             let mut replies = Vec::new();
+            let mut run_id = None;
             while replies.len() < expected {
-                let mut chunk = [0u8; 256];
+                if buf.len() > MAX_LOGIN_REPLY_BYTES {
+                    return Err(std::io::Error::other(
+                        "the login replies are too long; is this a Redis server?",
+                    ));
+                }
+                let mut chunk = [0u8; 4096];
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
                     return Err(std::io::Error::new(
@@ -128,27 +194,59 @@ impl Connector {
                 while let Some((reply, used)) =
                     resp::parse_reply(&buf).map_err(std::io::Error::other)?
                 {
-                    replies.push(match reply {
+                    let error = match reply {
                         Reply::Error(line) => Some(String::from_utf8_lossy(line).into_owned()),
                         _ => None,
-                    });
+                    };
+                    if replies.len() + 1 == expected && error.is_none() {
+                        run_id = info_field(&buf[..used], b"run_id:");
+                    }
+                    replies.push(error);
                     buf.drain(..used);
                 }
             }
-            Ok(replies)
+            Ok((replies, run_id))
         };
-        let replies = match tokio::time::timeout(self.connect_timeout, handshake).await {
+        let (replies, run_id) = match tokio::time::timeout(self.connect_timeout, handshake).await {
             Ok(Ok(replies)) => replies,
             Ok(Err(e)) => {
                 return Err(self.fail(addr, format!("connection failed during login: {e}")));
             }
-            Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
+            Err(_) => {
+                return Err(self.fail(
+                    addr,
+                    format!(
+                        "the server accepted the connection but did not answer within {} (connect_timeout)",
+                        humantime::format_duration(self.connect_timeout)
+                    ),
+                ));
+            }
         };
-        if let Some(error) = replies.into_iter().flatten().next() {
-            return Err(self.fail(addr, describe_login_error(&error)));
+        // The login's own refusals are errors; a refused INFO only hides the run_id.
+        if let Some(error) = replies[..expected - 1].iter().flatten().next() {
+            return Err(self.fail(addr, describe_login_error(error)));
         }
-        Ok(stream)
+        Ok((stream, run_id))
     }
+}
+
+/// The data behind `mutex`, even if a panic poisoned it (every update is one statement).
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Largest login reply accepted (`INFO server` is about 1.5 KB).
+const MAX_LOGIN_REPLY_BYTES: usize = 64 << 10;
+
+/// The value of an `INFO` line starting with `name` in a raw reply.
+fn info_field(reply: &[u8], name: &[u8]) -> Option<String> {
+    reply
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(name))
+        .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned())
+        .filter(|value| !value.is_empty())
 }
 
 fn describe_login_error(error: &str) -> String {

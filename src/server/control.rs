@@ -1,5 +1,6 @@
-//! Control connections (through the `redis` crate): login, INFO facts, FLUSHALL, and the
-//! memory probe of `until_memory` stages. The hot path uses raw data connections instead.
+//! Control connections (through the `redis` crate, behind a [`Guarded`] stream): login,
+//! INFO facts, FLUSHALL, and the memory probe of `until_memory` stages. The hot path uses
+//! raw data connections instead.
 
 use std::time::Duration;
 
@@ -7,12 +8,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 
 use super::connector::{Connector, TargetError};
+use super::guarded::{BreakReason, Guarded};
 use crate::plan::NodeAddr;
 
 /// Time limit for reading a server's facts (INFO).
 const FACTS_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time limit for one control command (FLUSHALL of a large server takes a while).
-const CONTROL_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Connector {
     /// Opens the control connection (INFO, FLUSHALL, topology) over the same kind of
@@ -27,25 +27,29 @@ impl Connector {
         if let Some(password) = &self.credentials.password {
             settings = settings.set_password(password.expose());
         }
-        let stream = self.connect(addr).await?;
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(CONTROL_REPLY_TIMEOUT));
+        let stream = Guarded::new(self.connect(addr).await?);
+        let broken = stream.reason();
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.io_timeout));
         let login = MultiplexedConnection::new_with_config(&settings, stream, config);
         let (connection, driver) = match tokio::time::timeout(self.connect_timeout, login).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e))),
+            Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e, &broken))),
             Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
         };
         tokio::spawn(driver);
         Ok(Control {
-            connection,
-            addr: addr.clone(),
+            handle: ControlHandle {
+                addr: addr.clone(),
+                connection,
+                broken,
+            },
             connector: self.clone(),
         })
     }
 }
 
-fn describe_redis_error(error: &redis::RedisError) -> String {
-    let text = error.to_string();
+fn describe_redis_error(error: &redis::RedisError, broken: &BreakReason) -> String {
+    let text = broken.explain(error);
     if error.kind() == redis::ErrorKind::AuthenticationFailed || text.contains("WRONGPASS") {
         "authentication failed (wrong user or password); check the user and the password variable or file".into()
     } else if text.contains("NOAUTH") {
@@ -53,49 +57,150 @@ fn describe_redis_error(error: &redis::RedisError) -> String {
     } else if error.is_timeout() {
         "cannot connect: timed out (connect_timeout)".into()
     } else {
-        format!("cannot connect: {text}")
+        format!("login failed: {text}")
     }
+}
+
+/// True for an error reply of the server (a refusal such as `NOPERM` or an unknown
+/// command), as opposed to a broken connection or a reply that is not RESP.
+pub fn is_refusal(error: &redis::RedisError) -> bool {
+    matches!(
+        error.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    )
 }
 
 /// A control connection to one server.
 pub struct Control {
-    connection: MultiplexedConnection,
-    addr: NodeAddr,
+    handle: ControlHandle,
     connector: Connector,
 }
 
-/// Reads `used_memory` summed over a target's primaries, for `until_memory` stages.
+/// A control connection for concurrent use (verify's reads, the memory probe): the server,
+/// the connection, and why it broke, so that errors name both.
+#[derive(Clone)]
+pub struct ControlHandle {
+    /// The server.
+    pub addr: NodeAddr,
+    /// The connection (multiplexed: clones share it).
+    pub connection: MultiplexedConnection,
+    broken: BreakReason,
+}
+
+impl ControlHandle {
+    /// What `error` of this connection means: the reply that broke the connection when one
+    /// did (the `redis` crate says only "broken pipe" to the requests caught up in it).
+    pub fn explain(&self, error: &redis::RedisError) -> String {
+        self.broken.explain(error)
+    }
+}
+
+/// Reads `INFO` figures summed over a target's primaries on their control connections: for
+/// `until_memory` stages and the run's timeline.
 #[derive(Clone)]
 pub struct MemoryProbe {
-    connections: Vec<MultiplexedConnection>,
+    controls: Vec<ControlHandle>,
+    /// The target's `io_timeout`: the longest one `INFO` may take.
+    timeout: Duration,
+}
+
+/// What the timeline reads from a target once a second, summed over its primaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InfoFigures {
+    /// `used_memory`.
+    pub used_memory: u64,
+    /// `maxmemory` (0: no limit).
+    pub maxmemory: u64,
+    /// `evicted_keys`.
+    pub evicted_keys: u64,
+    /// `expired_keys`.
+    pub expired_keys: u64,
+}
+
+impl InfoFigures {
+    /// The figures of one server's `INFO` (default sections: memory and stats).
+    fn parse(info: &str) -> Option<InfoFigures> {
+        let number = |name| info_field(info, name)?.parse::<u64>().ok();
+        Some(InfoFigures {
+            used_memory: number("used_memory")?,
+            maxmemory: number("maxmemory")?,
+            evicted_keys: number("evicted_keys")?,
+            expired_keys: number("expired_keys")?,
+        })
+    }
+
+    fn add(self, other: InfoFigures) -> InfoFigures {
+        InfoFigures {
+            used_memory: self.used_memory.saturating_add(other.used_memory),
+            maxmemory: self.maxmemory.saturating_add(other.maxmemory),
+            evicted_keys: self.evicted_keys.saturating_add(other.evicted_keys),
+            expired_keys: self.expired_keys.saturating_add(other.expired_keys),
+        }
+    }
 }
 
 impl MemoryProbe {
     /// A probe over these control connections.
     pub fn new(controls: &[Control]) -> MemoryProbe {
         MemoryProbe {
-            connections: controls.iter().map(Control::connection).collect(),
+            controls: controls.iter().map(Control::handle).collect(),
+            timeout: controls
+                .iter()
+                .map(|c| c.connector.io_timeout)
+                .max()
+                .unwrap_or(FACTS_TIMEOUT),
         }
     }
 
-    /// The sum of `used_memory` now.
+    /// The sum of `used_memory` now. Errors name the server.
     pub async fn used(&mut self) -> Result<u64, String> {
         let mut total = 0u64;
-        for connection in &mut self.connections {
+        for control in &mut self.controls {
+            let addr = &control.addr;
             let info: String = redis::cmd("INFO")
                 .arg("memory")
-                .query_async(connection)
+                .query_async(&mut control.connection)
                 .await
-                .map_err(|e| format!("INFO memory failed: {e}"))?;
-            let used = info
-                .lines()
-                .find_map(|l| l.strip_prefix("used_memory:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("INFO memory has no used_memory")?;
-            total += used;
+                .map_err(|e| format!("{addr}: INFO memory failed: {}", control.explain(&e)))?;
+            let used = info_field(&info, "used_memory")
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| format!("{addr}: INFO memory has no used_memory"))?;
+            total = total.saturating_add(used);
         }
         Ok(total)
     }
+
+    /// `used_memory`, `maxmemory`, `evicted_keys` and `expired_keys` summed over the
+    /// primaries: one `INFO` on each, all at once, each bounded by the `io_timeout`. `None`
+    /// when a primary refuses `INFO` or does not answer in time.
+    pub async fn figures(&self) -> Option<InfoFigures> {
+        let mut readings = tokio::task::JoinSet::new();
+        for control in &self.controls {
+            let mut connection = control.connection.clone();
+            let query = async move {
+                redis::cmd("INFO")
+                    .query_async::<String>(&mut connection)
+                    .await
+            };
+            readings.spawn(tokio::time::timeout(self.timeout, query));
+        }
+        let mut total = InfoFigures::default();
+        while let Some(reading) = readings.join_next().await {
+            // Dropping the set on a missing figure stops the other readings.
+            let Ok(Ok(Ok(info))) = reading else {
+                return None;
+            };
+            total = total.add(InfoFigures::parse(&info)?);
+        }
+        Some(total)
+    }
+}
+
+/// The value of `name:` in the text of an `INFO` reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 /// Facts about one server, read with INFO.
@@ -114,23 +219,22 @@ pub struct ServerFacts {
 }
 
 impl Control {
-    /// Reads version, key count and memory; a user that may not run INFO gets unknowns.
-    pub async fn facts(&mut self) -> ServerFacts {
+    /// Reads version, key count and memory; a user that may not run INFO (or a server that
+    /// does not answer quickly) gets unknowns. A broken connection, or a reply that is not
+    /// RESP or not text, is an error naming the server.
+    pub async fn facts(&mut self) -> Result<ServerFacts, TargetError> {
         let mut command = redis::cmd("INFO");
         let query = command
             .arg("all")
-            .query_async::<String>(&mut self.connection);
+            .query_async::<String>(&mut self.handle.connection);
         // Facts are nice to have: a server that does not answer quickly is recorded as unknown.
-        let Ok(Ok(info)) = tokio::time::timeout(FACTS_TIMEOUT, query).await else {
-            return ServerFacts::default();
+        let info = match tokio::time::timeout(FACTS_TIMEOUT, query).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) if is_refusal(&e) => return Ok(ServerFacts::default()),
+            Ok(Err(e)) => return Err(self.failed("INFO", &e)),
+            Err(_) => return Ok(ServerFacts::default()),
         };
-        let field = |name: &str| {
-            info.lines().find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(':')
-                    .map(|v| v.trim().to_string())
-            })
-        };
+        let field = |name: &str| info_field(&info, name).map(str::to_string);
         let db = format!("db{}", self.connector.db);
         let keys = field(&db)
             .and_then(|v| {
@@ -138,28 +242,46 @@ impl Control {
                     .find_map(|kv| kv.strip_prefix("keys=")?.parse().ok())
             })
             .or(Some(0));
-        ServerFacts {
+        Ok(ServerFacts {
             version: field("valkey_version").or_else(|| field("redis_version")),
             keys,
             used_memory: field("used_memory").and_then(|v| v.parse().ok()),
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
             maxmemory_policy: field("maxmemory_policy"),
-        }
+        })
     }
 
     /// The server's address.
     pub fn addr(&self) -> &NodeAddr {
-        &self.addr
+        &self.handle.addr
     }
 
     /// A handle on the connection for concurrent pipelines (verify).
     pub fn connection(&self) -> MultiplexedConnection {
-        self.connection.clone()
+        self.handle.connection.clone()
+    }
+
+    /// The connection with its server, for concurrent users.
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+
+    /// What `error` of this connection means (see [`ControlHandle::explain`]).
+    pub fn explain(&self, error: &redis::RedisError) -> String {
+        self.handle.explain(error)
+    }
+
+    /// `target "…" (server): WHAT failed: why`.
+    fn failed(&self, what: &str, error: &redis::RedisError) -> TargetError {
+        self.connector.fail(
+            &self.handle.addr,
+            format!("{what} failed: {}", self.explain(error)),
+        )
     }
 
     /// Runs any command and returns its reply.
     pub async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
-        command.query_async(&mut self.connection).await
+        command.query_async(&mut self.handle.connection).await
     }
 
     /// Runs a pipeline and returns its replies.
@@ -167,17 +289,26 @@ impl Control {
         &mut self,
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {
-        pipe.query_async(&mut self.connection).await
+        pipe.query_async(&mut self.handle.connection).await
     }
 
     /// FLUSHALL: empties every database of the server.
     pub async fn flushall(&mut self) -> Result<(), TargetError> {
-        redis::cmd("FLUSHALL")
-            .query_async::<()>(&mut self.connection)
-            .await
-            .map_err(|e| {
-                self.connector
-                    .fail(&self.addr, format!("FLUSHALL failed: {e}"))
-            })
+        let flushed = redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut self.handle.connection)
+            .await;
+        flushed.map_err(|e| {
+            if e.is_timeout() {
+                self.connector.fail(
+                    &self.handle.addr,
+                    format!(
+                        "FLUSHALL got no reply within {} (io_timeout): the server is stalled, or so large that emptying it takes longer; raise io_timeout for such a server",
+                        humantime::format_duration(self.connector.io_timeout)
+                    ),
+                )
+            } else {
+                self.failed("FLUSHALL", &e)
+            }
+        })
     }
 }

@@ -4,12 +4,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cleanup;
 use super::local_tls::TlsFiles;
+use super::slot_assignment;
 use crate::plan::NodeAddr;
 
 /// A `redis-server` started by cachefill. Dropping it stops the server.
@@ -52,6 +53,19 @@ impl LocalServer {
             }
         }
         Err(last_error)
+    }
+
+    /// Starts `server_bin` on `port` (plaintext) with `extra` arguments, and waits until it
+    /// answers; for a server restarted where another one was.
+    pub fn start_on_port(
+        server_bin: &str,
+        target: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<LocalServer, String> {
+        Self::start_on(server_bin, target, port, extra, None).map_err(|e| match e {
+            StartError::Fatal(message) | StartError::Retry(message) => message,
+        })
     }
 
     fn start_on(
@@ -120,7 +134,11 @@ impl LocalServer {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // What it says before its log file is open: a refused option, for one.
+            .stderr(match std::fs::File::create(dir.join(STARTUP_ERRORS)) {
+                Ok(file) => Stdio::from(file),
+                Err(_) => Stdio::null(),
+            })
             // Its own process group: Ctrl-C on cachefill must not kill a server kept with --keep.
             .process_group(0)
             .spawn();
@@ -156,10 +174,17 @@ impl LocalServer {
             if let Some(child) = server.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let last = tail.lines().last().unwrap_or("").trim().to_string();
+                let why = why_it_exited(&log, &server.dir.join(STARTUP_ERRORS));
+                // Only a refusal of a TLS option says the build lacks TLS (not, say, a
+                // server_config value the server refused).
+                let hint = match tls {
+                    Some(_) if why.contains("'tls-") => {
+                        "; a launch with TLS needs a server_bin built with TLS"
+                    }
+                    _ => "",
+                };
                 return Err(StartError::Retry(format!(
-                    "target \"{target}\": `{server_bin}` exited at start ({status}): {last}"
+                    "target \"{target}\": `{server_bin}` exited at start ({status}): {why}{hint}"
                 )));
             }
             // A TLS server is ready once it listens; a plaintext one must answer PING.
@@ -188,6 +213,11 @@ impl LocalServer {
         }
     }
 
+    /// The server's process id, while cachefill owns it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Leaves the server running after cachefill exits; returns its address.
     pub fn keep(mut self) -> NodeAddr {
         cleanup::untrack(&self.dir);
@@ -196,6 +226,27 @@ impl LocalServer {
         }
         self.client_addr()
     }
+}
+
+/// The file in a launched server's folder that holds its standard error.
+const STARTUP_ERRORS: &str = "stderr.log";
+
+/// Why a server exited at start, in one line: the last line of its log, or when it stopped
+/// before opening its log (an option it does not know, e.g. `tls-port` on a build without
+/// TLS or `enable-debug-command` before Redis 7.0), what it printed on standard error.
+fn why_it_exited(log: &Path, stderr: &Path) -> String {
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    if let Some(last) = logged.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        return last.to_string();
+    }
+    let printed = std::fs::read_to_string(stderr).unwrap_or_default();
+    let lines: Vec<&str> = printed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("***"))
+        .collect();
+    // Redis names the refused option and the reason on its last two lines.
+    lines[lines.len().saturating_sub(2)..].join(" ")
 }
 
 enum StartError {
@@ -271,16 +322,18 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts `primaries × (1 + replicas)` servers, spreads the 16384 slots evenly over the
-    /// primaries, attaches the replicas, and waits until every node reports `cluster_state:ok`.
+    /// Starts `primaries × (1 + replicas)` servers with `extra` arguments, spreads the 16384
+    /// slots evenly over the primaries, attaches the replicas, and waits until every node
+    /// reports `cluster_state:ok`.
     pub fn start(
         server_bin: &str,
         target: &str,
         primaries: u32,
         replicas: u32,
+        extra: &[&str],
         tls: Option<&TlsFiles>,
     ) -> Result<LocalCluster, String> {
-        let args = [
+        let mut args = vec![
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -293,6 +346,7 @@ impl LocalCluster {
             "--repl-diskless-sync-delay",
             "0",
         ];
+        args.extend_from_slice(extra);
         let total = primaries * (1 + replicas);
         let mut servers = Vec::new();
         for _ in 0..total {
@@ -314,11 +368,8 @@ impl LocalCluster {
         for (i, conn) in connections.iter_mut().take(primaries).enumerate() {
             let start = i * usize::from(crate::slot::SLOTS) / primaries;
             let end = (i + 1) * usize::from(crate::slot::SLOTS) / primaries - 1;
-            redis::cmd("CLUSTER")
-                .arg("ADDSLOTSRANGE")
-                .arg(start)
-                .arg(end)
-                .exec(conn)?;
+            // Below 16384, so they fit.
+            slot_assignment::assign(conn, start as u16, end as u16)?;
         }
         // The cluster bus runs beside the TLS port when the nodes speak TLS.
         let first = self.servers[0].client_addr();

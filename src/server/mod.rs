@@ -8,10 +8,13 @@ pub mod connect;
 pub mod connector;
 pub mod control;
 pub mod credentials;
+pub mod guarded;
 pub mod launch;
+pub mod launch_settings;
 pub mod local_tls;
+pub mod slot_assignment;
 pub mod tls;
 
 pub use connector::{Connector, TargetError};
-pub use control::{Control, MemoryProbe, ServerFacts};
+pub use control::{Control, ControlHandle, InfoFigures, MemoryProbe, ServerFacts};
 pub use credentials::{Credentials, Secret};

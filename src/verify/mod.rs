@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
@@ -14,8 +15,8 @@ use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
 use crate::report;
-use crate::server::Credentials;
 use crate::server::connect::{self, Route};
+use crate::server::{ControlHandle, Credentials};
 use crate::slot::slot;
 
 mod typed;
@@ -154,7 +155,9 @@ fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
 struct Reader {
     /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
     slots: Option<Vec<usize>>,
-    nodes: Vec<MultiplexedConnection>,
+    nodes: Vec<ControlHandle>,
+    /// The target's `io_timeout`, the longest wait for one round trip.
+    io_timeout: Duration,
 }
 
 impl Reader {
@@ -170,7 +173,25 @@ impl Reader {
     }
 
     fn connection(&self, node: usize) -> MultiplexedConnection {
-        self.nodes[node].clone()
+        self.nodes[node].connection.clone()
+    }
+
+    /// Why a round trip to `node` failed, naming the server.
+    fn read_failed(&self, node: usize, error: &redis::RedisError) -> String {
+        let control = &self.nodes[node];
+        if error.is_timeout() {
+            format!(
+                "{} sent no reply for {} (io_timeout)",
+                control.addr,
+                humantime::format_duration(self.io_timeout)
+            )
+        } else {
+            format!(
+                "reading back from {} failed: {}",
+                control.addr,
+                control.explain(error)
+            )
+        }
     }
 }
 
@@ -204,7 +225,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         let nodes = connected
             .primaries
             .iter()
-            .map(|p| p.control.connection())
+            .map(|p| p.control.handle())
             .collect();
         let slots = match connected.route {
             Route::Standalone(_) => None,
@@ -212,7 +233,11 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 Some(topology.owner.iter().map(|o| o.unwrap_or(0)).collect())
             }
         };
-        let reader = Reader { slots, nodes };
+        let reader = Reader {
+            slots,
+            nodes,
+            io_timeout: target.io_timeout,
+        };
         readers.push(Arc::new(reader));
     }
 
@@ -370,7 +395,7 @@ async fn check_stage(
         if tasks.len() >= IN_FLIGHT
             && let Some(done) = tasks.join_next().await
         {
-            merge(joined(done)?, &mut check);
+            merge(joined(done, &check)?, &mut check);
         }
         let (chunk, dataset, reader) = (chunk.to_vec(), dataset.clone(), reader.clone());
         tasks.spawn(async move {
@@ -382,16 +407,23 @@ async fn check_stage(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        merge(joined(done)?, &mut check);
+        merge(joined(done, &check)?, &mut check);
     }
     Ok(check)
 }
 
+/// A batch's findings; a batch that could not be read ends the check of the stage.
 fn joined(
     done: Result<Result<StageCheck, String>, tokio::task::JoinError>,
+    stage: &StageCheck,
 ) -> Result<StageCheck, Failure> {
     done.map_err(|e| Failure::Failed(format!("internal error: {e}")))?
-        .map_err(Failure::Failed)
+        .map_err(|reason| {
+            Failure::Failed(format!(
+                "verify of stage \"{}\" on target \"{}\" stopped: {reason}; run verify again once the server answers",
+                stage.name, stage.target
+            ))
+        })
 }
 
 /// Counts a TTL problem when `pttl` is not a TTL within `(0, max]`.
@@ -439,7 +471,7 @@ async fn check_batch(
         let replies: Vec<redis::Value> = pipe
             .query_async(&mut connection)
             .await
-            .map_err(|e| format!("reading back failed: {e}"))?;
+            .map_err(|e| reader.read_failed(node, &e))?;
         let step = if ttl_max.is_some() { 2 } else { 1 };
         for ((index, key), reply) in entries.iter().zip(replies.chunks(step)) {
             part.checked += 1;

@@ -10,8 +10,11 @@ use crate::dataset::{Dataset, Element, Entry};
 use crate::plan::DataType;
 use crate::resp::typed::count_command;
 
-/// Elements read per command.
+/// Elements read per command, at most.
 const CHUNK: u64 = 1000;
+/// Payload bytes read per command, about: large elements are read fewer at a time, so a
+/// reply stays well within the control connection's bound (`MAX_CONTROL_REPLY_BYTES`).
+const CHUNK_BYTES: u64 = 64 << 20;
 /// Commands per round trip when reading elements.
 const COMMANDS_PER_TRIP: usize = 64;
 
@@ -41,7 +44,7 @@ pub(super) async fn check_batch(
         let replies: Vec<Value> = pipe
             .query_async(&mut connection)
             .await
-            .map_err(|e| format!("reading back failed: {e}"))?;
+            .map_err(|e| reader.read_failed(node, &e))?;
         let mut whole = Vec::new();
         for ((index, key), reply) in keys.into_iter().zip(replies.chunks(3)) {
             part.checked += 1;
@@ -58,8 +61,8 @@ pub(super) async fn check_batch(
                 continue;
             }
             let entry = dataset.entry(index);
-            let count = match reply[1] {
-                Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            let count = match reply.get(1) {
+                Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
                 _ => 0,
             };
             if let Some(max) = ttl_max {
@@ -77,7 +80,9 @@ pub(super) async fn check_batch(
             }
             whole.push((entry, key));
         }
-        check_elements(&whole, dataset, &mut connection, &mut part).await?;
+        check_elements(&whole, dataset, &mut connection, &mut part)
+            .await
+            .map_err(|e| reader.read_failed(node, &e))?;
     }
     Ok(part)
 }
@@ -96,15 +101,16 @@ async fn check_elements(
     dataset: &Dataset,
     connection: &mut redis::aio::MultiplexedConnection,
     part: &mut StageCheck,
-) -> Result<(), String> {
+) -> Result<(), redis::RedisError> {
+    let per_read = (CHUNK_BYTES / dataset.mean_element_bytes().max(1)).clamp(1, CHUNK);
     let chunks: Vec<Chunk> = keys
         .iter()
         .enumerate()
         .flat_map(|(key, (entry, _))| {
-            (0..entry.elements.div_ceil(CHUNK)).map(move |c| Chunk {
+            (0..entry.elements.div_ceil(per_read)).map(move |c| Chunk {
                 key,
-                start: c * CHUNK,
-                end: ((c + 1) * CHUNK).min(entry.elements),
+                start: c * per_read,
+                end: ((c + 1) * per_read).min(entry.elements),
             })
         })
         .collect();
@@ -116,10 +122,7 @@ async fn check_elements(
             let (entry, key) = &keys[chunk.key];
             push_read(&mut pipe, dataset, entry, key, chunk.start..chunk.end);
         }
-        let replies: Vec<Value> = pipe
-            .query_async(connection)
-            .await
-            .map_err(|e| format!("reading back failed: {e}"))?;
+        let replies: Vec<Value> = pipe.query_async(connection).await?;
         for (chunk, reply) in trip.iter().zip(replies) {
             if wrong[chunk.key] {
                 continue;

@@ -21,8 +21,10 @@ impl RedisCluster {
             "--cluster-config-file",
             "nodes.conf",
             // Shorter than the launcher's: the failover tests wait for a replica to take over.
+            // Not much shorter: on a busy machine a primary that misses the other nodes'
+            // pings for this long is failed over too, losing what it had not replicated.
             "--cluster-node-timeout",
-            "1000",
+            "5000",
             // No diskless-sync delay: replicas are in sync (and able to take over) at once.
             "--repl-diskless-sync-delay",
             "0",
@@ -114,26 +116,43 @@ impl RedisCluster {
         xor.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Moves `slots` slots from server `from` to server `to` with `redis-cli --cluster
-    /// reshard` (keys migrate while writes go on); panics when it fails.
+    /// Moves `slots` slots from server `from` to server `to` (keys migrate while writes go
+    /// on); panics when it fails.
     pub fn reshard(&self, from: usize, to: usize, slots: u32) {
-        let id = |i: usize| -> String {
-            redis::cmd("CLUSTER")
-                .arg("MYID")
-                .query(&mut self.servers[i].connect())
-                .unwrap()
-        };
-        let reshard = std::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &self.servers[0].addr()])
-            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .output()
-            .unwrap();
-        assert!(
-            reshard.status.success(),
-            "reshard failed: {}",
-            String::from_utf8_lossy(&reshard.stdout)
-        );
+        let addr = |i: usize| self.servers[i].addr();
+        reshard(&addr(0), &addr(from), &addr(to), slots);
+    }
+
+    /// The index in `servers` of a primary that is not the seed node.
+    pub fn a_primary(&self) -> usize {
+        let primaries: Vec<u16> = self.primaries().iter().map(|(s, _)| s.port).collect();
+        let seed = self.servers[0].port;
+        self.servers
+            .iter()
+            .position(|s| s.port != seed && primaries.contains(&s.port))
+            .expect("a primary other than the seed node")
+    }
+
+    /// The index in `servers` of a replica of `servers[primary]`.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let port = self.servers[primary].port;
+        self.servers
+            .iter()
+            .position(|s| {
+                let role: Vec<redis::Value> = redis::cmd("ROLE")
+                    .query(&mut s.connect())
+                    .unwrap_or_default();
+                matches!(role.as_slice(), [redis::Value::BulkString(r), _, redis::Value::Int(p), ..]
+                    if r == b"slave" && *p == i64::from(port))
+            })
+            .expect("the primary has a replica")
+    }
+
+    /// Kills (SIGKILL) a primary that is not the seed node, so that one of its replicas
+    /// takes over.
+    pub fn kill_a_primary(&mut self) {
+        let victim = self.a_primary();
+        self.servers[victim].kill();
     }
 
     /// Sum of DBSIZE over the primaries.
@@ -194,6 +213,38 @@ impl Routes<'_> {
             .query(self.conn_for(key))
             .unwrap()
     }
+}
+
+/// Moves `slots` slots from the primary at `from` to the one at `to` with Debian's
+/// `redis-cli --cluster reshard` through `seed` (it also drives Redis 6.2 and Valkey 9
+/// clusters); panics when it fails.
+pub fn reshard(seed: &str, from: &str, to: &str, slots: u32) {
+    let id = |addr: &str| -> String {
+        let mut conn = redis::Client::open(format!("redis://{addr}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut conn).unwrap()
+    };
+    reshard_nodes(&[], seed, &id(from), &id(to), slots);
+}
+
+/// Moves `slots` slots from node id `from` to node id `to` with `redis-cli --cluster
+/// reshard` through `seed`, `cli_args` (e.g. TLS options) first; panics when it fails.
+pub fn reshard_nodes(cli_args: &[String], seed: &str, from: &str, to: &str, slots: u32) {
+    require("redis-cli");
+    let reshard = Command::new("redis-cli")
+        .args(cli_args)
+        .args(["--cluster", "reshard", seed])
+        .args(["--cluster-from", from, "--cluster-to", to])
+        .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        reshard.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&reshard.stdout)
+    );
 }
 
 /// The slot ranges the node behind `conn` serves, from its own line of `CLUSTER NODES`.

@@ -1,22 +1,38 @@
-//! What the integration tests share: real servers on loopback ([`server`], [`cluster`]),
-//! certificates ([`tls`]), plans ([`plan`]) and runs of the `cachefill` binary ([`run`]).
+//! What the integration tests share: real servers on loopback ([`server`], [`cluster`],
+//! [`launched`] by a run, of each [`server_kind`]), a fault-injecting TCP proxy in front of
+//! a server ([`proxy`]), a fake server that answers garbage ([`hostile`]), certificates
+//! ([`tls`]), plans ([`plan`]), runs of the `cachefill` binary ([`run`]) and fills silenced
+//! mid-way ([`silence`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod hostile;
+pub mod launched;
 pub mod plan;
+pub mod proxy;
 pub mod run;
 pub mod server;
+pub mod server_kind;
+pub mod silence;
 pub mod tls;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use cluster::RedisCluster;
+pub use cluster::{RedisCluster, reshard, reshard_nodes};
+pub use hostile::{Garbage, HostileServer};
+pub use launched::{LaunchedRun, remove_kept_folders};
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
+pub use proxy::Proxy;
 pub use run::*;
 pub use server::{RedisServer, TlsServer};
+pub use server_kind::ServerKind;
+pub use silence::{
+    WAITED_OUT_KEYS, assert_failed_for_silence, assert_holds_what_the_result_brackets,
+    assert_silence_waited_out, silenced_fill,
+};
 pub use tls::TestCerts;
 
 /// Panics with how to install `binary` when it is not on PATH.

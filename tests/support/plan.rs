@@ -160,6 +160,15 @@ impl TargetBuilder {
         self.tls(Some(("ca_file", path.into())))
     }
 
+    /// `server_config = { name = value, … }` of a launched target.
+    pub fn server_config(self, settings: &[(&str, Value)]) -> TargetBuilder {
+        let table: Table = settings
+            .iter()
+            .map(|(name, value)| ((*name).to_string(), value.clone()))
+            .collect();
+        self.set("server_config", table)
+    }
+
     /// Any field of the target.
     pub fn set(mut self, field: &str, value: impl Into<Value>) -> TargetBuilder {
         self.table.insert(field.into(), value.into());

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{PlanBuilder, RedisServer};
 
 /// A scratch directory for plans, results and reports; removed when dropped.
 pub struct Scratch {
@@ -87,6 +90,23 @@ pub fn verify(
     run_writing(scratch, &["verify"], plan, "verify.json", extra)
 }
 
+/// Runs `verify PLAN` and asserts that it passes, having checked `keys` keys of the first
+/// stage.
+pub fn assert_verified(scratch: &Scratch, plan: &Path, keys: u64) {
+    let (verified, report) = verify(scratch, plan, &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
+}
+
+/// Runs `flush --yes PLAN -o flush.json` and returns the output and the parsed result.
+pub fn flush(
+    scratch: &Scratch,
+    plan: &Path,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>) {
+    run_writing(scratch, &["flush", "--yes"], plan, "flush.json", extra)
+}
+
 /// Starts `run PLAN -o result.json` in the background (for tests that act during the run).
 pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
     let result = scratch.path("result.json");
@@ -101,6 +121,47 @@ pub fn spawn_plan(scratch: &Scratch, plan: &Path) -> (Child, PathBuf) {
     (child, result)
 }
 
+/// Waits for a background run with a bound, so a hang fails the test instead of blocking it.
+pub fn wait_for_exit(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "cachefill was still running {limit:?} after the fault: {}",
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The one line a failed run ends with (`cachefill: …`); panics unless there is exactly one.
+pub fn the_reason(err: &str) -> &str {
+    let reasons: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cachefill: "))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{err}");
+    reasons[0]
+}
+
+/// The `DEBUG DIGEST` of `plan` (with no target yet) run on a standalone server instead.
+pub fn standalone_digest(scratch: &Scratch, plan: PlanBuilder) -> String {
+    let server = RedisServer::start(&[]);
+    let plan = scratch.plan(
+        "standalone.toml",
+        &plan.target(server.target().flush(true)).build(),
+    );
+    let (output, _) = run_plan(scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    server.digest()
+}
+
 /// The JSON result file at `path`.
 pub fn read_result(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("the result file exists"))
@@ -110,6 +171,12 @@ pub fn read_result(path: &Path) -> serde_json::Value {
 /// Standard error of a finished run, as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The one line of a failed command that says why (`cachefill: …`); panics unless there is
+/// exactly one.
+pub fn reason_line(output: &Output) -> String {
+    the_reason(&stderr(output)).to_string()
 }
 
 /// The throwaway CA certificate of the servers of `target` kept with `--keep`, as the

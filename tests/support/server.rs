@@ -3,29 +3,37 @@
 use cachefill::server::launch::LocalServer;
 
 use super::TargetBuilder;
+use super::server_kind::ServerKind;
 use super::tls::TestCerts;
 
 /// The name launcher messages use for test servers.
 const TEST_TARGET: &str = "test";
 
-/// A plaintext redis-server (debug command on, no persistence); killed when dropped.
+/// A plaintext server (debug command on, no persistence); killed when dropped.
 pub struct RedisServer {
     server: Option<LocalServer>,
+    args: Vec<String>,
     /// The port it listens on.
     pub port: u16,
 }
 
 impl RedisServer {
-    /// Starts a server with `extra` arguments.
+    /// Starts the system's redis-server with `extra` arguments.
     pub fn start(extra: &[&str]) -> RedisServer {
+        RedisServer::of(ServerKind::Redis7, extra)
+    }
+
+    /// Starts a server of `kind` with `extra` arguments.
+    pub fn of(kind: ServerKind, extra: &[&str]) -> RedisServer {
         // DEBUG DIGEST compares datasets; the launcher leaves the debug command off.
-        let mut args = vec!["--enable-debug-command", "local"];
+        let mut args = kind.debug_args().to_vec();
         args.extend_from_slice(extra);
-        let server = LocalServer::start_with("redis-server", TEST_TARGET, &args, None)
+        let server = LocalServer::start_with(&kind.server_bin(), TEST_TARGET, &args, None)
             .unwrap_or_else(|e| panic!("{e}"));
         RedisServer {
             port: server.addr.port,
             server: Some(server),
+            args: args.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -86,6 +94,60 @@ impl RedisServer {
             .arg(value)
             .exec(&mut self.connect())
             .unwrap();
+    }
+
+    /// Stops the server process (SIGSTOP): it keeps its sockets and accepts connections,
+    /// but answers nothing, like a hung machine.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self
+            .server
+            .as_ref()
+            .and_then(LocalServer::pid)
+            .expect("the server is running");
+        // SAFETY: kill(2) on a child process this test started and has not reaped.
+        let done = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(done, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// `ACL SETUSER name on >password ~* rules…`: a user of all keys with these rules.
+    pub fn acl_user(&self, name: &str, password: &str, rules: &[&str]) {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg(rules)
+            .exec(&mut self.connect())
+            .unwrap();
+    }
+
+    /// Clients connected now (`CLIENT LIST`), this connection included.
+    pub fn clients(&self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.connect())
+            .unwrap();
+        list.lines().count()
+    }
+
+    /// Kills the server (SIGKILL) and starts a new, empty one on the same port with the same
+    /// arguments, as a crash and a restart without persistence would.
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let server = LocalServer::start_on_port("redis-server", TEST_TARGET, self.port, &args)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.server = Some(server);
     }
 
     /// Kills the server at once (SIGKILL).

@@ -1,29 +1,21 @@
 //! Failover: a lost primary's connections wait (once, together) for a replica to take
-//! over; then the lost primary's pending entries move to the new owners, and every entry
-//! routed to it is read back and written again when missing.
+//! over; then the lost primary's slots and pending entries move to the new owners, and a
+//! re-check (`recheck.rs`) makes sure that everything routed to it is on them.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Router;
 use super::node::NodeFeed;
 use crate::fill::lock::{lock, read, write};
 use crate::plan::NodeAddr;
-use crate::resp::{EntryEncoder, Reply, parse_reply};
-use crate::server::Control;
 use crate::server::cluster::{Topology, discover, ranges};
-use crate::slot::{SLOTS, slot};
+use crate::slot::SLOTS;
 
 /// Pause between topology reads while waiting for a replica to take over.
 const FAILOVER_POLL: Duration = Duration::from_millis(250);
-/// Entries re-checked per round trip after a failover.
-const RECHECK_BATCH: u64 = 1000;
-/// How long the re-check waits for the replies to the entries it writes again.
-const REWRITE_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Router {
     /// A primary that its connections cannot reach any more: waits (once, for all of its
@@ -38,16 +30,6 @@ impl Router {
         if let Some(decided) = outcome.as_ref() {
             return decided.clone();
         }
-        if self.dataset.data_type() != crate::plan::DataType::String {
-            // Re-checking typed keys on a successor (element counts, lists resumed without
-            // duplicates) is not built yet: stop rather than report what may not be there.
-            let decided = Err(format!(
-                "lost primary {} ({reason}); typed stages do not yet carry on through a failover: the keys it acknowledged may be incomplete",
-                node.addr
-            ));
-            *outcome = Some(decided.clone());
-            return decided;
-        }
         let decided = self.wait_for_successor(node, reason).await;
         *outcome = Some(decided.clone());
         decided
@@ -58,11 +40,6 @@ impl Router {
         node: &Arc<NodeFeed>,
         reason: &str,
     ) -> Result<(), String> {
-        let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
-        let lost: Vec<bool> = read(&self.slots)
-            .iter()
-            .map(|&o| Some(o) == index)
-            .collect();
         let timeout = self.connector.failover_timeout;
         let deadline = Instant::now() + timeout;
         loop {
@@ -78,14 +55,14 @@ impl Router {
                 && topology.uncovered().is_none()
                 && !topology.primaries.iter().any(|p| p.addr == node.addr)
             {
-                self.take_over(node, &topology, lost);
+                self.take_over(node, &topology);
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(format!(
                     "primary {} (slots {}) is unreachable ({reason}) and no replica took over within {} (failover_timeout)",
                     node.addr,
-                    ranges(lost.into_iter()).unwrap_or_else(|| "none".into()),
+                    ranges(self.slots_of(node).into_iter()).unwrap_or_else(|| "none".into()),
                     humantime::format_duration(timeout)
                 ));
             }
@@ -93,9 +70,21 @@ impl Router {
         }
     }
 
-    /// Switches to the topology after a failover: new slot map, the lost primary's entries
-    /// moved on, and a re-check of what it had acknowledged.
-    fn take_over(self: &Arc<Self>, node: &Arc<NodeFeed>, topology: &Topology, lost: Vec<bool>) {
+    /// Which slots `node` serves now, slot by slot.
+    fn slots_of(&self, node: &Arc<NodeFeed>) -> Vec<bool> {
+        let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
+        read(&self.slots)
+            .iter()
+            .map(|&o| Some(o) == index)
+            .collect()
+    }
+
+    /// Switches to the topology after a failover: new slot map, the lost primary retired
+    /// and its entries moved on, and a re-check of everything routed to it.
+    fn take_over(self: &Arc<Self>, node: &Arc<NodeFeed>, topology: &Topology) {
+        // Before any connection to a new owner starts: the stage is not over until the
+        // re-check is (it may take back keys counted as written).
+        self.recovering.fetch_add(1, Relaxed);
         self.failovers.fetch_add(1, Relaxed);
         {
             let mut known = lock(&self.known);
@@ -111,173 +100,46 @@ impl Router {
                 map[slot] = self.node_at(&topology.primaries[*owner].addr).0;
             }
         }
-        *write(&self.slots) = map;
+        // The lost slots and how far the stage was handed out are read as the map is
+        // switched: the router takes entries and maps them under one read of the map, so
+        // the entries below `upto` went by the old map (those of the lost slots to the lost
+        // primary) and the ones after it go by the new one.
+        let (lost, upto) = {
+            let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
+            let mut slots = write(&self.slots);
+            let lost: Vec<bool> = slots.iter().map(|&o| Some(o) == index).collect();
+            *slots = map;
+            (lost, self.stage.handed_out())
+        };
         node.retired.store(true, Relaxed);
         node.space.close();
-        for index in node.drain() {
-            self.reroute(index);
+        let drained = node.drain();
+        let typed = self.dataset.is_typed();
+        if !typed {
+            for index in drained.iter().copied() {
+                self.reroute(index);
+            }
         }
         node.work.notify_waiters();
-        self.recovering.fetch_add(1, Relaxed);
-        let upto = self.stage.handed_out();
-        let (router, addr) = (self.clone(), node.addr.clone());
+        let (router, node) = (self.clone(), node.clone());
         tokio::spawn(async move {
-            if let Err(e) = router.recheck(&lost, upto).await {
+            let checked = if typed {
+                // Typed keys waiting here are resumed by the re-check with the others: two
+                // writers of one list would both write its rest.
+                let drained: HashSet<u64> = drained.into_iter().collect();
+                router.hand_on(&node, &lost, upto, drained).await;
+                Ok(())
+            } else {
+                router.recheck(&lost, upto).await
+            };
+            if let Err(e) = checked {
                 router.stage.record_failure(format!(
-                    "re-checking the entries of lost primary {addr} failed: {e}"
+                    "re-checking the entries of lost primary {} failed: {e}",
+                    node.addr
                 ));
             }
             router.recovering.fetch_sub(1, Relaxed);
             router.wake_all();
         });
-    }
-
-    /// Reads back every entry below `upto` whose slot was lost, and writes again the ones
-    /// that are missing (acknowledged by the lost primary, never replicated). Reads go
-    /// through control connections; writes through data connections, encoded by the one
-    /// [`EntryEncoder`].
-    async fn recheck(&self, lost: &[bool], upto: u64) -> Result<(), String> {
-        let mut controls: HashMap<NodeAddr, Control> = HashMap::new();
-        let mut writers = HashMap::new();
-        let encoder = EntryEncoder::new(&self.dataset);
-        let mut rewrite = Vec::new();
-        let mut key = Vec::with_capacity(self.dataset.key_size());
-        let mut start = 0;
-        while start < upto && !self.stage.should_stop() {
-            let end = (start + RECHECK_BATCH).min(upto);
-            let mut by_owner: HashMap<NodeAddr, Vec<(u64, Vec<u8>)>> = HashMap::new();
-            for position in start..end {
-                let index = self.stage.global(position);
-                key.clear();
-                self.dataset.push_key(&self.dataset.entry(index), &mut key);
-                if lost[usize::from(slot(&key))] {
-                    let owner = self.owner_of(index).addr.clone();
-                    by_owner
-                        .entry(owner)
-                        .or_default()
-                        .push((index, key.clone()));
-                }
-            }
-            for (addr, entries) in by_owner {
-                if !controls.contains_key(&addr) {
-                    let control = self.connector.control(&addr).await.map_err(|e| e.0)?;
-                    controls.insert(addr.clone(), control);
-                }
-                let Some(control) = controls.get_mut(&addr) else {
-                    continue;
-                };
-                let mut exists = redis::pipe();
-                for (_, key) in &entries {
-                    exists.cmd("EXISTS").arg(key);
-                }
-                let found: Vec<i64> = control
-                    .pipeline(&exists)
-                    .await
-                    .map_err(|e| format!("{addr}: {e}"))?;
-                rewrite.clear();
-                let mut missing = 0;
-                for ((index, _), found) in entries.iter().zip(found) {
-                    if found == 0 {
-                        encoder.push_set(*index, &mut rewrite);
-                        missing += 1;
-                    }
-                }
-                if missing > 0 {
-                    if !writers.contains_key(&addr) {
-                        let stream = self.connector.data(&addr).await.map_err(|e| e.0)?;
-                        writers.insert(addr.clone(), stream);
-                    }
-                    let Some(stream) = writers.get_mut(&addr) else {
-                        continue;
-                    };
-                    write_acknowledged(stream, &rewrite, missing)
-                        .await
-                        .map_err(|e| format!("{addr}: {e}"))?;
-                    self.rewritten.fetch_add(missing, Relaxed);
-                }
-            }
-            start = end;
-        }
-        Ok(())
-    }
-}
-
-/// Sends `commands`, `count` encoded write commands, and waits until every one of them is
-/// acknowledged; the first refusal is the error.
-async fn write_acknowledged<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    commands: &[u8],
-    count: u64,
-) -> Result<(), String> {
-    stream
-        .write_all(commands)
-        .await
-        .map_err(|e| format!("writing missing entries failed: {e}"))?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let mut answered = 0;
-    while answered < count {
-        let n = match tokio::time::timeout(REWRITE_REPLY_TIMEOUT, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) => return Err("the server closed the connection".into()),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => {
-                return Err(format!(
-                    "no reply for {}s to the rewritten entries",
-                    REWRITE_REPLY_TIMEOUT.as_secs()
-                ));
-            }
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut at = 0;
-        while answered < count
-            && let Some((reply, used)) = parse_reply(&buf[at..]).map_err(|e| e.to_string())?
-        {
-            match reply {
-                Reply::Ok => answered += 1,
-                Reply::Error(line) => return Err(String::from_utf8_lossy(line).into_owned()),
-                Reply::Other | Reply::Integer(_) => return Err("unexpected reply to SET".into()),
-            }
-            at += used;
-        }
-        buf.drain(..at);
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Replies handed over in pieces, as a socket may deliver them.
-    async fn replies(bytes: &[u8], count: u64) -> Result<(), String> {
-        let (mut client, mut server) = tokio::io::duplex(64);
-        let bytes = bytes.to_vec();
-        let serve = async move {
-            let mut sink = [0u8; 64];
-            let _ = server.read(&mut sink).await;
-            for piece in bytes.chunks(3) {
-                server.write_all(piece).await.unwrap();
-            }
-        };
-        let (result, ()) = tokio::join!(write_acknowledged(&mut client, b"*1\r\n", count), serve);
-        result
-    }
-
-    #[tokio::test]
-    async fn rewrites_wait_for_every_acknowledgement() {
-        assert_eq!(replies(b"+OK\r\n+OK\r\n+OK\r\n", 3).await, Ok(()));
-    }
-
-    #[tokio::test]
-    async fn a_refused_rewrite_is_an_error_naming_the_refusal() {
-        assert_eq!(
-            replies(b"+OK\r\n-OOM command not allowed\r\n", 2).await,
-            Err("OOM command not allowed".into())
-        );
-        assert!(
-            replies(b"+OK\r\n", 2).await.is_err(),
-            "closed before the end"
-        );
     }
 }

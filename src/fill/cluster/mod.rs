@@ -6,12 +6,14 @@
 //! `routing`: the slot map, queueing, and redirections (`MOVED` updates the slot map and
 //! moves the entry to the new owner, `ASK` sends it once with `ASKING`, `TRYAGAIN`,
 //! `CLUSTERDOWN` and `LOADING` retry it after a pause, within a bounded time).
-//! `failover`: when a primary is lost, waiting for a replica to take over, moving the lost
-//! primary's pending entries to the new owners, and re-checking every entry routed there
-//! (replication is asynchronous: acknowledged writes can be gone).
+//! `failover`: when a primary is lost, waiting for a replica to take over and moving the
+//! lost primary's slots and pending entries to the new owners. `recheck`: then making sure
+//! every entry routed there is on them (replication is asynchronous: acknowledged writes
+//! can be gone): strings read back and written again when missing, typed keys resumed.
 
 mod failover;
 mod node;
+mod recheck;
 mod routing;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,8 +24,10 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 pub use node::NodeFeed;
+pub use routing::KeyRefused;
 
 use crate::dataset::Dataset;
+use crate::fill::key_bits::KeyBits;
 use crate::fill::lock::{lock, read};
 use crate::fill::state::StageState;
 use crate::plan::NodeAddr;
@@ -47,8 +51,14 @@ pub struct Router {
     pub ask: AtomicU64,
     /// Primaries replaced by a replica during the stage.
     pub failovers: AtomicU64,
-    /// Entries found missing after a failover and written again.
+    /// Entries found missing after a failover and written again (typed stages: keys
+    /// acknowledged whole that the new owner held incomplete).
     pub rewritten: AtomicU64,
+    /// Typed keys a failover re-check handed on after they had counted as written, until
+    /// their new owner answers with their element count.
+    handed_on: KeyBits,
+    /// Typed keys to write again from their first element at their next resume.
+    restarts: KeyBits,
     connector: Arc<Connector>,
     dataset: Arc<Dataset>,
     /// Every node seen, primaries and replicas: where to read the topology after a loss.
@@ -91,6 +101,8 @@ impl Router {
             ask: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             rewritten: AtomicU64::new(0),
+            handed_on: KeyBits::new(),
+            restarts: KeyBits::new(),
             connector,
             dataset,
             known: Mutex::new(

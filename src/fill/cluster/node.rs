@@ -49,6 +49,12 @@ impl NodeFeed {
         }
     }
 
+    /// True once a replica took over this primary: nothing is sent here any more, and what
+    /// was routed here is the failover re-check's.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Relaxed)
+    }
+
     /// Every entry waiting here, taken out.
     pub(super) fn drain(&self) -> Vec<u64> {
         let mut out: Vec<u64> = lock(&self.asked_here).drain(..).collect();

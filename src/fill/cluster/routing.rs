@@ -28,17 +28,14 @@ impl Router {
         let mut key = Vec::with_capacity(dataset.key_size());
         let mut pending: Vec<Vec<u64>> = Vec::new();
         while !self.stage.should_stop() {
-            let Some(range) = self.stage.take(ROUTE_BATCH as u64) else {
-                // An until_memory stage hands out entries as memory allows.
-                if self.stage.wait_for_budget().await {
-                    continue;
-                }
-                break;
-            };
             let mut full = Vec::new();
-            {
+            // Entries are taken and mapped under one read of the slot map: a failover reads
+            // how far the stage was handed out as it switches the map, so what it re-checks
+            // is exactly what went by the old map (see `take_over`).
+            let taken = {
                 let slots = read(&self.slots);
-                for index in range {
+                let range = self.stage.take(ROUTE_BATCH as u64);
+                for index in range.clone().into_iter().flatten() {
                     key.clear();
                     dataset.push_key(&dataset.entry(index), &mut key);
                     let node = slots[usize::from(slot(&key))];
@@ -50,6 +47,14 @@ impl Router {
                         full.push(node);
                     }
                 }
+                range.is_some()
+            };
+            if !taken {
+                // An until_memory stage hands out entries as memory allows.
+                if self.stage.wait_for_budget().await {
+                    continue;
+                }
+                break;
             }
             for node in full {
                 let indices = std::mem::take(&mut pending[node]);
@@ -83,9 +88,13 @@ impl Router {
             permits.forget();
         }
         if feed.retired.load(Relaxed) {
-            // Its slots moved to a successor while we waited for room.
-            for index in indices {
-                self.reroute(index);
+            // Its slots moved to a successor while we waited for room. Typed keys are the
+            // failover re-check's (they were handed out before it read how far to check):
+            // it resumes them, and a second writer of a list would duplicate its items.
+            if !self.dataset.is_typed() {
+                for index in indices {
+                    self.reroute(index);
+                }
             }
             return;
         }
@@ -124,13 +133,29 @@ impl Router {
         }
     }
 
-    /// Handles an error reply to a command of typed key `index` sent to `from`: true when
-    /// the key is on its way elsewhere. The key is resumed from what its owner holds (a
-    /// list or stream must not get its elements twice): at once at the new owner after
-    /// `MOVED`; after a pause at the same node after `ASK` (the key is in a slot being
-    /// migrated, which answers `MOVED` once done) or a transient refusal.
-    pub fn redirect_key(&self, index: u64, reply: ErrorReply<'_>, from: &Arc<NodeFeed>) -> bool {
-        match reply {
+    /// Handles an error reply to typed key `index` sent to `from`: to one of its commands
+    /// (`in_flight`: more of them may follow on the same connection) or to the count or
+    /// `DEL` that resumes it. The key is resumed from what its owner holds (a list or stream
+    /// must not get its elements twice): at once at the new owner after `MOVED`; after a
+    /// pause at the same node after `ASK` (the key is in a slot being migrated, which
+    /// answers `MOVED` once done). After a transient refusal of one of its commands it is
+    /// resumed on the same connection, once its commands in flight are answered (the
+    /// refusal may clear before the next one is read); after a transient refusal of its
+    /// count, after a pause.
+    pub fn redirect_key(
+        &self,
+        index: u64,
+        reply: ErrorReply<'_>,
+        from: &Arc<NodeFeed>,
+        in_flight: bool,
+    ) -> KeyRefused {
+        let goes_on =
+            matches!(reply, ErrorReply::Moved(_) | ErrorReply::Ask(_)) || reply.is_transient();
+        if goes_on && from.is_retired() {
+            // A replica took over `from`: the failover re-check resumes its keys, once.
+            return KeyRefused::HandedOn;
+        }
+        let handed_on = match reply {
             ErrorReply::Moved(to) => {
                 self.follow_moved(&to, from).push_resume(index);
                 true
@@ -139,9 +164,33 @@ impl Router {
                 self.ask.fetch_add(1, Relaxed);
                 self.later(from, move |feed| feed.push_resume(index))
             }
+            reply if reply.is_transient() && in_flight => {
+                return if self.still_patient() {
+                    KeyRefused::ResumeHere
+                } else {
+                    KeyRefused::Failed
+                };
+            }
             reply if reply.is_transient() => self.later(from, move |feed| feed.push_resume(index)),
             _ => false,
+        };
+        if handed_on {
+            KeyRefused::HandedOn
+        } else {
+            KeyRefused::Failed
         }
+    }
+
+    /// Typed key `index` may hold elements past a gap: one of its commands was refused and
+    /// a later one applied (or may have been). Its next resume writes it again from its
+    /// first element.
+    pub fn restart_key(&self, index: u64) {
+        self.restarts.insert(self.stage.position(index));
+    }
+
+    /// True (once) when typed key `index` is to be written again from its first element.
+    pub fn take_restart(&self, index: u64) -> bool {
+        self.restarts.remove(self.stage.position(index))
     }
 
     /// Updates the slot map after `MOVED` and gives the feed of the new owner.
@@ -154,12 +203,18 @@ impl Router {
         feed
     }
 
+    /// Notes that the cluster answered busy; false once it has been busy for longer than
+    /// [`BUSY_LIMIT`].
+    fn still_patient(&self) -> bool {
+        let now = Instant::now();
+        let since = *lock(&self.busy_since).get_or_insert(now);
+        now.duration_since(since) <= BUSY_LIMIT
+    }
+
     /// Sends again to `from` after a pause, while the cluster has been busy for less than
     /// [`BUSY_LIMIT`]; false once it has been busy for longer.
     fn later(&self, from: &Arc<NodeFeed>, send: impl FnOnce(&NodeFeed) + Send + 'static) -> bool {
-        let now = Instant::now();
-        let since = *lock(&self.busy_since).get_or_insert(now);
-        if now.duration_since(since) > BUSY_LIMIT {
+        if !self.still_patient() {
             return false;
         }
         let feed = from.clone();
@@ -197,6 +252,18 @@ impl Router {
         }
         node.work.notify_one();
     }
+}
+
+/// What becomes of a typed key after an error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefused {
+    /// It is on its way elsewhere, or back to the same node after a pause.
+    HandedOn,
+    /// The cluster refused it for a moment: resume it on this connection, after its
+    /// commands in flight.
+    ResumeHere,
+    /// A real error: the stage fails.
+    Failed,
 }
 
 /// The node a redirection names; an empty host means the node that answered.

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
@@ -17,17 +17,14 @@ use super::feed::Feed;
 use super::lock::lock;
 use super::socket::ReplyThreshold;
 use super::span::{KeyCommands, Span};
+use super::stall::STALL_AFTER;
 use super::state::StageState;
 use crate::dataset::Dataset;
-use crate::resp::EntryEncoder;
+use crate::plan::NodeAddr;
 use crate::resp::typed::Chunking;
+use crate::resp::{EntryEncoder, MAX_REPLY_BYTES};
 
 mod replies;
-
-/// How long a connection may wait for the next reply while commands are in flight.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest reply a connection accepts.
-const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// Why a session ended early.
 pub enum SessionEnd {
@@ -35,6 +32,8 @@ pub enum SessionEnd {
     Lost(String),
     /// The server spoke something that is not RESP: retrying will not help.
     Fatal(String),
+    /// The user may not run `MSET`: what is unanswered goes again, one `SET` per entry.
+    MsetRefused,
 }
 
 /// What a connection works on, across its reconnections: the stage, its dataset, how to
@@ -50,6 +49,10 @@ pub struct Job<'a> {
     pub feed: &'a Feed,
     /// Entries this connection's server acknowledged, across reconnections.
     pub acked_here: &'a AtomicU64,
+    /// The server this connection writes to.
+    pub addr: &'a NodeAddr,
+    /// How long the connection may wait for a reply with entries in flight.
+    pub io_timeout: Duration,
 }
 
 /// One connection's session: what the writing half and the reading half share.
@@ -65,11 +68,10 @@ pub struct Session<'a> {
     /// Set when the writer has nothing more to send.
     done: AtomicBool,
     /// Typed keys to carry on from what the server holds, found by the reader in the
-    /// replies to [`Span::Resume`]; the writer sends them before anything else.
+    /// replies to [`Span::Resume`] and [`Span::Restart`] (or refused for a moment); the
+    /// writer sends them before anything but the rest of a key.
     resumed: Mutex<VecDeque<Span>>,
-    /// Spans in `resumed`, so that the writer locks it only when it holds some.
-    resumed_count: AtomicU64,
-    /// Resume requests sent whose replies have not been read yet.
+    /// Resume and restart requests sent whose replies have not been read yet.
     resuming: AtomicU64,
     wake_writer: Notify,
     /// A typed key whose remaining replies are to be passed over (one of its commands was
@@ -96,7 +98,6 @@ impl<'a> Session<'a> {
             sent: AtomicU64::new(0),
             done: AtomicBool::new(false),
             resumed: Mutex::new(VecDeque::new()),
-            resumed_count: AtomicU64::new(0),
             resuming: AtomicU64::new(0),
             wake_writer: Notify::new(),
             abandoned: AtomicU64::new(NO_KEY),
@@ -116,20 +117,41 @@ impl<'a> Session<'a> {
         Some(self.open_key.load(Relaxed)).filter(|&k| k != NO_KEY)
     }
 
-    /// The spans sent whose replies never came, for the caller to resend.
-    pub fn into_unanswered(self) -> VecDeque<Span> {
+    /// True when the session sent anything (a session stopped before its first write
+    /// leaves what was in doubt before it in doubt).
+    pub fn sent_any(&self) -> bool {
+        self.sent.load(Relaxed) > 0
+    }
+
+    /// What to send on the next connection: the spans sent whose replies never came (ready
+    /// to be sent again), the keys to resume, then `still_to_send`; never the commands of
+    /// the key whose other replies were being passed over.
+    pub fn into_unanswered(self, still_to_send: VecDeque<Span>) -> VecDeque<Span> {
         let abandoned = self.abandoned.load(Relaxed);
         // A panic while the lock was held left the queue whole (see `lock`): keep its spans.
-        let mut spans = self
+        let mut spans: VecDeque<Span> = self
             .inflight
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .into_iter()
+            .map(Span::resend)
+            .collect();
         spans.extend(
             self.resumed
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        spans.extend(still_to_send);
         spans.retain(|span| !commands_of(span, abandoned));
+        if let Feed::Node { router, .. } = self.job.feed
+            && spans
+                .iter()
+                .any(|span| matches!(span, Span::Resume { index } if *index == abandoned))
+        {
+            // Refused for a moment and to be resumed here, but the replies to its later
+            // commands never came: one may have been applied past the refused one.
+            router.restart_key(abandoned);
+        }
         spans
     }
 
@@ -239,10 +261,16 @@ impl<'a> Session<'a> {
             ..
         } = *self.job;
         loop {
-            let next = self
-                .pop_resumed()
-                .or_else(|| retry.pop_front())
-                .or_else(|| feed.next(stage, config.batch));
+            // The rest of a key goes before anything else: a key's commands are never
+            // interleaved with another key's, so its replies all come before the next key's.
+            let next = if matches!(retry.front(), Some(Span::Key(key)) if key.next > 0) {
+                retry.pop_front()
+            } else {
+                lock(&self.resumed)
+                    .pop_front()
+                    .or_else(|| retry.pop_front())
+                    .or_else(|| feed.next(stage, config.batch))
+            };
             let Some(span) = next else {
                 return false;
             };
@@ -262,7 +290,7 @@ impl<'a> Session<'a> {
             if count == 0 {
                 return true;
             }
-            if matches!(span, Span::Resume { .. }) {
+            if matches!(span, Span::Resume { .. } | Span::Restart { .. }) {
                 self.resuming.fetch_add(1, Relaxed);
             }
             span.encode(encoder, config.group, buf);
@@ -273,19 +301,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The next typed key to carry on, if the reader found one.
-    fn pop_resumed(&self) -> Option<Span> {
-        if self.resumed_count.load(Relaxed) == 0 {
-            return None;
-        }
-        let mut resumed = lock(&self.resumed);
-        let span = resumed.pop_front()?;
-        self.resumed_count.fetch_sub(1, Relaxed);
-        Some(span)
-    }
-
-    /// Waits until there is something to send; false when there never will be. Keys being
-    /// resumed come back from the reader, so the session waits for them too.
+    /// Waits until there is something to send; false when there never will be. Keys to
+    /// resume come back from the reader (after their count, or a command refused for a
+    /// moment), so the session listens for them as well as for its feed, and waits for the
+    /// counts it sent.
     async fn wait_for_work(&self, stage: &StageState) -> bool {
         let mut feed_finished = false;
         loop {
@@ -295,8 +314,8 @@ impl<'a> Session<'a> {
             if !lock(&self.resumed).is_empty() {
                 return true;
             }
-            if self.resuming.load(Relaxed) == 0 {
-                return !feed_finished && self.job.feed.wait(stage).await;
+            if feed_finished && self.resuming.load(Relaxed) == 0 {
+                return false;
             }
             if stage.should_stop() {
                 return false;
@@ -337,14 +356,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             if filled == buf.len() {
-                // Replies to SET and MSET are a few bytes; a huge one means a broken peer.
-                if buf.len() >= MAX_REPLY_BYTES {
-                    return Err(SessionEnd::Fatal(format!(
-                        "the server sent a reply longer than {} KiB; is this a Redis server?",
-                        MAX_REPLY_BYTES >> 10
-                    )));
-                }
-                buf.resize(buf.len() * 2, 0);
+                // A reply longer than the buffer: `parse_reply` refuses it before the buffer
+                // grows beyond its bound.
+                buf.resize((buf.len() * 2).min(MAX_REPLY_BYTES), 0);
             }
             let outstanding = self.sent.load(Relaxed) - received;
             wake_at.update(
@@ -355,19 +369,12 @@ impl<'a> Session<'a> {
                 },
                 &config,
             );
-            let n = match tokio::time::timeout(REPLY_TIMEOUT, reader.read(&mut buf[filled..])).await
+            let n = match self
+                .read_some(&mut reader, &mut buf[filled..], outstanding)
+                .await?
             {
-                Ok(Ok(0)) => {
-                    return Err(SessionEnd::Lost("the server closed the connection".into()));
-                }
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(SessionEnd::Lost(describe_io(&e))),
-                Err(_) => {
-                    return Err(SessionEnd::Lost(format!(
-                        "no reply for {}s with commands in flight",
-                        REPLY_TIMEOUT.as_secs()
-                    )));
-                }
+                0 => return Err(SessionEnd::Lost("the server closed the connection".into())),
+                n => n,
             };
             filled += n;
             let (used, entries) = self.consume_replies(&buf[..filled])?;
@@ -386,6 +393,50 @@ struct Write {
     spans: Vec<Span>,
     units: u64,
     held: u32,
+}
+
+impl Session<'_> {
+    /// Reads what the server sends next, waiting at most `io_timeout` for it: a server
+    /// silent that long with `outstanding` entries in flight is taken for broken. A wait
+    /// longer than [`STALL_AFTER`] is listed in the stage's stalls for the display.
+    async fn read_some<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        buf: &mut [u8],
+        outstanding: u64,
+    ) -> Result<usize, SessionEnd> {
+        let Job {
+            stage,
+            addr,
+            io_timeout,
+            ..
+        } = *self.job;
+        let since = Instant::now();
+        let mut stall = None;
+        let result = loop {
+            let wait = io_timeout.saturating_sub(since.elapsed()).min(STALL_AFTER);
+            // `read` is cancel-safe: a timed-out read has taken nothing from the socket.
+            match tokio::time::timeout(wait, reader.read(buf)).await {
+                Ok(Ok(n)) => break Ok(n),
+                Ok(Err(e)) => break Err(SessionEnd::Lost(describe_io(&e))),
+                Err(_) if since.elapsed() >= io_timeout => {
+                    break Err(SessionEnd::Lost(format!(
+                        "no reply for {} with {outstanding} entries in flight (io_timeout)",
+                        humantime::format_duration(io_timeout)
+                    )));
+                }
+                Err(_) => {
+                    if stall.is_none() {
+                        stall = Some(stage.stalls.begin(addr, since));
+                    }
+                }
+            }
+        };
+        if let Some(token) = stall {
+            stage.stalls.end(token);
+        }
+        result
+    }
 }
 
 /// True when `span` carries commands of typed key `index`.

@@ -1,10 +1,11 @@
 //! The reading half's bookkeeping: each reply matched to what it answers (a group of
-//! entries, a command of a typed key, the element count of a key to resume) and counted as
-//! acknowledged, refused or (cluster) redirected.
+//! entries, a command of a typed key, the element count of a key to resume, the `DEL` of
+//! one to write again) and counted as acknowledged, refused or (cluster) redirected.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Job, NO_KEY, Session, SessionEnd};
+use crate::fill::cluster::KeyRefused;
 use crate::fill::feed::Feed;
 use crate::fill::lock::lock;
 use crate::fill::span::{Answered, KeyCommands, Span, take_answered};
@@ -23,6 +24,7 @@ impl Session<'_> {
             config,
             feed,
             acked_here,
+            ..
         } = *self.job;
         let mut queue = lock(&self.inflight);
         let (mut at, mut answered) = (0usize, 0u64);
@@ -55,7 +57,22 @@ impl Session<'_> {
                     refused |= self.resume_answered(reply, index, &mut tally);
                     continue;
                 }
+                Some(Answered::Restart(index)) => {
+                    answered += 1;
+                    tally.commands += 1;
+                    refused |= self.restart_answered(reply, index, &mut tally);
+                    continue;
+                }
             };
+            if let Reply::Error(line) = reply
+                && entries.end - entries.start > 1
+                && refuses_mset_itself(line)
+            {
+                // A user allowed SET but not MSET (MSET is cachefill's own grouping): these
+                // entries and everything after them go again as single SETs.
+                queue.push_front(Span::Range(entries));
+                break Err(SessionEnd::MsetRefused);
+            }
             answered += entries.end - entries.start;
             match reply {
                 Reply::Ok => {
@@ -117,6 +134,13 @@ impl Session<'_> {
     ) -> bool {
         let dataset = self.job.dataset;
         if self.abandoned.load(Relaxed) == key.index {
+            if !matches!(reply, Reply::Error(_))
+                && let Feed::Node { router, .. } = self.job.feed
+            {
+                // Applied after an earlier command of the key was refused: the key may
+                // hold elements past a gap, which carrying on from its length would keep.
+                router.restart_key(key.index);
+            }
             return false;
         }
         let elements = self.chunking.elements_of(key.from, key.elements, command);
@@ -127,8 +151,10 @@ impl Session<'_> {
             }
             tally.commands += 1;
             if last {
-                tally.keys += 1;
-                tally.elements += key.elements;
+                if self.job.stage.count_key(key.index) {
+                    tally.keys += 1;
+                    tally.elements += key.elements;
+                }
                 tally.bytes += dataset.key_size() as u64;
                 self.open_key.store(NO_KEY, Relaxed);
             } else {
@@ -136,16 +162,21 @@ impl Session<'_> {
             }
             return false;
         };
-        if let Feed::Node { node, router } = self.job.feed
-            && router.redirect_key(key.index, ErrorReply::parse(line), node)
-        {
-            // The key goes on elsewhere, resumed from what its owner holds; its other
-            // commands here are passed over.
-            self.abandoned.store(key.index, Relaxed);
-            let _ = self
-                .open_key
-                .compare_exchange(key.index, NO_KEY, Relaxed, Relaxed);
-            return false;
+        if let Feed::Node { node, router } = self.job.feed {
+            let after = router.redirect_key(key.index, ErrorReply::parse(line), node, true);
+            if after != KeyRefused::Failed {
+                // The key is resumed from what its owner holds, elsewhere or here after its
+                // commands in flight; their replies are passed over.
+                self.abandoned.store(key.index, Relaxed);
+                let _ = self
+                    .open_key
+                    .compare_exchange(key.index, NO_KEY, Relaxed, Relaxed);
+                if after == KeyRefused::ResumeHere {
+                    lock(&self.resumed).push_back(Span::Resume { index: key.index });
+                    self.wake_writer.notify_one();
+                }
+                return false;
+            }
         }
         let name = match elements {
             Some(_) => String::from_utf8_lossy(typed::write_command(dataset.data_type())),
@@ -160,22 +191,9 @@ impl Session<'_> {
     /// true when the count was refused.
     fn resume_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
         let dataset = self.job.dataset;
-        self.resuming.fetch_sub(1, Relaxed);
-        // The writer may be waiting for this key, or (after a refusal) for nothing more.
-        self.wake_writer.notify_one();
-        // Every earlier command of this key on this connection has been answered.
-        let _ = self
-            .abandoned
-            .compare_exchange(index, NO_KEY, Relaxed, Relaxed);
-        let count = match reply {
-            Reply::Integer(count) => u64::try_from(count).unwrap_or(0),
-            Reply::Error(line)
-                if matches!(self.job.feed, Feed::Node { node, router }
-                    if router.redirect_key(index, ErrorReply::parse(line), node)) =>
-            {
-                return false;
-            }
-            Reply::Error(line) => {
+        let count = match self.settled(reply, index) {
+            Ok(count) => count,
+            Err(Some(line)) => {
                 let name = String::from_utf8_lossy(typed::count_command(dataset.data_type()));
                 let message = format!(
                     "{}; after a broken connection cachefill counts a list's or stream's elements to carry on without duplicates",
@@ -184,33 +202,99 @@ impl Session<'_> {
                 self.refuse_key(index, true, &name, &message);
                 return true;
             }
-            Reply::Ok | Reply::Other => {
-                self.refuse_key(index, true, "a count", "unexpected reply");
-                return true;
-            }
+            Err(None) => return false,
         };
         let elements = dataset.entry(index).elements;
+        let restart = match self.job.feed {
+            Feed::Node { router, .. } => router.take_restart(index),
+            Feed::Stage => false,
+        };
         // Lists and streams hold a prefix of their elements (a key's commands are applied
-        // in order); the other types are rewritten whole, which is harmless.
+        // in order) unless a refusal left a gap; the other types are rewritten whole, which
+        // is harmless.
         let from = match dataset.data_type() {
+            _ if restart => 0,
             DataType::List | DataType::Stream => count.min(elements),
             _ if count >= elements => elements,
             _ => 0,
         };
-        let total = self.chunking.commands(from, elements);
-        if total == 0 {
-            tally.keys += 1;
-            tally.elements += elements;
-            tally.bytes += dataset.payload_bytes(index);
-        } else {
-            let mut resumed = lock(&self.resumed);
-            resumed.push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
-            // Counted under the lock, so that the writer never misses a resumed key.
-            self.resumed_count.fetch_add(1, Relaxed);
-            drop(resumed);
+        // A key a failover handed on after the lost primary had acknowledged it whole: its
+        // payload counted then.
+        let handed_on = match self.job.feed {
+            Feed::Node { router, .. } => router.handed_on_counted(index, from < elements),
+            Feed::Stage => false,
+        };
+        if restart {
+            lock(&self.resumed).push_back(Span::Restart { index });
             self.wake_writer.notify_one();
+        } else {
+            self.carry_on(index, from, handed_on, tally);
         }
         false
+    }
+
+    /// After the `DEL` of a key to write again from its first element, writes it; true when
+    /// the `DEL` was refused.
+    fn restart_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
+        match self.settled(reply, index) {
+            Ok(_) => self.carry_on(index, 0, false, tally),
+            Err(Some(line)) => {
+                self.refuse_key(index, true, "DEL", &String::from_utf8_lossy(line));
+                return true;
+            }
+            Err(None) => {
+                // On its way elsewhere: it still starts from its first element there.
+                if let Feed::Node { router, .. } = self.job.feed {
+                    router.restart_key(index);
+                }
+            }
+        }
+        false
+    }
+
+    /// The reply to the count or `DEL` of typed key `index`, after which every earlier
+    /// command of the key on this connection has been answered: the integer, or
+    /// `Err(None)` when the key went on elsewhere, `Err(Some(line))` for a refusal.
+    fn settled<'r>(&self, reply: Reply<'r>, index: u64) -> Result<u64, Option<&'r [u8]>> {
+        self.resuming.fetch_sub(1, Relaxed);
+        // The writer may be waiting for this key, or (after a refusal) for nothing more.
+        self.wake_writer.notify_one();
+        let _ = self
+            .abandoned
+            .compare_exchange(index, NO_KEY, Relaxed, Relaxed);
+        match reply {
+            Reply::Integer(count) => Ok(u64::try_from(count).unwrap_or(0)),
+            Reply::Error(line) => match self.job.feed {
+                Feed::Node { node, router }
+                    if router.redirect_key(index, ErrorReply::parse(line), node, false)
+                        == KeyRefused::HandedOn =>
+                {
+                    Err(None)
+                }
+                _ => Err(Some(line)),
+            },
+            Reply::Ok | Reply::Other => Err(Some(b"unexpected reply")),
+        }
+    }
+
+    /// Writes typed key `index` from element `from` on (it counts at once when the server
+    /// holds it whole).
+    fn carry_on(&self, index: u64, from: u64, handed_on: bool, tally: &mut Tally) {
+        let dataset = self.job.dataset;
+        let elements = dataset.entry(index).elements;
+        let total = self.chunking.commands(from, elements);
+        if total == 0 {
+            if self.job.stage.count_key(index) {
+                tally.keys += 1;
+                tally.elements += elements;
+            }
+            if !handed_on {
+                tally.bytes += dataset.payload_bytes(index);
+            }
+        } else {
+            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
+            self.wake_writer.notify_one();
+        }
     }
 
     /// Records the refusal of a typed key's command; the key's other replies are passed over.
@@ -238,4 +322,33 @@ struct Tally {
     bytes: u64,
     /// Commands of typed keys acknowledged (progress, even inside one large key).
     commands: u64,
+}
+
+/// True for the refusal of the `MSET` command to the user (not of the keys it names):
+/// `NOPERM … no permissions to run the 'mset' command`.
+fn refuses_mset_itself(line: &[u8]) -> bool {
+    ErrorReply::parse(line) == ErrorReply::NoPermission
+        && line.windows(6).any(|w| w.eq_ignore_ascii_case(b"'mset'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_mset_itself;
+
+    #[test]
+    fn only_the_refusal_of_the_mset_command_falls_back_to_set() {
+        assert!(refuses_mset_itself(
+            b"NOPERM User least has no permissions to run the 'mset' command"
+        ));
+        assert!(refuses_mset_itself(
+            b"NOPERM this user has no permissions to run the 'MSET' command"
+        ));
+        // Keys outside the user's patterns: SET would be refused just the same.
+        assert!(!refuses_mset_itself(
+            b"NOPERM this user has no permissions to access one of the keys used as arguments"
+        ));
+        assert!(!refuses_mset_itself(
+            b"ERR unknown command 'mset', with args beginning with:"
+        ));
+    }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
+mod server_config;
 mod stage;
 mod target;
 
@@ -160,49 +161,58 @@ fn parse_raw(source: &Source) -> Result<RawPlan, PlanError> {
 
 /// Refuses `after` chains that loop back on themselves.
 fn check_cycles(source: &Source, raw: &RawPlan, stages: &[Stage]) -> Result<(), PlanError> {
+    let Some(cycle) = find_cycle(stages) else {
+        return Ok(());
+    };
+    let names: Vec<&str> = cycle.iter().map(|&s| stages[s].name.as_str()).collect();
+    Err(source.error(
+        Some(raw.stages[cycle[0]].span()),
+        format!("stages[{}].after", cycle[0]),
+        format!(
+            "the stages wait for each other in a cycle: {}; remove one of these `after` entries",
+            names.join(" → ")
+        ),
+    ))
+}
+
+/// The first cycle of `after` entries, as the stages on it with the first one repeated at
+/// the end. Depth first with a stack of its own: a chain of any length takes no call stack.
+fn find_cycle(stages: &[Stage]) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
         Visiting,
         Done,
     }
-    fn visit(
-        i: usize,
-        stages: &[Stage],
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        match marks[i] {
-            Mark::Done => return None,
-            Mark::Visiting => {
-                let start = path.iter().position(|&p| p == i).unwrap_or(0);
-                let mut cycle = path[start..].to_vec();
-                cycle.push(i);
-                return Some(cycle);
-            }
-            Mark::New => {}
-        }
-        marks[i] = Mark::Visiting;
-        path.push(i);
-        for &d in &stages[i].after {
-            if let Some(cycle) = visit(d, stages, marks, path) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        marks[i] = Mark::Done;
-        None
-    }
     let mut marks = vec![Mark::New; stages.len()];
-    for i in 0..stages.len() {
-        if let Some(cycle) = visit(i, stages, &mut marks, &mut Vec::new()) {
-            let names: Vec<&str> = cycle.iter().map(|&s| stages[s].name.as_str()).collect();
-            return Err(source.error(
-                Some(raw.stages[cycle[0]].span()),
-                format!("stages[{}].after", cycle[0]),
-                format!("the stages wait for each other in a cycle: {}; remove one of these `after` entries", names.join(" → ")),
-            ));
+    for root in 0..stages.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        marks[root] = Mark::Visiting;
+        // The stages from `root` to the one being visited, each with its next `after` entry.
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        while let Some((stage, next)) = path.last_mut() {
+            let Some(&waits_for) = stages[*stage].after.get(*next) else {
+                marks[*stage] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match marks[waits_for] {
+                Mark::Done => {}
+                Mark::New => {
+                    marks[waits_for] = Mark::Visiting;
+                    path.push((waits_for, 0));
+                }
+                Mark::Visiting => {
+                    let start = path.iter().position(|&(s, _)| s == waits_for).unwrap_or(0);
+                    let mut cycle: Vec<usize> = path[start..].iter().map(|&(s, _)| s).collect();
+                    cycle.push(waits_for);
+                    return Some(cycle);
+                }
+            }
         }
     }
-    Ok(())
+    None
 }

@@ -1,4 +1,5 @@
-//! One `[targets.NAME]` table: where its servers are, who logs in, TLS and timeouts.
+//! One `[targets.NAME]` table: where its servers are (and the settings of launched ones), who
+//! logs in, TLS and timeouts.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,11 @@ use std::path::{Path, PathBuf};
 use super::super::raw::{RawLaunch, RawMode, RawTarget, RawTls};
 use super::super::*;
 use super::Source;
+use super::server_config::resolve_server_config;
+
+/// The shortest timeout a plan may set: below it, ordinary scheduling delays on a busy
+/// machine would break healthy connections.
+const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) fn resolve_target(
     source: &Source,
@@ -100,6 +106,10 @@ pub(super) fn resolve_target(
                     ),
                 ));
             }
+            let server_config = match &raw.server_config {
+                Some(settings) => resolve_server_config(settings, &err)?,
+                None => Vec::new(),
+            };
             Servers::Launch {
                 server_bin: raw
                     .server_bin
@@ -107,6 +117,7 @@ pub(super) fn resolve_target(
                     .unwrap_or_else(|| "redis-server".into()),
                 primaries,
                 replicas,
+                server_config,
             }
         }
         (Some(nodes), _) => {
@@ -127,6 +138,12 @@ pub(super) fn resolve_target(
                 return Err(err(
                     "server_bin",
                     "server_bin only applies with launch = true".into(),
+                ));
+            }
+            if raw.server_config.is_some() {
+                return Err(err(
+                    "server_config",
+                    "server_config only applies with launch = true: set an existing server's configuration in its redis.conf or with CONFIG SET".into(),
                 ));
             }
             Servers::Nodes(parsed)
@@ -158,6 +175,25 @@ pub(super) fn resolve_target(
         ));
     }
 
+    for (name, value) in [
+        ("connect_timeout", &raw.connect_timeout),
+        ("io_timeout", &raw.io_timeout),
+        ("failover_timeout", &raw.failover_timeout),
+    ] {
+        if let Some(duration) = value
+            && duration.0 < MIN_TIMEOUT
+        {
+            return Err(err(
+                name,
+                format!(
+                    "{} is too short: a timeout must be at least {}",
+                    humantime::format_duration(duration.0),
+                    humantime::format_duration(MIN_TIMEOUT)
+                ),
+            ));
+        }
+    }
+
     let db = raw.db.unwrap_or(0);
     if db != 0 && raw.mode == RawMode::Cluster {
         return Err(err("db", "a cluster has only database 0: remove db".into()));
@@ -176,6 +212,7 @@ pub(super) fn resolve_target(
         db,
         flush: raw.flush.unwrap_or(false),
         connect_timeout: raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+        io_timeout: raw.io_timeout.map_or(DEFAULT_IO_TIMEOUT, |d| d.0),
         failover_timeout: raw
             .failover_timeout
             .map_or(DEFAULT_FAILOVER_TIMEOUT, |d| d.0),

@@ -130,6 +130,13 @@ impl<'a> KeyEncoder<'a> {
         self.push_key(entry, out);
     }
 
+    /// Appends `DEL` of `entry`'s key: a key written again from its first element.
+    pub fn push_delete(&self, entry: &Entry, out: &mut Vec<u8>) {
+        push_array_header(out, 2);
+        push_bulk(out, b"DEL");
+        self.push_key(entry, out);
+    }
+
     /// Appends the key of `entry` as a bulk string.
     fn push_key(&self, entry: &Entry, out: &mut Vec<u8>) {
         push_bulk_header(out, self.dataset.key_size());

@@ -1,5 +1,8 @@
 //! `cachefill export`: the exact dataset of a plan, without touching a server, as keys (one
-//! per line) or as the RESP commands that write it (`| redis-cli --pipe` reproduces the fill).
+//! per line), as the RESP commands that write it (`| redis-cli --pipe` reproduces the fill),
+//! or as JSON lines.
+
+mod jsonl;
 
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,8 @@ pub enum Format {
     /// The write commands, as RESP: `SET key value [PX ms]` per string entry, a typed
     /// key's `HSET`/`SADD`/`ZADD`/`RPUSH`/`XADD` chunks and `PEXPIRE`.
     Resp,
+    /// One JSON object per key: stage, key, type, TTL in ms, and the value or elements.
+    Jsonl,
 }
 
 /// Options of `cachefill export`.
@@ -76,7 +81,7 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
     let written = stages.iter().try_for_each(|stage| {
         let seed = stage.seed.or(plan.seed).unwrap_or_default();
         let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
-        write_stage(&dataset, stage.keys, options, &mut out)
+        write_stage(&dataset, &stage.name, stage.keys, options, &mut out)
     });
     match written.and_then(|()| out.flush()) {
         // A reader that went away (`| head`) is not an error.
@@ -90,6 +95,7 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
 /// Writes this shard's part of one stage.
 fn write_stage(
     dataset: &Dataset,
+    stage: &str,
     keys: u64,
     options: &ExportOptions,
     out: &mut impl Write,
@@ -107,6 +113,7 @@ fn write_stage(
                 encoder.push_key_commands(index, 0, 0..encoder.commands_of(index, 0), &mut buf);
             }
             Format::Resp => encoder.push_set(index, &mut buf),
+            Format::Jsonl => jsonl::push_entry(dataset, stage, index, &mut buf),
         }
         if buf.len() >= CHUNK {
             out.write_all(&buf)?;

@@ -1,0 +1,129 @@
+//! One entry of the dataset as a line of JSON: its stage, key, type, TTL and content, for
+//! tools that read JSON rather than RESP.
+//!
+//! ```text
+//! {"stage":"s","key":"s:0","type":"string","ttl_ms":null,"value":"Xy…"}
+//! {"stage":"carts","key":"carts:0","type":"hash","ttl_ms":3600000,"fields":{"f0":"…"}}
+//! {"stage":"tags","key":"tags:0","type":"set","ttl_ms":null,"members":["0…","1…"]}
+//! {"stage":"top","key":"top:0","type":"zset","ttl_ms":null,"members":[["0…",17],["1…",3]]}
+//! {"stage":"views","key":"views:0","type":"list","ttl_ms":null,"items":["…","…"]}
+//! {"stage":"ev","key":"ev:0","type":"stream","ttl_ms":null,"entries":[{"id":"1700000000001-0","fields":{"f0":"…"}}]}
+//! ```
+
+use crate::dataset::{Dataset, Entry};
+use crate::plan::DataType;
+
+/// Appends entry `index` of `dataset` (stage `stage`) as one line of JSON.
+pub fn push_entry(dataset: &Dataset, stage: &str, index: u64, out: &mut Vec<u8>) {
+    let entry = dataset.entry(index);
+    let data_type = dataset.data_type();
+    let mut scratch = Vec::new();
+    out.extend_from_slice(b"{\"stage\":");
+    push_string(stage.as_bytes(), out);
+    out.extend_from_slice(b",\"key\":");
+    dataset.push_key(&entry, &mut scratch);
+    push_string(&scratch, out);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(data_type.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"ttl_ms\":");
+    match entry.ttl_ms {
+        Some(ms) => push_number(ms, out),
+        None => out.extend_from_slice(b"null"),
+    }
+    match data_type {
+        DataType::String => {
+            out.extend_from_slice(b",\"value\":");
+            scratch.clear();
+            dataset.push_value(&entry, &mut scratch);
+            push_string(&scratch, out);
+        }
+        DataType::Hash => {
+            out.extend_from_slice(b",\"fields\":{");
+            each_element(&entry, out, |j, out| {
+                scratch.clear();
+                dataset.push_field_name(j, &mut scratch);
+                push_string(&scratch, out);
+                out.push(b':');
+                scratch.clear();
+                dataset.push_element_value(&dataset.element(&entry, j), &mut scratch);
+                push_string(&scratch, out);
+            });
+            out.push(b'}');
+        }
+        DataType::Set | DataType::Zset => {
+            out.extend_from_slice(b",\"members\":[");
+            each_element(&entry, out, |j, out| {
+                let element = dataset.element(&entry, j);
+                scratch.clear();
+                dataset.push_member(&element, &mut scratch);
+                if data_type == DataType::Zset {
+                    out.push(b'[');
+                    push_string(&scratch, out);
+                    out.push(b',');
+                    let mut digits = itoa::Buffer::new();
+                    out.extend_from_slice(digits.format(dataset.score(&element)).as_bytes());
+                    out.push(b']');
+                } else {
+                    push_string(&scratch, out);
+                }
+            });
+            out.push(b']');
+        }
+        DataType::List => {
+            out.extend_from_slice(b",\"items\":[");
+            each_element(&entry, out, |j, out| {
+                scratch.clear();
+                dataset.push_element_value(&dataset.element(&entry, j), &mut scratch);
+                push_string(&scratch, out);
+            });
+            out.push(b']');
+        }
+        DataType::Stream => {
+            out.extend_from_slice(b",\"entries\":[");
+            each_element(&entry, out, |j, out| {
+                let element = dataset.element(&entry, j);
+                out.extend_from_slice(b"{\"id\":\"");
+                push_number(dataset.stream_id_ms(&element), out);
+                out.extend_from_slice(b"-0\",\"fields\":{");
+                for k in 0..dataset.entry_fields() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    scratch.clear();
+                    dataset.push_field_name(u64::from(k), &mut scratch);
+                    push_string(&scratch, out);
+                    out.push(b':');
+                    scratch.clear();
+                    dataset.push_stream_value(&dataset.stream_value(&element, k), &mut scratch);
+                    push_string(&scratch, out);
+                }
+                out.extend_from_slice(b"}}");
+            });
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Calls `push` for each element of `entry`, with commas in between.
+fn each_element(entry: &Entry, out: &mut Vec<u8>, mut push: impl FnMut(u64, &mut Vec<u8>)) {
+    for j in 0..entry.elements {
+        if j > 0 {
+            out.push(b',');
+        }
+        push(j, out);
+    }
+}
+
+fn push_number(n: u64, out: &mut Vec<u8>) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(digits.format(n).as_bytes());
+}
+
+/// Appends `bytes` as a JSON string (generated bytes are ASCII; a key prefix from the plan
+/// is UTF-8, escaped as JSON requires).
+fn push_string(bytes: &[u8], out: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(bytes);
+    // Writing JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &*text);
+}

@@ -1,0 +1,154 @@
+//! A run in the background of a plan whose target cachefill launches, with `--keep`: the test
+//! learns the servers' addresses from the run's "started … at" line, can pause the run
+//! (`SIGSTOP`) to act on the servers mid-fill, and stops the kept servers when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{Scratch, cachefill, read_result};
+
+/// `cachefill run PLAN -o result.json --keep` in the background, and what it launched.
+pub struct LaunchedRun {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// The standard error lines read so far.
+    pub seen: Vec<String>,
+    /// The launched servers' addresses, primaries first.
+    pub addrs: Vec<String>,
+    /// Where the run writes its result.
+    pub result: PathBuf,
+}
+
+impl LaunchedRun {
+    /// Starts the run and waits until it says where it started `target`'s servers.
+    pub fn spawn(scratch: &Scratch, plan: &Path, target: &str) -> LaunchedRun {
+        let result = scratch.path("result.json");
+        let mut child = cachefill(scratch.dir.path())
+            .arg("run")
+            .arg(plan)
+            .arg("-o")
+            .arg(&result)
+            .arg("--keep")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut run = LaunchedRun {
+            child,
+            lines,
+            seen: Vec::new(),
+            addrs: Vec::new(),
+            result,
+        };
+        let started = run.wait_for_line(&format!("target {target}: started "));
+        let (_, addrs) = started
+            .split_once(" at ")
+            .unwrap_or_else(|| panic!("no addresses in {started:?}"));
+        run.addrs = addrs.split(", ").map(|a| a.trim().to_string()).collect();
+        run
+    }
+
+    /// Waits for the first line of standard error that contains `needle` and returns it;
+    /// panics with the lines seen when the run ends or stays silent for a minute first.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {needle:?} in {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Keys in database 0 summed over the launched servers.
+    pub fn total_keys(&self) -> u64 {
+        self.addrs
+            .iter()
+            .map(|addr| -> u64 { redis::cmd("DBSIZE").query(&mut connect(addr)).unwrap() })
+            .sum()
+    }
+
+    /// Stops the cachefill process where it is (`SIGSTOP`); the servers go on.
+    pub fn pause(&self) {
+        signal(self.child.id(), libc::SIGSTOP);
+    }
+
+    /// Lets a paused run go on (`SIGCONT`).
+    pub fn resume(&self) {
+        signal(self.child.id(), libc::SIGCONT);
+    }
+
+    /// Waits for the run to end; returns its exit status, its standard error and its result.
+    pub fn finish(&mut self) -> (ExitStatus, String, serde_json::Value) {
+        let status = self.child.wait().unwrap();
+        // The reader ends at the end of the pipe, which the exit closed.
+        self.seen.extend(self.lines.iter());
+        let result = read_result(&self.result);
+        (status, self.seen.join("\n"), result)
+    }
+}
+
+impl Drop for LaunchedRun {
+    fn drop(&mut self) {
+        // A test that failed mid-run may leave the run paused: end it first.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            self.resume();
+            let _ = self.child.wait();
+        }
+        for addr in &self.addrs {
+            if let Ok(mut conn) = redis::Client::open(format!("redis://{addr}/"))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            {
+                let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut conn);
+            }
+            if let Some((_, port)) = addr.rsplit_once(':') {
+                remove_kept_folders(port);
+            }
+        }
+    }
+}
+
+/// A connection to the server at `addr`.
+fn connect(addr: &str) -> redis::Connection {
+    redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Removes the folders (`cachefill-PID-PORT` in the temp folder) `--keep` left for the
+/// server on `port`.
+pub fn remove_kept_folders(port: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("cachefill-") && name.ends_with(&format!("-{port}")) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a process this test started; no memory is shared.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}

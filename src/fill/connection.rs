@@ -43,6 +43,8 @@ pub async fn connection_worker(
     // Why the connection first broke, in the current run of failed reconnections.
     let mut broke_because: Option<String> = None;
     let acked_here = AtomicU64::new(0);
+    // The server process this connection's last session wrote to.
+    let mut last_run_id: Option<String> = None;
     let mut config = config;
     loop {
         if let Feed::Node { node, .. } = &feed
@@ -67,16 +69,24 @@ pub async fn connection_worker(
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data_identified(&addr).await {
             Ok((mut stream, run_id)) => {
-                if let Some(run_id) = run_id
-                    && restart_seen(&connector, &stage, &addr, &run_id)
-                {
-                    stage.restarts.fetch_add(1, Relaxed);
-                    let repaired = after_restart(&connector, &stage, &dataset, &feed, &mut stream);
-                    if let Err(message) = repaired.await {
-                        return Err(format!(
-                            "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
-                        ));
+                if let Some(run_id) = run_id {
+                    if restart_seen(&connector, &stage, &dataset, &addr, &run_id) {
+                        stage.restarts.fetch_add(1, Relaxed);
+                        let repaired =
+                            after_restart(&connector, &stage, &dataset, &feed, &mut stream);
+                        if let Err(message) = repaired.await {
+                            return Err(format!(
+                                "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
+                            ));
+                        }
                     }
+                    if dataset.is_typed()
+                        && last_run_id.as_ref().is_some_and(|before| *before != run_id)
+                    {
+                        // What this connection held went down with the old process.
+                        retry = left_after_restart(&stage, std::mem::take(&mut retry));
+                    }
+                    last_run_id = Some(run_id);
                 }
                 let wake_at = ReplyThreshold::for_socket(stream.tcp());
                 let session = Session::new(&job);
@@ -162,12 +172,15 @@ pub async fn connection_worker(
 /// True when the server at `addr` answers as another process than the one this stage (or,
 /// for its first connection, the target) knew: it restarted, and may have lost what it
 /// acknowledged.
-fn restart_seen(connector: &Connector, stage: &StageState, addr: &NodeAddr, run_id: &str) -> bool {
+fn restart_seen(
+    connector: &Connector,
+    stage: &StageState,
+    dataset: &Dataset,
+    addr: &NodeAddr,
+    run_id: &str,
+) -> bool {
     let target_knew = connector.note_run_id(addr, run_id);
-    match stage.note_run_id(addr, run_id) {
-        Some(before) => before != run_id,
-        None => target_knew.is_some_and(|before| before != run_id),
-    }
+    stage.note_run_id(addr, run_id, target_knew, dataset.is_typed())
 }
 
 /// After a restart: reads back every entry the stage handed out so far and writes again
@@ -183,9 +196,6 @@ async fn after_restart(
     if matches!(feed, Feed::Node { .. }) {
         return Err("a restarted cluster primary is not re-checked; run the plan again".into());
     }
-    if dataset.is_typed() {
-        return Err("typed stages are not re-checked after a restart; run the plan again".into());
-    }
     let earlier = connector.written_stages();
     if !earlier.is_empty() {
         return Err(format!(
@@ -193,12 +203,47 @@ async fn after_restart(
             earlier.join(", ")
         ));
     }
+    if dataset.is_typed() {
+        // Every key handed out so far is resumed once, before anything new, by whichever
+        // connection asks for work (see `StageState::next_recheck`).
+        return Ok(());
+    }
     let handed_out = stage.handed_out();
     let indices = (0..handed_out).map(|position| stage.global(position));
     let rewritten =
         recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout).await?;
     stage.rewritten.fetch_add(rewritten, Relaxed);
     Ok(())
+}
+
+/// What a typed stage's connection still holds when it reconnects to a restarted server:
+/// the keys handed out before the restart are the re-check's (dropped here, so that no key
+/// has two writers), and the others are resumed from what the new process holds.
+fn left_after_restart(stage: &StageState, spans: VecDeque<Span>) -> VecDeque<Span> {
+    let upto = stage.recheck_upto();
+    let mut kept = VecDeque::with_capacity(spans.len());
+    for span in spans {
+        match span {
+            Span::Range(range) => {
+                // Keys taken but never sent, within one chunk of the shard.
+                let first = stage.position(range.start);
+                let skip = upto.saturating_sub(first).min(range.end - range.start);
+                if range.start + skip < range.end {
+                    kept.push_back(Span::Range(range.start + skip..range.end));
+                }
+            }
+            Span::Key(KeyCommands { index, .. })
+            | Span::Resume { index }
+            | Span::Restart { index } => {
+                if stage.position(index) >= upto {
+                    kept.push_back(span);
+                }
+            }
+            // Not a typed stage's.
+            span => kept.push_back(span),
+        }
+    }
+    to_resumes(kept)
 }
 
 /// What `spans` leave in doubt: entries of a string stage; keys of a typed stage.

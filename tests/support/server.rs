@@ -1,10 +1,12 @@
 //! Single servers for one test, started with the crate's launcher and stopped when dropped.
 
+use std::time::Duration;
+
 use cachefill::server::launch::LocalServer;
 
-use super::TargetBuilder;
 use super::server_kind::ServerKind;
 use super::tls::TestCerts;
+use super::{TargetBuilder, wait_until};
 
 /// The name launcher messages use for test servers.
 const TEST_TARGET: &str = "test";
@@ -148,6 +150,23 @@ impl RedisServer {
         let server = LocalServer::start_on_port("redis-server", TEST_TARGET, self.port, &args)
             .unwrap_or_else(|e| panic!("{e}"));
         self.server = Some(server);
+    }
+
+    /// Once the server holds more than `held_at_least` keys (a fill is writing to it),
+    /// pauses its writes, kills it and starts it again, empty, on the same port; returns how
+    /// many keys it held when it went down.
+    pub fn restart_mid_stage(&mut self, held_at_least: u64) -> u64 {
+        wait_until("the fill has started", Duration::from_secs(30), || {
+            self.dbsize() > held_at_least
+        });
+        // Writes wait while the server is paused: what it holds now is what it loses.
+        redis::cmd("CLIENT")
+            .arg(&["PAUSE", "60000", "WRITE"])
+            .exec(&mut self.connect())
+            .unwrap();
+        let held = self.dbsize();
+        self.restart();
+        held
     }
 
     /// Kills the server at once (SIGKILL).

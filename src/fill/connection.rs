@@ -69,8 +69,10 @@ pub async fn connection_worker(
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data_identified(&addr).await {
             Ok((mut stream, run_id)) => {
+                // A standalone typed stage re-checks its keys through its feed.
+                let recheck_keys = dataset.is_typed() && matches!(feed, Feed::Stage);
                 if let Some(run_id) = run_id {
-                    if restart_seen(&connector, &stage, &dataset, &addr, &run_id) {
+                    if restart_seen(&connector, &stage, recheck_keys, &addr, &run_id) {
                         stage.restarts.fetch_add(1, Relaxed);
                         let repaired =
                             after_restart(&connector, &stage, &dataset, &feed, &mut stream);
@@ -80,8 +82,7 @@ pub async fn connection_worker(
                             ));
                         }
                     }
-                    if dataset.is_typed()
-                        && last_run_id.as_ref().is_some_and(|before| *before != run_id)
+                    if recheck_keys && last_run_id.as_ref().is_some_and(|before| *before != run_id)
                     {
                         // What this connection held went down with the old process.
                         retry = left_after_restart(&stage, std::mem::take(&mut retry));
@@ -175,12 +176,12 @@ pub async fn connection_worker(
 fn restart_seen(
     connector: &Connector,
     stage: &StageState,
-    dataset: &Dataset,
+    recheck_keys: bool,
     addr: &NodeAddr,
     run_id: &str,
 ) -> bool {
     let target_knew = connector.note_run_id(addr, run_id);
-    stage.note_run_id(addr, run_id, target_knew, dataset.is_typed())
+    stage.note_run_id(addr, run_id, target_knew, recheck_keys)
 }
 
 /// After a restart: reads back every entry the stage handed out so far and writes again
@@ -193,15 +194,15 @@ async fn after_restart(
     feed: &Feed,
     stream: &mut Stream,
 ) -> Result<(), String> {
-    if matches!(feed, Feed::Node { .. }) {
-        return Err("a restarted cluster primary is not re-checked; run the plan again".into());
-    }
     let earlier = connector.written_stages();
     if !earlier.is_empty() {
         return Err(format!(
             "stages written before it ({}) are not re-checked; run the plan again",
             earlier.join(", ")
         ));
+    }
+    if let Feed::Node { node, router } = feed {
+        return router.recheck_restarted(node).await;
     }
     if dataset.is_typed() {
         // Every key handed out so far is resumed once, before anything new, by whichever

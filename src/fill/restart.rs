@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::key_bits::KeyBits;
 use super::lock::lock;
@@ -15,6 +17,8 @@ use crate::plan::NodeAddr;
 #[derive(Debug, Default)]
 pub struct Restarts {
     seen: Mutex<Seen>,
+    /// Set while `pending` may hold positions: the feed's common path takes no lock.
+    rechecking: AtomicBool,
     /// Positions handed out as re-check resumes whose element count has not come back.
     resuming: KeyBits,
 }
@@ -55,6 +59,7 @@ impl Restarts {
             // went down with the server.
             seen.pending = 0..upto;
             seen.upto = upto;
+            self.rechecking.store(true, Relaxed);
         }
         restarted
     }
@@ -67,12 +72,22 @@ impl Restarts {
 
     /// True while positions remain to be re-checked.
     pub fn pending(&self) -> bool {
-        !lock(&self.seen).pending.is_empty()
+        self.rechecking.load(Relaxed) && !lock(&self.seen).pending.is_empty()
     }
 
     /// The next position to re-check, marked as resuming.
     pub fn next(&self) -> Option<u64> {
-        let position = lock(&self.seen).pending.next()?;
+        if !self.rechecking.load(Relaxed) {
+            return None;
+        }
+        let position = {
+            let mut seen = lock(&self.seen);
+            let next = seen.pending.next();
+            if next.is_none() {
+                self.rechecking.store(false, Relaxed);
+            }
+            next
+        }?;
         self.resuming.insert(position);
         Some(position)
     }

@@ -196,17 +196,20 @@ impl StageState {
 
     /// Records that `addr` answered a connection of this stage as process `run_id`
     /// (`target_knew`: the process the target's connections met there last). True when the
-    /// stage knew another process there: it restarted. A typed stage (`typed`) then
-    /// re-checks every key handed out so far, each resumed once (see [`Self::next_recheck`]).
+    /// stage knew another process there: it restarted. With `recheck_keys` (a standalone
+    /// typed stage) every key handed out so far is then re-checked, each resumed once (see
+    /// [`Self::next_recheck`]).
     pub fn note_run_id(
         &self,
         addr: &NodeAddr,
         run_id: &str,
         target_knew: Option<String>,
-        typed: bool,
+        recheck_keys: bool,
     ) -> bool {
         self.processes
-            .note(addr, run_id, target_knew, typed, || self.handed_out())
+            .note(addr, run_id, target_knew, recheck_keys, || {
+                self.handed_out()
+            })
     }
 
     /// Positions below this were handed out before the latest restart: their keys are the

@@ -10,6 +10,15 @@ use std::time::Duration;
 
 use support::*;
 
+/// The digest of the dataset `plan` writes to a fresh server, undisturbed.
+fn undisturbed_digest(scratch: &Scratch, plan: impl Fn(&RedisServer) -> PlanBuilder) -> String {
+    let fresh = RedisServer::start(&[]);
+    let again = scratch.plan("again.toml", &plan(&fresh).build());
+    let (output, _) = run_plan(scratch, &again, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    fresh.digest()
+}
+
 /// Waits for the run `child`, which went through one restart of a server that held `lost`
 /// keys when it went down, and checks that its first stage ended `ok` with its `keys` keys
 /// and `elements` elements, each counted once; returns the stage's result.
@@ -56,16 +65,7 @@ fn fill_through_a_restart(stage: StageBuilder, keys: u64, elements: u64, held_at
     assert_eq!(server.dbsize(), keys);
     let digest = server.digest();
     assert_verified(&scratch, &path, keys);
-
-    let fresh = RedisServer::start(&[]);
-    let again = scratch.plan("again.toml", &plan(&fresh).build());
-    let (output, _) = run_plan(&scratch, &again, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(
-        fresh.digest(),
-        digest,
-        "the same dataset as an undisturbed fill"
-    );
+    assert_eq!(undisturbed_digest(&scratch, plan), digest);
 }
 
 #[test]
@@ -169,4 +169,53 @@ fn a_cluster_primary_restarted_without_its_config_fails_clearly() {
     let result = read_result(&result_path);
     assert_eq!(result["stages"][0]["status"], "failed");
     assert_eq!(result["stages"][0]["restarts"], 1);
+}
+
+/// A restart during the second of two string stages: the first stage's entries, all gone
+/// with the old process, are re-checked and written again too.
+#[test]
+fn earlier_string_stages_are_rechecked_after_a_restart() {
+    let mut server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let (first, second) = (100_000, 300_000);
+    let plan = |server: &RedisServer| {
+        PlanBuilder::new()
+            .seed(43)
+            .target(server.target().flush(true))
+            .stage(StageBuilder::new("first").keys(first).value_size(20))
+            .stage(
+                StageBuilder::new("second")
+                    .keys(second)
+                    .value_size(20)
+                    .after(&["first"]),
+            )
+    };
+    let path = scratch.plan("plan.toml", &plan(&server).build());
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let lost = server.restart_mid_stage(first + 20_000);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let result = read_result(&result_path);
+    let stages = &result["stages"];
+    assert_eq!(stages[0]["status"], "ok");
+    assert_eq!(stages[0]["keys_written"], first);
+    assert_eq!(stages[0]["restarts"], 0, "it had ended");
+    assert_eq!(stages[1]["status"], "ok");
+    assert_eq!(stages[1]["keys_written"], second);
+    assert_eq!(stages[1]["restarts"], 1);
+    let rewritten = stages[1]["rewritten"].as_u64().unwrap();
+    // All of the first stage, and of the second at least what the server held of it.
+    assert!(
+        lost <= rewritten && rewritten <= first + second,
+        "the server lost {lost} keys; {rewritten} were written again"
+    );
+    assert_eq!(server.dbsize(), first + second);
+    let digest = server.digest();
+    let (verified, report) = verify(&scratch, &path, &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = report.unwrap();
+    assert_eq!(report["stages"][0]["checked"], first);
+    assert_eq!(report["stages"][1]["checked"], second);
+    assert_eq!(undisturbed_digest(&scratch, plan), digest);
 }

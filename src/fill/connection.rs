@@ -194,13 +194,7 @@ async fn after_restart(
     feed: &Feed,
     stream: &mut Stream,
 ) -> Result<(), String> {
-    let earlier = connector.written_stages();
-    if !earlier.is_empty() {
-        return Err(format!(
-            "stages written before it ({}) are not re-checked; run the plan again",
-            earlier.join(", ")
-        ));
-    }
+    recheck_earlier_stages(connector, stage, feed, stream).await?;
     if let Feed::Node { node, router } = feed {
         return router.recheck_restarted(node).await;
     }
@@ -214,6 +208,42 @@ async fn after_restart(
     let rewritten =
         recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout).await?;
     stage.rewritten.fetch_add(rewritten, Relaxed);
+    Ok(())
+}
+
+/// After a standalone server restarted: every entry of the string stages that wrote to it
+/// before this one (and ended `ok`: their entries are a known range) is looked for and
+/// written again when missing, counted in this stage's `rewritten`. Stages whose entries
+/// cannot be re-checked that way (typed ones, failed ones, any on a cluster) are named in
+/// the error.
+async fn recheck_earlier_stages(
+    connector: &Connector,
+    stage: &StageState,
+    feed: &Feed,
+    stream: &mut Stream,
+) -> Result<(), String> {
+    let earlier = connector.written_stages();
+    let cannot: Vec<&str> = earlier
+        .iter()
+        .filter(|written| written.entries.is_none() || matches!(feed, Feed::Node { .. }))
+        .map(|written| written.name.as_str())
+        .collect();
+    if !cannot.is_empty() {
+        return Err(format!(
+            "stages written before it ({}) are not re-checked (only string stages that ended ok, on a standalone server, are); run the plan again",
+            cannot.join(", ")
+        ));
+    }
+    for written in &earlier {
+        let Some((dataset, shard, count)) = &written.entries else {
+            continue;
+        };
+        let indices = (0..*count).map(|position| shard.global(position));
+        let rewritten = recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout)
+            .await
+            .map_err(|e| format!("re-checking stage \"{}\": {e}", written.name))?;
+        stage.rewritten.fetch_add(rewritten, Relaxed);
+    }
     Ok(())
 }
 

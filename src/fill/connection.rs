@@ -332,6 +332,42 @@ fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::Shard;
+
+    #[test]
+    fn after_a_restart_a_connection_leaves_the_keys_handed_out_before_it_to_the_recheck() {
+        let stage = StageState::new(100, Shard::new(0, 1).unwrap(), false);
+        let addr = NodeAddr {
+            host: "127.0.0.1".into(),
+            port: 6379,
+        };
+        assert!(!stage.note_run_id(&addr, "old", None, true));
+        assert_eq!(stage.take(10), Some(0..10));
+        assert!(stage.note_run_id(&addr, "new", None, true));
+        // Taken by a connection still writing to the old process, after the restart.
+        assert_eq!(stage.take(10), Some(10..20));
+        let key = |index| Span::Key(KeyCommands::whole(index, 4, 0, 2));
+        let spans = VecDeque::from([
+            key(3),
+            Span::Range(5..15),
+            key(12),
+            Span::Resume { index: 2 },
+            Span::Restart { index: 11 },
+            Span::Range(16..20),
+        ]);
+        let kept: Vec<Span> = left_after_restart(&stage, spans).into();
+        assert_eq!(
+            kept,
+            vec![
+                Span::Range(10..15),
+                Span::Resume { index: 12 },
+                Span::Restart { index: 11 },
+                Span::Range(16..20),
+            ]
+        );
+        let rechecked: Vec<u64> = std::iter::from_fn(|| stage.next_recheck()).collect();
+        assert_eq!(rechecked, (0..10).collect::<Vec<u64>>(), "each key once");
+    }
 
     #[test]
     fn every_key_in_flight_is_resumed_once_and_other_spans_stay() {

@@ -267,70 +267,6 @@ fn connections_killed_mid_stage_are_restored_and_nothing_is_lost() {
     assert_eq!(server.dbsize(), keys);
 }
 
-/// Kills `server` mid-stage and starts it again, empty, on the same port, once it holds
-/// `held_at_least` keys; returns how many keys it held when it went down.
-fn restart_mid_stage(server: &mut RedisServer, held_at_least: u64) -> u64 {
-    wait_until("the fill has started", Duration::from_secs(30), || {
-        server.dbsize() > held_at_least
-    });
-    // Writes wait while the server is paused: what it holds now is what it loses.
-    redis::cmd("CLIENT")
-        .arg(&["PAUSE", "60000", "WRITE"])
-        .exec(&mut server.connect())
-        .unwrap();
-    let held = server.dbsize();
-    server.restart();
-    held
-}
-
-#[test]
-fn a_standalone_server_restarted_mid_fill_is_refilled_with_what_it_lost() {
-    let mut server = RedisServer::start(&[]);
-    let scratch = Scratch::new();
-    let keys = 300_000u64;
-    let stage = StageBuilder::new("s")
-        .keys(keys)
-        .value_size(20)
-        .connections(1);
-    let plan = PlanBuilder::new()
-        .seed(21)
-        .target(server.target().flush(true))
-        .stage(stage.clone());
-    let plan = scratch.plan("plan.toml", &plan.build());
-    let (child, result_path) = spawn_plan(&scratch, &plan);
-    let lost = restart_mid_stage(&mut server, 50_000);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = read_result(&result_path);
-    let stage_result = &result["stages"][0];
-    assert_eq!(stage_result["status"], "ok");
-    assert_eq!(stage_result["restarts"], 1);
-    assert_eq!(stage_result["keys_written"], keys);
-    let rewritten = stage_result["rewritten"].as_u64().unwrap();
-    // One connection: everything it had handed out before the restart was looked for on
-    // the empty server and written again, at least all the server held when it went down.
-    assert!(
-        lost <= rewritten && rewritten <= keys,
-        "the server lost {lost} keys; {rewritten} were written again"
-    );
-    assert_eq!(server.dbsize(), keys);
-    let digest = server.digest();
-    let (verified, report) = verify(&scratch, &plan, &[]);
-    assert!(verified.status.success(), "{}", stderr(&verified));
-    assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
-
-    // The same plan without a restart writes the same dataset.
-    let fresh = RedisServer::start(&[]);
-    let again = PlanBuilder::new()
-        .seed(21)
-        .target(fresh.target().flush(true))
-        .stage(stage);
-    let again = scratch.plan("again.toml", &again.build());
-    let (output, _) = run_plan(&scratch, &again, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(fresh.digest(), digest);
-}
-
 /// May write and tell the server's identity, but not look for what it lost.
 const WRITER_RULES: &[&str] = &["+set", "+mset", "+info"];
 
@@ -355,7 +291,7 @@ fn a_restart_that_cannot_be_rechecked_fails_instead_of_counting_lost_entries() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    restart_mid_stage(&mut server, 10_000);
+    server.restart_mid_stage(10_000);
     // The restarted server knows the user no more: give it back, so the login works and
     // only the re-check is refused.
     server.acl_user("writer", "writer-pw", WRITER_RULES);

@@ -43,6 +43,8 @@ pub async fn connection_worker(
     // Why the connection first broke, in the current run of failed reconnections.
     let mut broke_because: Option<String> = None;
     let acked_here = AtomicU64::new(0);
+    // The server process this connection's last session wrote to.
+    let mut last_run_id: Option<String> = None;
     let mut config = config;
     loop {
         if let Feed::Node { node, .. } = &feed
@@ -67,16 +69,25 @@ pub async fn connection_worker(
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data_identified(&addr).await {
             Ok((mut stream, run_id)) => {
-                if let Some(run_id) = run_id
-                    && restart_seen(&connector, &stage, &addr, &run_id)
-                {
-                    stage.restarts.fetch_add(1, Relaxed);
-                    let repaired = after_restart(&connector, &stage, &dataset, &feed, &mut stream);
-                    if let Err(message) = repaired.await {
-                        return Err(format!(
-                            "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
-                        ));
+                // A standalone typed stage re-checks its keys through its feed.
+                let recheck_keys = dataset.is_typed() && matches!(feed, Feed::Stage);
+                if let Some(run_id) = run_id {
+                    if restart_seen(&connector, &stage, recheck_keys, &addr, &run_id) {
+                        stage.restarts.fetch_add(1, Relaxed);
+                        let repaired =
+                            after_restart(&connector, &stage, &dataset, &feed, &mut stream);
+                        if let Err(message) = repaired.await {
+                            return Err(format!(
+                                "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
+                            ));
+                        }
                     }
+                    if recheck_keys && last_run_id.as_ref().is_some_and(|before| *before != run_id)
+                    {
+                        // What this connection held went down with the old process.
+                        retry = left_after_restart(&stage, std::mem::take(&mut retry));
+                    }
+                    last_run_id = Some(run_id);
                 }
                 let wake_at = ReplyThreshold::for_socket(stream.tcp());
                 let session = Session::new(&job);
@@ -162,12 +173,15 @@ pub async fn connection_worker(
 /// True when the server at `addr` answers as another process than the one this stage (or,
 /// for its first connection, the target) knew: it restarted, and may have lost what it
 /// acknowledged.
-fn restart_seen(connector: &Connector, stage: &StageState, addr: &NodeAddr, run_id: &str) -> bool {
+fn restart_seen(
+    connector: &Connector,
+    stage: &StageState,
+    recheck_keys: bool,
+    addr: &NodeAddr,
+    run_id: &str,
+) -> bool {
     let target_knew = connector.note_run_id(addr, run_id);
-    match stage.note_run_id(addr, run_id) {
-        Some(before) => before != run_id,
-        None => target_knew.is_some_and(|before| before != run_id),
-    }
+    stage.note_run_id(addr, run_id, target_knew, recheck_keys)
 }
 
 /// After a restart: reads back every entry the stage handed out so far and writes again
@@ -180,18 +194,14 @@ async fn after_restart(
     feed: &Feed,
     stream: &mut Stream,
 ) -> Result<(), String> {
-    if matches!(feed, Feed::Node { .. }) {
-        return Err("a restarted cluster primary is not re-checked; run the plan again".into());
+    recheck_earlier_stages(connector, stage, feed, stream).await?;
+    if let Feed::Node { node, router } = feed {
+        return router.recheck_restarted(node).await;
     }
     if dataset.is_typed() {
-        return Err("typed stages are not re-checked after a restart; run the plan again".into());
-    }
-    let earlier = connector.written_stages();
-    if !earlier.is_empty() {
-        return Err(format!(
-            "stages written before it ({}) are not re-checked; run the plan again",
-            earlier.join(", ")
-        ));
+        // Every key handed out so far is resumed once, before anything new, by whichever
+        // connection asks for work (see `StageState::next_recheck`).
+        return Ok(());
     }
     let handed_out = stage.handed_out();
     let indices = (0..handed_out).map(|position| stage.global(position));
@@ -199,6 +209,72 @@ async fn after_restart(
         recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout).await?;
     stage.rewritten.fetch_add(rewritten, Relaxed);
     Ok(())
+}
+
+/// After a standalone server restarted: every entry of the string stages that wrote to it
+/// before this one (and ended `ok`: their entries are a known range) is looked for and
+/// written again when missing, counted in this stage's `rewritten`. Stages whose entries
+/// cannot be re-checked that way (typed ones, failed ones, any on a cluster) are named in
+/// the error.
+async fn recheck_earlier_stages(
+    connector: &Connector,
+    stage: &StageState,
+    feed: &Feed,
+    stream: &mut Stream,
+) -> Result<(), String> {
+    let earlier = connector.written_stages();
+    let cannot: Vec<&str> = earlier
+        .iter()
+        .filter(|written| written.entries.is_none() || matches!(feed, Feed::Node { .. }))
+        .map(|written| written.name.as_str())
+        .collect();
+    if !cannot.is_empty() {
+        return Err(format!(
+            "stages written before it ({}) are not re-checked (only string stages that ended ok, on a standalone server, are); run the plan again",
+            cannot.join(", ")
+        ));
+    }
+    for written in &earlier {
+        let Some((dataset, shard, count)) = &written.entries else {
+            continue;
+        };
+        let indices = (0..*count).map(|position| shard.global(position));
+        let rewritten = recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout)
+            .await
+            .map_err(|e| format!("re-checking stage \"{}\": {e}", written.name))?;
+        stage.rewritten.fetch_add(rewritten, Relaxed);
+    }
+    Ok(())
+}
+
+/// What a typed stage's connection still holds when it reconnects to a restarted server:
+/// the keys handed out before the restart are the re-check's (dropped here, so that no key
+/// has two writers), and the others are resumed from what the new process holds.
+fn left_after_restart(stage: &StageState, spans: VecDeque<Span>) -> VecDeque<Span> {
+    let upto = stage.recheck_upto();
+    let mut kept = VecDeque::with_capacity(spans.len());
+    for span in spans {
+        match span {
+            Span::Range(range) => {
+                // Keys taken but never sent, within one chunk of the shard.
+                let first = stage.position(range.start);
+                let skip = upto.saturating_sub(first).min(range.end - range.start);
+                if range.start + skip < range.end {
+                    kept.push_back(Span::Range(range.start + skip..range.end));
+                }
+            }
+            Span::Key(KeyCommands { index, .. })
+            | Span::Resume { index }
+            | Span::Restart { index } => {
+                if stage.position(index) >= upto {
+                    kept.push_back(span);
+                }
+            }
+            // Not a typed stage's.
+            span => kept.push_back(span),
+        }
+    }
+    to_resumes(kept)
 }
 
 /// What `spans` leave in doubt: entries of a string stage; keys of a typed stage.
@@ -256,6 +332,42 @@ fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::Shard;
+
+    #[test]
+    fn after_a_restart_a_connection_leaves_the_keys_handed_out_before_it_to_the_recheck() {
+        let stage = StageState::new(100, Shard::new(0, 1).unwrap(), false);
+        let addr = NodeAddr {
+            host: "127.0.0.1".into(),
+            port: 6379,
+        };
+        assert!(!stage.note_run_id(&addr, "old", None, true));
+        assert_eq!(stage.take(10), Some(0..10));
+        assert!(stage.note_run_id(&addr, "new", None, true));
+        // Taken by a connection still writing to the old process, after the restart.
+        assert_eq!(stage.take(10), Some(10..20));
+        let key = |index| Span::Key(KeyCommands::whole(index, 4, 0, 2));
+        let spans = VecDeque::from([
+            key(3),
+            Span::Range(5..15),
+            key(12),
+            Span::Resume { index: 2 },
+            Span::Restart { index: 11 },
+            Span::Range(16..20),
+        ]);
+        let kept: Vec<Span> = left_after_restart(&stage, spans).into();
+        assert_eq!(
+            kept,
+            vec![
+                Span::Range(10..15),
+                Span::Resume { index: 12 },
+                Span::Restart { index: 11 },
+                Span::Range(16..20),
+            ]
+        );
+        let rechecked: Vec<u64> = std::iter::from_fn(|| stage.next_recheck()).collect();
+        assert_eq!(rechecked, (0..10).collect::<Vec<u64>>(), "each key once");
+    }
 
     #[test]
     fn every_key_in_flight_is_resumed_once_and_other_spans_stay() {

@@ -10,7 +10,8 @@ use super::state::StageState;
 /// Where a connection's entries come from.
 #[derive(Clone)]
 pub enum Feed {
-    /// A standalone stage: ranges handed out by the stage.
+    /// A standalone stage: ranges handed out by the stage (after a restart, the typed keys
+    /// to re-check first, one resume each).
     Stage,
     /// A cluster stage: the entries routed to one primary.
     Node {
@@ -23,7 +24,10 @@ impl Feed {
     /// Up to `max` entries to send now; `None` when there is nothing right now.
     pub fn next(&self, stage: &StageState, max: u64) -> Option<Span> {
         match self {
-            Feed::Stage => stage.take(max).map(Span::Range),
+            Feed::Stage => match stage.next_recheck() {
+                Some(index) => Some(Span::Resume { index }),
+                None => stage.take(max).map(Span::Range),
+            },
             Feed::Node { node, .. } => node.next(max),
         }
     }
@@ -31,7 +35,7 @@ impl Feed {
     /// Waits for more entries; false when this feed will never have any again.
     pub async fn wait(&self, stage: &StageState) -> bool {
         match self {
-            Feed::Stage => stage.wait_for_budget().await,
+            Feed::Stage => stage.recheck_pending() || stage.wait_for_budget().await,
             Feed::Node { node, router } => node.wait(|| router.finished()).await,
         }
     }

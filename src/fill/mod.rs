@@ -9,6 +9,7 @@ mod key_bits;
 mod key_cost;
 mod lock;
 mod recheck;
+mod restart;
 mod session;
 mod socket;
 mod span;

@@ -22,7 +22,7 @@ use crate::plan::{DataType, NodeAddr, Stage};
 use crate::progress::StageProgress;
 use crate::report::{self, KeyCost, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
 use crate::resp::typed::Chunking;
-use crate::server::{Connector, MemoryProbe};
+use crate::server::{Connector, MemoryProbe, WrittenStage};
 use crate::shard::Shard;
 
 /// Everything one running stage needs.
@@ -225,7 +225,13 @@ impl StageRun {
         report.rewritten += state.rewritten.load(Relaxed);
         report.restarts = state.restarts.load(Relaxed);
         if report.keys_written > 0 || report.partial_keys > 0 {
-            self.connector.stage_written(&self.stage.name);
+            // A string stage that ended ok wrote every entry of its range: a restart of the
+            // server later in the run re-checks them.
+            let recheckable = !typed && report.status == Status::Ok;
+            self.connector.stage_written(WrittenStage {
+                name: self.stage.name.clone(),
+                entries: recheckable.then(|| (dataset.clone(), self.shard, state.planned())),
+            });
         }
         if let Some((goal, probe)) = &self.memory {
             let used = probe.clone().used().await.ok();

@@ -1,7 +1,6 @@
 //! What the connections of one stage share: the next entries to hand out and the counts of
 //! what the server acknowledged.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::key_bits::KeyBits;
 use super::lock::lock;
+use super::restart::Restarts;
 use super::stall::Stalls;
 use crate::dataset::Dataset;
 use crate::interrupt;
@@ -44,8 +44,8 @@ pub struct StageState {
     pub unacknowledged: AtomicU64,
     /// Connections waiting for replies that do not come.
     pub stalls: Stalls,
-    /// The `run_id` each server answered with when the stage connected to it last.
-    run_ids: Mutex<HashMap<NodeAddr, String>>,
+    /// The server processes the stage met, and the re-check of typed keys a restart calls for.
+    processes: Restarts,
     /// Servers found restarted (a new `run_id`) while the stage ran.
     pub restarts: AtomicU64,
     /// Entries a restarted server no longer held, written again.
@@ -77,7 +77,7 @@ impl StageState {
             reconnects: AtomicU64::new(0),
             unacknowledged: AtomicU64::new(0),
             stalls: Stalls::default(),
-            run_ids: Mutex::new(HashMap::new()),
+            processes: Restarts::default(),
             restarts: AtomicU64::new(0),
             rewritten: AtomicU64::new(0),
             written: KeyBits::new(),
@@ -194,10 +194,51 @@ impl StageState {
         self.more.notify_waiters();
     }
 
-    /// Records that `addr` answered a connection of this stage as process `run_id`;
-    /// returns the process it answered the stage's connections as before, if any.
-    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
-        lock(&self.run_ids).insert(addr.clone(), run_id.to_string())
+    /// Records that `addr` answered a connection of this stage as process `run_id`
+    /// (`target_knew`: the process the target's connections met there last). True when the
+    /// stage knew another process there: it restarted. With `recheck_keys` (a standalone
+    /// typed stage) every key handed out so far is then re-checked, each resumed once (see
+    /// [`Self::next_recheck`]).
+    pub fn note_run_id(
+        &self,
+        addr: &NodeAddr,
+        run_id: &str,
+        target_knew: Option<String>,
+        recheck_keys: bool,
+    ) -> bool {
+        self.processes
+            .note(addr, run_id, target_knew, recheck_keys, || {
+                self.handed_out()
+            })
+    }
+
+    /// Positions below this were handed out before the latest restart: their keys are the
+    /// re-check's, whoever held them then.
+    pub fn recheck_upto(&self) -> u64 {
+        self.processes.recheck_upto()
+    }
+
+    /// True while typed keys remain to be re-checked after a restart.
+    pub fn recheck_pending(&self) -> bool {
+        self.processes.pending()
+    }
+
+    /// The next typed key (stage index) to re-check after a restart, if any.
+    pub fn next_recheck(&self) -> Option<u64> {
+        self.processes.next().map(|position| self.global(position))
+    }
+
+    /// The element count of typed key `index` came back, `short` of the dataset's. For a
+    /// key re-checked after a restart: its count is taken back (it counts again once whole),
+    /// and a short one is `rewritten`. True when it had counted (its payload with it).
+    pub fn rechecked_counted(&self, dataset: &Dataset, index: u64, short: bool) -> bool {
+        if !self.processes.counted(self.position(index)) {
+            return false;
+        }
+        if short {
+            self.rewritten.fetch_add(1, Relaxed);
+        }
+        self.take_back(dataset, index)
     }
 
     /// True when connections should send nothing more: an error, or an interrupt.

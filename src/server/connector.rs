@@ -13,8 +13,10 @@ use tokio::net::TcpStream;
 
 use super::credentials::Credentials;
 use super::tls::{Stream, Tls};
+use crate::dataset::Dataset;
 use crate::plan::{NodeAddr, Target};
 use crate::resp::{self, Reply};
+use crate::shard::Shard;
 
 /// How to reach the servers of one target; shared by every connection to it.
 #[derive(Debug, Clone)]
@@ -40,7 +42,18 @@ pub struct Connector {
     /// The `run_id` each server answered the latest data connection with.
     run_ids: Arc<Mutex<HashMap<NodeAddr, String>>>,
     /// Stages that wrote to this target, in the order they ended.
-    written_stages: Arc<Mutex<Vec<String>>>,
+    written_stages: Arc<Mutex<Vec<WrittenStage>>>,
+}
+
+/// A stage that ended having written to a target: what a restart of the target's server
+/// may have taken from it.
+#[derive(Debug, Clone)]
+pub struct WrittenStage {
+    /// The stage's name.
+    pub name: String,
+    /// Its entries; `None` when they cannot be re-checked (a typed stage, or one that did
+    /// not end `ok`, whose written entries are not a known range).
+    pub entries: Option<(Arc<Dataset>, Shard, u64)>,
 }
 
 /// A failure to reach or use a server, already phrased for the user.
@@ -80,12 +93,12 @@ impl Connector {
     }
 
     /// Records that `stage` ended having written to this target.
-    pub fn stage_written(&self, stage: &str) {
-        locked(&self.written_stages).push(stage.to_string());
+    pub fn stage_written(&self, stage: WrittenStage) {
+        locked(&self.written_stages).push(stage);
     }
 
     /// The stages that ended having written to this target so far.
-    pub fn written_stages(&self) -> Vec<String> {
+    pub fn written_stages(&self) -> Vec<WrittenStage> {
         locked(&self.written_stages).clone()
     }
 

@@ -15,6 +15,6 @@ pub mod local_tls;
 pub mod slot_assignment;
 pub mod tls;
 
-pub use connector::{Connector, TargetError};
+pub use connector::{Connector, TargetError, WrittenStage};
 pub use control::{Control, ControlHandle, InfoFigures, MemoryProbe, ServerFacts};
 pub use credentials::{Credentials, Secret};

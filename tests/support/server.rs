@@ -1,10 +1,12 @@
 //! Single servers for one test, started with the crate's launcher and stopped when dropped.
 
+use std::time::Duration;
+
 use cachefill::server::launch::LocalServer;
 
-use super::TargetBuilder;
 use super::server_kind::ServerKind;
 use super::tls::TestCerts;
+use super::{TargetBuilder, wait_until};
 
 /// The name launcher messages use for test servers.
 const TEST_TARGET: &str = "test";
@@ -144,10 +146,60 @@ impl RedisServer {
     /// arguments, as a crash and a restart without persistence would.
     pub fn restart(&mut self) {
         self.kill();
+        self.start_again();
+    }
+
+    /// Starts the server again, after [`Self::kill`], on its port with its arguments.
+    fn start_again(&mut self) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let server = LocalServer::start_on_port("redis-server", TEST_TARGET, self.port, &args)
             .unwrap_or_else(|e| panic!("{e}"));
         self.server = Some(server);
+    }
+
+    /// Once the server holds more than `held_at_least` keys (a fill is writing to it),
+    /// pauses its writes, kills it and starts it again, empty, on the same port; returns how
+    /// many keys it held when it went down.
+    pub fn restart_mid_stage(&mut self, held_at_least: u64) -> u64 {
+        let held = self.pause_writes_once_holding(held_at_least);
+        self.restart();
+        held
+    }
+
+    /// [`Self::restart_mid_stage`] for a cluster node that keeps its cluster config
+    /// (`nodes.conf`) across the restart, as one with its config on disk does: it comes back
+    /// with its node id and its slots, and empty.
+    pub fn restart_node_mid_stage(&mut self, held_at_least: u64) -> u64 {
+        let held = self.pause_writes_once_holding(held_at_least);
+        let mut conn = self.connect();
+        redis::cmd("CLUSTER")
+            .arg("SAVECONFIG")
+            .exec(&mut conn)
+            .unwrap();
+        let (_, dir): (String, String) = redis::cmd("CONFIG")
+            .arg(&["GET", "dir"])
+            .query(&mut conn)
+            .unwrap();
+        let config_file = std::path::Path::new(&dir).join("nodes.conf");
+        let config = std::fs::read(&config_file).unwrap();
+        self.kill();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&config_file, config).unwrap();
+        self.start_again();
+        held
+    }
+
+    /// Waits until the server holds more than `held_at_least` keys, then pauses its writes
+    /// (what it holds then is what a kill loses); returns what it holds.
+    fn pause_writes_once_holding(&self, held_at_least: u64) -> u64 {
+        wait_until("the fill has started", Duration::from_secs(30), || {
+            self.dbsize() > held_at_least
+        });
+        redis::cmd("CLIENT")
+            .arg(&["PAUSE", "60000", "WRITE"])
+            .exec(&mut self.connect())
+            .unwrap();
+        self.dbsize()
     }
 
     /// Kills the server at once (SIGKILL).

@@ -222,7 +222,10 @@ impl Session<'_> {
         // payload counted then.
         let handed_on = match self.job.feed {
             Feed::Node { router, .. } => router.handed_on_counted(index, from < elements),
-            Feed::Stage => false,
+            Feed::Stage => self
+                .job
+                .stage
+                .rechecked_counted(dataset, index, from < elements),
         };
         if restart {
             lock(&self.resumed).push_back(Span::Restart { index });
@@ -292,7 +295,8 @@ impl Session<'_> {
                 tally.bytes += dataset.payload_bytes(index);
             }
         } else {
-            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
+            lock(&self.resumed)
+                .push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
             self.wake_writer.notify_one();
         }
     }

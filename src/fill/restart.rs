@@ -1,0 +1,141 @@
+//! What a stage knows about the server processes it writes to: the `run_id` each answered
+//! with, and, once one restarted, the typed keys it had handed out that are to be
+//! re-checked there. Each of those keys is resumed once (its element count, then what is
+//! missing), by whichever connection asks for work next, before anything new.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::key_bits::KeyBits;
+use super::lock::lock;
+use crate::plan::NodeAddr;
+
+/// The processes a stage's connections met, and the re-check a restart calls for.
+#[derive(Debug, Default)]
+pub struct Restarts {
+    seen: Mutex<Seen>,
+    /// Set while `pending` may hold positions: the feed's common path takes no lock.
+    rechecking: AtomicBool,
+    /// Positions handed out as re-check resumes whose element count has not come back.
+    resuming: KeyBits,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// The `run_id` each server answered the stage's connections with last.
+    run_ids: HashMap<NodeAddr, String>,
+    /// Positions still to resume after the latest restart (typed stages).
+    pending: Range<u64>,
+    /// Positions below this were handed out before the latest restart: the re-check's.
+    upto: u64,
+}
+
+impl Restarts {
+    /// Records that `addr` answered a connection as process `run_id` (`target_knew`: the
+    /// process the target's connections met there last, for the stage's first connection).
+    /// True when that is another process than the one the stage knew: it restarted. With
+    /// `recheck_keys`, every position below `handed_out()` (read at that moment, under the
+    /// same lock as the note, so that any connection noting later sees the re-check) is to
+    /// be resumed once.
+    pub fn note(
+        &self,
+        addr: &NodeAddr,
+        run_id: &str,
+        target_knew: Option<String>,
+        recheck_keys: bool,
+        handed_out: impl FnOnce() -> u64,
+    ) -> bool {
+        let mut seen = lock(&self.seen);
+        let before = seen.run_ids.insert(addr.clone(), run_id.to_string());
+        let restarted = before
+            .or(target_knew)
+            .is_some_and(|before| before != run_id);
+        if restarted && recheck_keys {
+            let upto = handed_out();
+            // A second restart starts the re-check over: the first one's resumes in flight
+            // went down with the server.
+            seen.pending = 0..upto;
+            seen.upto = upto;
+            self.rechecking.store(true, Relaxed);
+        }
+        restarted
+    }
+
+    /// Positions below this belong to the re-check of the latest restart: a connection
+    /// that held some of them when the server went down leaves them to it.
+    pub fn recheck_upto(&self) -> u64 {
+        lock(&self.seen).upto
+    }
+
+    /// True while positions remain to be re-checked.
+    pub fn pending(&self) -> bool {
+        self.rechecking.load(Relaxed) && !lock(&self.seen).pending.is_empty()
+    }
+
+    /// The next position to re-check, marked as resuming.
+    pub fn next(&self) -> Option<u64> {
+        if !self.rechecking.load(Relaxed) {
+            return None;
+        }
+        let position = {
+            let mut seen = lock(&self.seen);
+            let next = seen.pending.next();
+            if next.is_none() {
+                self.rechecking.store(false, Relaxed);
+            }
+            next
+        }?;
+        self.resuming.insert(position);
+        Some(position)
+    }
+
+    /// The element count of the key at `position` came back: true when it was a re-check
+    /// resume (then no more).
+    pub fn counted(&self, position: u64) -> bool {
+        self.resuming.remove(position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> NodeAddr {
+        NodeAddr {
+            host: "127.0.0.1".into(),
+            port: 6379,
+        }
+    }
+
+    #[test]
+    fn a_new_run_id_rechecks_what_was_handed_out_once() {
+        let restarts = Restarts::default();
+        assert!(!restarts.note(&addr(), "a", None, true, || 5));
+        assert!(!restarts.note(&addr(), "a", None, true, || 5));
+        assert!(!restarts.pending());
+        assert!(restarts.note(&addr(), "b", None, true, || 3));
+        assert!(
+            !restarts.note(&addr(), "b", None, true, || 9),
+            "noticed once"
+        );
+        assert_eq!(restarts.recheck_upto(), 3);
+        let positions: Vec<u64> = std::iter::from_fn(|| restarts.next()).collect();
+        assert_eq!(positions, vec![0, 1, 2]);
+        assert!(restarts.counted(1));
+        assert!(!restarts.counted(1), "once");
+        assert!(!restarts.counted(7), "never a re-check resume");
+    }
+
+    #[test]
+    fn the_first_connection_compares_with_what_the_target_knew() {
+        let restarts = Restarts::default();
+        assert!(restarts.note(&addr(), "b", Some("a".into()), false, || 4));
+        assert_eq!(restarts.recheck_upto(), 0, "strings re-check otherwise");
+        assert!(!restarts.pending());
+        let same = Restarts::default();
+        assert!(!same.note(&addr(), "a", Some("a".into()), true, || 4));
+    }
+}

@@ -1,0 +1,221 @@
+//! Stages through a restart of a standalone server: the server is killed mid-stage and
+//! started again, empty, on the same port (no persistence). Every entry the stage had
+//! handed out is re-checked on the new process and written again when missing (a typed key
+//! once: no list item twice), and the run ends with the dataset of an undisturbed fill,
+//! each key counted once.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// The digest of the dataset `plan` writes to a fresh server, undisturbed.
+fn undisturbed_digest(scratch: &Scratch, plan: impl Fn(&RedisServer) -> PlanBuilder) -> String {
+    let fresh = RedisServer::start(&[]);
+    let again = scratch.plan("again.toml", &plan(&fresh).build());
+    let (output, _) = run_plan(scratch, &again, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    fresh.digest()
+}
+
+/// Waits for the run `child`, which went through one restart of a server that held `lost`
+/// keys when it went down, and checks that its first stage ended `ok` with its `keys` keys
+/// and `elements` elements, each counted once; returns the stage's result.
+fn stage_after_one_restart(
+    child: std::process::Child,
+    result_path: &std::path::Path,
+    lost: u64,
+    (keys, elements): (u64, u64),
+) -> serde_json::Value {
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = read_result(result_path);
+    let stage_result = &result["stages"][0];
+    assert_eq!(stage_result["status"], "ok");
+    assert_eq!(stage_result["restarts"], 1);
+    assert_eq!(stage_result["keys_written"], keys, "each key counted once");
+    assert_eq!(stage_result["elements_written"], elements);
+    assert_eq!(stage_result["partial_keys"], 0);
+    let rewritten = stage_result["rewritten"].as_u64().unwrap();
+    // The new process is empty: every entry handed out before the restart is found
+    // missing, at least every one the old process held when it went down.
+    assert!(
+        lost <= rewritten && rewritten <= keys,
+        "the server lost {lost} keys; {rewritten} were written again"
+    );
+    stage_result.clone()
+}
+
+/// Fills `stage` into a server that restarts once it holds more than `held_at_least` keys;
+/// the run must end `ok` with every key, and the dataset an undisturbed fill writes.
+fn fill_through_a_restart(stage: StageBuilder, keys: u64, elements: u64, held_at_least: u64) {
+    let mut server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = |server: &RedisServer| {
+        PlanBuilder::new()
+            .seed(31)
+            .target(server.target().flush(true))
+            .stage(stage.clone())
+    };
+    let path = scratch.plan("plan.toml", &plan(&server).build());
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let lost = server.restart_mid_stage(held_at_least);
+    stage_after_one_restart(child, &result_path, lost, (keys, elements));
+    assert_eq!(server.dbsize(), keys);
+    let digest = server.digest();
+    assert_verified(&scratch, &path, keys);
+    assert_eq!(undisturbed_digest(&scratch, plan), digest);
+}
+
+#[test]
+fn a_standalone_server_restarted_mid_fill_is_refilled_with_what_it_lost() {
+    let keys = 300_000;
+    let stage = StageBuilder::new("s")
+        .keys(keys)
+        .value_size(20)
+        .connections(1);
+    fill_through_a_restart(stage, keys, keys, 50_000);
+}
+
+/// Lists: what a connection held when the server went down is left to the re-check (two
+/// writers of one list would both append its rest).
+#[test]
+fn lists_are_rechecked_and_written_once_after_a_restart() {
+    let (keys, elements) = (60_000, 20);
+    let stage = StageBuilder::new("l")
+        .data_type("list")
+        .keys(keys)
+        .elements(elements, elements)
+        .value_size(16)
+        .connections(4)
+        .pipeline(32);
+    fill_through_a_restart(stage, keys, keys * elements, 10_000);
+}
+
+/// Hashes of several commands each (about 64 KiB per command), with a TTL: a key some of
+/// whose commands the old process had acknowledged is written whole on the new one.
+#[test]
+fn hashes_of_several_commands_are_rewritten_whole_after_a_restart() {
+    let (keys, elements) = (600, 40);
+    let stage = StageBuilder::new("h")
+        .data_type("hash")
+        .keys(keys)
+        .elements(elements, elements)
+        .value_size(4000)
+        .set("field_size", 8i64)
+        .ttl_range("1h", "2h")
+        .connections(3)
+        .pipeline(8);
+    fill_through_a_restart(stage, keys, keys * elements, 100);
+}
+
+/// A cluster primary killed mid-stage and restarted with its cluster config (its node id
+/// and slots) but no data: every entry routed to its slots is read back and written again
+/// when missing, as after a failover.
+#[test]
+fn a_cluster_primary_restarted_with_its_config_is_refilled_with_what_it_lost() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let keys = 200_000;
+    let plan = PlanBuilder::new().seed(41).stage(
+        StageBuilder::new("c")
+            .keys(keys)
+            .value_size(20)
+            .connections(2),
+    );
+    let path = scratch.plan(
+        "plan.toml",
+        &plan.clone().target(cluster.target().flush(true)).build(),
+    );
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let victim = cluster.a_primary();
+    let lost = cluster.servers[victim].restart_node_mid_stage(5_000);
+    let stage_result = stage_after_one_restart(child, &result_path, lost, (keys, keys));
+    assert_eq!(stage_result["failovers"], 0);
+    assert_eq!(cluster.total_keys(), keys);
+    assert_verified(&scratch, &path, keys);
+    assert_eq!(
+        cluster.digest_xor(),
+        standalone_digest(&scratch, plan),
+        "the same dataset as an undisturbed fill"
+    );
+}
+
+/// A cluster primary restarted without its cluster config comes back as a new node that
+/// serves none of its slots: what it lost cannot be re-checked there, and the run says so.
+#[test]
+fn a_cluster_primary_restarted_without_its_config_fails_clearly() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(42)
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("c").keys(50_000_000).value_size(10));
+    let path = scratch.plan("plan.toml", &plan.build());
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let victim = cluster.a_primary();
+    cluster.servers[victim].restart_mid_stage(5_000);
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let reason = the_reason(&err);
+    assert!(
+        reason.contains(&cluster.servers[victim].addr())
+            && reason.contains("restarted (its run_id changed)")
+            && reason.contains("came back without slot"),
+        "{reason}"
+    );
+    let result = read_result(&result_path);
+    assert_eq!(result["stages"][0]["status"], "failed");
+    assert_eq!(result["stages"][0]["restarts"], 1);
+}
+
+/// A restart during the second of two string stages: the first stage's entries, all gone
+/// with the old process, are re-checked and written again too.
+#[test]
+fn earlier_string_stages_are_rechecked_after_a_restart() {
+    let mut server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let (first, second) = (100_000, 300_000);
+    let plan = |server: &RedisServer| {
+        PlanBuilder::new()
+            .seed(43)
+            .target(server.target().flush(true))
+            .stage(StageBuilder::new("first").keys(first).value_size(20))
+            .stage(
+                StageBuilder::new("second")
+                    .keys(second)
+                    .value_size(20)
+                    .after(&["first"]),
+            )
+    };
+    let path = scratch.plan("plan.toml", &plan(&server).build());
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let lost = server.restart_mid_stage(first + 20_000);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let result = read_result(&result_path);
+    let stages = &result["stages"];
+    assert_eq!(stages[0]["status"], "ok");
+    assert_eq!(stages[0]["keys_written"], first);
+    assert_eq!(stages[0]["restarts"], 0, "it had ended");
+    assert_eq!(stages[1]["status"], "ok");
+    assert_eq!(stages[1]["keys_written"], second);
+    assert_eq!(stages[1]["restarts"], 1);
+    let rewritten = stages[1]["rewritten"].as_u64().unwrap();
+    // All of the first stage, and of the second at least what the server held of it.
+    assert!(
+        lost <= rewritten && rewritten <= first + second,
+        "the server lost {lost} keys; {rewritten} were written again"
+    );
+    assert_eq!(server.dbsize(), first + second);
+    let digest = server.digest();
+    let (verified, report) = verify(&scratch, &path, &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = report.unwrap();
+    assert_eq!(report["stages"][0]["checked"], first);
+    assert_eq!(report["stages"][1]["checked"], second);
+    assert_eq!(undisturbed_digest(&scratch, plan), digest);
+}

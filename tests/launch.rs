@@ -122,7 +122,8 @@ fn server_config_reaches_every_node_of_a_launched_cluster_replicas_included() {
         assert_eq!(sample["targets"]["grid"]["maxmemory"], 2 * 33_554_432_u64);
     }
     assert_eq!(result["stages"][0]["keys_written"], 2_000);
-    // Primaries first, then their replicas, which hold the same keys.
+    // Primaries first, then their replicas, which hold the same keys once they caught up.
+    run.await_replicas();
     assert_eq!(run.total_keys(), 2 * 2_000);
 }
 

@@ -75,6 +75,57 @@ impl LaunchedRun {
         }
     }
 
+    /// Waits (at most 30 s) until every launched replica has applied what its primary had
+    /// written when this was called: replication is asynchronous, so a replica read right
+    /// after the run may still be catching up.
+    pub fn await_replicas(&self) {
+        let offset = |info: &str, name: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|value| value.trim().parse().ok())
+        };
+        let info = |addr: &str| -> String {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut connect(addr))
+                .unwrap()
+        };
+        let primaries: Vec<(u16, u64)> = self
+            .addrs
+            .iter()
+            .map(|addr| (addr, info(addr)))
+            .filter(|(_, info)| info.contains("role:master"))
+            .map(|(addr, info)| {
+                let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                (port, offset(&info, "master_repl_offset").unwrap())
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for addr in &self.addrs {
+            loop {
+                let replica = info(addr);
+                let Some(port) = offset(&replica, "master_port") else {
+                    break; // a primary
+                };
+                let goal = primaries
+                    .iter()
+                    .find(|(p, _)| u64::from(*p) == port)
+                    .map_or(0, |(_, offset)| *offset);
+                if replica.contains("master_link_status:up")
+                    && offset(&replica, "slave_repl_offset").unwrap_or(0) >= goal
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the replica at {addr} did not catch up with its primary within 30 s: {replica}"
+                );
+                // Polled: a condition on another process, bounded by the deadline above.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
     /// Keys in database 0 summed over the launched servers.
     pub fn total_keys(&self) -> u64 {
         self.addrs

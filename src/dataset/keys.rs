@@ -70,8 +70,9 @@ impl Keys {
     }
 
     /// Appends the key of entry `index`, whose filler (if any) starts at `filler_offset`
-    /// of the pool.
-    #[inline]
+    /// of the pool. The default keys are made inline, a format out of line, so the default
+    /// path costs what it did before formats existed.
+    #[inline(always)]
     pub(super) fn push(&self, pool: &Pool, index: u64, filler_offset: usize, out: &mut Vec<u8>) {
         match self {
             Keys::Sized {
@@ -84,16 +85,7 @@ impl Keys {
                 let filler = size.saturating_sub(prefix.len() + digits);
                 pool.push(filler_offset, filler, out);
             }
-            Keys::Format { format, .. } => {
-                for part in format.parts() {
-                    match part {
-                        Part::Literal(bytes) => out.extend_from_slice(bytes),
-                        Part::Index { width } => {
-                            push_padded(index, usize::from(*width), out);
-                        }
-                    }
-                }
-            }
+            Keys::Format { format, .. } => push_formatted(format, index, out),
         }
     }
 
@@ -107,6 +99,19 @@ impl Keys {
         } = self
         {
             pool.prefetch(filler_offset, size.saturating_sub(prefix.len() + width));
+        }
+    }
+}
+
+/// Appends `format` with `index` filled in.
+#[inline(never)]
+fn push_formatted(format: &KeyFormat, index: u64, out: &mut Vec<u8>) {
+    for part in format.parts() {
+        match part {
+            Part::Literal(bytes) => out.extend_from_slice(bytes),
+            Part::Index { width } => {
+                push_padded(index, usize::from(*width), out);
+            }
         }
     }
 }

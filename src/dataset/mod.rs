@@ -223,7 +223,7 @@ impl Dataset {
 
 /// Appends `index` in decimal, zero-padded to `width` digits (at least one); returns the
 /// bytes written.
-#[inline]
+#[inline(always)]
 fn push_padded(index: u64, width: usize, out: &mut Vec<u8>) -> usize {
     let mut digits = [b'0'; MAX_DIGITS];
     let start = write_back(&mut digits, MAX_DIGITS, index).min(MAX_DIGITS.saturating_sub(width));

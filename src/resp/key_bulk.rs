@@ -23,8 +23,8 @@ impl KeyBulk {
         }
     }
 
-    /// Appends the key of `entry` as a bulk string.
-    #[inline]
+    /// Appends the key of `entry` as a bulk string (inline: it is most of a `SET`).
+    #[inline(always)]
     pub fn push(&self, dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
         match &self.header {
             Some(header) => out.extend_from_slice(header),

@@ -284,3 +284,40 @@ fn redis_benchmark_reads_every_key_of_its_format_without_a_miss() {
     assert_eq!(stat("keyspace_misses"), 0);
     assert_eq!(stat("keyspace_hits"), 5000);
 }
+
+#[test]
+fn an_until_memory_stage_with_a_format_writes_a_prefix_of_its_keys() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(4)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("fill")
+                .until_memory("16MiB")
+                .value_range(50, 500)
+                .set("key_format", "fill:{i}"),
+        )
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    let result = run_ok(&scratch, &path, &[]);
+    let written = result["stages"][0]["keys_written"].as_u64().unwrap();
+    assert_eq!(server.dbsize(), written);
+    // The entries written are 0..written: the last one exists, the next does not.
+    let mut conn = server.connect();
+    let held: (u64, u64) = redis::pipe()
+        .cmd("EXISTS")
+        .arg(format!("fill:{}", written - 1))
+        .cmd("EXISTS")
+        .arg(format!("fill:{written}"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(held, (1, 0));
+    let (verified, report) = verify(
+        &scratch,
+        &path,
+        &["--result", scratch.path("result.json").to_str().unwrap()],
+    );
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(report.unwrap()["stages"][0]["checked"], written);
+}

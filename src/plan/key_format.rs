@@ -15,6 +15,8 @@ pub const MAX_LITERAL_BYTES: usize = 65536;
 pub struct KeyFormat {
     text: String,
     parts: Vec<Part>,
+    /// Bytes of literal text in every key.
+    literal_len: usize,
 }
 
 /// One piece of a key.
@@ -88,9 +90,17 @@ impl KeyFormat {
                 "key_format \"{text}\" has no {{i}}: every key must hold the entry index so keys are unique, e.g. \"{text}{{i}}\""
             ));
         }
+        let literal_len = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(bytes) => bytes.len(),
+                Part::Index { .. } => 0,
+            })
+            .sum();
         let format = KeyFormat {
             text: text.to_string(),
             parts,
+            literal_len,
         };
         if format.literal_len() > MAX_LITERAL_BYTES {
             return Err(format!(
@@ -113,13 +123,7 @@ impl KeyFormat {
 
     /// Bytes of literal text in every key.
     pub fn literal_len(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Literal(bytes) => bytes.len(),
-                Part::Index { .. } => 0,
-            })
-            .sum()
+        self.literal_len
     }
 
     /// The widths of the index placeholders.

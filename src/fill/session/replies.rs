@@ -292,7 +292,8 @@ impl Session<'_> {
                 tally.bytes += dataset.payload_bytes(index);
             }
         } else {
-            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
+            lock(&self.resumed)
+                .push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
             self.wake_writer.notify_one();
         }
     }

@@ -2,7 +2,9 @@
 
 use crate::error::Failure;
 use crate::plan::units::human_bytes;
-use crate::plan::{Amount, DataType, MemoryGoal, Mode, Plan, ServerSetting, Servers, Shape};
+use crate::plan::{
+    Amount, DataType, KeyShape, MemoryGoal, Mode, Plan, ServerSetting, Servers, Shape,
+};
 
 /// Appends a line to the text being built.
 macro_rules! out {
@@ -135,22 +137,25 @@ fn range(min: u64, max: u64, unit: &str) -> String {
 
 /// What one key of the stage holds, e.g. `hash, key 32 B, 1..30 fields of 10 B + 8..64 B`.
 fn describe_shape(shape: &Shape) -> String {
-    let key = shape.key_size;
+    let key = match &shape.key {
+        KeyShape::Sized { size, .. } => format!("{size} B"),
+        KeyShape::Format { format, mean_len } => format!("\"{format}\" (mean {mean_len} B)"),
+    };
     let value = range(shape.value_size.min, shape.value_size.max, " B");
     let typed = shape.elemental;
     let count = range(typed.elements.min, typed.elements.max, "");
     let field = typed.field_size;
     match typed.data_type {
-        DataType::String => format!("key {key} B, value {value}"),
-        DataType::Hash => format!("hash, key {key} B, {count} fields of {field} B + {value}"),
-        DataType::Set => format!("set, key {key} B, {count} members of {value}"),
+        DataType::String => format!("key {key}, value {value}"),
+        DataType::Hash => format!("hash, key {key}, {count} fields of {field} B + {value}"),
+        DataType::Set => format!("set, key {key}, {count} members of {value}"),
         DataType::Zset => format!(
-            "zset, key {key} B, {count} members of {value}, scores {}",
+            "zset, key {key}, {count} members of {value}, scores {}",
             range_i64(typed.score.min, typed.score.max)
         ),
-        DataType::List => format!("list, key {key} B, {count} items of {value}"),
+        DataType::List => format!("list, key {key}, {count} items of {value}"),
         DataType::Stream => format!(
-            "stream, key {key} B, {count} entries of {} × ({field} B + {value})",
+            "stream, key {key}, {count} entries of {} × ({field} B + {value})",
             typed.entry_fields
         ),
     }

@@ -14,7 +14,7 @@ pub const MAX_DIGITS: usize = 20;
 
 /// Writes `n` in decimal so that it ends just before `buf[end]`; returns where it starts.
 /// `buf[..end]` must have room for its digits ([`MAX_DIGITS`] at most).
-#[inline]
+#[inline(always)]
 pub fn write_back(buf: &mut [u8], end: usize, mut n: u64) -> usize {
     let mut at = end;
     while n >= 100 {

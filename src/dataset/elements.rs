@@ -229,8 +229,7 @@ mod tests {
 
     fn typed(data_type: DataType, elements: (u64, u64), value: (u64, u64)) -> Shape {
         Shape {
-            key_prefix: "t:".into(),
-            key_size: 16,
+            key: crate::plan::KeyShape::sized("t:", 16),
             value_size: ValueSize {
                 min: value.0,
                 max: value.1,

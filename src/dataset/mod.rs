@@ -7,6 +7,7 @@
 //! library's random number generator.
 
 mod elements;
+mod keys;
 mod pool;
 
 pub use elements::{Element, STREAM_BASE_MS, StreamValue};
@@ -15,6 +16,7 @@ use crate::decimal::{MAX_DIGITS, write_back};
 use crate::mix::{fnv1a64, mix64};
 use crate::plan::{DataType, Elemental, Shape};
 
+use keys::Keys;
 use pool::Pool;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -22,9 +24,7 @@ const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Everything needed to produce the entries of one stage.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    prefix: Vec<u8>,
-    key_size: usize,
-    width: usize,
+    keys: Keys,
     value_min: u64,
     value_span: u64,
     ttl: Option<(u64, u64)>,
@@ -68,9 +68,7 @@ impl Dataset {
         let stage_key = mix64(seed ^ mix64(fnv1a64(stage_name.as_bytes())));
         let pool = Pool::new(stage_key);
         let mut dataset = Dataset {
-            prefix: shape.key_prefix.as_bytes().to_vec(),
-            key_size: shape.key_size as usize,
-            width: crate::plan::index_width(keys) as usize,
+            keys: Keys::new(&shape.key, keys),
             value_min: shape.value_size.min,
             value_span: shape.value_size.max - shape.value_size.min + 1,
             ttl: shape.ttl.map(|t| (t.min_ms, t.max_ms - t.min_ms + 1)),
@@ -97,9 +95,22 @@ impl Dataset {
         dataset
     }
 
-    /// Bytes of every key.
+    /// Bytes of the longest key: of every key, unless the stage has a `key_format` whose
+    /// keys grow with the index (room to make a key in).
     pub fn key_size(&self) -> usize {
-        self.key_size
+        self.keys.longest()
+    }
+
+    /// The length of every key, when all have the same (always without a `key_format`).
+    #[inline]
+    pub fn fixed_key_len(&self) -> Option<usize> {
+        self.keys.fixed_len()
+    }
+
+    /// Bytes of the key of entry `index`.
+    #[inline]
+    pub fn key_len(&self, index: u64) -> usize {
+        self.keys.len(index)
     }
 
     /// Whether entries expire.
@@ -151,13 +162,12 @@ impl Dataset {
         }
     }
 
-    /// Appends the key of `entry`: prefix, zero-padded index, filler up to `key_size`.
+    /// Appends the key of `entry`: prefix, zero-padded index, filler up to `key_size`; or
+    /// the stage's `key_format` with the index filled in.
     #[inline]
     pub fn push_key(&self, entry: &Entry, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.prefix);
-        let index = push_padded(entry.index, self.width, out);
-        let filler = self.key_size.saturating_sub(self.prefix.len() + index);
-        self.pool.push(entry.key_offset, filler, out);
+        self.keys
+            .push(&self.pool, entry.index, entry.key_offset, out);
     }
 
     /// Appends the value of `entry`.
@@ -176,8 +186,7 @@ impl Dataset {
     /// Prefetches the filler of `entry`'s key, ahead of writing the key.
     #[inline]
     pub fn prefetch_key(&self, entry: &Entry) {
-        let filler = self.key_size.saturating_sub(self.prefix.len() + self.width);
-        self.pool.prefetch(entry.key_offset, filler);
+        self.keys.prefetch(&self.pool, entry.key_offset);
     }
 
     /// Payload bytes (key plus value, or key plus all elements) of entry `index`.
@@ -185,19 +194,19 @@ impl Dataset {
     pub fn payload_bytes(&self, index: u64) -> u64 {
         if self.elemental.data_type != DataType::String {
             let entry = self.entry(index);
-            return self.key_size as u64 + self.elements_payload(&entry, 0..entry.elements);
+            return self.key_len(index) as u64 + self.elements_payload(&entry, 0..entry.elements);
         }
         let value = if self.value_span == 1 {
             self.value_min
         } else {
             self.entry(index).value_len as u64
         };
-        self.key_size as u64 + value
+        self.key_len(index) as u64 + value
     }
 
     /// The key of entry `index`, as a new vector (for checks and tests, not the hot path).
     pub fn key(&self, index: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.key_size);
+        let mut out = Vec::with_capacity(self.key_len(index));
         self.push_key(&self.entry(index), &mut out);
         out
     }
@@ -214,7 +223,7 @@ impl Dataset {
 
 /// Appends `index` in decimal, zero-padded to `width` digits (at least one); returns the
 /// bytes written.
-#[inline]
+#[inline(always)]
 fn push_padded(index: u64, width: usize, out: &mut Vec<u8>) -> usize {
     let mut digits = [b'0'; MAX_DIGITS];
     let start = write_back(&mut digits, MAX_DIGITS, index).min(MAX_DIGITS.saturating_sub(width));
@@ -239,8 +248,7 @@ mod tests {
 
     fn shape(prefix: &str, key_size: u32, min: u64, max: u64) -> Shape {
         Shape {
-            key_prefix: prefix.into(),
-            key_size,
+            key: crate::plan::KeyShape::sized(prefix, key_size),
             value_size: ValueSize { min, max },
             ttl: Some(Ttl {
                 min_ms: 1000,

@@ -322,8 +322,7 @@ mod tests {
         use crate::plan::{Shape, ValueSize};
         use crate::resp::{Reply, parse_reply};
         let shape = Shape {
-            key_prefix: "k:".into(),
-            key_size: 8,
+            key: crate::plan::KeyShape::sized("k:", 8),
             value_size: ValueSize { min: 3, max: 3 },
             ttl: None,
             elemental: crate::plan::Elemental::STRING,

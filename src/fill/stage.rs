@@ -444,6 +444,6 @@ fn typed_config(stage: &Stage, dataset: &Dataset) -> Option<WriterConfig> {
         .min(chunking.per_command);
     Some(WriterConfig::typed(
         stage.pipeline,
-        elements * dataset.mean_element_bytes() + dataset.key_size() as u64,
+        elements * dataset.mean_element_bytes() + u64::from(stage.shape.key.mean_len()),
     ))
 }

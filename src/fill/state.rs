@@ -258,8 +258,7 @@ mod tests {
     #[test]
     fn a_typed_key_counts_once_and_again_only_after_its_count_was_taken_back() {
         let shape = Shape {
-            key_prefix: "h:".into(),
-            key_size: 8,
+            key: crate::plan::KeyShape::sized("h:", 8),
             value_size: ValueSize { min: 3, max: 3 },
             ttl: None,
             elemental: Elemental {

@@ -1,6 +1,7 @@
 //! Plans: the file people keep in their repositories, read, checked and resolved into the
 //! typed [`Plan`] that the rest of the program works from.
 
+pub mod key_format;
 pub mod raw;
 pub mod typed;
 pub mod units;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+pub use key_format::KeyFormat;
 pub use raw::{MemoryGoal, Ttl, ValueSize};
 pub use typed::{DataType, Elemental, Elements, Score};
 
@@ -259,10 +261,8 @@ pub struct Stage {
 /// The shape of a stage's entries: what `dataset` needs besides seed and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shape {
-    /// Key prefix bytes.
-    pub key_prefix: String,
-    /// Bytes per key, prefix included.
-    pub key_size: u32,
+    /// How keys are made.
+    pub key: KeyShape,
     /// Value size range in bytes.
     pub value_size: ValueSize,
     /// TTL range, when entries expire.
@@ -275,11 +275,48 @@ impl Shape {
     /// Mean payload bytes of one entry (key plus its mean elements), rounded up.
     pub fn mean_entry_bytes(&self) -> u64 {
         let four = self.elemental.key_bytes_four_times(
-            self.key_size,
+            self.key.mean_len(),
             self.value_size.min,
             self.value_size.max,
         );
         u64::try_from(four.div_ceil(4)).unwrap_or(u64::MAX)
+    }
+}
+
+/// How a stage's keys are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyShape {
+    /// `key_prefix`, the index zero-padded to the digits of the largest, filler up to `size`.
+    Sized {
+        /// Key prefix bytes.
+        prefix: String,
+        /// Bytes per key, prefix included.
+        size: u32,
+    },
+    /// `key_format`: every key is exactly the format with the index filled in.
+    Format {
+        /// The format.
+        format: KeyFormat,
+        /// Mean bytes of the stage's keys, rounded up (for estimates).
+        mean_len: u32,
+    },
+}
+
+impl KeyShape {
+    /// Keys of `prefix`, index and filler, `size` bytes each.
+    pub fn sized(prefix: &str, size: u32) -> KeyShape {
+        KeyShape::Sized {
+            prefix: prefix.to_string(),
+            size,
+        }
+    }
+
+    /// Mean bytes of one key, rounded up (every key's with `key_size`).
+    pub fn mean_len(&self) -> u32 {
+        match self {
+            KeyShape::Sized { size, .. } => *size,
+            KeyShape::Format { mean_len, .. } => *mean_len,
+        }
     }
 }
 

@@ -242,6 +242,10 @@ pub struct RawStage {
     pub value_size: Option<ValueSize>,
     /// Key prefix; default "<stage name>:".
     pub key_prefix: Option<String>,
+    /// The whole key, e.g. "{{user:{i}}}:cart" or "key:{i:012}": {i} is the entry index,
+    /// {i:0N} the index zero-padded to N digits (1..=20), {{ and }} literal braces. Instead
+    /// of key_prefix and key_size.
+    pub key_format: Option<String>,
     /// Time to live, e.g. "1h", or { min, max }; absent: no expiry.
     pub ttl: Option<Ttl>,
     /// Standalone: connections in all; cluster: per primary (1..=1024).

@@ -7,14 +7,15 @@
 use std::ops::Range;
 
 use super::encode::{push_array_header, push_bulk, push_bulk_header, push_command};
+use super::key_bulk::KeyBulk;
 use super::typed::KeyEncoder;
 use crate::dataset::{Dataset, Entry};
 
 /// Encodes the entries of one stage, allocating nothing per entry.
 pub struct EntryEncoder<'a> {
     dataset: &'a Dataset,
-    /// `$<key_size>\r\n`: every key of a stage has the same length.
-    key_header: Vec<u8>,
+    /// The keys as bulk strings.
+    keys: KeyBulk,
     /// The commands of typed keys.
     typed: KeyEncoder<'a>,
 }
@@ -22,11 +23,9 @@ pub struct EntryEncoder<'a> {
 impl<'a> EntryEncoder<'a> {
     /// An encoder for the entries of `dataset`.
     pub fn new(dataset: &'a Dataset) -> EntryEncoder<'a> {
-        let mut key_header = Vec::new();
-        push_bulk_header(&mut key_header, dataset.key_size());
         EntryEncoder {
             dataset,
-            key_header,
+            keys: KeyBulk::new(dataset),
             typed: KeyEncoder::new(dataset),
         }
     }
@@ -117,9 +116,7 @@ impl<'a> EntryEncoder<'a> {
     /// The key and the value of an entry, as two bulk strings.
     #[inline]
     fn push_pair(&self, entry: &Entry, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.key_header);
-        self.dataset.push_key(entry, out);
-        out.extend_from_slice(b"\r\n");
+        self.keys.push(self.dataset, entry, out);
         push_bulk_header(out, entry.value_len);
         self.dataset.push_value(entry, out);
         out.extend_from_slice(b"\r\n");
@@ -133,8 +130,7 @@ mod tests {
 
     fn dataset(ttl: Option<Ttl>) -> Dataset {
         let shape = Shape {
-            key_prefix: "k:".into(),
-            key_size: 8,
+            key: crate::plan::KeyShape::sized("k:", 8),
             value_size: ValueSize { min: 3, max: 3 },
             ttl,
             elemental: crate::plan::Elemental::STRING,

@@ -9,6 +9,7 @@ mod error_reply;
 mod frames;
 #[cfg(test)]
 mod hostile_tests;
+mod key_bulk;
 mod protocol;
 mod reply;
 pub mod typed;

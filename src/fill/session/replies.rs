@@ -155,7 +155,7 @@ impl Session<'_> {
                     tally.keys += 1;
                     tally.elements += key.elements;
                 }
-                tally.bytes += dataset.key_size() as u64;
+                tally.bytes += dataset.key_len(key.index) as u64;
                 self.open_key.store(NO_KEY, Relaxed);
             } else {
                 self.open_key.store(key.index, Relaxed);

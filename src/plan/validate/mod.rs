@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
+mod key_space;
 mod server_config;
 mod stage;
 mod target;
@@ -120,6 +121,13 @@ pub(super) fn parse(path: &Path, text: &str, sha256: String) -> Result<Plan, Pla
         )?);
     }
     check_cycles(&source, &raw, &stages)?;
+    if let Some((i, message)) = key_space::first_clash(&stages, &targets) {
+        return Err(source.error(
+            Some(raw.stages[i].span()),
+            format!("stages[{i}].key_format"),
+            message,
+        ));
+    }
 
     Ok(Plan {
         name,

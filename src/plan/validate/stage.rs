@@ -55,31 +55,28 @@ pub(super) fn resolve_stage(
         }
     };
 
-    let key_size = raw.key_size.map_or(DEFAULT_KEY_SIZE, |k| k.0);
     let value_size = raw.value_size.unwrap_or(ValueSize {
         min: DEFAULT_VALUE_SIZE,
         max: DEFAULT_VALUE_SIZE,
     });
     let ttl = raw.ttl;
-    let key_prefix = raw.key_prefix.clone().unwrap_or_else(|| format!("{name}:"));
+    let format = resolve_key_format(raw).map_err(|(f, m)| err(f, m))?;
     let elemental = resolve_elemental(raw, &name, value_size).map_err(|(f, m)| err(f, m))?;
-    let shape = Shape {
-        key_prefix,
-        key_size,
-        value_size,
-        ttl,
-        elemental,
-    };
+    // Four times the payload of a key's elements (and value), on average.
+    let elements_four_times = elemental.key_bytes_four_times(0, value_size.min, value_size.max);
 
     let (amount, keys) = match (raw.size, raw.keys, raw.until_memory) {
         (Some(size), None, None) => {
-            let per_key_four_times =
-                elemental.key_bytes_four_times(key_size, value_size.min, value_size.max);
-            let keys = (u128::from(size.0) * 4).div_ceil(per_key_four_times);
-            (
-                Amount::Size(size.0),
-                u64::try_from(keys).unwrap_or(u64::MAX),
-            )
+            let keys = match &format {
+                Some(format) => keys_of_size(format, size.0, elements_four_times),
+                None => {
+                    let key_size = raw.key_size.map_or(DEFAULT_KEY_SIZE, |k| k.0);
+                    let per_key_four_times = elements_four_times + 4 * u128::from(key_size);
+                    let keys = (u128::from(size.0) * 4).div_ceil(per_key_four_times);
+                    u64::try_from(keys).unwrap_or(u64::MAX)
+                }
+            };
+            (Amount::Size(size.0), keys)
         }
         (None, Some(keys), None) => (Amount::Keys, keys),
         (None, None, Some(goal)) => (Amount::UntilMemory(goal), UNTIL_MEMORY_KEYS),
@@ -101,18 +98,40 @@ pub(super) fn resolve_stage(
         }
     };
 
-    let width = index_width(keys);
-    let needed = shape.key_prefix.len() as u64 + u64::from(width);
-    if needed > u64::from(key_size) {
-        return Err(err(
-            "key_size",
-            format!(
-                "key_size {key_size} is too short for the prefix \"{}\" ({} bytes) and the largest index ({width} digits): use key_size = {needed} or more",
-                shape.key_prefix,
-                shape.key_prefix.len()
-            ),
-        ));
-    }
+    let key = match format {
+        Some(format) => {
+            let mean = format.total_len(keys).div_ceil(u128::from(keys.max(1)));
+            KeyShape::Format {
+                mean_len: u32::try_from(mean).unwrap_or(u32::MAX),
+                format,
+            }
+        }
+        None => {
+            let key_size = raw.key_size.map_or(DEFAULT_KEY_SIZE, |k| k.0);
+            let prefix = raw.key_prefix.clone().unwrap_or_else(|| format!("{name}:"));
+            let width = index_width(keys);
+            let needed = prefix.len() as u64 + u64::from(width);
+            if needed > u64::from(key_size) {
+                return Err(err(
+                    "key_size",
+                    format!(
+                        "key_size {key_size} is too short for the prefix \"{prefix}\" ({} bytes) and the largest index ({width} digits): use key_size = {needed} or more",
+                        prefix.len()
+                    ),
+                ));
+            }
+            KeyShape::Sized {
+                prefix,
+                size: key_size,
+            }
+        }
+    };
+    let shape = Shape {
+        key,
+        value_size,
+        ttl,
+        elemental,
+    };
 
     let mut after = Vec::new();
     for dependency in raw.after.iter().flatten() {
@@ -147,6 +166,48 @@ pub(super) fn resolve_stage(
         after,
         seed: raw.seed,
     })
+}
+
+/// `key_format`, parsed, when the stage has one; `key_prefix` and `key_size` are refused
+/// beside it (the key is exactly the format).
+fn resolve_key_format(raw: &RawStage) -> Result<Option<KeyFormat>, (&'static str, String)> {
+    let Some(text) = &raw.key_format else {
+        return Ok(None);
+    };
+    let format = KeyFormat::parse(text).map_err(|m| ("key_format", m))?;
+    for (field, given) in [
+        ("key_prefix", raw.key_prefix.is_some()),
+        ("key_size", raw.key_size.is_some()),
+    ] {
+        if given {
+            return Err((
+                field,
+                format!(
+                    "{field} cannot be used with key_format \"{text}\": the key is exactly the format; remove {field} (write any prefix into key_format)"
+                ),
+            ));
+        }
+    }
+    Ok(Some(format))
+}
+
+/// The keys of a `size` stage with a `key_format`: the fewest whose payload, the exact
+/// length of their keys plus the mean payload of their elements, reaches `size`.
+fn keys_of_size(format: &KeyFormat, size: u64, elements_four_times: u128) -> u64 {
+    let reaches = |keys: u64| {
+        4 * format.total_len(keys) + u128::from(keys) * elements_four_times >= 4 * u128::from(size)
+    };
+    // Every key is at least one byte, so `size` keys always reach it.
+    let (mut low, mut high) = (0u64, size);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if reaches(mid) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    low
 }
 
 /// The stage's type and element fields: fields of other types refused, defaults filled in,

@@ -5,7 +5,8 @@
 
 use std::ops::Range;
 
-use super::encode::{push_array_header, push_bulk, push_bulk_header};
+use super::encode::{push_array_header, push_bulk};
+use super::key_bulk::KeyBulk;
 use crate::dataset::{Dataset, Entry};
 use crate::plan::DataType;
 
@@ -44,6 +45,7 @@ pub struct KeyEncoder<'a> {
     dataset: &'a Dataset,
     chunking: Chunking,
     frames: ElementFrames,
+    keys: KeyBulk,
 }
 
 impl<'a> KeyEncoder<'a> {
@@ -53,6 +55,7 @@ impl<'a> KeyEncoder<'a> {
             dataset,
             chunking: Chunking::of(dataset),
             frames: ElementFrames::new(dataset),
+            keys: KeyBulk::new(dataset),
         }
     }
 
@@ -139,9 +142,7 @@ impl<'a> KeyEncoder<'a> {
 
     /// Appends the key of `entry` as a bulk string.
     fn push_key(&self, entry: &Entry, out: &mut Vec<u8>) {
-        push_bulk_header(out, self.dataset.key_size());
-        self.dataset.push_key(entry, out);
-        out.extend_from_slice(b"\r\n");
+        self.keys.push(self.dataset, entry, out);
     }
 }
 
@@ -161,8 +162,7 @@ mod tests {
             DataType::Stream,
         ] {
             let shape = Shape {
-                key_prefix: "k:".into(),
-                key_size: 12,
+                key: crate::plan::KeyShape::sized("k:", 12),
                 value_size: ValueSize { min: 3, max: 40 },
                 ttl: Some(Ttl {
                     min_ms: 10,
@@ -216,8 +216,7 @@ mod tests {
         use crate::resp::EntryEncoder;
         let stage =
             |data_type, elements: (u64, u64), value: (u64, u64), field_size, ttl: bool| Shape {
-                key_prefix: "pin:".into(),
-                key_size: 20,
+                key: crate::plan::KeyShape::sized("pin:", 20),
                 value_size: ValueSize {
                     min: value.0,
                     max: value.1,

@@ -190,29 +190,72 @@ fn render(
     out
 }
 
+/// How a stage that shares its pattern with a stage written before it keeps its keys
+/// apart: its first index gets `digit` in front and at least `width` digits, the most the
+/// other stage's first index has, so at that position its keys are longer than any of the
+/// other's (and those of two such stages differ in the digit or the length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Apart {
+    /// The digit in front (`1`, `2`, …).
+    pub digit: char,
+    /// The fewest digits of the index after it.
+    pub width: u32,
+}
+
 /// The `key_format` of `count` keys of the pattern: text with its braces doubled (a hash tag
 /// stays a tag), each id the entry index zero-padded so that the keys' mean length is the
 /// observed one. A pattern without ids gets the index at its end.
-pub fn key_format(pattern: &[Piece], seen: &IdsSeen, count: u64) -> String {
-    let format = render(
-        pattern,
-        seen,
-        |slot| index(seen.mean_length(slot), count),
-        escape,
-    );
+pub fn key_format(pattern: &[Piece], seen: &IdsSeen, count: u64, apart: Option<Apart>) -> String {
+    let first = seen.index_slots().iter().position(|i| *i);
+    let index = |slot: usize| {
+        let mean = seen.mean_length(slot);
+        match apart {
+            Some(apart) if Some(slot) == first => placeholder_apart(mean, count, apart),
+            _ => placeholder(index_width(mean, count)),
+        }
+    };
+    let format = render(pattern, seen, index, escape);
     if pattern.contains(&Piece::Id) {
         format
     } else {
-        format + "{i}"
+        format + &apart.map_or_else(|| placeholder(1), |a| placeholder_apart(2.0, count, a))
     }
+}
+
+/// The most digits the first index of [`key_format`]`(pattern, seen, count, None)` has.
+pub fn first_index_digits(pattern: &[Piece], seen: &IdsSeen, count: u64) -> u32 {
+    let width = match seen.index_slots().iter().position(|i| *i) {
+        Some(slot) if pattern.contains(&Piece::Id) => index_width(seen.mean_length(slot), count),
+        _ => 1,
+    };
+    width.max(digits(count.saturating_sub(1)))
+}
+
+/// The text of the `key_format` of the merged small patterns of one type.
+fn other_text(type_name: &str) -> String {
+    format!("other:{type_name}:")
 }
 
 /// The `key_format` of `count` keys of the merged small patterns of one type:
 /// `other:TYPE:` and the index, padded to the keys' observed mean length.
-pub fn other_format(type_name: &str, mean_key_length: f64, count: u64) -> String {
-    let text = format!("other:{type_name}:");
+pub fn other_format(
+    type_name: &str,
+    mean_key_length: f64,
+    count: u64,
+    apart: Option<Apart>,
+) -> String {
+    let text = other_text(type_name);
     let id_length = (mean_key_length - text.len() as f64).max(1.0);
-    format!("{text}{}", index(id_length, count))
+    match apart {
+        Some(apart) => text + &placeholder_apart(id_length, count, apart),
+        None => text + &placeholder(index_width(id_length, count)),
+    }
+}
+
+/// The most digits the index of [`other_format`]`(…, None)` has.
+pub fn other_index_digits(type_name: &str, mean_key_length: f64, count: u64) -> u32 {
+    let id_length = (mean_key_length - other_text(type_name).len() as f64).max(1.0);
+    index_width(id_length, count).max(digits(count.saturating_sub(1)))
 }
 
 fn escape(text: &str) -> String {
@@ -222,20 +265,37 @@ fn escape(text: &str) -> String {
 /// Most digits of a zero-padded index in a `key_format`.
 const MAX_WIDTH: u32 = 20;
 
-/// The index placeholder whose digits over `0..count` are `mean_length` long on average
-/// (the nearest width); widths beyond 20 get literal zeros in front.
-fn index(mean_length: f64, count: u64) -> String {
-    let width = (1..=64u32)
+/// The width whose zero-padded indexes `0..count` are `mean_length` digits long on average
+/// (the nearest).
+fn index_width(mean_length: f64, count: u64) -> u32 {
+    (1..=64u32)
         .min_by(|a, b| {
             let off = |w| (mean_digits(w, count) - mean_length).abs();
             off(*a).total_cmp(&off(*b))
         })
-        .unwrap_or(1);
+        .unwrap_or(1)
+}
+
+/// The index zero-padded to `width`: `{i}`, `{i:08}`; widths beyond 20 get literal zeros in
+/// front.
+fn placeholder(width: u32) -> String {
     let zeros = "0".repeat(width.saturating_sub(MAX_WIDTH) as usize);
     match width.min(MAX_WIDTH) {
         1 => format!("{zeros}{{i}}"),
         w => format!("{zeros}{{i:0{w}}}"),
     }
+}
+
+/// The digit of `apart`, then the index: `mean_length` long with the digit, at least as
+/// wide as `apart` says.
+fn placeholder_apart(mean_length: f64, count: u64, apart: Apart) -> String {
+    let width = index_width(mean_length - 1.0, count).max(apart.width);
+    format!("{}{}", apart.digit, placeholder(width))
+}
+
+/// Decimal digits of `n` (1 for 0).
+fn digits(n: u64) -> u32 {
+    n.checked_ilog10().unwrap_or(0) + 1
 }
 
 /// Mean digits of the indexes `0..count` zero-padded to `width`.
@@ -285,7 +345,7 @@ mod tests {
         }
         (
             label(&first.pattern, &seen),
-            key_format(&first.pattern, &seen, count),
+            key_format(&first.pattern, &seen, count, None),
         )
     }
 
@@ -357,8 +417,28 @@ mod tests {
 
     #[test]
     fn other_keys_keep_their_mean_length() {
-        assert_eq!(other_format("hash", 20.0, 1000), "other:hash:{i:09}");
-        assert_eq!(other_format("set", 5.0, 10), "other:set:{i}");
+        assert_eq!(other_format("hash", 20.0, 1000, None), "other:hash:{i:09}");
+        assert_eq!(other_format("set", 5.0, 10, None), "other:set:{i}");
+        assert_eq!(other_index_digits("set", 5.0, 100), 2);
+    }
+
+    #[test]
+    fn a_second_stage_of_a_pattern_keeps_its_keys_apart() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("k:{i}:x")).collect();
+        let mut seen = IdsSeen::default();
+        keys.iter().for_each(|k| seen.add(&split(k.as_bytes()).ids));
+        let pattern = split(keys[0].as_bytes()).pattern;
+        assert_eq!(first_index_digits(&pattern, &seen, 1000), 3);
+        let apart = Apart {
+            digit: '1',
+            width: 3,
+        };
+        assert_eq!(key_format(&pattern, &seen, 50, Some(apart)), "k:1{i:03}:x");
+        let config = split(b"config").pattern;
+        assert_eq!(
+            key_format(&config, &IdsSeen::default(), 5, Some(apart)),
+            "config1{i:03}"
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ struct Stage<'a> {
     elemental: Elemental,
     values: (u64, u64),
     ttl_seconds: Option<(u64, u64)>,
+    key_format: String,
 }
 
 /// The plan's text.
@@ -85,6 +86,7 @@ pub fn write(groups: &mut [Group], source: &Source, amount: Amount) -> String {
             elemental,
             values,
             ttl_seconds,
+            key_format: String::new(),
         });
     }
     let scale = match amount {
@@ -100,11 +102,56 @@ pub fn write(groups: &mut [Group], source: &Source, amount: Amount) -> String {
     for stage in &mut stages {
         stage.keys = ((stage.group.estimated_keys * scale).round() as u64).max(1);
     }
+    key_formats(&mut stages);
     let mut out = header(source, amount, scale, &stages);
     for stage in &mut stages {
         write_stage(&mut out, stage);
     }
     out
+}
+
+/// The stages' `key_format`s. Stages of one pattern (another type, or with and without TTL)
+/// would write the same keys: the first (the largest) keeps the pattern, the others get a
+/// digit in front of the index ([`patterns::Apart`]).
+fn key_formats(stages: &mut [Stage]) {
+    // Per pattern: stages written so far, and the most digits the first one's index has.
+    let mut written: std::collections::HashMap<String, (u32, u32)> = Default::default();
+    for stage in stages.iter_mut() {
+        let group = stage.group;
+        let mut key_lengths = group.key_lengths.clone();
+        let mean = key_lengths.summary().map_or(1.0, |s| s.mean);
+        let type_name = group.data_type.as_str();
+        let (identity, digits) = match &group.naming {
+            Naming::Pattern(pattern, seen) => (
+                group.label.clone(),
+                patterns::first_index_digits(pattern, seen, stage.keys),
+            ),
+            Naming::Other { .. } => (
+                format!("other:{type_name}:*"),
+                patterns::other_index_digits(type_name, mean, stage.keys),
+            ),
+        };
+        let apart = match written.get_mut(&identity) {
+            None => {
+                written.insert(identity, (1, digits));
+                None
+            }
+            Some((n, width)) => {
+                let digit = char::from_digit(*n % 36, 36).unwrap_or('z');
+                *n += 1;
+                Some(patterns::Apart {
+                    digit,
+                    width: *width,
+                })
+            }
+        };
+        stage.key_format = match &group.naming {
+            Naming::Pattern(pattern, seen) => {
+                patterns::key_format(pattern, seen, stage.keys, apart)
+            }
+            Naming::Other { .. } => patterns::other_format(type_name, mean, stage.keys, apart),
+        };
+    }
 }
 
 /// Mean payload of one key of the stage, as `cachefill check` counts it.
@@ -307,14 +354,7 @@ fn write_stage(out: &mut String, stage: &mut Stage) {
         let _ = writeln!(out, "type = \"{data_type}\"");
     }
     let _ = writeln!(out, "keys = {}", stage.keys);
-    let format = match &group.naming {
-        Naming::Pattern(pattern, seen) => patterns::key_format(pattern, seen, stage.keys),
-        Naming::Other { .. } => {
-            let mean = group_mut.key_lengths.summary().map_or(1.0, |s| s.mean);
-            patterns::other_format(data_type.as_str(), mean, stage.keys)
-        }
-    };
-    let _ = writeln!(out, "key_format = {}", quoted(&format));
+    let _ = writeln!(out, "key_format = {}", quoted(&stage.key_format));
     if data_type != DataType::String {
         let _ = writeln!(out, "elements = {}", range(e.elements.min, e.elements.max));
     }

@@ -427,6 +427,90 @@ const BAD_PLANS: &[BadPlan] = &[
         "elements applies to hash, set, zset, list and stream stages only",
     ),
     bad(
+        "key_format with an unknown placeholder",
+        "",
+        "keys = 10\nkey_format = \"k:{j}\"",
+        "stages[0].key_format",
+        "has `{j}`, which is not a placeholder: write {i} (the entry index) or {i:0N}",
+    ),
+    bad(
+        "key_format padded too wide",
+        "",
+        "keys = 10\nkey_format = \"k:{i:021}\"",
+        "stages[0].key_format",
+        "has `{i:021}`, which is not a placeholder",
+    ),
+    bad(
+        "key_format with a lone opening brace",
+        "",
+        "keys = 10\nkey_format = \"{user:{i}\"",
+        "stages[0].key_format",
+        "has `{user:{i}`, which is not a placeholder",
+    ),
+    bad(
+        "key_format with a lone closing brace",
+        "",
+        "keys = 10\nkey_format = \"user:{i}}\"",
+        "stages[0].key_format",
+        "has a lone `}` at byte 8",
+    ),
+    bad(
+        "key_format with an unclosed brace",
+        "",
+        "keys = 10\nkey_format = \"k{i}{\"",
+        "stages[0].key_format",
+        "has a lone `{` at byte 4",
+    ),
+    bad(
+        "key_format without the index",
+        "",
+        "keys = 10\nkey_format = \"{{user}}:cart\"",
+        "stages[0].key_format",
+        "has no {i}: every key must hold the entry index so keys are unique",
+    ),
+    bad(
+        "key_format with a line break",
+        "",
+        "keys = 10\nkey_format = \"k\\n{i}\"",
+        "stages[0].key_format",
+        "control character",
+    ),
+    bad(
+        "key_format beside key_prefix",
+        "",
+        "keys = 10\nkey_format = \"k{i}\"\nkey_prefix = \"k\"",
+        "stages[0].key_prefix",
+        "key_prefix cannot be used with key_format \"k{i}\": the key is exactly the format",
+    ),
+    bad(
+        "key_format beside key_size",
+        "",
+        "keys = 10\nkey_format = \"k{i}\"\nkey_size = 16",
+        "stages[0].key_size",
+        "key_size cannot be used with key_format \"k{i}\": the key is exactly the format",
+    ),
+    bad(
+        "the same key_format twice",
+        "",
+        "name = \"a\"\nkeys = 10\nkey_format = \"k{i}\"\n\n[[stages]]\nname = \"b\"\ntype = \"hash\"\nkeys = 10\nkey_format = \"k{i}\"",
+        "stages[1].key_format",
+        "stage \"b\" (key_format \"k{i}\") and stage \"a\" (key_format \"k{i}\") can write the same key on target \"main\" (e.g. \"k1\")",
+    ),
+    bad(
+        "key_formats that meet",
+        "",
+        "name = \"a\"\nkeys = 100\nkey_format = \"k{i}\"\n\n[[stages]]\nname = \"b\"\nkeys = 10\nkey_format = \"k1{i}\"",
+        "stages[1].key_format",
+        "(e.g. \"k11\"), and a key written twice would count twice in keys_written",
+    ),
+    bad(
+        "a key_format in another stage's prefix space",
+        "",
+        "name = \"a\"\nkeys = 100\nkey_prefix = \"s:\"\nkey_size = 8\n\n[[stages]]\nname = \"b\"\nkeys = 10\nkey_format = \"s:{i:06}\"",
+        "stages[1].key_format",
+        "stage \"b\" (key_format \"s:{i:06}\") and stage \"a\" (key_prefix \"s:\", key_size 8) can write the same key",
+    ),
+    bad(
         "unknown type",
         "",
         "keys = 10\ntype = \"tree\"",
@@ -598,4 +682,41 @@ fn a_long_chain_of_stages_is_checked_for_cycles_without_deep_recursion() {
         .join()
         .unwrap();
     assert_eq!(validated.unwrap(), 5000);
+}
+
+#[test]
+fn a_size_with_a_key_format_counts_each_keys_exact_length() {
+    // Keys 0–9 are 2 bytes, 10–99 3, 100–999 4, then 5: with 100-byte values,
+    // 10 × 102 + 90 × 103 + 900 × 104 + 8535 × 105 = 1,000,065 ≥ 1 MB, and 9534 keys fall
+    // 105 bytes short (docs/plan-format.md gives this example).
+    let sized = bad(
+        "",
+        "",
+        "size = \"1MB\"\nvalue_size = 100\nkey_format = \"k{i}\"",
+        "",
+        "",
+    );
+    let plan = parse_text(&plan_text(&sized)).unwrap();
+    assert_eq!(plan.stages[0].keys, 9535);
+    let KeyShape::Format { format, mean_len } = &plan.stages[0].shape.key else {
+        panic!("not a format");
+    };
+    assert_eq!(format.text(), "k{i}");
+    // (10 × 2 + 90 × 3 + 900 × 4 + 8535 × 5) / 9535 = 4.88…, rounded up.
+    assert_eq!(*mean_len, 5);
+}
+
+#[test]
+fn key_formats_that_cannot_meet_are_accepted() {
+    for (first, second) in [
+        ("{{user:{i}}}:cart", "{{user:{i}}}:profile"),
+        ("k{i}", "k0{i}"),
+        ("memtier-{i}", "key:{i:012}"),
+    ] {
+        let text = format!(
+            "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n\n[[stages]]\nname = \"a\"\nkeys = 1000\nkey_format = \"{first}\"\n\n[[stages]]\nname = \"b\"\ntype = \"set\"\nkeys = 1000\nkey_format = \"{second}\"\n"
+        );
+        let plan = parse_text(&text).unwrap_or_else(|e| panic!("{first} {second}: {e}"));
+        assert_eq!(plan.stages[1].keys, 1000);
+    }
 }

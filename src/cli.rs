@@ -133,6 +133,34 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Measure the shape of a live server read-only (key patterns, types, sizes, element
+    /// counts, TTLs; never a value's content) and write a plan that fills a server like it.
+    #[command(after_help = "Examples:
+  cachefill profile prod.toml --target main -o shape.toml    then: cachefill run shape.toml
+  cachefill profile prod.toml --sample 100000 --scale 0.1    a tenth of the keys, same shape
+  cachefill profile prod.toml --size 1GiB --max-ops 1000     1 GiB of payload, gentler reads")]
+    Profile {
+        /// The plan file (TOML) whose target section says how to connect.
+        plan: PathBuf,
+        /// The target to profile (needed when the plan has several).
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// Keys to sample in all (spread over a cluster's primaries by their key counts).
+        #[arg(long, value_name = "N", default_value_t = crate::profile::DEFAULT_SAMPLE)]
+        sample: u64,
+        /// Write this fraction of the server's keys (1: as many as it has).
+        #[arg(long, value_name = "F", conflicts_with = "size")]
+        scale: Option<f64>,
+        /// Write about this much payload (keys plus values) in all, e.g. 1GiB.
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+        /// Most commands per second sent to each server; 0 lifts the cap.
+        #[arg(long, value_name = "N", default_value_t = crate::profile::DEFAULT_MAX_OPS)]
+        max_ops: u64,
+        /// Where the plan goes; `-` for standard output [default: <plan name>.shape.toml].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the plan format (for editors and CI linters).
     #[command(after_help = "Example:
   cachefill schema > docs/cachefill.schema.json    (plans name it with #:schema)")]

@@ -8,7 +8,7 @@ use crate::cli::{Cli, Command};
 use crate::error::Failure;
 use crate::output::print_stdout;
 use crate::shard::{self, Shard};
-use crate::{check, export, fill, html, interrupt, merge, output, plan, report, verify};
+use crate::{check, export, fill, html, interrupt, merge, output, plan, profile, report, verify};
 
 /// Runs one subcommand; `Err` is the one line the user sees and the exit code.
 pub fn execute(command: Command) -> Result<(), Failure> {
@@ -77,6 +77,26 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             };
             runtime()?.block_on(verify::verify(&plan, &options))
         }
+        Command::Profile {
+            plan,
+            target,
+            sample,
+            scale,
+            size,
+            max_ops,
+            output,
+        } => {
+            let plan = plan::load(&plan)?;
+            let options = profile::ProfileOptions {
+                target,
+                sample: sample.max(1),
+                amount: profile_amount(scale, size.as_deref())?,
+                max_ops: (max_ops > 0).then_some(max_ops),
+                output: output
+                    .unwrap_or_else(|| PathBuf::from(format!("{}.shape.toml", plan.name))),
+            };
+            runtime()?.block_on(profile::profile(&plan, &options))
+        }
         Command::Run {
             plan,
             output,
@@ -120,6 +140,24 @@ pub fn execute(command: Command) -> Result<(), Failure> {
 
 fn command_line(message: String) -> Failure {
     Failure::Invalid(format!("the command line: {message}"))
+}
+
+/// How many keys `profile` writes: `--scale F` (default 1) or `--size SIZE`.
+fn profile_amount(scale: Option<f64>, size: Option<&str>) -> Result<profile::Amount, Failure> {
+    match (scale, size) {
+        (_, Some(size)) => {
+            let bytes = plan::units::ByteSize::parse(size)
+                .map_err(|e| command_line(format!("--size: {e}")))?;
+            if bytes.0 == 0 {
+                return Err(command_line("--size must be more than 0 bytes".into()));
+            }
+            Ok(profile::Amount::Size(bytes.0))
+        }
+        (Some(scale), None) if !(scale > 0.0 && scale.is_finite()) => Err(command_line(format!(
+            "--scale must be a number above 0 (0.1 for a tenth of the keys), not {scale}"
+        ))),
+        (scale, None) => Ok(profile::Amount::Scale(scale.unwrap_or(1.0))),
+    }
 }
 
 /// `-o FILE`, or `<plan name>.<what>.json` in the current directory.

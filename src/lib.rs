@@ -19,6 +19,7 @@ pub mod merge;
 pub mod mix;
 pub mod output;
 pub mod plan;
+pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod resp;

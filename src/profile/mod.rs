@@ -1,0 +1,172 @@
+//! `cachefill profile`: measures the shape of a live server read-only (key patterns, types,
+//! sizes, element counts, TTLs; never a value's content) and writes a plan that fills a
+//! server of the same shape. `sampling.rs` reads the servers within `rate.rs`'s cap,
+//! `patterns.rs` turns keys into patterns, `shape.rs` groups the sample, `statistics.rs`
+//! summarises each measure, `writer.rs` writes the plan.
+
+use std::path::{Path, PathBuf};
+
+use tokio::task::JoinSet;
+
+use crate::error::Failure;
+use crate::plan::{Plan, Servers, Target};
+use crate::server::Credentials;
+use crate::server::connect;
+
+pub mod patterns;
+pub mod rate;
+pub mod sampling;
+pub mod shape;
+pub mod statistics;
+pub mod writer;
+
+pub use writer::Amount;
+
+/// Keys sampled when `--sample` is not given.
+pub const DEFAULT_SAMPLE: u64 = 10_000;
+/// Commands per second per server when `--max-ops` is not given.
+pub const DEFAULT_MAX_OPS: u64 = 5_000;
+
+/// Options of `cachefill profile`.
+#[derive(Debug, Clone)]
+pub struct ProfileOptions {
+    /// The target to profile (may be omitted when the plan has one).
+    pub target: Option<String>,
+    /// Keys to sample in all.
+    pub sample: u64,
+    /// How many keys the written plan has.
+    pub amount: Amount,
+    /// Commands per second per server; `None`: no cap.
+    pub max_ops: Option<u64>,
+    /// Where the plan goes (`-`: standard output).
+    pub output: PathBuf,
+}
+
+/// Runs `cachefill profile`.
+pub async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failure> {
+    let target = pick_target(plan, options.target.as_deref())?;
+    let Servers::Nodes(seeds) = &target.servers else {
+        return Err(Failure::Invalid(format!(
+            "target \"{}\" is launched by the plan, so it holds nothing yet: profile a target with `nodes`",
+            target.name
+        )));
+    };
+    let credentials = Credentials::resolve(&target.name, &target.auth)
+        .map_err(|e| Failure::Invalid(format!("{}: {e}", plan.path.display())))?;
+    let connector = connect::connector(target, credentials, None)?;
+    let connected = connect::connect(connector, target.mode, seeds).await?;
+
+    let mut servers = Vec::new();
+    for primary in &connected.primaries {
+        let mut sampler = sampling::Sampler {
+            control: primary.control.handle(),
+            target: target.name.clone(),
+            max_ops: options.max_ops,
+        };
+        let mut cap = rate::RateCap::new(sampler.max_ops);
+        let dbsize = sampler.dbsize(&mut cap).await?;
+        servers.push((sampler, cap, dbsize));
+    }
+    let total: u64 = servers.iter().map(|(_, _, d)| d).sum();
+    if total == 0 {
+        return Err(Failure::Failed(format!(
+            "target \"{}\": no keys in database {} (DBSIZE 0 on every primary): nothing to profile",
+            target.name, target.db
+        )));
+    }
+    let mut tasks = JoinSet::new();
+    for (sampler, cap, dbsize) in servers {
+        // Each primary's share of the sample follows its share of the keys.
+        let quota = (u128::from(options.sample) * u128::from(dbsize)).div_ceil(u128::from(total));
+        let quota = u64::try_from(quota).unwrap_or(u64::MAX).min(dbsize);
+        tasks.spawn(sampler.sample(quota, dbsize, cap));
+    }
+    let mut sample = Vec::new();
+    let (mut commands, mut sampled) = (0, 0);
+    let mut unsupported = std::collections::BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let server = done.map_err(|e| Failure::Failed(format!("profiling stopped: {e}")))??;
+        commands += server.commands;
+        let types: u64 = server.unsupported.values().sum();
+        let measured = server.keys.len() as u64 + types;
+        let weight = server.dbsize as f64 / measured.max(1) as f64;
+        sampled += measured;
+        for (name, n) in server.unsupported {
+            *unsupported.entry(name).or_insert(0) += n;
+        }
+        sample.extend(
+            server
+                .keys
+                .into_iter()
+                .map(|key| shape::Weighted { key, weight }),
+        );
+    }
+    if sample.is_empty() {
+        return Err(Failure::Failed(format!(
+            "target \"{}\": none of the {sampled} keys sampled is of a type a plan can write (string, hash, set, zset, list, stream)",
+            target.name
+        )));
+    }
+    let mut groups = shape::groups(&sample);
+    let source = writer::Source {
+        plan: plan.path.display().to_string(),
+        target: target.name.clone(),
+        target_toml: target_toml(&plan.path, &target.name),
+        mode: target.mode,
+        primaries: connected.primaries.len(),
+        keys: total,
+        sampled,
+        commands,
+        unsupported: unsupported.into_iter().collect(),
+    };
+    let text = writer::write(&mut groups, &source, options.amount);
+    crate::output::write(text.as_bytes(), &options.output)
+        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", options.output.display())))?;
+    eprintln!(
+        "profiled target \"{}\": {sampled} of {total} keys sampled with {commands} read commands; {} stages written to {}",
+        target.name,
+        groups.len(),
+        options.output.display()
+    );
+    Ok(())
+}
+
+fn pick_target<'a>(plan: &'a Plan, name: Option<&str>) -> Result<&'a Target, Failure> {
+    let names = || {
+        plan.targets
+            .iter()
+            .map(|t| format!("\"{}\"", t.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (name, plan.targets.as_slice()) {
+        (None, [only]) => Ok(only),
+        (None, _) => Err(Failure::Invalid(format!(
+            "the command line: the plan has several targets ({}); name one with --target NAME",
+            names()
+        ))),
+        (Some(name), targets) => targets.iter().find(|t| t.name == name).ok_or_else(|| {
+            Failure::Invalid(format!(
+                "the command line: --target \"{name}\" is not a target of {} (it has {})",
+                plan.path.display(),
+                names()
+            ))
+        }),
+    }
+}
+
+/// The target's table as the plan file has it, for the written plan's comment.
+fn target_toml(path: &Path, name: &str) -> String {
+    let table = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|plan| plan.get("targets")?.get(name).cloned());
+    let Some(table) = table else {
+        return format!("[targets.{name}]");
+    };
+    let mut targets = toml::Table::new();
+    targets.insert(name.to_string(), table);
+    let mut root = toml::Table::new();
+    root.insert("targets".into(), toml::Value::Table(targets));
+    toml::to_string(&root).unwrap_or_else(|_| format!("[targets.{name}]"))
+}

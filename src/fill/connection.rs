@@ -69,10 +69,8 @@ pub async fn connection_worker(
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data_identified(&addr).await {
             Ok((mut stream, run_id)) => {
-                // A standalone typed stage re-checks its keys through its feed.
-                let recheck_keys = dataset.is_typed() && matches!(feed, Feed::Stage);
                 if let Some(run_id) = run_id {
-                    if restart_seen(&connector, &stage, recheck_keys, &addr, &run_id) {
+                    if restart_seen(&connector, &stage, &dataset, &feed, &addr, &run_id) {
                         stage.restarts.fetch_add(1, Relaxed);
                         let repaired =
                             after_restart(&connector, &stage, &dataset, &feed, &mut stream);
@@ -82,10 +80,11 @@ pub async fn connection_worker(
                             ));
                         }
                     }
-                    if recheck_keys && last_run_id.as_ref().is_some_and(|before| *before != run_id)
+                    if dataset.is_typed()
+                        && last_run_id.as_ref().is_some_and(|before| *before != run_id)
                     {
                         // What this connection held went down with the old process.
-                        retry = left_after_restart(&stage, std::mem::take(&mut retry));
+                        retry = left_after_restart(&stage, &feed, std::mem::take(&mut retry));
                     }
                     last_run_id = Some(run_id);
                 }
@@ -172,16 +171,23 @@ pub async fn connection_worker(
 
 /// True when the server at `addr` answers as another process than the one this stage (or,
 /// for its first connection, the target) knew: it restarted, and may have lost what it
-/// acknowledged.
+/// acknowledged. A typed stage then notes which keys the re-check resumes (a standalone
+/// one through its feed, a cluster one on the restarted primary).
 fn restart_seen(
     connector: &Connector,
     stage: &StageState,
-    recheck_keys: bool,
+    dataset: &Dataset,
+    feed: &Feed,
     addr: &NodeAddr,
     run_id: &str,
 ) -> bool {
     let target_knew = connector.note_run_id(addr, run_id);
-    stage.note_run_id(addr, run_id, target_knew, recheck_keys)
+    match feed {
+        Feed::Stage => stage.note_run_id(addr, run_id, target_knew, dataset.is_typed()),
+        Feed::Node { node, router } => {
+            stage.note_node_run_id(addr, run_id, target_knew, || router.note_restart(node))
+        }
+    }
 }
 
 /// After a restart: reads back every entry the stage handed out so far and writes again
@@ -196,7 +202,7 @@ async fn after_restart(
 ) -> Result<(), String> {
     recheck_earlier_stages(connector, stage, feed, stream).await?;
     if let Feed::Node { node, router } = feed {
-        return router.recheck_restarted(node).await;
+        return router.recheck_restarted(node, stream).await;
     }
     if dataset.is_typed() {
         // Every key handed out so far is resumed once, before anything new, by whichever
@@ -248,10 +254,15 @@ async fn recheck_earlier_stages(
 }
 
 /// What a typed stage's connection still holds when it reconnects to a restarted server:
-/// the keys handed out before the restart are the re-check's (dropped here, so that no key
-/// has two writers), and the others are resumed from what the new process holds.
-fn left_after_restart(stage: &StageState, spans: VecDeque<Span>) -> VecDeque<Span> {
+/// the keys handed out before the restart (on a cluster: routed to the restarted primary's
+/// slots) are the re-check's (dropped here, so that no key has two writers), and the others
+/// are resumed from what the new process holds.
+fn left_after_restart(stage: &StageState, feed: &Feed, spans: VecDeque<Span>) -> VecDeque<Span> {
     let upto = stage.recheck_upto();
+    let rechecked = |index: u64| match feed {
+        Feed::Stage => stage.position(index) < upto,
+        Feed::Node { node, router } => router.rechecks(node, index),
+    };
     let mut kept = VecDeque::with_capacity(spans.len());
     for span in spans {
         match span {
@@ -266,8 +277,19 @@ fn left_after_restart(stage: &StageState, spans: VecDeque<Span>) -> VecDeque<Spa
             Span::Key(KeyCommands { index, .. })
             | Span::Resume { index }
             | Span::Restart { index } => {
-                if stage.position(index) >= upto {
+                if !rechecked(index) {
                     kept.push_back(span);
+                }
+            }
+            Span::List { indices, start } => {
+                // Routed to a cluster primary and not sent yet.
+                let indices: Vec<u64> = indices[start..]
+                    .iter()
+                    .copied()
+                    .filter(|&index| !rechecked(index))
+                    .collect();
+                if !indices.is_empty() {
+                    kept.push_back(Span::List { indices, start: 0 });
                 }
             }
             // Not a typed stage's.
@@ -355,7 +377,7 @@ mod tests {
             Span::Restart { index: 11 },
             Span::Range(16..20),
         ]);
-        let kept: Vec<Span> = left_after_restart(&stage, spans).into();
+        let kept: Vec<Span> = left_after_restart(&stage, &Feed::Stage, spans).into();
         assert_eq!(
             kept,
             vec![

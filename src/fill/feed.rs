@@ -28,7 +28,7 @@ impl Feed {
                 Some(index) => Some(Span::Resume { index }),
                 None => stage.take(max).map(Span::Range),
             },
-            Feed::Node { node, .. } => node.next(max),
+            Feed::Node { node, router } => router.next_for(node, max),
         }
     }
 

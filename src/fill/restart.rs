@@ -36,25 +36,23 @@ struct Seen {
 impl Restarts {
     /// Records that `addr` answered a connection as process `run_id` (`target_knew`: the
     /// process the target's connections met there last, for the stage's first connection).
-    /// True when that is another process than the one the stage knew: it restarted. With
-    /// `recheck_keys`, every position below `handed_out()` (read at that moment, under the
-    /// same lock as the note, so that any connection noting later sees the re-check) is to
-    /// be resumed once.
+    /// True when that is another process than the one the stage knew: it restarted. Then
+    /// `on_restart` runs under the same lock as the note, so that any connection noting
+    /// later sees what it recorded; when it returns `Some(upto)` (a standalone typed stage),
+    /// every position below `upto` is to be resumed once.
     pub fn note(
         &self,
         addr: &NodeAddr,
         run_id: &str,
         target_knew: Option<String>,
-        recheck_keys: bool,
-        handed_out: impl FnOnce() -> u64,
+        on_restart: impl FnOnce() -> Option<u64>,
     ) -> bool {
         let mut seen = lock(&self.seen);
         let before = seen.run_ids.insert(addr.clone(), run_id.to_string());
         let restarted = before
             .or(target_knew)
             .is_some_and(|before| before != run_id);
-        if restarted && recheck_keys {
-            let upto = handed_out();
+        if restarted && let Some(upto) = on_restart() {
             // A second restart starts the re-check over: the first one's resumes in flight
             // went down with the server.
             seen.pending = 0..upto;
@@ -113,12 +111,12 @@ mod tests {
     #[test]
     fn a_new_run_id_rechecks_what_was_handed_out_once() {
         let restarts = Restarts::default();
-        assert!(!restarts.note(&addr(), "a", None, true, || 5));
-        assert!(!restarts.note(&addr(), "a", None, true, || 5));
+        assert!(!restarts.note(&addr(), "a", None, || Some(5)));
+        assert!(!restarts.note(&addr(), "a", None, || Some(5)));
         assert!(!restarts.pending());
-        assert!(restarts.note(&addr(), "b", None, true, || 3));
+        assert!(restarts.note(&addr(), "b", None, || Some(3)));
         assert!(
-            !restarts.note(&addr(), "b", None, true, || 9),
+            !restarts.note(&addr(), "b", None, || Some(9)),
             "noticed once"
         );
         assert_eq!(restarts.recheck_upto(), 3);
@@ -132,10 +130,10 @@ mod tests {
     #[test]
     fn the_first_connection_compares_with_what_the_target_knew() {
         let restarts = Restarts::default();
-        assert!(restarts.note(&addr(), "b", Some("a".into()), false, || 4));
+        assert!(restarts.note(&addr(), "b", Some("a".into()), || None));
         assert_eq!(restarts.recheck_upto(), 0, "strings re-check otherwise");
         assert!(!restarts.pending());
         let same = Restarts::default();
-        assert!(!same.note(&addr(), "a", Some("a".into()), true, || 4));
+        assert!(!same.note(&addr(), "a", Some("a".into()), || Some(4)));
     }
 }

@@ -206,10 +206,25 @@ impl StageState {
         target_knew: Option<String>,
         recheck_keys: bool,
     ) -> bool {
-        self.processes
-            .note(addr, run_id, target_knew, recheck_keys, || {
-                self.handed_out()
-            })
+        self.processes.note(addr, run_id, target_knew, || {
+            recheck_keys.then(|| self.handed_out())
+        })
+    }
+
+    /// [`Self::note_run_id`] for a primary of a cluster stage: when it restarted,
+    /// `on_restart` runs under the same lock as the note (the router records there which
+    /// typed keys the primary's re-check resumes).
+    pub fn note_node_run_id(
+        &self,
+        addr: &NodeAddr,
+        run_id: &str,
+        target_knew: Option<String>,
+        on_restart: impl FnOnce(),
+    ) -> bool {
+        self.processes.note(addr, run_id, target_knew, || {
+            on_restart();
+            None
+        })
     }
 
     /// Positions below this were handed out before the latest restart: their keys are the

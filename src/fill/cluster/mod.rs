@@ -10,10 +10,12 @@
 //! lost primary's slots and pending entries to the new owners. `recheck`: then making sure
 //! every entry routed there is on them (replication is asynchronous: acknowledged writes
 //! can be gone): strings read back and written again when missing, typed keys resumed.
+//! `restart`: the same re-check for a primary that restarted with its cluster config.
 
 mod failover;
 mod node;
 mod recheck;
+mod restart;
 mod routing;
 
 use std::sync::atomic::Ordering::Relaxed;

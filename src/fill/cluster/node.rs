@@ -1,9 +1,9 @@
 //! The entries waiting for one primary of a cluster stage, and its state across a failover.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
 
@@ -31,6 +31,26 @@ pub struct NodeFeed {
     pub(super) retired: AtomicBool,
     /// The outcome of waiting for a successor, decided once for all connections.
     pub(super) failover: tokio::sync::Mutex<Option<Result<(), String>>>,
+    /// Typed stages: the keys the re-check after this primary's latest restart resumes.
+    pub(super) restarted: Mutex<Option<Arc<RestartScope>>>,
+}
+
+/// The typed keys a restarted primary's re-check resumes: those routed to its slots before
+/// the restart was found. Nothing else writes them (two writers of one list would both
+/// append its rest).
+#[derive(Debug)]
+pub(super) struct RestartScope {
+    /// Positions below this had been handed out when the restart was found.
+    pub(super) upto: u64,
+    /// The primary's slots then, slot by slot.
+    pub(super) lost: Vec<bool>,
+}
+
+impl RestartScope {
+    /// True for the key at `position` in `slot`.
+    pub(super) fn covers(&self, position: u64, slot: u16) -> bool {
+        position < self.upto && self.lost[usize::from(slot)]
+    }
 }
 
 impl NodeFeed {
@@ -46,6 +66,7 @@ impl NodeFeed {
             keys: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             failover: tokio::sync::Mutex::new(None),
+            restarted: Mutex::new(None),
         }
     }
 

@@ -1,94 +1,26 @@
 //! The re-check after a failover: replication is asynchronous, so what the lost primary
 //! acknowledged may be missing on its successor. Strings are read back (`EXISTS`) and
 //! written again when missing; typed keys are handed to their new owner as resumes, which
-//! count what it holds and write the rest.
+//! count what it holds and write the rest. (After a primary's restart: `restart.rs`.)
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
 
 use super::Router;
 use super::node::NodeFeed;
-use crate::fill::lock::{read, write};
+use crate::fill::lock::read;
 use crate::fill::recheck::write_acknowledged;
 use crate::plan::NodeAddr;
 use crate::resp::EntryEncoder;
 use crate::server::Control;
-use crate::server::cluster::discover;
 use crate::slot::slot;
 
 /// Entries re-checked per round trip after a failover (typed keys: handed on between two
 /// yields to the other tasks).
 const RECHECK_BATCH: u64 = 1000;
 
-/// Pause between readings of a restarted primary's cluster state.
-const REJOIN_POLL: Duration = Duration::from_millis(100);
-
 impl Router {
-    /// A primary that restarted (a new `run_id`) and came back owning its slots (a node
-    /// that kept its cluster config) may have lost what it acknowledged: every string
-    /// entry the stage routed to its slots so far is read back and written again when
-    /// missing, as after a failover. Typed keys are not re-checked here (they would have
-    /// to be taken from the primary's connections, as a failover retires them).
-    pub async fn recheck_restarted(&self, node: &Arc<NodeFeed>) -> Result<(), String> {
-        if self.dataset.is_typed() {
-            return Err(
-                "typed keys on a restarted cluster primary are not re-checked; run the plan again"
-                    .into(),
-            );
-        }
-        // Its own view: a node that lost its cluster config comes back as a new node that
-        // serves no slot (the cluster fails it over, or its slots stay down).
-        let lost_config = "a node that lost its cluster config (nodes.conf) comes back as a new one, so what it held cannot be re-checked there; run the plan again";
-        let seen = discover(&self.connector, std::slice::from_ref(&node.addr))
-            .await
-            .map_err(|e| format!("it came back without slots ({e}): {lost_config}"))?;
-        let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
-        // Under the map's write lock: every entry handed out so far has been mapped, so
-        // those of the primary's slots are below `upto`.
-        let (lost, upto) = {
-            let slots = write(&self.slots);
-            let lost: Vec<bool> = slots.iter().map(|&o| Some(o) == index).collect();
-            (lost, self.stage.handed_out())
-        };
-        let serves = |slot: usize| {
-            seen.owner[slot].is_some_and(|owner| seen.primaries[owner].addr == node.addr)
-        };
-        if let Some(slot) = (0..lost.len()).find(|&slot| lost[slot] && !serves(slot)) {
-            return Err(format!("it came back without slot {slot}: {lost_config}"));
-        }
-        self.wait_until_serving(&node.addr).await?;
-        self.recheck(&lost, upto).await
-    }
-
-    /// Waits until the restarted primary at `addr` says its cluster is ok (a primary that
-    /// rejoins after a restart refuses commands for up to `cluster-node-timeout`), for at
-    /// most `failover_timeout`.
-    async fn wait_until_serving(&self, addr: &NodeAddr) -> Result<(), String> {
-        let timeout = self.connector.failover_timeout;
-        let deadline = Instant::now() + timeout;
-        let mut control = self.connector.control(addr).await.map_err(|e| e.0)?;
-        loop {
-            let info = control.query(redis::cmd("CLUSTER").arg("INFO")).await;
-            let state = match info.and_then(|v| Ok(redis::from_redis_value::<String>(v)?)) {
-                Ok(info) => info,
-                Err(e) => return Err(format!("CLUSTER INFO failed: {}", control.explain(&e))),
-            };
-            if state.lines().any(|line| line.trim() == "cluster_state:ok") {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "its cluster was not ok again within {} (failover_timeout), so what it lost cannot be re-checked",
-                    humantime::format_duration(timeout)
-                ));
-            }
-            tokio::time::sleep(REJOIN_POLL).await;
-        }
-    }
-
     /// Reads back every entry below `upto` whose slot was lost, and writes again the ones
     /// that are missing (acknowledged by the lost primary, never replicated). Reads go
     /// through control connections; writes through data connections, encoded by the one

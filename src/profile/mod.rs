@@ -1,6 +1,7 @@
 //! `cachefill profile`: measures the shape of a live server read-only (key patterns, types,
 //! sizes, element counts, TTLs; never a value's content) and writes a plan that fills a
-//! server of the same shape. `sampling.rs` reads the servers within `rate.rs`'s cap,
+//! server of the same shape. `sampling.rs` reads the servers within `rate.rs`'s cap (the
+//! per-type commands and what their replies say: `replies.rs`),
 //! `patterns.rs` turns keys into patterns, `shape.rs` groups the sample, `statistics.rs`
 //! summarises each measure, `writer.rs` writes the plan.
 
@@ -15,6 +16,7 @@ use crate::server::connect;
 
 pub mod patterns;
 pub mod rate;
+mod replies;
 pub mod sampling;
 pub mod shape;
 pub mod statistics;

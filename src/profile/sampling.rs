@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, HashSet};
 use redis::Value;
 
 use super::rate::RateCap;
+use super::replies::{describe, read_second, scan_reply, second_commands};
 use crate::error::Failure;
 use crate::plan::DataType;
 use crate::server::ControlHandle;
+use crate::server::value::{int, text};
 
 /// Elements read per key to measure element sizes (`HRANDFIELD`, `SRANDMEMBER`,
 /// `ZRANDMEMBER`, `LRANGE`, `XRANGE` with this count).
@@ -173,8 +175,8 @@ impl Sampler {
             if ttl_ms == -2 {
                 continue; // gone since SCAN
             }
-            second_commands(&mut second, &key, data_type);
-            measured.push(KeyObservation {
+            let commands = second_commands(&mut second, &key, data_type);
+            let observation = KeyObservation {
                 key,
                 data_type,
                 ttl_ms: u64::try_from(ttl_ms).ok(),
@@ -185,7 +187,8 @@ impl Sampler {
                 fields: Vec::new(),
                 scores: Vec::new(),
                 entry_fields: Vec::new(),
-            });
+            };
+            measured.push((observation, commands));
         }
         if measured.is_empty() {
             return Ok(());
@@ -195,8 +198,7 @@ impl Sampler {
             .pipeline(&second, "the element counts and samples")
             .await?;
         let mut replies = replies.iter();
-        for mut key in measured {
-            let commands = second_command_names(key.data_type);
+        for (mut key, commands) in measured {
             let mut gone = false;
             for name in commands {
                 let reply = replies.next().ok_or_else(|| self.odd(name, &Value::Nil))?;
@@ -268,247 +270,5 @@ impl Sampler {
             self.control.addr,
             describe(reply)
         ))
-    }
-}
-
-/// The kind of a reply, without its content (values never reach messages).
-fn describe(reply: &Value) -> &'static str {
-    match reply {
-        Value::Nil => "nil",
-        Value::Int(_) => "an integer",
-        Value::Array(_) | Value::Set(_) | Value::Map(_) => "an array",
-        Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. } => "a string",
-        Value::Okay => "OK",
-        _ => "another kind of reply",
-    }
-}
-
-/// The commands of the second round trip for a key of `data_type`.
-fn second_commands(pipe: &mut redis::Pipeline, key: &[u8], data_type: DataType) {
-    let n = ELEMENT_SAMPLE;
-    match data_type {
-        DataType::String => {
-            pipe.cmd("STRLEN").arg(key);
-        }
-        DataType::Hash => {
-            pipe.cmd("HLEN").arg(key);
-            pipe.cmd("HRANDFIELD").arg(key).arg(n).arg("WITHVALUES");
-        }
-        DataType::Set => {
-            pipe.cmd("SCARD").arg(key);
-            pipe.cmd("SRANDMEMBER").arg(key).arg(n);
-        }
-        DataType::Zset => {
-            pipe.cmd("ZCARD").arg(key);
-            pipe.cmd("ZRANDMEMBER").arg(key).arg(n).arg("WITHSCORES");
-        }
-        DataType::List => {
-            pipe.cmd("LLEN").arg(key);
-            pipe.cmd("LRANGE").arg(key).arg(0).arg(n - 1);
-        }
-        DataType::Stream => {
-            pipe.cmd("XLEN").arg(key);
-            pipe.cmd("XRANGE")
-                .arg(key)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(n);
-        }
-    }
-}
-
-fn second_command_names(data_type: DataType) -> &'static [&'static str] {
-    match data_type {
-        DataType::String => &["STRLEN"],
-        DataType::Hash => &["HLEN", "HRANDFIELD"],
-        DataType::Set => &["SCARD", "SRANDMEMBER"],
-        DataType::Zset => &["ZCARD", "ZRANDMEMBER"],
-        DataType::List => &["LLEN", "LRANGE"],
-        DataType::Stream => &["XLEN", "XRANGE"],
-    }
-}
-
-/// Notes what a reply of the second round trip says; `None` when it is not what the
-/// command answers.
-fn read_second(key: &mut KeyObservation, command: &str, reply: &Value) -> Option<()> {
-    match command {
-        "STRLEN" => {
-            let len = u64::try_from(int(reply)?).ok()?;
-            key.values.push(len);
-        }
-        "HLEN" | "SCARD" | "ZCARD" | "LLEN" | "XLEN" => {
-            key.elements = u64::try_from(int(reply)?).ok()?;
-        }
-        "HRANDFIELD" => {
-            for pair in flat(reply)?.chunks(2) {
-                key.fields.push(len(&pair[0])?);
-                key.values.push(len(pair.get(1)?)?);
-            }
-        }
-        "ZRANDMEMBER" => {
-            for pair in flat(reply)?.chunks(2) {
-                key.values.push(len(&pair[0])?);
-                key.scores.push(score(pair.get(1)?)?);
-            }
-        }
-        "SRANDMEMBER" | "LRANGE" => {
-            for item in items(reply)? {
-                key.values.push(len(item)?);
-            }
-        }
-        "XRANGE" => {
-            for entry in items(reply)? {
-                let fields = items(items(entry)?.get(1)?)?;
-                key.entry_fields.push(fields.len() as u64 / 2);
-                for pair in fields.chunks(2) {
-                    key.fields.push(len(&pair[0])?);
-                    key.values.push(len(pair.get(1)?)?);
-                }
-            }
-        }
-        _ => return None,
-    }
-    Some(())
-}
-
-fn items(value: &Value) -> Option<&[Value]> {
-    match value {
-        Value::Array(items) | Value::Set(items) => Some(items),
-        Value::Nil => Some(&[]),
-        _ => None,
-    }
-}
-
-/// A reply of pairs, flat (RESP2) or as an array of pairs (RESP3), made flat.
-fn flat(value: &Value) -> Option<Vec<Value>> {
-    let mut out = Vec::new();
-    for item in items(value)? {
-        match item {
-            Value::Array(pair) => out.extend(pair.iter().cloned()),
-            other => out.push(other.clone()),
-        }
-    }
-    Some(out)
-}
-
-fn len(value: &Value) -> Option<u64> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes.len() as u64),
-        Value::SimpleString(s) => Some(s.len() as u64),
-        Value::Int(i) => Some(i.to_string().len() as u64),
-        _ => None,
-    }
-}
-
-fn score(value: &Value) -> Option<f64> {
-    match value {
-        Value::Double(d) => Some(*d),
-        Value::Int(i) => Some(*i as f64),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-fn int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(i) => Some(*i),
-        _ => None,
-    }
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::Okay => Some("OK".into()),
-        _ => None,
-    }
-}
-
-/// The next cursor and the keys of a `SCAN` reply.
-fn scan_reply(reply: &Value) -> Option<(String, Vec<Vec<u8>>)> {
-    let [cursor, keys] = items(reply)? else {
-        return None;
-    };
-    let keys = items(keys)?
-        .iter()
-        .map(|k| match k {
-            Value::BulkString(bytes) => Some(bytes.clone()),
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some((text(cursor)?, keys))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(text: &str) -> Value {
-        Value::BulkString(text.as_bytes().to_vec())
-    }
-
-    fn observed(data_type: DataType) -> KeyObservation {
-        KeyObservation {
-            key: b"k".to_vec(),
-            data_type,
-            ttl_ms: None,
-            memory: None,
-            encoding: None,
-            elements: 1,
-            values: Vec::new(),
-            fields: Vec::new(),
-            scores: Vec::new(),
-            entry_fields: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn element_samples_keep_only_lengths_and_scores() {
-        let mut key = observed(DataType::Zset);
-        read_second(&mut key, "ZCARD", &Value::Int(7)).unwrap();
-        let reply = Value::Array(vec![bulk("alice"), bulk("12.5"), bulk("bo"), bulk("-3")]);
-        read_second(&mut key, "ZRANDMEMBER", &reply).unwrap();
-        assert_eq!(
-            (key.elements, key.values, key.scores),
-            (7, vec![5, 2], vec![12.5, -3.0])
-        );
-
-        let mut key = observed(DataType::Stream);
-        let entry = |fields: &[&str]| {
-            Value::Array(vec![
-                bulk("1-0"),
-                Value::Array(fields.iter().map(|f| bulk(f)).collect()),
-            ])
-        };
-        let reply = Value::Array(vec![
-            entry(&["f", "value", "gg", "v"]),
-            entry(&["f", "xyz"]),
-        ]);
-        read_second(&mut key, "XRANGE", &reply).unwrap();
-        assert_eq!(key.entry_fields, vec![2, 1]);
-        assert_eq!(key.fields, vec![1, 2, 1]);
-        assert_eq!(key.values, vec![5, 1, 3]);
-    }
-
-    #[test]
-    fn resp3_pairs_are_read_like_resp2() {
-        let mut key = observed(DataType::Hash);
-        let reply = Value::Array(vec![
-            Value::Array(vec![bulk("name"), bulk("value1")]),
-            Value::Array(vec![bulk("n"), bulk("v")]),
-        ]);
-        read_second(&mut key, "HRANDFIELD", &reply).unwrap();
-        assert_eq!((key.fields, key.values), (vec![4, 1], vec![6, 1]));
-    }
-
-    #[test]
-    fn a_scan_reply_gives_the_cursor_and_keys() {
-        let reply = Value::Array(vec![bulk("17"), Value::Array(vec![bulk("a"), bulk("b")])]);
-        assert_eq!(
-            scan_reply(&reply),
-            Some(("17".into(), vec![b"a".to_vec(), b"b".to_vec()]))
-        );
-        assert_eq!(scan_reply(&Value::Int(3)), None);
     }
 }

@@ -5,6 +5,7 @@ use redis::Value;
 
 use super::connector::{Connector, TargetError};
 use super::control::is_refusal;
+use super::value::{int, items, text};
 use crate::plan::NodeAddr;
 use crate::slot::SLOTS;
 
@@ -99,30 +100,6 @@ pub async fn discover(connector: &Connector, seeds: &[NodeAddr]) -> Result<Topol
     }))
 }
 
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(i) => Some(*i),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-fn items(value: &Value) -> &[Value] {
-    match value {
-        Value::Array(items) | Value::Set(items) => items,
-        _ => &[],
-    }
-}
-
 /// A field of a RESP2 flat key/value array or a RESP3 map.
 fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     match value {
@@ -154,15 +131,15 @@ fn parse_shards(value: &Value, seed: &NodeAddr, tls: bool) -> Result<Topology, S
         replicas: Vec::new(),
         owner: vec![None; usize::from(SLOTS)],
     };
-    for shard in items(value) {
+    for shard in items(value).unwrap_or_default() {
         let slots: Vec<i64> = field(shard, "slots")
-            .map(items)
+            .and_then(items)
             .unwrap_or(&[])
             .iter()
             .filter_map(int)
             .collect();
         let mut primary = None;
-        for node in field(shard, "nodes").map(items).unwrap_or(&[]) {
+        for node in field(shard, "nodes").and_then(items).unwrap_or(&[]) {
             if field(node, "health")
                 .and_then(text)
                 .is_some_and(|h| h != "online")
@@ -215,8 +192,8 @@ fn parse_slots(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
         replicas: Vec::new(),
         owner: vec![None; usize::from(SLOTS)],
     };
-    for range in items(value) {
-        let parts = items(range);
+    for range in items(value).unwrap_or_default() {
+        let parts = items(range).unwrap_or_default();
         if parts.len() < 3 {
             return Err("CLUSTER SLOTS gave a malformed reply".into());
         }
@@ -224,7 +201,7 @@ fn parse_slots(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
             return Err("CLUSTER SLOTS gave a malformed slot range".into());
         };
         let node = |value: &Value| {
-            let fields = items(value);
+            let fields = items(value).unwrap_or_default();
             let addr = announced(
                 fields.first().and_then(text),
                 fields.get(1).and_then(int),

@@ -14,6 +14,7 @@ pub mod launch_settings;
 pub mod local_tls;
 pub mod slot_assignment;
 pub mod tls;
+pub mod value;
 
 pub use connector::{Connector, TargetError, WrittenStage};
 pub use control::{Control, ControlHandle, InfoFigures, MemoryProbe, ServerFacts};

@@ -21,7 +21,6 @@ use crate::plan::{DataType, NodeAddr};
 use crate::resp::typed::{Chunking, count_command};
 use crate::resp::{EntryEncoder, Reply};
 use crate::server::cluster::discover;
-use crate::slot::slot;
 
 /// Pause between readings of a restarted primary's cluster state.
 const REJOIN_POLL: Duration = Duration::from_millis(100);
@@ -59,14 +58,11 @@ impl Router {
         scope.is_some_and(|scope| self.covers(&scope, index))
     }
 
+    /// The key's slot is computed only for keys handed out before the restart: every key
+    /// handed out after it is its node's to write, without a look at its key.
     fn covers(&self, scope: &RestartScope, index: u64) -> bool {
-        scope.covers(self.stage.position(index), self.slot_of(index))
-    }
-
-    fn slot_of(&self, index: u64) -> u16 {
-        let mut key = Vec::with_capacity(self.dataset.key_size());
-        self.dataset.push_key(&self.dataset.entry(index), &mut key);
-        slot(&key)
+        let position = self.stage.position(index);
+        position < scope.upto && scope.covers(position, self.slot_of(index))
     }
 
     /// Up to `max` entries for a connection of `node`, without the keys its restart
@@ -79,7 +75,11 @@ impl Router {
                 return Some(span);
             };
             match span {
-                Span::List { indices, start } => {
+                Span::List { indices, start }
+                    if indices[start..]
+                        .iter()
+                        .any(|&index| self.covers(scope, index)) =>
+                {
                     let indices: Vec<u64> = indices[start..]
                         .iter()
                         .copied()

@@ -227,10 +227,15 @@ impl Router {
 
     /// The feed of the primary that owns `index`'s slot now.
     pub(super) fn owner_of(&self, index: u64) -> Arc<NodeFeed> {
+        let node = read(&self.slots)[usize::from(self.slot_of(index))];
+        self.nodes()[node].clone()
+    }
+
+    /// The cluster slot of entry `index`'s key (off the hot path: the key is made anew).
+    pub(super) fn slot_of(&self, index: u64) -> u16 {
         let mut key = Vec::with_capacity(self.dataset.key_size());
         self.dataset.push_key(&self.dataset.entry(index), &mut key);
-        let node = read(&self.slots)[usize::from(slot(&key))];
-        self.nodes()[node].clone()
+        slot(&key)
     }
 
     /// Sends `index` to the primary that owns its slot now.

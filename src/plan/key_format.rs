@@ -67,7 +67,7 @@ impl KeyFormat {
                     ));
                 };
                 let spec = &rest[..=end];
-                let width = index_width(&spec[1..end]).ok_or_else(|| {
+                let width = placeholder_width(&spec[1..end]).ok_or_else(|| {
                     format!(
                         "key_format \"{text}\" has `{spec}`, which is not a placeholder: {ACCEPTED}"
                     )
@@ -151,7 +151,7 @@ impl KeyFormat {
     /// The length of every key of a stage of `keys` entries, when they all have the same
     /// (every placeholder is padded at least to the digits of the largest index).
     pub fn fixed_len(&self, keys: u64) -> Option<usize> {
-        let largest = digits(keys.saturating_sub(1));
+        let largest = index_width(keys);
         let narrowest = self.widths().min().map_or(0, u32::from);
         (largest <= narrowest).then(|| self.len_for_digits(largest))
     }
@@ -182,8 +182,13 @@ pub fn digits(n: u64) -> u32 {
     n.checked_ilog10().unwrap_or(0) + 1
 }
 
+/// Number of decimal digits of the largest index of a stage of `keys` entries.
+pub fn index_width(keys: u64) -> u32 {
+    digits(keys.saturating_sub(1))
+}
+
 /// The width of a placeholder's inside (`i` → 1, `i:08` → 8), or `None` when it is not one.
-fn index_width(spec: &str) -> Option<u8> {
+fn placeholder_width(spec: &str) -> Option<u8> {
     if spec == "i" {
         return Some(1);
     }

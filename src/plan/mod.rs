@@ -7,7 +7,7 @@ pub mod typed;
 pub mod units;
 mod validate;
 
-pub use validate::index_width;
+pub use key_format::index_width;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! UUIDs), so `user:83734:cart` and `user:912:cart` are one pattern, and the `key_format`
 //! that writes keys of that pattern and of the same length.
 
+use crate::plan::index_width as largest_index_digits;
+use crate::plan::key_format::MAX_INDEX_WIDTH;
+
 /// One piece of a key pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Piece {
@@ -228,7 +231,7 @@ pub fn first_index_digits(pattern: &[Piece], seen: &IdsSeen, count: u64) -> u32 
         Some(slot) if pattern.contains(&Piece::Id) => index_width(seen.mean_length(slot), count),
         _ => 1,
     };
-    width.max(digits(count.saturating_sub(1)))
+    width.max(largest_index_digits(count))
 }
 
 /// The text of the `key_format` of the merged small patterns of one type.
@@ -255,7 +258,7 @@ pub fn other_format(
 /// The most digits the index of [`other_format`]`(…, None)` has.
 pub fn other_index_digits(type_name: &str, mean_key_length: f64, count: u64) -> u32 {
     let id_length = (mean_key_length - other_text(type_name).len() as f64).max(1.0);
-    index_width(id_length, count).max(digits(count.saturating_sub(1)))
+    index_width(id_length, count).max(largest_index_digits(count))
 }
 
 fn escape(text: &str) -> String {
@@ -263,7 +266,7 @@ fn escape(text: &str) -> String {
 }
 
 /// Most digits of a zero-padded index in a `key_format`.
-const MAX_WIDTH: u32 = 20;
+const MAX_WIDTH: u32 = MAX_INDEX_WIDTH as u32;
 
 /// The width whose zero-padded indexes `0..count` are `mean_length` digits long on average
 /// (the nearest).
@@ -291,11 +294,6 @@ fn placeholder(width: u32) -> String {
 fn placeholder_apart(mean_length: f64, count: u64, apart: Apart) -> String {
     let width = index_width(mean_length - 1.0, count).max(apart.width);
     format!("{}{}", apart.digit, placeholder(width))
-}
-
-/// Decimal digits of `n` (1 for 0).
-fn digits(n: u64) -> u32 {
-    n.checked_ilog10().unwrap_or(0) + 1
 }
 
 /// Mean digits of the indexes `0..count` zero-padded to `width`.

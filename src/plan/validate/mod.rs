@@ -9,8 +9,6 @@ mod server_config;
 mod stage;
 mod target;
 
-pub use stage::index_width;
-
 use super::raw::RawPlan;
 use super::*;
 use stage::{is_valid_stage_name, resolve_stage};

@@ -15,11 +15,6 @@ pub(super) fn is_valid_stage_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// Number of decimal digits of the largest index of a stage of `keys` entries.
-pub fn index_width(keys: u64) -> u32 {
-    keys.saturating_sub(1).checked_ilog10().unwrap_or(0) + 1
-}
-
 #[allow(clippy::too_many_arguments)]
 pub(super) fn resolve_stage(
     source: &Source,

@@ -1,11 +1,39 @@
 //! The replies `profile` reads, and the per-type commands of its second round trip: each
-//! reply is reduced to lengths, counts and scores here, so a value's content goes no further.
+//! reply is reduced to lengths, counts and scores here (a [`KeyObservation`]), so a value's
+//! content goes no further.
 
 use redis::Value;
 
-use super::sampling::{ELEMENT_SAMPLE, KeyObservation};
 use crate::plan::DataType;
 use crate::server::value::{int, items, text};
+
+/// Elements read per key to measure element sizes (`HRANDFIELD`, `SRANDMEMBER`,
+/// `ZRANDMEMBER`, `LRANGE`, `XRANGE` with this count).
+pub const ELEMENT_SAMPLE: usize = 5;
+/// What was seen of one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyObservation {
+    /// The key (kept only to find its pattern).
+    pub key: Vec<u8>,
+    /// Its type.
+    pub data_type: DataType,
+    /// Its remaining time to live, when it expires.
+    pub ttl_ms: Option<u64>,
+    /// `MEMORY USAGE`, when the server answers it.
+    pub memory: Option<u64>,
+    /// `OBJECT ENCODING`, when the server answers it.
+    pub encoding: Option<String>,
+    /// Element count (hash fields, members, items, stream entries); 1 for a string.
+    pub elements: u64,
+    /// Lengths of the value (string), hash values, members, items or stream values read.
+    pub values: Vec<u64>,
+    /// Lengths of the hash fields or stream field names read.
+    pub fields: Vec<u64>,
+    /// Scores of the sorted-set members read.
+    pub scores: Vec<f64>,
+    /// Field/value pairs of each stream entry read.
+    pub entry_fields: Vec<u64>,
+}
 
 /// The kind of a reply, without its content (values never reach messages).
 pub(super) fn describe(reply: &Value) -> &'static str {

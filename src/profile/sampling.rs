@@ -8,46 +8,19 @@ use std::collections::{BTreeMap, HashSet};
 use redis::Value;
 
 use super::rate::RateCap;
+pub use super::replies::{ELEMENT_SAMPLE, KeyObservation};
 use super::replies::{describe, read_second, scan_reply, second_commands};
 use crate::error::Failure;
 use crate::plan::DataType;
 use crate::server::ControlHandle;
 use crate::server::value::{int, text};
 
-/// Elements read per key to measure element sizes (`HRANDFIELD`, `SRANDMEMBER`,
-/// `ZRANDMEMBER`, `LRANGE`, `XRANGE` with this count).
-pub const ELEMENT_SAMPLE: usize = 5;
 /// Keys asked for per `SCAN`.
 const SCAN_COUNT: u64 = 1000;
 /// Most keys measured per round trip.
 const BATCH_KEYS: u64 = 256;
 /// Commands per key in the first round trip (type, TTL, memory, encoding).
 const FIRST_COMMANDS: u64 = 4;
-
-/// What was seen of one key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyObservation {
-    /// The key (kept only to find its pattern).
-    pub key: Vec<u8>,
-    /// Its type.
-    pub data_type: DataType,
-    /// Its remaining time to live, when it expires.
-    pub ttl_ms: Option<u64>,
-    /// `MEMORY USAGE`, when the server answers it.
-    pub memory: Option<u64>,
-    /// `OBJECT ENCODING`, when the server answers it.
-    pub encoding: Option<String>,
-    /// Element count (hash fields, members, items, stream entries); 1 for a string.
-    pub elements: u64,
-    /// Lengths of the value (string), hash values, members, items or stream values read.
-    pub values: Vec<u64>,
-    /// Lengths of the hash fields or stream field names read.
-    pub fields: Vec<u64>,
-    /// Scores of the sorted-set members read.
-    pub scores: Vec<f64>,
-    /// Field/value pairs of each stream entry read.
-    pub entry_fields: Vec<u64>,
-}
 
 /// The sample of one server.
 #[derive(Debug, Default)]

@@ -8,23 +8,26 @@ use crate::error::Failure;
 
 /// Writes `text` to standard output.
 pub fn print_stdout(text: &str) -> Result<(), Failure> {
-    to_stdout(text.as_bytes())
+    tolerating_closed_reader(&mut std::io::stdout().lock(), text.as_bytes())
         .map_err(|e| Failure::Failed(format!("cannot write to standard output: {e}")))
 }
 
 /// Writes `bytes` to `path` (`-`: standard output). A regular file (or a new one) is
 /// written through a temporary file and a rename, so a reader never sees half a file; a
-/// symbolic link is followed, so the file it names is replaced and the link stays.
-/// Anything else (`/dev/null`, `/dev/stdout`, a named pipe) is opened and written in place:
-/// a rename would put a regular file where the device or pipe was.
+/// symbolic link is followed, so the file it names is replaced and the link stays (a link
+/// to nothing yet gets its file made in place). Anything else (`/dev/null`, `/dev/stdout`,
+/// a named pipe) is opened and written in place: a rename would put a regular file where
+/// the device or pipe was.
 pub fn write(bytes: &[u8], path: &Path) -> std::io::Result<()> {
     if path == Path::new("-") {
-        return to_stdout(bytes);
+        return tolerating_closed_reader(&mut std::io::stdout().lock(), bytes);
     }
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     let path = match std::fs::metadata(path) {
         Ok(found) if !found.is_file() => return write_in_place(bytes, path),
-        Ok(_) => std::fs::canonicalize(path)?,
-        Err(_) => path.to_path_buf(),
+        Ok(_) if is_link => std::fs::canonicalize(path)?,
+        Err(_) if is_link => return write_in_place(bytes, path),
+        _ => path.to_path_buf(),
     };
     let file_name = path
         .file_name()
@@ -40,15 +43,16 @@ pub fn write(bytes: &[u8], path: &Path) -> std::io::Result<()> {
 }
 
 fn write_in_place(bytes: &[u8], path: &Path) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
-    match file.write_all(bytes).and_then(|()| file.flush()) {
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    tolerating_closed_reader(&mut file, bytes)
 }
 
-fn to_stdout(bytes: &[u8]) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+/// Writes `bytes` to `out`; a reader that went away (a closed pipe) is not an error.
+fn tolerating_closed_reader(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
         other => other,
@@ -106,6 +110,22 @@ mod tests {
             std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    fn a_link_to_nothing_yet_stays_and_gets_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.json");
+        let link = dir.path().join("latest.json");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        write(b"new", &link).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
     }
 
     #[test]

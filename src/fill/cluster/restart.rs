@@ -17,8 +17,8 @@ use super::node::{NodeFeed, RestartScope};
 use crate::fill::lock::{lock, write};
 use crate::fill::recheck::exchange;
 use crate::fill::span::Span;
-use crate::plan::{DataType, NodeAddr};
-use crate::resp::typed::{Chunking, count_command};
+use crate::plan::NodeAddr;
+use crate::resp::typed::{count_command, resume_from};
 use crate::resp::{EntryEncoder, Reply};
 use crate::server::cluster::discover;
 
@@ -175,7 +175,6 @@ impl Router {
     ) -> Result<(), String> {
         let dataset = &self.dataset;
         let encoder = EntryEncoder::new(dataset);
-        let chunking = Chunking::of(dataset);
         let io_timeout = self.connector.io_timeout;
         let count_name = String::from_utf8_lossy(count_command(dataset.data_type())).into_owned();
         let mut commands = Vec::new();
@@ -214,17 +213,12 @@ impl Router {
             for (index, count) in keys.into_iter().zip(counts) {
                 let elements = dataset.entry(index).elements;
                 let restart = self.take_restart(index);
-                let from = match dataset.data_type() {
-                    _ if restart => 0,
-                    DataType::List | DataType::Stream => count.min(elements),
-                    _ if count >= elements => elements,
-                    _ => 0,
-                };
+                let from = resume_from(dataset.data_type(), count, elements, restart);
                 if restart {
                     encoder.push_delete(index, &mut writes.commands);
                     writes.replies += 1;
                 }
-                let total = chunking.commands(from, elements);
+                let total = encoder.commands(from, elements);
                 encoder.push_key_commands(index, from, 0..total, &mut writes.commands);
                 writes.replies += total;
                 writes.keys.push((index, from < elements));

@@ -9,7 +9,6 @@ use crate::fill::cluster::KeyRefused;
 use crate::fill::feed::Feed;
 use crate::fill::lock::lock;
 use crate::fill::span::{Answered, KeyCommands, Span, take_answered};
-use crate::plan::DataType;
 use crate::resp::typed;
 use crate::resp::{self, ErrorReply, Reply};
 
@@ -209,15 +208,7 @@ impl Session<'_> {
             Feed::Node { router, .. } => router.take_restart(index),
             Feed::Stage => false,
         };
-        // Lists and streams hold a prefix of their elements (a key's commands are applied
-        // in order) unless a refusal left a gap; the other types are rewritten whole, which
-        // is harmless.
-        let from = match dataset.data_type() {
-            _ if restart => 0,
-            DataType::List | DataType::Stream => count.min(elements),
-            _ if count >= elements => elements,
-            _ => 0,
-        };
+        let from = typed::resume_from(dataset.data_type(), count, elements, restart);
         // A key a failover handed on after the lost primary had acknowledged it whole: its
         // payload counted then.
         let handed_on = match self.job.feed {

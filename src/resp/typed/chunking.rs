@@ -14,6 +14,20 @@ pub const COMMAND_BYTES: u64 = 64 << 10;
 /// Most elements in one command.
 pub const MAX_ELEMENTS_PER_COMMAND: u64 = 1024;
 
+/// The element a typed key is written again from, given `count`, the elements the server
+/// holds of it (`LLEN`, `HLEN` …), and `elements`, the key's own. Lists and streams hold a
+/// prefix of their elements (a key's commands are applied in order), unless `restart` says
+/// a refusal may have left a gap (then the key is deleted and written whole); the other
+/// types are written again whole unless complete, which is harmless.
+pub fn resume_from(data_type: DataType, count: u64, elements: u64, restart: bool) -> u64 {
+    match data_type {
+        _ if restart => 0,
+        DataType::List | DataType::Stream => count.min(elements),
+        _ if count >= elements => elements,
+        _ => 0,
+    }
+}
+
 /// How the keys of one typed stage are split into commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunking {

@@ -13,7 +13,7 @@ use crate::plan::DataType;
 mod chunking;
 mod elements;
 
-pub use chunking::{COMMAND_BYTES, Chunking, MAX_ELEMENTS_PER_COMMAND};
+pub use chunking::{COMMAND_BYTES, Chunking, MAX_ELEMENTS_PER_COMMAND, resume_from};
 use elements::ElementFrames;
 
 /// The command that writes a type's elements.

@@ -1,6 +1,7 @@
 //! Plans: the file people keep in their repositories, read, checked and resolved into the
 //! typed [`Plan`] that the rest of the program works from.
 
+pub mod fields;
 pub mod key_format;
 pub mod raw;
 pub mod typed;
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+pub use fields::{MemoryGoal, Ttl, ValueSize};
 pub use key_format::KeyFormat;
-pub use raw::{MemoryGoal, Ttl, ValueSize};
 pub use typed::{DataType, Elemental, Elements, Score};
 
 /// A validated plan: everything the executor needs, nothing it must check again.

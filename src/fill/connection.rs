@@ -283,14 +283,7 @@ fn left_after_restart(stage: &StageState, feed: &Feed, spans: VecDeque<Span>) ->
             }
             Span::List { indices, start } => {
                 // Routed to a cluster primary and not sent yet.
-                let indices: Vec<u64> = indices[start..]
-                    .iter()
-                    .copied()
-                    .filter(|&index| !rechecked(index))
-                    .collect();
-                if !indices.is_empty() {
-                    kept.push_back(Span::List { indices, start: 0 });
-                }
+                kept.extend(Span::list_without(&indices[start..], rechecked));
             }
             // Not a typed stage's.
             span => kept.push_back(span),

@@ -63,6 +63,15 @@ impl KeyCommands {
 }
 
 impl Span {
+    /// The list of `indices` without those `dropped` picks; `None` when none is left.
+    pub fn list_without(indices: &[u64], dropped: impl Fn(u64) -> bool) -> Option<Span> {
+        let kept: Vec<u64> = indices.iter().copied().filter(|&i| !dropped(i)).collect();
+        (!kept.is_empty()).then_some(Span::List {
+            indices: kept,
+            start: 0,
+        })
+    }
+
     /// Entries not yet answered.
     pub fn len(&self) -> u64 {
         match self {

@@ -26,7 +26,7 @@ impl RateCap {
     }
 
     /// Commands that may be sent at once without waiting.
-    pub fn burst(per_second: u64) -> u64 {
+    fn burst(per_second: u64) -> u64 {
         (per_second / 10).max(1)
     }
 

@@ -40,15 +40,19 @@ impl Router {
         if !self.dataset.is_typed() {
             return;
         }
+        *lock(&node.restarted) = Some(Arc::new(self.scope_now(node)));
+    }
+
+    /// `node`'s slots now and how far the stage was handed out, read under the slot map's
+    /// write lock: every entry handed out so far has been mapped, so those of the node's
+    /// slots are below `upto`.
+    fn scope_now(&self, node: &Arc<NodeFeed>) -> RestartScope {
         let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
-        let scope = {
-            let slots = write(&self.slots);
-            RestartScope {
-                lost: slots.iter().map(|&o| Some(o) == index).collect(),
-                upto: self.stage.handed_out(),
-            }
-        };
-        *lock(&node.restarted) = Some(Arc::new(scope));
+        let slots = write(&self.slots);
+        RestartScope {
+            lost: slots.iter().map(|&o| Some(o) == index).collect(),
+            upto: self.stage.handed_out(),
+        }
     }
 
     /// True when typed key `index` is the re-check's after `node` restarted: the node's
@@ -80,13 +84,10 @@ impl Router {
                         .iter()
                         .any(|&index| self.covers(scope, index)) =>
                 {
-                    let indices: Vec<u64> = indices[start..]
-                        .iter()
-                        .copied()
-                        .filter(|&index| !self.covers(scope, index))
-                        .collect();
-                    if !indices.is_empty() {
-                        return Some(Span::List { indices, start: 0 });
+                    let kept =
+                        Span::list_without(&indices[start..], |index| self.covers(scope, index));
+                    if kept.is_some() {
+                        return kept;
                     }
                 }
                 Span::Asking { index, .. } if self.covers(scope, index) => {}
@@ -111,16 +112,7 @@ impl Router {
             .map_err(|e| format!("it came back without slots ({e}): {lost_config}"))?;
         let scope = match lock(&node.restarted).clone() {
             Some(scope) => scope,
-            None => {
-                let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
-                // Under the map's write lock: every entry handed out so far has been
-                // mapped, so those of the primary's slots are below `upto`.
-                let slots = write(&self.slots);
-                Arc::new(RestartScope {
-                    lost: slots.iter().map(|&o| Some(o) == index).collect(),
-                    upto: self.stage.handed_out(),
-                })
-            }
+            None => Arc::new(self.scope_now(node)),
         };
         let serves = |slot: usize| {
             seen.owner[slot].is_some_and(|owner| seen.primaries[owner].addr == node.addr)

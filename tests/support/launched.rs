@@ -8,7 +8,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{Scratch, cachefill, read_result};
+use super::{Scratch, cachefill, read_result, wait_until};
 
 /// `cachefill run PLAN -o result.json --keep` in the background, and what it launched.
 pub struct LaunchedRun {
@@ -100,29 +100,23 @@ impl LaunchedRun {
                 (port, offset(&info, "master_repl_offset").unwrap())
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
         for addr in &self.addrs {
-            loop {
-                let replica = info(addr);
-                let Some(port) = offset(&replica, "master_port") else {
-                    break; // a primary
-                };
-                let goal = primaries
-                    .iter()
-                    .find(|(p, _)| u64::from(*p) == port)
-                    .map_or(0, |(_, offset)| *offset);
-                if replica.contains("master_link_status:up")
-                    && offset(&replica, "slave_repl_offset").unwrap_or(0) >= goal
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the replica at {addr} did not catch up with its primary within 30 s: {replica}"
-                );
-                // Polled: a condition on another process, bounded by the deadline above.
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            wait_until(
+                &format!("the replica at {addr} caught up with its primary"),
+                Duration::from_secs(30),
+                || {
+                    let replica = info(addr);
+                    let Some(port) = offset(&replica, "master_port") else {
+                        return true; // a primary
+                    };
+                    let goal = primaries
+                        .iter()
+                        .find(|(p, _)| u64::from(*p) == port)
+                        .map_or(0, |(_, offset)| *offset);
+                    replica.contains("master_link_status:up")
+                        && offset(&replica, "slave_repl_offset").unwrap_or(0) >= goal
+                },
+            );
         }
     }
 

@@ -400,6 +400,8 @@ pub fn json_schema() -> String {
 }
 
 #[cfg(test)]
+mod bad_plans;
+#[cfg(test)]
 mod mutation_tests;
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,29 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// The reply to most typed writes (`HSET`, `SADD`, `ZADD`, `RPUSH`, `PEXPIRE`): `:` and a
+/// few digits, read without the general path (which finds the line's end, then converts it
+/// through `str`). `None` for anything else, including a reply not complete yet, which the
+/// general path then reads: the result is the same either way.
+#[inline]
+fn small_integer(buf: &[u8]) -> Option<(Reply<'static>, usize)> {
+    /// Digits that always fit an i64.
+    const MOST_DIGITS: usize = 18;
+    let rest = buf.strip_prefix(b":")?;
+    let digits = rest
+        .iter()
+        .take(MOST_DIGITS + 1)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > MOST_DIGITS || rest.get(digits..digits + 2)? != b"\r\n" {
+        return None;
+    }
+    let n = rest[..digits]
+        .iter()
+        .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    Some((Reply::Integer(n), 1 + digits + 2))
+}
+
 /// Parses the reply at the start of `buf`: `Ok(None)` when more bytes are needed, else the
 /// reply and how many bytes it took. `Ok(None)` only while `buf` is shorter than
 /// [`MAX_REPLY_BYTES`], so a reader that keeps only the unparsed rest never holds more than
@@ -48,6 +71,13 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolErr
 }
 
 fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Problem> {
+    match small_integer(buf) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => parse_general(buf, depth),
+    }
+}
+
+fn parse_general(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Problem> {
     if buf.starts_with(b"+OK\r\n") {
         return Ok(Some((Reply::Ok, 5)));
     }
@@ -104,6 +134,37 @@ fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Prob
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short path for integers gives what the general one gives, whatever the digits
+    /// and however the reply ends.
+    #[test]
+    fn integers_read_the_same_by_either_path() {
+        for text in [
+            "0",
+            "7",
+            "10",
+            "100",
+            "000",
+            "123456789012345678",
+            "1234567890123456789",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-5",
+            "+5",
+            "",
+            "1x",
+        ] {
+            for end in ["\r\n", "\r", "", "\rx", "\r\n:1\r\n"] {
+                let reply = format!(":{text}{end}");
+                let (general, parsed) = (
+                    parse_general(reply.as_bytes(), 0),
+                    parse_at(reply.as_bytes(), 0),
+                );
+                assert_eq!(general, parsed, "{reply:?}");
+            }
+        }
+        assert_eq!(parse_at(b":42\r\n", 0), Ok(Some((Reply::Integer(42), 5))));
+    }
 
     #[test]
     fn replies_parse_or_ask_for_more() {

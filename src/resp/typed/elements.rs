@@ -3,6 +3,7 @@
 //! field name (hash fields, a stream entry's fields) as a whole bulk string followed by the
 //! value's header. An element then costs its draws (docs/dataset.md) and a few copies.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use crate::dataset::{Dataset, Element, Entry};
@@ -65,20 +66,19 @@ impl ElementFrames {
         head: impl FnOnce(&mut Vec<u8>),
         out: &mut Vec<u8>,
     ) {
-        let mut current = [Element::default(); AHEAD];
-        let mut ahead = [Element::default(); AHEAD];
-        let mut count = draw(dataset, entry, elements.clone(), &mut current);
+        let mut batches = [Batch::new(), Batch::new()];
+        let mut next = elements.start;
+        next += batches[0].draw(dataset, entry, next..elements.end) as u64;
         head(out);
-        let mut next = elements.start + count as u64;
+        let mut current = 0;
         loop {
-            let drawn = draw(dataset, entry, next..elements.end, &mut ahead);
-            self.push_drawn(dataset, &current[..count], out);
+            let drawn = batches[1 - current].draw(dataset, entry, next..elements.end);
+            self.push_drawn(dataset, batches[current].drawn(), out);
             if drawn == 0 {
                 break;
             }
-            current[..drawn].copy_from_slice(&ahead[..drawn]);
-            count = drawn;
             next += drawn as u64;
+            current = 1 - current;
         }
     }
 
@@ -197,17 +197,43 @@ impl ElementFrames {
     }
 }
 
-/// Draws the first elements of `elements` (as many as `batch` holds) into `batch` and
-/// prefetches their pool bytes; returns how many.
-#[inline]
-fn draw(dataset: &Dataset, entry: &Entry, elements: Range<u64>, batch: &mut [Element]) -> usize {
-    let mut count = 0;
-    for (element, j) in batch.iter_mut().zip(elements) {
-        *element = dataset.element(entry, j);
-        dataset.prefetch_element(element);
-        count += 1;
+/// Elements drawn ahead of writing them: up to [`AHEAD`], of which the first `len` are
+/// drawn. (Left unset rather than zeroed: a zeroed pair of batches per key cost a `memset`
+/// of 1 KiB for every small key.)
+struct Batch {
+    elements: [MaybeUninit<Element>; AHEAD],
+    len: usize,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            elements: [const { MaybeUninit::uninit() }; AHEAD],
+            len: 0,
+        }
     }
-    count
+
+    /// Draws the first elements of `elements` (as many as a batch holds) and prefetches
+    /// their pool bytes; returns how many.
+    #[inline]
+    fn draw(&mut self, dataset: &Dataset, entry: &Entry, elements: Range<u64>) -> usize {
+        let mut count = 0;
+        for (slot, j) in self.elements.iter_mut().zip(elements) {
+            let element = slot.write(dataset.element(entry, j));
+            dataset.prefetch_element(element);
+            count += 1;
+        }
+        self.len = count;
+        count
+    }
+
+    /// The elements drawn.
+    #[inline]
+    fn drawn(&self) -> &[Element] {
+        // SAFETY: `draw` wrote the first `len` elements (and `len <= AHEAD`); an
+        // initialised `MaybeUninit<Element>` has the layout of an `Element`.
+        unsafe { std::slice::from_raw_parts(self.elements.as_ptr().cast::<Element>(), self.len) }
+    }
 }
 
 /// The ID of the next stream entry, `<ms>-0`, kept as decimal digits and counted up: the

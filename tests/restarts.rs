@@ -119,6 +119,51 @@ fn hashes_of_several_commands_are_rewritten_whole_after_a_restart() {
     fill_through_a_restart(stage, keys, keys * elements, 100);
 }
 
+/// A re-check that cannot finish (the restarted server refuses to count lists): the stage
+/// fails, and the keys it did not re-check no longer count as written, since the restarted
+/// server may not hold them. The result keeps its promise: the server holds between
+/// `keys_written` and `keys_written + unacknowledged` of the stage's keys, each counted one
+/// whole.
+#[test]
+fn keys_a_restart_left_unchecked_do_not_count_as_written() {
+    let (keys, elements) = (60_000, 20);
+    let mut server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(31)
+        .target(server.target().flush(true))
+        .stage(lists(keys, elements).connections(4))
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let lost = server.restart_mid_stage_with(10_000, &["--rename-command", "LLEN", ""]);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stage = &read_result(&result_path)["stages"][0];
+    assert_eq!(stage["status"], "failed");
+    assert_eq!(stage["restarts"], 1);
+    let first_error = stage["first_error"].as_str().unwrap();
+    assert!(
+        first_error.contains("LLEN") && first_error.contains("server restart"),
+        "{first_error}"
+    );
+    let written = stage["keys_written"].as_u64().unwrap();
+    let doubt = stage["unacknowledged"].as_u64().unwrap();
+    let held = server.dbsize();
+    assert!(
+        written <= held && held <= written + doubt,
+        "the server holds {held} keys; the result says {written} written, {doubt} in doubt"
+    );
+    assert_eq!(stage["elements_written"], written * elements);
+    // What the old process had acknowledged is in doubt now, not written: keys it held when
+    // it went down (its writes were paused first), all but those whose replies were still
+    // on their way (a window of 32 commands per connection).
+    assert!(
+        doubt <= lost && lost <= doubt + 4 * 32,
+        "the old process held {lost} keys; {doubt} in doubt"
+    );
+}
+
 /// Fills `stage` into a 3-primary cluster one of whose primaries is killed once it holds
 /// more than `held_at_least` keys and restarted with its cluster config (its node id and
 /// slots) but no data: the run must end `ok` with every key and the dataset a standalone

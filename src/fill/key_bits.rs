@@ -48,6 +48,21 @@ impl KeyBits {
             .get(page)
             .is_some_and(|page| page[word].fetch_and(!bit, Relaxed) & bit != 0)
     }
+
+    /// Empties the set, calling `each` with every position it held, in increasing order.
+    pub fn drain(&self, mut each: impl FnMut(u64)) {
+        let pages = read(&self.pages);
+        for (page, words) in (0u64..).zip(pages.iter()) {
+            for (word, bits) in (0u64..).zip(words.iter()) {
+                let mut bits = bits.swap(0, Relaxed);
+                while bits != 0 {
+                    let bit = u64::from(bits.trailing_zeros());
+                    bits &= bits - 1;
+                    each(page * PAGE_KEYS + word * 64 + bit);
+                }
+            }
+        }
+    }
 }
 
 /// The page, word and bit of `position`.
@@ -76,5 +91,30 @@ mod tests {
         assert!(bits.insert(PAGE_KEYS), "added again after removal");
         assert!(bits.remove(3 * PAGE_KEYS + 7));
         assert!(!bits.remove(3 * PAGE_KEYS + 8));
+    }
+
+    #[test]
+    fn a_drain_gives_every_position_once_and_empties_the_set() {
+        let bits = KeyBits::new();
+        let held = [
+            0,
+            1,
+            63,
+            64,
+            65,
+            PAGE_KEYS - 1,
+            PAGE_KEYS,
+            3 * PAGE_KEYS + 7,
+        ];
+        for position in held {
+            bits.insert(position);
+        }
+        let mut drained = Vec::new();
+        bits.drain(|position| drained.push(position));
+        assert_eq!(drained, held);
+        let mut again = Vec::new();
+        bits.drain(|position| again.push(position));
+        assert!(again.is_empty());
+        assert!(bits.insert(64), "gone from the set");
     }
 }

@@ -90,6 +90,18 @@ impl Restarts {
         Some(position)
     }
 
+    /// The stage ended: calls `each` with every position the re-check did not finish (still
+    /// pending, or resumed without its count back), and forgets them.
+    pub fn give_up(&self, mut each: impl FnMut(u64)) {
+        let pending = {
+            let mut seen = lock(&self.seen);
+            self.rechecking.store(false, Relaxed);
+            std::mem::replace(&mut seen.pending, 0..0)
+        };
+        pending.for_each(&mut each);
+        self.resuming.drain(each);
+    }
+
     /// The element count of the key at `position` came back: true when it was a re-check
     /// resume (then no more).
     pub fn counted(&self, position: u64) -> bool {
@@ -125,6 +137,22 @@ mod tests {
         assert!(restarts.counted(1));
         assert!(!restarts.counted(1), "once");
         assert!(!restarts.counted(7), "never a re-check resume");
+    }
+
+    #[test]
+    fn giving_up_names_what_the_recheck_did_not_finish() {
+        let restarts = Restarts::default();
+        restarts.note(&addr(), "a", None, || Some(6));
+        restarts.note(&addr(), "b", None, || Some(6));
+        let taken: Vec<u64> = std::iter::from_fn(|| restarts.next()).take(3).collect();
+        assert_eq!(taken, vec![0, 1, 2]);
+        assert!(restarts.counted(1), "1 was re-checked");
+        let mut left = Vec::new();
+        restarts.give_up(|position| left.push(position));
+        left.sort_unstable();
+        assert_eq!(left, vec![0, 2, 3, 4, 5]);
+        assert!(!restarts.pending());
+        assert_eq!(restarts.next(), None);
     }
 
     #[test]

@@ -213,7 +213,9 @@ impl StageRun {
             }
         };
         let elapsed = clock.elapsed();
-        // Every task of the stage has ended: its counters are final.
+        // Every task of the stage has ended: its counters are final, once what a restart's
+        // re-check left unchecked is taken back.
+        state.give_up_rechecks(&dataset);
         self.timeline.stage_ended(&stage.name);
         let memory = if interrupt::requested() {
             None

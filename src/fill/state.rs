@@ -256,6 +256,22 @@ impl StageState {
         self.take_back(dataset, index)
     }
 
+    /// Once the stage's tasks have ended: the keys a restart's re-check did not get to (an
+    /// interrupt, or a failure, stopped it) are in doubt, the restarted server may hold them
+    /// or not. Those that counted before the restart no longer count as written; they are
+    /// `unacknowledged` instead.
+    pub fn give_up_rechecks(&self, dataset: &Dataset) {
+        let mut unchecked = 0;
+        self.processes.give_up(|position| {
+            let index = self.global(position);
+            if self.take_back(dataset, index) {
+                self.bytes.fetch_sub(dataset.payload_bytes(index), Relaxed);
+                unchecked += 1;
+            }
+        });
+        self.unacknowledged.fetch_add(unchecked, Relaxed);
+    }
+
     /// True when connections should send nothing more: an error, or an interrupt.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Relaxed) || interrupt::requested()

@@ -166,6 +166,15 @@ impl RedisServer {
         held
     }
 
+    /// [`Self::restart_mid_stage`], the new process started with `extra` arguments as well.
+    pub fn restart_mid_stage_with(&mut self, held_at_least: u64, extra: &[&str]) -> u64 {
+        let held = self.pause_writes_once_holding(held_at_least);
+        self.kill();
+        self.args.extend(extra.iter().map(ToString::to_string));
+        self.start_again();
+        held
+    }
+
     /// [`Self::restart_mid_stage`] for a cluster node that keeps its cluster config
     /// (`nodes.conf`) across the restart, as one with its config on disk does: it comes back
     /// with its node id and its slots, and empty.

@@ -195,7 +195,7 @@ impl Session<'_> {
             Err(Some(line)) => {
                 let name = String::from_utf8_lossy(typed::count_command(dataset.data_type()));
                 let message = format!(
-                    "{}; after a broken connection cachefill counts a list's or stream's elements to carry on without duplicates",
+                    "{}; after a broken connection or a server restart cachefill counts a typed key's elements to carry on without duplicates",
                     String::from_utf8_lossy(line)
                 );
                 self.refuse_key(index, true, &name, &message);

@@ -119,11 +119,45 @@ fn hashes_of_several_commands_are_rewritten_whole_after_a_restart() {
     fill_through_a_restart(stage, keys, keys * elements, 100);
 }
 
+/// Refuses the count a re-check starts each list with, on a restarted server.
+const NO_LLEN: [&str; 3] = ["--rename-command", "LLEN", ""];
+
+/// Checks the result of a stage of `elements`-item lists whose re-check after a restart
+/// could not finish (the restarted server refused `LLEN`), on a target that holds `held`
+/// keys after the run and whose restarted server had held `lost` keys when it went down
+/// (writes paused first), with `connections` connections of 32 commands in flight.
+fn check_unfinished_recheck(
+    output: &std::process::Output,
+    result_path: &std::path::Path,
+    elements: u64,
+    (held, lost, connections): (u64, u64, u64),
+) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    let stage = &read_result(result_path)["stages"][0];
+    assert_eq!(stage["status"], "failed");
+    assert_eq!(stage["restarts"], 1);
+    let first_error = stage["first_error"].as_str().unwrap();
+    assert!(first_error.contains("LLEN"), "{first_error}");
+    // The result keeps its promise: the target holds between `keys_written` and
+    // `keys_written + unacknowledged` of the stage's keys, each written one whole.
+    let written = stage["keys_written"].as_u64().unwrap();
+    let doubt = stage["unacknowledged"].as_u64().unwrap();
+    assert!(
+        written <= held && held <= written + doubt,
+        "the target holds {held} keys; the result says {written} written, {doubt} in doubt"
+    );
+    assert_eq!(stage["elements_written"], written * elements);
+    // What the old process had acknowledged is in doubt now, not written: keys it held when
+    // it went down, all but those whose replies were still on their way.
+    assert!(
+        doubt + connections * 32 >= lost,
+        "the old process held {lost} keys; {doubt} in doubt"
+    );
+}
+
 /// A re-check that cannot finish (the restarted server refuses to count lists): the stage
 /// fails, and the keys it did not re-check no longer count as written, since the restarted
-/// server may not hold them. The result keeps its promise: the server holds between
-/// `keys_written` and `keys_written + unacknowledged` of the stage's keys, each counted one
-/// whole.
+/// server may not hold them.
 #[test]
 fn keys_a_restart_left_unchecked_do_not_count_as_written() {
     let (keys, elements) = (60_000, 20);
@@ -136,31 +170,38 @@ fn keys_a_restart_left_unchecked_do_not_count_as_written() {
         .build();
     let path = scratch.plan("plan.toml", &plan);
     let (child, result_path) = spawn_plan(&scratch, &path);
-    let lost = server.restart_mid_stage_with(10_000, &["--rename-command", "LLEN", ""]);
+    let lost = server.restart_mid_stage_with(10_000, &NO_LLEN);
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let stage = &read_result(&result_path)["stages"][0];
-    assert_eq!(stage["status"], "failed");
-    assert_eq!(stage["restarts"], 1);
-    let first_error = stage["first_error"].as_str().unwrap();
-    assert!(
-        first_error.contains("LLEN") && first_error.contains("server restart"),
-        "{first_error}"
-    );
-    let written = stage["keys_written"].as_u64().unwrap();
-    let doubt = stage["unacknowledged"].as_u64().unwrap();
-    let held = server.dbsize();
-    assert!(
-        written <= held && held <= written + doubt,
-        "the server holds {held} keys; the result says {written} written, {doubt} in doubt"
-    );
-    assert_eq!(stage["elements_written"], written * elements);
-    // What the old process had acknowledged is in doubt now, not written: keys it held when
-    // it went down (its writes were paused first), all but those whose replies were still
-    // on their way (a window of 32 commands per connection).
-    assert!(
-        doubt <= lost && lost <= doubt + 4 * 32,
-        "the old process held {lost} keys; {doubt} in doubt"
+    let first_error = read_result(&result_path)["stages"][0]["first_error"].to_string();
+    assert!(first_error.contains("server restart"), "{first_error}");
+    check_unfinished_recheck(&output, &result_path, elements, (server.dbsize(), lost, 4));
+    let doubt = read_result(&result_path)["stages"][0]["unacknowledged"]
+        .as_u64()
+        .unwrap();
+    assert!(doubt <= lost, "only keys the old process held are in doubt");
+}
+
+/// The same on a restarted cluster primary that kept its cluster config.
+#[test]
+fn keys_a_restarted_cluster_primary_left_unchecked_do_not_count_as_written() {
+    let (keys, elements) = (30_000, 20);
+    let mut cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(46)
+        .target(cluster.target().flush(true))
+        .stage(lists(keys, elements).connections(2))
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    let victim = cluster.a_primary();
+    let lost = cluster.servers[victim].restart_node_mid_stage_with(2_000, &NO_LLEN);
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    check_unfinished_recheck(
+        &output,
+        &result_path,
+        elements,
+        (cluster.total_keys(), lost, 3 * 2),
     );
 }
 

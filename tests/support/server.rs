@@ -179,6 +179,12 @@ impl RedisServer {
     /// (`nodes.conf`) across the restart, as one with its config on disk does: it comes back
     /// with its node id and its slots, and empty.
     pub fn restart_node_mid_stage(&mut self, held_at_least: u64) -> u64 {
+        self.restart_node_mid_stage_with(held_at_least, &[])
+    }
+
+    /// [`Self::restart_node_mid_stage`], the new process started with `extra` arguments as
+    /// well.
+    pub fn restart_node_mid_stage_with(&mut self, held_at_least: u64, extra: &[&str]) -> u64 {
         let held = self.pause_writes_once_holding(held_at_least);
         let mut conn = self.connect();
         redis::cmd("CLUSTER")
@@ -194,6 +200,7 @@ impl RedisServer {
         self.kill();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(&config_file, config).unwrap();
+        self.args.extend(extra.iter().map(ToString::to_string));
         self.start_again();
         held
     }

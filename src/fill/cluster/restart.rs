@@ -158,12 +158,31 @@ impl Router {
     /// its element count first, then what is missing (a list or stream from its length, or
     /// from its first element after `DEL` when it may hold elements past a gap; another
     /// type whole unless complete). A key counts as written once, when it had not counted
-    /// yet; one found short is `rewritten`.
+    /// yet; one found short is `rewritten`. When the re-check stops before it is through
+    /// (a refusal, a broken connection, the stage stopping), the keys it did not get to no
+    /// longer count as written: the restarted primary may hold them or not.
     async fn resume_restarted<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         node: &NodeFeed,
         scope: &RestartScope,
         stream: &mut S,
+    ) -> Result<(), String> {
+        let mut confirmed = 0;
+        let result = self.resume_each(node, scope, stream, &mut confirmed).await;
+        if confirmed < scope.upto {
+            self.give_up_restarted(node, scope, confirmed);
+        }
+        result
+    }
+
+    /// The keys of [`Router::resume_restarted`], in batches; every key `scope` covers below
+    /// position `confirmed` was acknowledged whole on the restarted primary.
+    async fn resume_each<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        node: &NodeFeed,
+        scope: &RestartScope,
+        stream: &mut S,
+        confirmed: &mut u64,
     ) -> Result<(), String> {
         let dataset = &self.dataset;
         let encoder = EntryEncoder::new(dataset);
@@ -174,13 +193,13 @@ impl Router {
         let mut start = 0;
         while start < scope.upto && !self.stage.should_stop() {
             let end = (start + COUNT_BATCH).min(scope.upto);
-            let keys: Vec<u64> = (start..end)
-                .map(|position| self.stage.global(position))
-                .filter(|&index| self.covers(scope, index))
+            let keys: Vec<(u64, u64)> = (start..end)
+                .map(|position| (position, self.stage.global(position)))
+                .filter(|&(_, index)| self.covers(scope, index))
                 .collect();
             start = end;
             commands.clear();
-            for &index in &keys {
+            for &(_, index) in &keys {
                 encoder.push_element_count(index, &mut commands);
             }
             let mut counts = Vec::with_capacity(keys.len());
@@ -202,7 +221,7 @@ impl Router {
                 },
             )
             .await?;
-            for (index, count) in keys.into_iter().zip(counts) {
+            for ((position, index), count) in keys.into_iter().zip(counts) {
                 let elements = dataset.entry(index).elements;
                 let restart = self.take_restart(index);
                 let from = resume_from(dataset.data_type(), count, elements, restart);
@@ -216,10 +235,30 @@ impl Router {
                 writes.keys.push((index, from < elements));
                 if writes.commands.len() >= WRITE_BYTES {
                     self.write_resumed(node, &mut writes, stream).await?;
+                    *confirmed = position + 1;
                 }
             }
         }
-        self.write_resumed(node, &mut writes, stream).await
+        self.write_resumed(node, &mut writes, stream).await?;
+        *confirmed = start;
+        Ok(())
+    }
+
+    /// Takes back the count of every key `scope` covers from position `from` on that had
+    /// counted as written (before the restart): they are `unacknowledged` instead.
+    fn give_up_restarted(&self, node: &NodeFeed, scope: &RestartScope, from: u64) {
+        let dataset = &self.dataset;
+        let (mut keys, mut bytes) = (0, 0);
+        for position in from..scope.upto {
+            let index = self.stage.global(position);
+            if self.covers(scope, index) && self.stage.take_back(dataset, index) {
+                keys += 1;
+                bytes += dataset.payload_bytes(index);
+            }
+        }
+        self.stage.bytes.fetch_sub(bytes, Relaxed);
+        node.keys.fetch_sub(keys, Relaxed);
+        self.stage.unacknowledged.fetch_add(keys, Relaxed);
     }
 
     /// Sends `writes` and counts their keys once every command is acknowledged.

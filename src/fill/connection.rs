@@ -256,13 +256,16 @@ async fn recheck_earlier_stages(
 /// What a typed stage's connection still holds when it reconnects to a restarted server:
 /// the keys handed out before the restart (on a cluster: routed to the restarted primary's
 /// slots) are the re-check's (dropped here, so that no key has two writers), and the others
-/// are resumed from what the new process holds.
+/// are resumed from what the new process holds. A re-check resume the connection took
+/// itself (on the old process, before it found the restart) is kept: the re-check handed
+/// that key to it alone.
 fn left_after_restart(stage: &StageState, feed: &Feed, spans: VecDeque<Span>) -> VecDeque<Span> {
     let upto = stage.recheck_upto();
     let rechecked = |index: u64| match feed {
         Feed::Stage => stage.position(index) < upto,
         Feed::Node { node, router } => router.rechecks(node, index),
     };
+    let own_resume = |index: u64| matches!(feed, Feed::Stage) && stage.is_recheck_resume(index);
     let mut kept = VecDeque::with_capacity(spans.len());
     for span in spans {
         match span {
@@ -274,6 +277,7 @@ fn left_after_restart(stage: &StageState, feed: &Feed, spans: VecDeque<Span>) ->
                     kept.push_back(Span::Range(range.start + skip..range.end));
                 }
             }
+            Span::Resume { index } if own_resume(index) => kept.push_back(span),
             Span::Key(KeyCommands { index, .. })
             | Span::Resume { index }
             | Span::Restart { index } => {
@@ -382,6 +386,35 @@ mod tests {
         );
         let rechecked: Vec<u64> = std::iter::from_fn(|| stage.next_recheck()).collect();
         assert_eq!(rechecked, (0..10).collect::<Vec<u64>>(), "each key once");
+    }
+
+    /// A connection still on the old process that took a re-check resume before it found
+    /// the restart keeps it: the re-check handed that key out once, to it.
+    #[test]
+    fn a_recheck_resume_taken_on_the_old_process_is_kept() {
+        let stage = StageState::new(100, Shard::new(0, 1).unwrap(), false);
+        let addr = NodeAddr {
+            host: "127.0.0.1".into(),
+            port: 6379,
+        };
+        assert!(!stage.note_run_id(&addr, "old", None, true));
+        assert_eq!(stage.take(10), Some(0..10));
+        assert!(stage.note_run_id(&addr, "new", None, true));
+        assert_eq!(stage.next_recheck(), Some(0));
+        assert_eq!(stage.next_recheck(), Some(1));
+        let spans = VecDeque::from([
+            Span::Resume { index: 0 },
+            Span::Key(KeyCommands::whole(1, 4, 0, 2)),
+            Span::Resume { index: 2 },
+        ]);
+        let kept: Vec<Span> = left_after_restart(&stage, &Feed::Stage, spans).into();
+        assert_eq!(
+            kept,
+            vec![Span::Resume { index: 0 }],
+            "its own, and only that"
+        );
+        let rest: Vec<u64> = std::iter::from_fn(|| stage.next_recheck()).collect();
+        assert_eq!(rest, (2..10).collect::<Vec<u64>>());
     }
 
     #[test]

@@ -49,6 +49,14 @@ impl KeyBits {
             .is_some_and(|page| page[word].fetch_and(!bit, Relaxed) & bit != 0)
     }
 
+    /// True when `position` is in the set.
+    pub fn contains(&self, position: u64) -> bool {
+        let (page, word, bit) = place(position);
+        read(&self.pages)
+            .get(page)
+            .is_some_and(|page| page[word].load(Relaxed) & bit != 0)
+    }
+
     /// Empties the set, calling `each` with every position it held, in increasing order.
     pub fn drain(&self, mut each: impl FnMut(u64)) {
         let pages = read(&self.pages);
@@ -85,8 +93,10 @@ mod tests {
             assert!(!bits.insert(position), "{position} again");
         }
         assert!(!bits.insert(0));
+        assert!(bits.contains(PAGE_KEYS) && !bits.contains(PAGE_KEYS + 1));
         assert!(bits.remove(PAGE_KEYS));
         assert!(!bits.remove(PAGE_KEYS), "already removed");
+        assert!(!bits.contains(PAGE_KEYS) && !bits.contains(9 * PAGE_KEYS));
         assert!(!bits.remove(2 * PAGE_KEYS), "a page never written");
         assert!(bits.insert(PAGE_KEYS), "added again after removal");
         assert!(bits.remove(3 * PAGE_KEYS + 7));

@@ -54,7 +54,8 @@ impl Restarts {
             .is_some_and(|before| before != run_id);
         if restarted && let Some(upto) = on_restart() {
             // A second restart starts the re-check over: the first one's resumes in flight
-            // went down with the server.
+            // went down with the server, and their keys are this re-check's.
+            self.resuming.drain(|_| {});
             seen.pending = 0..upto;
             seen.upto = upto;
             self.rechecking.store(true, Relaxed);
@@ -88,6 +89,12 @@ impl Restarts {
         }?;
         self.resuming.insert(position);
         Some(position)
+    }
+
+    /// True when the key at `position` was handed out as a re-check resume whose element
+    /// count has not come back.
+    pub fn is_resuming(&self, position: u64) -> bool {
+        self.resuming.contains(position)
     }
 
     /// The stage ended: calls `each` with every position the re-check did not finish (still
@@ -137,6 +144,13 @@ mod tests {
         assert!(restarts.counted(1));
         assert!(!restarts.counted(1), "once");
         assert!(!restarts.counted(7), "never a re-check resume");
+        assert!(restarts.is_resuming(0) && !restarts.is_resuming(1));
+        assert!(
+            restarts.note(&addr(), "c", None, || Some(2)),
+            "a second restart"
+        );
+        assert!(!restarts.is_resuming(0), "its key is the new re-check's");
+        assert_eq!(restarts.next(), Some(0));
     }
 
     #[test]

@@ -243,6 +243,12 @@ impl StageState {
         self.processes.next().map(|position| self.global(position))
     }
 
+    /// True when typed key `index` was handed out as a re-check resume (after a restart)
+    /// whose element count has not come back: whoever holds it resumes it.
+    pub fn is_recheck_resume(&self, index: u64) -> bool {
+        self.processes.is_resuming(self.position(index))
+    }
+
     /// The element count of typed key `index` came back, `short` of the dataset's. For a
     /// key re-checked after a restart: its count is taken back (it counts again once whole),
     /// and a short one is `rewritten`. True when it had counted (its payload with it).

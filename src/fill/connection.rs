@@ -353,8 +353,8 @@ mod tests {
     use super::*;
     use crate::shard::Shard;
 
-    #[test]
-    fn after_a_restart_a_connection_leaves_the_keys_handed_out_before_it_to_the_recheck() {
+    /// A typed stage of 100 keys whose server restarted once 10 keys were handed out.
+    fn restarted_after_ten_keys() -> StageState {
         let stage = StageState::new(100, Shard::new(0, 1).unwrap(), false);
         let addr = NodeAddr {
             host: "127.0.0.1".into(),
@@ -363,6 +363,12 @@ mod tests {
         assert!(!stage.note_run_id(&addr, "old", None, true));
         assert_eq!(stage.take(10), Some(0..10));
         assert!(stage.note_run_id(&addr, "new", None, true));
+        stage
+    }
+
+    #[test]
+    fn after_a_restart_a_connection_leaves_the_keys_handed_out_before_it_to_the_recheck() {
+        let stage = restarted_after_ten_keys();
         // Taken by a connection still writing to the old process, after the restart.
         assert_eq!(stage.take(10), Some(10..20));
         let key = |index| Span::Key(KeyCommands::whole(index, 4, 0, 2));
@@ -392,14 +398,7 @@ mod tests {
     /// the restart keeps it: the re-check handed that key out once, to it.
     #[test]
     fn a_recheck_resume_taken_on_the_old_process_is_kept() {
-        let stage = StageState::new(100, Shard::new(0, 1).unwrap(), false);
-        let addr = NodeAddr {
-            host: "127.0.0.1".into(),
-            port: 6379,
-        };
-        assert!(!stage.note_run_id(&addr, "old", None, true));
-        assert_eq!(stage.take(10), Some(0..10));
-        assert!(stage.note_run_id(&addr, "new", None, true));
+        let stage = restarted_after_ten_keys();
         assert_eq!(stage.next_recheck(), Some(0));
         assert_eq!(stage.next_recheck(), Some(1));
         let spans = VecDeque::from([

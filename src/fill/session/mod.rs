@@ -277,6 +277,13 @@ impl<'a> Session<'a> {
             if self.is_abandoned(&span) {
                 continue;
             }
+            let span = match span {
+                Span::Range(range) if config.typed && range.end - range.start > 1 => {
+                    self.take_keys(range, encoder, retry, write, buf);
+                    return true;
+                }
+                span => span,
+            };
             let span = if config.typed {
                 first_key(span, encoder, retry)
             } else {
@@ -298,6 +305,49 @@ impl<'a> Session<'a> {
             write.held -= count as u32;
             write.units += count;
             return true;
+        }
+    }
+
+    /// The keys of `range` (of a typed stage), each as the span of its commands, into the
+    /// same write while the permits and the write's bytes allow; what is left goes back to
+    /// the front of `retry` (the rest of a key first). The loop of
+    /// [`Session::take_and_encode`] for one key at a time, without the queues in between.
+    fn take_keys(
+        &self,
+        mut range: std::ops::Range<u64>,
+        encoder: &EntryEncoder<'_>,
+        retry: &mut VecDeque<Span>,
+        write: &mut Write,
+        buf: &mut Vec<u8>,
+    ) {
+        let group = self.job.config.group;
+        let mut rest_of_key = None;
+        while !range.is_empty() && write.held > 0 && (buf.len() as u64) < WRITE_BATCH_BYTES {
+            let index = range.start;
+            range.start += 1;
+            let elements = encoder.elements_of(index);
+            let key = Span::Key(KeyCommands::whole(
+                index,
+                elements,
+                0,
+                encoder.commands(0, elements),
+            ));
+            let (span, rest) = key.split_front(u64::from(write.held));
+            let count = span.len();
+            span.encode(encoder, group, buf);
+            write.spans.push(span);
+            write.held -= count as u32;
+            write.units += count;
+            if rest.is_some() {
+                rest_of_key = rest;
+                break;
+            }
+        }
+        if !range.is_empty() {
+            retry.push_front(Span::Range(range));
+        }
+        if let Some(rest) = rest_of_key {
+            retry.push_front(rest);
         }
     }
 

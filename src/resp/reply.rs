@@ -35,15 +35,21 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// The reply to most typed writes (`HSET`, `SADD`, `ZADD`, `RPUSH`, `PEXPIRE`): `:` and a
-/// few digits, read without the general path (which finds the line's end, then converts it
-/// through `str`). `None` for anything else, including a reply not complete yet, which the
-/// general path then reads: the result is the same either way.
+/// The replies to most typed writes, read without the general path (which finds the line's
+/// end, then converts its number through `str`): `:` and a few digits (`HSET`, `SADD`,
+/// `ZADD`, `RPUSH`, `PEXPIRE`), or a short bulk string (the ID `XADD` answers). `None` for
+/// anything else, including a reply not complete yet, which the general path then reads:
+/// the result is the same either way.
 #[inline]
-fn small_integer(buf: &[u8]) -> Option<(Reply<'static>, usize)> {
+fn short_reply(buf: &[u8]) -> Option<(Reply<'static>, usize)> {
     /// Digits that always fit an i64.
     const MOST_DIGITS: usize = 18;
-    let rest = buf.strip_prefix(b":")?;
+    /// Longest bulk string read here.
+    const SHORT_BULK: i64 = 4096;
+    let (&kind, rest) = buf.split_first()?;
+    if kind != b':' && kind != b'$' {
+        return None;
+    }
     let digits = rest
         .iter()
         .take(MOST_DIGITS + 1)
@@ -55,7 +61,15 @@ fn small_integer(buf: &[u8]) -> Option<(Reply<'static>, usize)> {
     let n = rest[..digits]
         .iter()
         .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
-    Some((Reply::Integer(n), 1 + digits + 2))
+    let header = 1 + digits + 2;
+    if kind == b':' {
+        return Some((Reply::Integer(n), header));
+    }
+    if n > SHORT_BULK {
+        return None;
+    }
+    let total = header + n as usize + 2;
+    (buf.get(total - 2..total)? == b"\r\n").then_some((Reply::Other, total))
 }
 
 /// Parses the reply at the start of `buf`: `Ok(None)` when more bytes are needed, else the
@@ -71,7 +85,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolErr
 }
 
 fn parse_at(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, Problem> {
-    match small_integer(buf) {
+    match short_reply(buf) {
         Some(parsed) => Ok(Some(parsed)),
         None => parse_general(buf, depth),
     }
@@ -135,35 +149,56 @@ fn parse_general(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>,
 mod tests {
     use super::*;
 
-    /// The short path for integers gives what the general one gives, whatever the digits
-    /// and however the reply ends.
+    /// The short path for integers and bulk strings gives what the general one gives,
+    /// whatever the digits and however the reply ends.
     #[test]
-    fn integers_read_the_same_by_either_path() {
-        for text in [
-            "0",
-            "7",
-            "10",
-            "100",
-            "000",
-            "123456789012345678",
-            "1234567890123456789",
-            "9223372036854775807",
-            "9223372036854775808",
-            "-5",
-            "+5",
-            "",
-            "1x",
-        ] {
-            for end in ["\r\n", "\r", "", "\rx", "\r\n:1\r\n"] {
-                let reply = format!(":{text}{end}");
-                let (general, parsed) = (
-                    parse_general(reply.as_bytes(), 0),
-                    parse_at(reply.as_bytes(), 0),
-                );
-                assert_eq!(general, parsed, "{reply:?}");
+    fn short_replies_read_the_same_by_either_path() {
+        for kind in [":", "$"] {
+            for text in [
+                "0",
+                "7",
+                "10",
+                "15",
+                "100",
+                "000",
+                "4096",
+                "4097",
+                "123456789012345678",
+                "1234567890123456789",
+                "9223372036854775807",
+                "9223372036854775808",
+                "-1",
+                "-5",
+                "+5",
+                "",
+                "1x",
+            ] {
+                for end in [
+                    "\r\n",
+                    "\r",
+                    "",
+                    "\rx",
+                    "\r\n:1\r\n",
+                    "\r\n1700000000000-0\r\n",
+                ] {
+                    let reply = format!("{kind}{text}{end}");
+                    let (general, parsed) = (
+                        parse_general(reply.as_bytes(), 0),
+                        parse_at(reply.as_bytes(), 0),
+                    );
+                    assert_eq!(general, parsed, "{reply:?}");
+                }
             }
         }
         assert_eq!(parse_at(b":42\r\n", 0), Ok(Some((Reply::Integer(42), 5))));
+        let id = b"$15\r\n1700000000000-0\r\n";
+        assert_eq!(parse_at(id, 0), Ok(Some((Reply::Other, id.len()))));
+        assert_eq!(
+            short_reply(id),
+            Some((Reply::Other, id.len())),
+            "the short path"
+        );
+        assert_eq!(parse_at(&id[..id.len() - 1], 0), Ok(None));
     }
 
     #[test]

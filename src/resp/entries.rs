@@ -57,8 +57,26 @@ impl<'a> EntryEncoder<'a> {
         commands: Range<u64>,
         out: &mut Vec<u8>,
     ) {
-        let entry = self.dataset.entry(index);
-        self.typed.push_commands(&entry, from, commands, out);
+        self.push_entry_commands(&self.dataset.entry(index), from, commands, out);
+    }
+
+    /// [`EntryEncoder::push_key_commands`] of a key drawn already (`Dataset::entry`).
+    #[inline]
+    pub fn push_entry_commands(
+        &self,
+        entry: &Entry,
+        from: u64,
+        commands: Range<u64>,
+        out: &mut Vec<u8>,
+    ) {
+        self.typed.push_commands(entry, from, commands, out);
+    }
+
+    /// The draws of entry `index` (its element count among them), to encode it with
+    /// [`EntryEncoder::push_entry_commands`] without drawing it twice.
+    #[inline]
+    pub fn entry(&self, index: u64) -> Entry {
+        self.dataset.entry(index)
     }
 
     /// Encodes the command that counts typed key `index`'s elements on the server.

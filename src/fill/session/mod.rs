@@ -320,26 +320,30 @@ impl<'a> Session<'a> {
         write: &mut Write,
         buf: &mut Vec<u8>,
     ) {
-        let group = self.job.config.group;
         let mut rest_of_key = None;
         while !range.is_empty() && write.held > 0 && (buf.len() as u64) < WRITE_BATCH_BYTES {
-            let index = range.start;
+            let entry = encoder.entry(range.start);
             range.start += 1;
-            let elements = encoder.elements_of(index);
-            let key = Span::Key(KeyCommands::whole(
-                index,
-                elements,
+            let key = KeyCommands::whole(
+                entry.index,
+                entry.elements,
                 0,
-                encoder.commands(0, elements),
-            ));
-            let (span, rest) = key.split_front(u64::from(write.held));
-            let count = span.len();
-            span.encode(encoder, group, buf);
-            write.spans.push(span);
-            write.held -= count as u32;
-            write.units += count;
-            if rest.is_some() {
-                rest_of_key = rest;
+                encoder.commands(0, entry.elements),
+            );
+            // As many of its commands as the permits allow (`Span::split_front`).
+            let sent = KeyCommands {
+                end: key.total.min(u64::from(write.held)),
+                ..key
+            };
+            encoder.push_entry_commands(&entry, 0, sent.next..sent.end, buf);
+            write.spans.push(Span::Key(sent));
+            write.held -= sent.end as u32;
+            write.units += sent.end;
+            if sent.end < key.total {
+                rest_of_key = Some(Span::Key(KeyCommands {
+                    next: sent.end,
+                    ..key
+                }));
                 break;
             }
         }

@@ -16,7 +16,7 @@ use super::batching::{WRITE_BATCH_BYTES, WriterConfig};
 use super::feed::Feed;
 use super::lock::lock;
 use super::socket::ReplyThreshold;
-use super::span::{KeyCommands, Span};
+use super::span::Span;
 use super::stall::STALL_AFTER;
 use super::state::StageState;
 use crate::dataset::Dataset;
@@ -25,6 +25,9 @@ use crate::resp::typed::Chunking;
 use crate::resp::{EntryEncoder, MAX_REPLY_BYTES};
 
 mod replies;
+mod taking;
+
+use taking::Write;
 
 /// Why a session ended early.
 pub enum SessionEnd {
@@ -244,117 +247,6 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Takes the next span of at most `write.held` units (`batch` of them: the permits it
-    /// holds), encodes it into `buf` and adds it to `write`. False when there is nothing
-    /// to send right now.
-    fn take_and_encode(
-        &self,
-        encoder: &EntryEncoder<'_>,
-        retry: &mut VecDeque<Span>,
-        write: &mut Write,
-        buf: &mut Vec<u8>,
-    ) -> bool {
-        let Job {
-            stage,
-            config,
-            feed,
-            ..
-        } = *self.job;
-        loop {
-            // The rest of a key goes before anything else: a key's commands are never
-            // interleaved with another key's, so its replies all come before the next key's.
-            let next = if matches!(retry.front(), Some(Span::Key(key)) if key.next > 0) {
-                retry.pop_front()
-            } else {
-                lock(&self.resumed)
-                    .pop_front()
-                    .or_else(|| retry.pop_front())
-                    .or_else(|| feed.next(stage, config.batch))
-            };
-            let Some(span) = next else {
-                return false;
-            };
-            if self.is_abandoned(&span) {
-                continue;
-            }
-            let span = match span {
-                Span::Range(range) if config.typed && range.end - range.start > 1 => {
-                    self.take_keys(range, encoder, retry, write, buf);
-                    return true;
-                }
-                span => span,
-            };
-            let span = if config.typed {
-                first_key(span, encoder, retry)
-            } else {
-                span
-            };
-            let (span, rest) = span.split_front(u64::from(write.held));
-            if let Some(rest) = rest {
-                retry.push_front(rest);
-            }
-            let count = span.len();
-            if count == 0 {
-                return true;
-            }
-            if matches!(span, Span::Resume { .. } | Span::Restart { .. }) {
-                self.resuming.fetch_add(1, Relaxed);
-            }
-            span.encode(encoder, config.group, buf);
-            write.spans.push(span);
-            write.held -= count as u32;
-            write.units += count;
-            return true;
-        }
-    }
-
-    /// The keys of `range` (of a typed stage), each as the span of its commands, into the
-    /// same write while the permits and the write's bytes allow; what is left goes back to
-    /// the front of `retry` (the rest of a key first). The loop of
-    /// [`Session::take_and_encode`] for one key at a time, without the queues in between.
-    fn take_keys(
-        &self,
-        mut range: std::ops::Range<u64>,
-        encoder: &EntryEncoder<'_>,
-        retry: &mut VecDeque<Span>,
-        write: &mut Write,
-        buf: &mut Vec<u8>,
-    ) {
-        let mut rest_of_key = None;
-        while !range.is_empty() && write.held > 0 && (buf.len() as u64) < WRITE_BATCH_BYTES {
-            let entry = encoder.entry(range.start);
-            range.start += 1;
-            let key = KeyCommands::whole(
-                entry.index,
-                entry.elements,
-                0,
-                encoder.commands(0, entry.elements),
-            );
-            // As many of its commands as the permits allow (`Span::split_front`).
-            let sent = KeyCommands {
-                end: key.total.min(u64::from(write.held)),
-                ..key
-            };
-            encoder.push_entry_commands(&entry, 0, sent.next..sent.end, buf);
-            write.spans.push(Span::Key(sent));
-            write.held -= sent.end as u32;
-            write.units += sent.end;
-            if sent.end < key.total {
-                rest_of_key = Some(Span::Key(KeyCommands {
-                    next: sent.end,
-                    ..key
-                }));
-                break;
-            }
-        }
-        if !range.is_empty() {
-            retry.push_front(Span::Range(range));
-        }
-        if let Some(rest) = rest_of_key {
-            retry.push_front(rest);
-        }
-    }
-
     /// Waits until there is something to send; false when there never will be. Keys to
     /// resume come back from the reader (after their count, or a command refused for a
     /// moment), so the session listens for them as well as for its feed, and waits for the
@@ -440,15 +332,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// What one write carries: the spans encoded into it, the units they count against the
-/// window, and the permits taken for it but not yet used.
-#[derive(Default)]
-struct Write {
-    spans: Vec<Span>,
-    units: u64,
-    held: u32,
-}
-
 impl Session<'_> {
     /// Reads what the server sends next, waiting at most `io_timeout` for it: a server
     /// silent that long with `outstanding` entries in flight is taken for broken. A wait
@@ -505,37 +388,4 @@ fn describe_io(error: &io::Error) -> String {
         }
         _ => error.to_string(),
     }
-}
-
-/// A typed stage writes key by key: the first key of a span of keys becomes the span of its
-/// commands, and the other keys go back to the front of `retry`.
-fn first_key(span: Span, encoder: &EntryEncoder<'_>, retry: &mut VecDeque<Span>) -> Span {
-    let index = match span {
-        Span::Range(range) if !range.is_empty() => {
-            if range.end - range.start > 1 {
-                retry.push_front(Span::Range(range.start + 1..range.end));
-            }
-            range.start
-        }
-        Span::List { indices, start } if start < indices.len() => {
-            let index = indices[start];
-            if start + 1 < indices.len() {
-                retry.push_front(Span::List {
-                    indices,
-                    start: start + 1,
-                });
-            }
-            index
-        }
-        // A cluster hands typed keys to resume through its `ASKING` queue.
-        Span::Asking { index, .. } => return Span::Resume { index },
-        span => return span,
-    };
-    let elements = encoder.elements_of(index);
-    Span::Key(KeyCommands::whole(
-        index,
-        elements,
-        0,
-        encoder.commands(0, elements),
-    ))
 }

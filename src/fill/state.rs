@@ -269,13 +269,20 @@ impl StageState {
     pub fn give_up_rechecks(&self, dataset: &Dataset) {
         let mut unchecked = 0;
         self.processes.give_up(|position| {
-            let index = self.global(position);
-            if self.take_back(dataset, index) {
-                self.bytes.fetch_sub(dataset.payload_bytes(index), Relaxed);
-                unchecked += 1;
-            }
+            unchecked += u64::from(self.in_doubt(dataset, self.global(position)));
         });
         self.unacknowledged.fetch_add(unchecked, Relaxed);
+    }
+
+    /// Takes back the count of typed key `index`, its payload with it, when it counted as
+    /// written (a restart's re-check could not confirm it); true when it had counted. The
+    /// caller counts it `unacknowledged`.
+    pub fn in_doubt(&self, dataset: &Dataset, index: u64) -> bool {
+        let counted = self.take_back(dataset, index);
+        if counted {
+            self.bytes.fetch_sub(dataset.payload_bytes(index), Relaxed);
+        }
+        counted
     }
 
     /// True when connections should send nothing more: an error, or an interrupt.

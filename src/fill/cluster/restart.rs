@@ -247,10 +247,13 @@ impl Router {
     /// Takes back the count of every key `scope` covers from position `from` on that had
     /// counted as written (before the restart): they are `unacknowledged` instead.
     fn give_up_restarted(&self, node: &NodeFeed, scope: &RestartScope, from: u64) {
-        let keys = (from..scope.upto)
-            .map(|position| self.stage.global(position))
-            .filter(|&index| self.covers(scope, index) && self.stage.in_doubt(&self.dataset, index))
-            .count() as u64;
+        let mut keys = 0;
+        for position in from..scope.upto {
+            let index = self.stage.global(position);
+            if self.covers(scope, index) && self.stage.in_doubt(&self.dataset, index) {
+                keys += 1;
+            }
+        }
         node.keys.fetch_sub(keys, Relaxed);
         self.stage.unacknowledged.fetch_add(keys, Relaxed);
     }

@@ -90,6 +90,15 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    fn assert_is_symlink(path: &std::path::Path) {
+        let kind = std::fs::symlink_metadata(path).unwrap().file_type();
+        assert!(
+            kind.is_symlink(),
+            "{} is no longer a symbolic link",
+            path.display()
+        );
+    }
+
     #[test]
     fn a_symbolic_link_stays_and_its_file_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
@@ -99,12 +108,7 @@ mod tests {
         let link = dir.path().join("latest.json");
         std::os::unix::fs::symlink(&file, &link).unwrap();
         write(b"new", &link).unwrap();
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert_is_symlink(&link);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
         assert_eq!(
             std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
@@ -119,12 +123,7 @@ mod tests {
         let link = dir.path().join("latest.json");
         std::os::unix::fs::symlink(&file, &link).unwrap();
         write(b"new", &link).unwrap();
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert_is_symlink(&link);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
     }
 

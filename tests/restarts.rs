@@ -125,15 +125,16 @@ const NO_LLEN: [&str; 3] = ["--rename-command", "LLEN", ""];
 /// Checks the result of a stage of `elements`-item lists whose re-check after a restart
 /// could not finish (the restarted server refused `LLEN`), on a target that holds `held`
 /// keys after the run and whose restarted server had held `lost` keys when it went down
-/// (writes paused first), with `connections` connections of 32 commands in flight.
+/// (writes paused first), with `connections` connections of 32 commands in flight; returns
+/// the stage's result.
 fn check_unfinished_recheck(
     output: &std::process::Output,
     result_path: &std::path::Path,
     elements: u64,
     (held, lost, connections): (u64, u64, u64),
-) {
+) -> serde_json::Value {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
-    let stage = &read_result(result_path)["stages"][0];
+    let stage = read_result(result_path)["stages"][0].clone();
     assert_eq!(stage["status"], "failed");
     assert_eq!(stage["restarts"], 1);
     let first_error = stage["first_error"].as_str().unwrap();
@@ -153,6 +154,7 @@ fn check_unfinished_recheck(
         doubt + connections * 32 >= lost,
         "the old process held {lost} keys; {doubt} in doubt"
     );
+    stage
 }
 
 /// A re-check that cannot finish (the restarted server refuses to count lists): the stage
@@ -172,12 +174,11 @@ fn keys_a_restart_left_unchecked_do_not_count_as_written() {
     let (child, result_path) = spawn_plan(&scratch, &path);
     let lost = server.restart_mid_stage_with(10_000, &NO_LLEN);
     let output = child.wait_with_output().unwrap();
-    let first_error = read_result(&result_path)["stages"][0]["first_error"].to_string();
+    let stage =
+        check_unfinished_recheck(&output, &result_path, elements, (server.dbsize(), lost, 4));
+    let first_error = stage["first_error"].to_string();
     assert!(first_error.contains("server restart"), "{first_error}");
-    check_unfinished_recheck(&output, &result_path, elements, (server.dbsize(), lost, 4));
-    let doubt = read_result(&result_path)["stages"][0]["unacknowledged"]
-        .as_u64()
-        .unwrap();
+    let doubt = stage["unacknowledged"].as_u64().unwrap();
     assert!(doubt <= lost, "only keys the old process held are in doubt");
 }
 

@@ -12,6 +12,19 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 /// Most digits of a u64.
 pub const MAX_DIGITS: usize = 20;
 
+/// How many decimal digits `n` has.
+#[inline(always)]
+pub fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// The two digits of `n`, below 100.
+#[inline(always)]
+pub fn pair(n: u64) -> [u8; 2] {
+    let at = 2 * n as usize;
+    [PAIRS[at], PAIRS[at + 1]]
+}
+
 /// Writes `n` in decimal so that it ends just before `buf[end]`; returns where it starts.
 /// `buf[..end]` must have room for its digits ([`MAX_DIGITS`] at most).
 #[inline(always)]

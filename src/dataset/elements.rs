@@ -90,14 +90,41 @@ impl Dataset {
             .push(element.offset, element.len.saturating_sub(written), out);
     }
 
+    /// The bytes of an element's value (a hash value or a list item) as one slice, when
+    /// they are (up to 64 KiB); [`Dataset::push_element_value`] appends any.
+    #[inline]
+    pub fn element_bytes(&self, element: &Element) -> Option<&[u8]> {
+        self.pool.slice(element.offset, element.len)
+    }
+
+    /// Digits of a set or sorted-set member's padded index (see [`Dataset::push_member`]).
+    #[inline]
+    pub fn member_digits(&self, element: &Element) -> usize {
+        crate::decimal::digits(element.index).max(self.element_width)
+    }
+
+    /// The filler of a set or sorted-set member after its `digits` digits of index, when it
+    /// is one slice of the pool (up to 64 KiB).
+    #[inline]
+    pub fn member_filler(&self, element: &Element, digits: usize) -> Option<&[u8]> {
+        self.pool
+            .slice(element.offset, element.len.saturating_sub(digits))
+    }
+
+    /// The bytes of a stream entry's value as one slice, when they are (up to 64 KiB);
+    /// [`Dataset::push_stream_value`] appends any.
+    #[inline]
+    pub fn stream_value_bytes(&self, value: &StreamValue) -> Option<&[u8]> {
+        self.pool.slice(value.offset, value.len)
+    }
+
     /// The score of a sorted-set member.
     #[inline]
     pub fn score(&self, element: &Element) -> i64 {
-        let range = self.elemental.score;
-        let span = range.max.abs_diff(range.min) + 1;
-        range
+        self.elemental
+            .score
             .min
-            .wrapping_add(super::within(0, span, mix64(element.draw)) as i64)
+            .wrapping_add(self.score_modulus.of(mix64(element.draw)) as i64)
     }
 
     /// Appends field name `j` (hash field `j`, or field `j` of every stream entry): the

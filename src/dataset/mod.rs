@@ -8,6 +8,7 @@
 
 mod elements;
 mod keys;
+mod modulus;
 mod pool;
 
 pub use elements::{Element, STREAM_BASE_MS, StreamValue};
@@ -17,6 +18,7 @@ use crate::mix::{fnv1a64, mix64};
 use crate::plan::{DataType, Elemental, Shape};
 
 use keys::Keys;
+use modulus::Modulus;
 use pool::Pool;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -27,6 +29,10 @@ pub struct Dataset {
     keys: Keys,
     value_min: u64,
     value_span: u64,
+    /// Remainders by `value_span` (a ranged value's length).
+    value_modulus: Modulus,
+    /// Remainders by the span of scores (a sorted-set member's score).
+    score_modulus: Modulus,
     ttl: Option<(u64, u64)>,
     stage_key: u64,
     pool: Pool,
@@ -71,6 +77,8 @@ impl Dataset {
             keys: Keys::new(&shape.key, keys),
             value_min: shape.value_size.min,
             value_span: shape.value_size.max - shape.value_size.min + 1,
+            value_modulus: Modulus::new(shape.value_size.max - shape.value_size.min + 1),
+            score_modulus: Modulus::new(shape.elemental.score.span()),
             ttl: shape.ttl.map(|t| (t.min_ms, t.max_ms - t.min_ms + 1)),
             stage_key,
             pool,
@@ -180,7 +188,7 @@ impl Dataset {
     /// division when every value has the same length).
     #[inline]
     fn value_len(&self, draw: u64) -> usize {
-        within(self.value_min, self.value_span, draw) as usize
+        (self.value_min + self.value_modulus.of(draw)) as usize
     }
 
     /// Prefetches the filler of `entry`'s key, ahead of writing the key.

@@ -68,18 +68,24 @@ impl Pool {
     /// Appends `len` bytes starting at `offset`, wrapping around the pool.
     #[inline]
     pub(super) fn push(&self, mut offset: usize, mut len: usize, out: &mut Vec<u8>) {
-        let bytes = self.bytes();
-        if len <= TAIL {
+        if let Some(slice) = self.slice(offset, len) {
             // Within the tail: contiguous, one copy (every typed element of the benchmarks).
-            out.extend_from_slice(&bytes[offset..offset + len]);
+            out.extend_from_slice(slice);
             return;
         }
+        let bytes = self.bytes();
         while len > 0 {
             let chunk = len.min(TAIL);
             out.extend_from_slice(&bytes[offset..offset + chunk]);
             len -= chunk;
             offset = (offset + chunk) & (LEN - 1);
         }
+    }
+
+    /// Bytes `offset..offset + len` as one slice, when they are (`len` up to the tail's).
+    #[inline]
+    pub(super) fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        (len <= TAIL).then(|| &self.bytes()[offset..offset + len])
     }
 
     /// Asks the CPU to bring bytes `offset..offset + len` into its cache (their first and

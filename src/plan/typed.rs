@@ -154,6 +154,13 @@ pub struct Score {
     pub max: i64,
 }
 
+impl Score {
+    /// How many scores the range holds.
+    pub fn span(&self) -> u64 {
+        self.max.abs_diff(self.min) + 1
+    }
+}
+
 /// Reads an integer or a `{ min, max }` table of integers, each checked by `check`.
 fn integer_range<'de, D: Deserializer<'de>>(
     deserializer: D,

@@ -28,24 +28,44 @@ pub fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `value` in decimal as a bulk string (a sorted-set score), made right to left in
-/// one buffer and appended with one copy.
-#[inline]
-pub fn push_bulk_integer(out: &mut Vec<u8>, value: i64) {
-    // "$" + up to 2 digits of length + "\r\n" + sign + up to 19 digits + "\r\n".
-    const END: usize = 32;
-    let mut buf = [0u8; END];
-    buf[END - 2..].copy_from_slice(b"\r\n");
-    let mut start = write_back(&mut buf, END - 2, value.unsigned_abs());
-    if value < 0 {
-        start -= 1;
-        buf[start] = b'-';
+/// An integer as a bulk string (a sorted-set score), made right to left in a small buffer.
+/// A batch of elements has its scores made while they are drawn, ahead of writing them:
+/// made as they are written, a score's digits would hold up everything written after it.
+#[derive(Clone, Copy)]
+pub struct BulkInteger {
+    /// "$" + up to 2 digits of length + "\r\n" + sign + up to 19 digits + "\r\n", at the end.
+    buf: [u8; 32],
+    /// Where the bulk string starts in `buf`.
+    start: u8,
+}
+
+impl BulkInteger {
+    /// `value` in decimal as a bulk string.
+    #[inline]
+    pub fn new(value: i64) -> BulkInteger {
+        const END: usize = 32;
+        let mut buf = [0u8; END];
+        buf[END - 2..].copy_from_slice(b"\r\n");
+        let mut start = write_back(&mut buf, END - 2, value.unsigned_abs());
+        if value < 0 {
+            start -= 1;
+            buf[start] = b'-';
+        }
+        let len = END - 2 - start;
+        buf[start - 2..start].copy_from_slice(b"\r\n");
+        start = write_back(&mut buf, start - 2, len as u64) - 1;
+        buf[start] = b'$';
+        BulkInteger {
+            buf,
+            start: start as u8,
+        }
     }
-    let len = END - 2 - start;
-    buf[start - 2..start].copy_from_slice(b"\r\n");
-    start = write_back(&mut buf, start - 2, len as u64) - 1;
-    buf[start] = b'$';
-    out.extend_from_slice(&buf[start..]);
+
+    /// The bulk string's bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..]
+    }
 }
 
 /// Appends `*<count>\r\n`, the header of a command of `count` arguments.
@@ -87,10 +107,11 @@ mod tests {
     #[test]
     fn integers_are_bulk_strings_of_their_digits() {
         for value in [0, 7, -7, 1_000_000, -5_000_000, i64::MAX, i64::MIN] {
-            let mut out = Vec::new();
-            push_bulk_integer(&mut out, value);
             let text = value.to_string();
-            assert_eq!(out, format!("${}\r\n{text}\r\n", text.len()).as_bytes());
+            assert_eq!(
+                BulkInteger::new(value).bytes(),
+                format!("${}\r\n{text}\r\n", text.len()).as_bytes()
+            );
         }
     }
 

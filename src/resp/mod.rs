@@ -12,6 +12,7 @@ mod hostile_tests;
 mod key_bulk;
 mod protocol;
 mod reply;
+mod room;
 pub mod typed;
 
 pub use encode::{push_array_header, push_bulk, push_bulk_header, push_command};

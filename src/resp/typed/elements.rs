@@ -7,14 +7,19 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use crate::dataset::{Dataset, Element, Entry};
+use crate::decimal;
 use crate::plan::DataType;
-use crate::resp::encode::{push_bulk_header, push_bulk_integer};
+use crate::resp::encode::{BulkInteger, push_bulk_header};
+use crate::resp::room::Room;
 
 /// Most bytes of field names made ahead, per encoder; names past them are made as they go.
 const FIELD_TABLE_BYTES: usize = 64 << 10;
 /// Elements (stream values) drawn, and their pool bytes prefetched, before any of them is
 /// written: enough cache misses in flight at once to hide their latency.
 const AHEAD: usize = 16;
+/// Bytes of an element besides its value and field name, at most: a score, headers, and
+/// `\r\n`s (what room is reserved for; more only makes the buffer grow).
+const ELEMENT_FRAMING: usize = 96;
 
 /// The per-stage bytes of elements, and the loops that write elements with them.
 pub(super) struct ElementFrames {
@@ -73,7 +78,7 @@ impl ElementFrames {
         let mut current = 0;
         loop {
             let drawn = batches[1 - current].draw(dataset, entry, next..elements.end);
-            self.push_drawn(dataset, batches[current].drawn(), out);
+            self.push_drawn(dataset, &batches[current], out);
             if drawn == 0 {
                 break;
             }
@@ -82,40 +87,60 @@ impl ElementFrames {
         }
     }
 
-    /// Appends elements drawn beforehand.
+    /// Appends elements drawn beforehand, in room reserved once for all of them.
     #[inline]
-    fn push_drawn(&self, dataset: &Dataset, drawn: &[Element], out: &mut Vec<u8>) {
+    fn push_drawn(&self, dataset: &Dataset, batch: &Batch, out: &mut Vec<u8>) {
+        let (drawn, scores) = (batch.drawn(), batch.scores());
+        let framing = self.field_stride + ELEMENT_FRAMING;
+        let bytes = drawn.iter().map(|element| element.len + framing).sum();
+        let mut room = Room::new(out, bytes);
         match dataset.data_type() {
             DataType::Hash => {
                 for element in drawn {
-                    self.push_field(dataset, element.index, element.len, out);
-                    dataset.push_element_value(element, out);
-                    out.extend_from_slice(b"\r\n");
+                    self.put_field(dataset, element.index, element.len, &mut room);
+                    put_value(dataset.element_bytes(element), &mut room, |out| {
+                        dataset.push_element_value(element, out);
+                    });
+                    room.put(b"\r\n");
                 }
             }
             DataType::Zset => {
-                for element in drawn {
-                    push_bulk_integer(out, dataset.score(element));
-                    self.push_value_header(element.len, out);
-                    dataset.push_member(element, out);
-                    out.extend_from_slice(b"\r\n");
+                debug_assert_eq!(scores.len(), drawn.len(), "a score per member");
+                for (element, score) in drawn.iter().zip(scores) {
+                    room.put(score.bytes());
+                    self.put_value_header(element.len, &mut room);
+                    self.put_member(dataset, element, &mut room);
                 }
             }
             DataType::Set => {
                 for element in drawn {
-                    self.push_value_header(element.len, out);
-                    dataset.push_member(element, out);
-                    out.extend_from_slice(b"\r\n");
+                    self.put_value_header(element.len, &mut room);
+                    self.put_member(dataset, element, &mut room);
                 }
             }
             DataType::List | DataType::Stream | DataType::String => {
                 for element in drawn {
-                    self.push_value_header(element.len, out);
-                    dataset.push_element_value(element, out);
-                    out.extend_from_slice(b"\r\n");
+                    self.put_value_header(element.len, &mut room);
+                    put_value(dataset.element_bytes(element), &mut room, |out| {
+                        dataset.push_element_value(element, out);
+                    });
+                    room.put(b"\r\n");
                 }
             }
         }
+    }
+
+    /// Appends a set or sorted-set member and its `\r\n` (its header is written).
+    #[inline(always)]
+    fn put_member(&self, dataset: &Dataset, element: &Element, room: &mut Room) {
+        let digits = dataset.member_digits(element);
+        room.put_digits(element.index, digits);
+        put_value(dataset.member_filler(element, digits), room, |out| {
+            let mut member = Vec::new();
+            dataset.push_member(element, &mut member);
+            out.extend_from_slice(&member[digits..]);
+        });
+        room.put(b"\r\n");
     }
 
     /// Appends the `XADD` commands of stream entries `entries` of `entry`, each `head`
@@ -148,13 +173,22 @@ impl ElementFrames {
                 }
             }
             let Some(id) = id.as_mut() else { break };
+            let framing = self.field_stride + ELEMENT_FRAMING;
+            let bytes = values
+                .iter()
+                .map(|value| value.len + framing)
+                .sum::<usize>()
+                + (head.len() + ELEMENT_FRAMING) * count as usize;
+            let mut room = Room::new(out, bytes);
             for entry_values in values.chunks(pairs) {
-                out.extend_from_slice(head);
-                id.push(out);
+                room.put(head);
+                id.put(&mut room);
                 for (k, value) in (0..).zip(entry_values) {
-                    self.push_field(dataset, k, value.len, out);
-                    dataset.push_stream_value(value, out);
-                    out.extend_from_slice(b"\r\n");
+                    self.put_field(dataset, k, value.len, &mut room);
+                    put_value(dataset.stream_value_bytes(value), &mut room, |out| {
+                        dataset.push_stream_value(value, out);
+                    });
+                    room.put(b"\r\n");
                 }
             }
             next += count;
@@ -162,22 +196,22 @@ impl ElementFrames {
     }
 
     /// Appends field name `n` as a bulk string and the header of its value, `len` bytes.
-    #[inline]
-    fn push_field(&self, dataset: &Dataset, n: u64, len: usize, out: &mut Vec<u8>) {
+    #[inline(always)]
+    fn put_field(&self, dataset: &Dataset, n: u64, len: usize, room: &mut Room) {
         let start = (n as usize).saturating_mul(self.field_stride);
         match self
             .fields
             .get(start..start.saturating_add(self.field_stride))
         {
-            Some(frame) => out.extend_from_slice(frame),
-            None => self.push_field_slow(dataset, n, out),
+            Some(frame) => room.put(frame),
+            None => room.with_vec(|out| self.push_field_slow(dataset, n, out)),
         }
         if self.value_header.is_none() {
-            push_bulk_header(out, len);
+            room.put_bulk_header(len);
         }
     }
 
-    /// Makes what [`ElementFrames::push_field`] copies from the table.
+    /// Makes what [`ElementFrames::put_field`] copies from the table.
     fn push_field_slow(&self, dataset: &Dataset, n: u64, out: &mut Vec<u8>) {
         push_bulk_header(out, dataset.field_size());
         dataset.push_field_name(n, out);
@@ -188,42 +222,62 @@ impl ElementFrames {
     }
 
     /// Appends the bulk header of a value of `len` bytes.
-    #[inline]
-    fn push_value_header(&self, len: usize, out: &mut Vec<u8>) {
+    #[inline(always)]
+    fn put_value_header(&self, len: usize, room: &mut Room) {
         match &self.value_header {
-            Some(header) => out.extend_from_slice(header),
-            None => push_bulk_header(out, len),
+            Some(header) => room.put(header),
+            None => room.put_bulk_header(len),
         }
     }
 }
 
+/// Appends a value (or a member's filler): `bytes`, when it is one slice of the pool, or
+/// what `push` appends to the buffer (a value longer than 64 KiB).
+#[inline(always)]
+fn put_value(bytes: Option<&[u8]>, room: &mut Room, push: impl FnOnce(&mut Vec<u8>)) {
+    match bytes {
+        Some(bytes) => room.put(bytes),
+        None => room.with_vec(push),
+    }
+}
+
 /// Elements drawn ahead of writing them: up to [`AHEAD`], of which the first `len` are
-/// drawn. (Left unset rather than zeroed: a zeroed pair of batches per key cost a `memset`
-/// of 1 KiB for every small key.)
+/// drawn, and their scores when they are a sorted set's members. (Left unset rather than
+/// zeroed: a zeroed pair of batches per key cost a `memset` of 1 KiB for every small key.)
 struct Batch {
     elements: [MaybeUninit<Element>; AHEAD],
+    scores: [MaybeUninit<BulkInteger>; AHEAD],
     len: usize,
+    /// How many of `scores` are made: `len`, or none when the stage is not of sorted sets.
+    scored: usize,
 }
 
 impl Batch {
     fn new() -> Batch {
         Batch {
             elements: [const { MaybeUninit::uninit() }; AHEAD],
+            scores: [const { MaybeUninit::uninit() }; AHEAD],
             len: 0,
+            scored: 0,
         }
     }
 
-    /// Draws the first elements of `elements` (as many as a batch holds) and prefetches
-    /// their pool bytes; returns how many.
+    /// Draws the first elements of `elements` (as many as a batch holds), makes their
+    /// scores when they have some and prefetches their pool bytes; returns how many.
     #[inline]
     fn draw(&mut self, dataset: &Dataset, entry: &Entry, elements: Range<u64>) -> usize {
+        let scored = dataset.data_type() == DataType::Zset;
         let mut count = 0;
-        for (slot, j) in self.elements.iter_mut().zip(elements) {
+        for ((slot, score), j) in self.elements.iter_mut().zip(&mut self.scores).zip(elements) {
             let element = slot.write(dataset.element(entry, j));
             dataset.prefetch_element(element);
+            if scored {
+                score.write(BulkInteger::new(dataset.score(element)));
+            }
             count += 1;
         }
         self.len = count;
+        self.scored = if scored { count } else { 0 };
         count
     }
 
@@ -234,54 +288,43 @@ impl Batch {
         // initialised `MaybeUninit<Element>` has the layout of an `Element`.
         unsafe { std::slice::from_raw_parts(self.elements.as_ptr().cast::<Element>(), self.len) }
     }
+
+    /// The scores of the elements drawn (none unless they are a sorted set's members).
+    #[inline]
+    fn scores(&self) -> &[BulkInteger] {
+        // SAFETY: `draw` wrote the first `scored` scores (`scored <= len <= AHEAD`), as
+        // `drawn` for elements.
+        unsafe {
+            std::slice::from_raw_parts(self.scores.as_ptr().cast::<BulkInteger>(), self.scored)
+        }
+    }
 }
 
-/// The ID of the next stream entry, `<ms>-0`, kept as decimal digits and counted up: the
-/// entries of a key have consecutive milliseconds (docs/dataset.md), so no entry formats
-/// a number.
+/// The ID of the next stream entry, `<ms>-0`: the entries of a key have consecutive
+/// milliseconds (docs/dataset.md).
 struct StreamId {
-    /// The milliseconds, right-aligned.
-    digits: [u8; 20],
-    /// Where the milliseconds start in `digits`.
-    start: usize,
+    ms: u64,
 }
 
 impl StreamId {
     /// The ID `ms`-0.
     fn new(ms: u64) -> StreamId {
-        let mut digits = [b'0'; 20];
-        let text = itoa::Buffer::new().format(ms).as_bytes().to_owned();
-        let start = digits.len() - text.len();
-        digits[start..].copy_from_slice(&text);
-        StreamId { digits, start }
+        StreamId { ms }
     }
 
     /// Appends the ID as a bulk string and moves on to the next millisecond.
     #[inline]
-    fn push(&mut self, out: &mut Vec<u8>) {
-        let ms = &self.digits[self.start..];
-        push_bulk_header(out, ms.len() + 2);
-        out.extend_from_slice(ms);
-        out.extend_from_slice(b"-0\r\n");
-        let mut at = self.digits.len();
-        while at > self.start {
-            at -= 1;
-            if self.digits[at] < b'9' {
-                self.digits[at] += 1;
-                return;
-            }
-            self.digits[at] = b'0';
-        }
-        // 99…9 + 1: one digit more (a u64 has at most 20, and IDs stay far below).
-        self.start -= 1;
-        self.digits[self.start] = b'1';
+    fn put(&mut self, room: &mut Room) {
+        let digits = decimal::digits(self.ms);
+        room.put_bulk_header(digits + 2);
+        room.put_digits(self.ms, digits);
+        room.put(b"-0\r\n");
+        self.ms += 1;
     }
 
     /// The milliseconds (for checks).
     fn ms(&self) -> u64 {
-        self.digits[self.start..]
-            .iter()
-            .fold(0, |ms, &d| ms * 10 + u64::from(d - b'0'))
+        self.ms
     }
 }
 
@@ -294,7 +337,7 @@ mod tests {
         let mut id = StreamId::new(98);
         let mut out = Vec::new();
         for _ in 0..3 {
-            id.push(&mut out);
+            id.put(&mut Room::new(&mut out, 0));
         }
         assert_eq!(out, b"$4\r\n98-0\r\n$4\r\n99-0\r\n$5\r\n100-0\r\n");
         assert_eq!(id.ms(), 101);

@@ -18,8 +18,6 @@ pub(super) const TAIL: usize = 64 << 10;
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// A huge page of x86-64 and aarch64 Linux; the pool fits in one.
 const HUGE_PAGE: usize = 2 << 20;
-/// Bytes of a CPU cache line.
-const CACHE_LINE: usize = 64;
 
 /// The pool of one stage.
 pub(super) struct Pool {
@@ -90,15 +88,13 @@ impl Pool {
 
     /// Asks the CPU to bring bytes `offset..offset + len` into its cache (their first and
     /// last lines; it streams the ones between) ahead of copying them, so that the misses of
-    /// many values overlap instead of coming one after the other.
+    /// many values overlap instead of coming one after the other. (Both lines are asked for
+    /// even when they are one: cheaper than finding out.)
     #[inline]
     pub(super) fn prefetch(&self, offset: usize, len: usize) {
-        let bytes = self.bytes();
-        let last = offset + len.clamp(1, TAIL) - 1;
-        prefetch(&bytes[offset..]);
-        if last / CACHE_LINE != offset / CACHE_LINE {
-            prefetch(&bytes[last..]);
-        }
+        let first = self.bytes().as_ptr().wrapping_add(offset);
+        prefetch(first);
+        prefetch(first.wrapping_add(len.saturating_sub(1)));
     }
 }
 
@@ -134,17 +130,17 @@ fn advise_huge_page(region: &mut [u8]) {
     let _ = region;
 }
 
-/// Asks the CPU to fetch the cache line of `bytes[0]` (nothing on other architectures).
+/// Asks the CPU to fetch the cache line of `address` (nothing on other architectures).
 #[inline(always)]
-fn prefetch(bytes: &[u8]) {
+fn prefetch(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint that never faults and changes no memory, whatever the
-    // address; this one points into a live slice anyway. (Unsafe only for the
+    // address (this one is near the pool, or in it). (Unsafe only for the
     // `#[target_feature(enable = "sse")]` of the intrinsic, which every x86-64 has.)
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast());
+        _mm_prefetch::<_MM_HINT_T0>(address.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    let _ = address;
 }

@@ -266,15 +266,15 @@ impl Batch {
     /// scores when they have some and prefetches their pool bytes; returns how many.
     #[inline]
     fn draw(&mut self, dataset: &Dataset, entry: &Entry, elements: Range<u64>) -> usize {
+        let count = (elements.end.saturating_sub(elements.start)).min(AHEAD as u64) as usize;
         let scored = dataset.data_type() == DataType::Zset;
-        let mut count = 0;
-        for ((slot, score), j) in self.elements.iter_mut().zip(&mut self.scores).zip(elements) {
-            let element = slot.write(dataset.element(entry, j));
+        let (slots, scores) = (&mut self.elements[..count], &mut self.scores[..count]);
+        for k in 0..count {
+            let element = slots[k].write(dataset.element(entry, elements.start + k as u64));
             dataset.prefetch_element(element);
             if scored {
-                score.write(BulkInteger::new(dataset.score(element)));
+                scores[k].write(BulkInteger::new(dataset.score(element)));
             }
-            count += 1;
         }
         self.len = count;
         self.scored = if scored { count } else { 0 };

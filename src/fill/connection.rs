@@ -72,8 +72,14 @@ pub async fn connection_worker(
                 if let Some(run_id) = run_id {
                     if restart_seen(&connector, &stage, &dataset, &feed, &addr, &run_id) {
                         stage.restarts.fetch_add(1, Relaxed);
-                        let repaired =
-                            after_restart(&connector, &stage, &dataset, &feed, &mut stream);
+                        let repaired = after_restart(
+                            &connector,
+                            &stage,
+                            &dataset,
+                            &feed,
+                            (&addr, &run_id),
+                            &mut stream,
+                        );
                         if let Err(message) = repaired.await {
                             return Err(format!(
                                 "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
@@ -198,9 +204,10 @@ async fn after_restart(
     stage: &StageState,
     dataset: &Dataset,
     feed: &Feed,
+    process: (&NodeAddr, &str),
     stream: &mut Stream,
 ) -> Result<(), String> {
-    recheck_earlier_stages(connector, stage, feed, stream).await?;
+    recheck_earlier_stages(connector, stage, feed, process, stream).await?;
     if let Feed::Node { node, router } = feed {
         return router.recheck_restarted(node, stream).await;
     }
@@ -217,15 +224,17 @@ async fn after_restart(
     Ok(())
 }
 
-/// After a standalone server restarted: every entry of the string stages that wrote to it
-/// before this one (and ended `ok`: their entries are a known range) is looked for and
-/// written again when missing, counted in this stage's `rewritten`. Stages whose entries
-/// cannot be re-checked that way (typed ones, failed ones, any on a cluster) are named in
-/// the error.
+/// After a standalone server restarted (as `process`: its address and new run_id): every
+/// entry of the string stages that wrote to it before this one (and ended `ok`: their
+/// entries are a known range) is looked for and written again when missing, counted in this
+/// stage's `rewritten`, by the first stage that finds the restart (stages running in
+/// parallel leave it to that one). Stages whose entries cannot be re-checked that way
+/// (typed ones, failed ones, any on a cluster) are named in the error.
 async fn recheck_earlier_stages(
     connector: &Connector,
     stage: &StageState,
     feed: &Feed,
+    (addr, run_id): (&NodeAddr, &str),
     stream: &mut Stream,
 ) -> Result<(), String> {
     let earlier = connector.written_stages();
@@ -239,6 +248,9 @@ async fn recheck_earlier_stages(
             "stages written before it ({}) are not re-checked (only string stages that ended ok, on a standalone server, are); run the plan again",
             cannot.join(", ")
         ));
+    }
+    if earlier.is_empty() || !connector.claim_earlier_recheck(addr, run_id) {
+        return Ok(());
     }
     for written in &earlier {
         let Some((dataset, shard, count)) = &written.entries else {

@@ -43,6 +43,10 @@ pub struct Connector {
     run_ids: Arc<Mutex<HashMap<NodeAddr, String>>>,
     /// Stages that wrote to this target, in the order they ended.
     written_stages: Arc<Mutex<Vec<WrittenStage>>>,
+    /// The process each server was last seen restarted as, whose stages written before
+    /// were (or are being) re-checked: one re-check per restart, however many stages
+    /// running in parallel find it.
+    earlier_rechecks: Arc<Mutex<HashMap<NodeAddr, String>>>,
 }
 
 /// A stage that ended having written to a target: what a restart of the target's server
@@ -83,6 +87,7 @@ impl Connector {
             mset_warned: Arc::default(),
             run_ids: Arc::default(),
             written_stages: Arc::default(),
+            earlier_rechecks: Arc::default(),
         })
     }
 
@@ -100,6 +105,18 @@ impl Connector {
     /// The stages that ended having written to this target so far.
     pub fn written_stages(&self) -> Vec<WrittenStage> {
         locked(&self.written_stages).clone()
+    }
+
+    /// True for the first caller after the server at `addr` restarted as process `run_id`:
+    /// that one re-checks the stages written before the restart, the others leave them to
+    /// it (two stages re-checking them at once would both write a lost entry again).
+    pub fn claim_earlier_recheck(&self, addr: &NodeAddr, run_id: &str) -> bool {
+        let mut claims = locked(&self.earlier_rechecks);
+        if claims.get(addr).is_some_and(|claimed| claimed == run_id) {
+            return false;
+        }
+        claims.insert(addr.clone(), run_id.to_string());
+        true
     }
 
     /// Records that the server refused `MSET` to this user (`NOPERM`).

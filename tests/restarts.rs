@@ -297,6 +297,23 @@ fn a_cluster_primary_restarted_without_its_config_fails_clearly() {
     assert_eq!(result["stages"][0]["restarts"], 1);
 }
 
+/// Runs `plan` on `server`, which restarts (empty) once the first stage's `first` keys and
+/// 20,000 more are written; the run must succeed. Returns the plan's path, the result and
+/// how many keys the server lost.
+fn run_through_restart(
+    server: &mut RedisServer,
+    scratch: &Scratch,
+    plan: &PlanBuilder,
+    first: u64,
+) -> (std::path::PathBuf, serde_json::Value, u64) {
+    let path = scratch.plan("plan.toml", &plan.build());
+    let (child, result_path) = spawn_plan(scratch, &path);
+    let lost = server.restart_mid_stage(first + 20_000);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (path, read_result(&result_path), lost)
+}
+
 /// A restart during the second of two string stages: the first stage's entries, all gone
 /// with the old process, are re-checked and written again too.
 #[test]
@@ -316,13 +333,8 @@ fn earlier_string_stages_are_rechecked_after_a_restart() {
                     .after(&["first"]),
             )
     };
-    let path = scratch.plan("plan.toml", &plan(&server).build());
-    let (child, result_path) = spawn_plan(&scratch, &path);
-    let lost = server.restart_mid_stage(first + 20_000);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-
-    let result = read_result(&result_path);
+    let planned = plan(&server);
+    let (path, result, lost) = run_through_restart(&mut server, &scratch, &planned, first);
     let stages = &result["stages"];
     assert_eq!(stages[0]["status"], "ok");
     assert_eq!(stages[0]["keys_written"], first);
@@ -371,13 +383,7 @@ fn parallel_stages_recheck_an_earlier_stage_once_after_a_restart() {
         .stage(StageBuilder::new("first").keys(first).value_size(20))
         .stage(parallel("second"))
         .stage(parallel("third"));
-    let path = scratch.plan("plan.toml", &plan.build());
-    let (child, result_path) = spawn_plan(&scratch, &path);
-    let lost = server.restart_mid_stage(first + 20_000);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-
-    let result = read_result(&result_path);
+    let (path, result, lost) = run_through_restart(&mut server, &scratch, &plan, first);
     let stages = &result["stages"];
     let mut rewritten = 0;
     for (n, keys) in [(0, first), (1, each), (2, each)] {

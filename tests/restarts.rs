@@ -268,6 +268,22 @@ fn hashes_on_a_restarted_cluster_primary_are_rewritten_whole() {
     fill_through_a_node_restart(stage, 45, (keys, keys * elements), 60);
 }
 
+/// Streams on a restarted cluster primary: each entry is one `XADD` with its explicit ID,
+/// so a stream routed there is resumed from its length (`XLEN`) on the new process, and no
+/// entry is added twice (a second `XADD` of an ID would be refused, and fail the run).
+#[test]
+fn streams_on_a_restarted_cluster_primary_are_rechecked_and_written_once() {
+    let (keys, elements) = (1_500, 20);
+    let stage = StageBuilder::new("x")
+        .data_type("stream")
+        .keys(keys)
+        .elements(elements, elements)
+        .value_size(16)
+        .pipeline(32)
+        .connections(2);
+    fill_through_a_node_restart(stage, 46, (keys, keys * elements), 150);
+}
+
 /// A cluster primary restarted without its cluster config comes back as a new node that
 /// serves none of its slots: what it lost cannot be re-checked there, and the run says so.
 #[test]

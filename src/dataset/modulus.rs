@@ -46,7 +46,7 @@ mod tests {
     use crate::mix::mix64;
 
     #[test]
-    fn remainders_equal_the_division_s() {
+    fn remainders_equal_those_of_a_division() {
         let mut spans = vec![
             1,
             2,

@@ -88,6 +88,9 @@ impl<'a> Room<'a> {
     /// piece made with the `Vec`'s own functions.
     pub fn with_vec(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         self.settle();
+        // Until `refresh`, the `Vec` keeps its own length: should `write` panic, dropping
+        // the `Room` leaves it as `write` left it.
+        self.len = 0;
         write(self.out);
         self.refresh();
     }
@@ -115,7 +118,10 @@ impl<'a> Room<'a> {
 
 impl Drop for Room<'_> {
     fn drop(&mut self) {
-        self.settle();
+        // Only ever longer: what `put` appended since the `Vec` last had its length.
+        if self.len > self.out.len() {
+            self.settle();
+        }
     }
 }
 

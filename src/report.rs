@@ -202,7 +202,7 @@ pub struct StageReport {
 /// Bytes per key and encodings of up to 100 sampled keys of a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyCost {
-    /// Keys sampled (`MEMORY USAGE … SAMPLES 0`, `OBJECT ENCODING`).
+    /// Keys sampled (`MEMORY USAGE … SAMPLES 4096`, `OBJECT ENCODING`).
     pub sampled_keys: u64,
     /// Mean bytes per key.
     pub mean_bytes: u64,

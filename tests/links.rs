@@ -79,6 +79,61 @@ fn connections_reset_every_10_mb_are_restored_and_the_fill_is_exact() {
     assert_verified(&scratch, &plan, keys);
 }
 
+/// verify only reads, so a read cut by a reset connection is read again on a new one: a
+/// link reset every 3 MB of requests costs one new connection per reset, and the check of
+/// strings and hashes finds everything, exactly once.
+#[test]
+fn verify_through_a_link_reset_every_3_mb_connects_again_and_checks_every_key() {
+    let server = RedisServer::start(&[]);
+    let proxy = Proxy::to(&server);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(23)
+        .target(proxy.target().flush(true))
+        .stage(StageBuilder::new("s").keys(300_000).value_size(20))
+        .stage(
+            StageBuilder::new("h")
+                .data_type("hash")
+                .keys(5_000)
+                .elements(100, 100)
+                .set("field_size", 8i64)
+                .value_size(16),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &plan, &[]);
+    assert_eq!(server.dbsize(), 305_000);
+    assert_eq!(result["stages"][1]["elements_written"], 500_000);
+
+    proxy.reset_after(Some(3_000_000));
+    let (verified, report) = verify(&scratch, &plan, &[]);
+    let resets = proxy.resets();
+    proxy.reset_after(None);
+    // Requests: about 12 MB of GETs and 7 MB of HMGETs, so six resets or more.
+    assert!(resets >= 6, "only {resets} resets: the test did not test");
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = report.unwrap();
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages[0]["checked"], 300_000);
+    assert_eq!(stages[1]["checked"], 5_000);
+    for stage in stages {
+        for problems in ["missing", "wrong_type", "wrong_value", "ttl_problems"] {
+            assert_eq!(stage[problems], 0, "{stage}");
+        }
+    }
+    // Each reset cut reads in flight on the one connection, and one new connection served
+    // them all.
+    let reconnects: u64 = stages
+        .iter()
+        .map(|s| s["reconnects"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reconnects, resets);
+    assert!(
+        stderr(&verified).contains("connected again"),
+        "{}",
+        stderr(&verified)
+    );
+}
+
 #[test]
 fn a_partition_ends_the_run_after_io_timeout_and_the_result_brackets_what_the_server_holds() {
     let server = RedisServer::start(&[]);
@@ -132,8 +187,11 @@ fn a_slow_link_is_not_a_broken_one() {
     assert_verified(&scratch, &plan, keys);
 }
 
+/// A link that breaks again on every new connection before one round trip gets through:
+/// verify connects again three times for a round trip, then stops with one line naming the
+/// stage, the server and what to do.
 #[test]
-fn verify_over_a_link_that_breaks_names_the_stage_and_the_server_in_one_line() {
+fn verify_over_a_link_that_keeps_breaking_names_the_stage_and_the_server_in_one_line() {
     let server = RedisServer::start(&[]);
     let proxy = Proxy::to(&server);
     let scratch = Scratch::new();
@@ -143,16 +201,22 @@ fn verify_over_a_link_that_breaks_names_the_stage_and_the_server_in_one_line() {
         .stage(StageBuilder::new("s").keys(50_000).value_size(20));
     let plan = scratch.plan("plan.toml", &plan.build());
     run_ok(&scratch, &plan, &[]);
-    // verify sends about 2 MB of GETs: its connection breaks mid-way.
-    proxy.reset_after(Some(100_000));
+    // A round trip of verify's is 1000 GETs, about 40 kB: every connection breaks in the
+    // middle of its first one, after the login.
+    proxy.reset_after(Some(10_000));
     let (verified, report) = verify(&scratch, &plan, &[]);
-    assert_eq!(proxy.resets(), 1);
+    let resets = proxy.resets();
+    proxy.reset_after(None);
+    // The first connection and three more for the round trip that gave up, at least
+    // (round trips in flight together may each have made one of their own).
+    assert!(resets >= 4, "{resets} resets");
     assert_eq!(verified.status.code(), Some(1));
     let err = stderr(&verified);
     let reason = the_reason(&err);
     assert!(
         reason.contains("stage \"s\" on target \"main\"")
             && reason.contains(&format!("reading back from {} failed", proxy.addr()))
+            && reason.contains("3 times in a row on new connections")
             && reason.contains("run verify again"),
         "{reason}"
     );

@@ -93,6 +93,12 @@ impl ControlHandle {
     pub fn explain(&self, error: &redis::RedisError) -> String {
         self.broken.explain(error)
     }
+
+    /// True when a reply that broke the rules of RESP closed this connection (a new one
+    /// would read the same reply), not the link.
+    pub fn broke_on_bad_reply(&self) -> bool {
+        self.broken.bad_reply()
+    }
 }
 
 /// Reads `INFO` figures summed over a target's primaries on their control connections: for

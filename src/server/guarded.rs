@@ -20,22 +20,44 @@ pub const MAX_CONTROL_REPLY_BYTES: u64 = 512 << 20;
 /// Why a guarded stream broke. The `redis` crate hands the error to one request and tells
 /// the others only that the connection is gone; this keeps the reason for all of them.
 #[derive(Debug, Clone, Default)]
-pub struct BreakReason(Arc<OnceLock<String>>);
+pub struct BreakReason(Arc<OnceLock<Break>>);
+
+/// What broke a guarded stream.
+#[derive(Debug)]
+struct Break {
+    reason: String,
+    /// A reply that broke the rules of RESP (else the link: closed in the middle of one).
+    bad_reply: bool,
+}
 
 impl BreakReason {
-    fn record(&self, reason: &dyn std::fmt::Display) -> io::Error {
-        let _ = self.0.set(reason.to_string());
+    fn record(&self, reason: &dyn std::fmt::Display, bad_reply: bool) -> io::Error {
+        let _ = self.0.set(Break {
+            reason: reason.to_string(),
+            bad_reply,
+        });
         self.error().unwrap_or_else(|| io::Error::other("broken"))
     }
 
     fn error(&self) -> Option<io::Error> {
-        let reason = self.0.get()?;
-        Some(io::Error::new(io::ErrorKind::InvalidData, reason.clone()))
+        let broke = self.0.get()?;
+        Some(io::Error::new(
+            io::ErrorKind::InvalidData,
+            broke.reason.clone(),
+        ))
     }
 
     /// Why the stream broke, if it did; else `error` (a refusal, a timeout …).
     pub fn explain(&self, error: &dyn std::fmt::Display) -> String {
-        self.0.get().cloned().unwrap_or_else(|| error.to_string())
+        self.0
+            .get()
+            .map_or_else(|| error.to_string(), |broke| broke.reason.clone())
+    }
+
+    /// True when a reply that broke the rules of RESP broke the stream: reading the same
+    /// reply again would break a new one the same way.
+    pub fn bad_reply(&self) -> bool {
+        self.0.get().is_some_and(|broke| broke.bad_reply)
     }
 }
 
@@ -78,12 +100,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         if room && buf.filled().len() == before && this.check.in_reply() {
             let reason = "the server closed the connection in the middle of a reply";
-            return Poll::Ready(Err(this.broken.record(&reason)));
+            return Poll::Ready(Err(this.broken.record(&reason, false)));
         }
         if let Err(error) = this.check.feed(&buf.filled()[before..]) {
             // Nothing of a reply that broke the rules reaches the reader.
             buf.set_filled(before);
-            return Poll::Ready(Err(this.broken.record(&error)));
+            return Poll::Ready(Err(this.broken.record(&error, true)));
         }
         Poll::Ready(Ok(()))
     }

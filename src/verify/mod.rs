@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -15,11 +13,13 @@ use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
 use crate::report;
+use crate::server::Credentials;
 use crate::server::connect::{self, Route};
-use crate::server::{ControlHandle, Credentials};
-use crate::slot::slot;
 
+mod reader;
 mod typed;
+
+use reader::Reader;
 
 /// Entries read back per round trip.
 const BATCH: u64 = 1000;
@@ -58,6 +58,8 @@ pub struct StageCheck {
     /// Keys with another value or other elements; for typed keys, what differs.
     pub wrong_value_keys: Vec<String>,
     pub ttl_problem_keys: Vec<String>,
+    /// Connections made again after a link broke while the stage was read.
+    pub reconnects: u64,
 }
 
 impl StageCheck {
@@ -150,51 +152,6 @@ fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
     Ok(recorded)
 }
 
-/// Where a target's entries are read from: its primaries, and on a cluster which one
-/// serves each slot.
-struct Reader {
-    /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
-    slots: Option<Vec<usize>>,
-    nodes: Vec<ControlHandle>,
-    /// The target's `io_timeout`, the longest wait for one round trip.
-    io_timeout: Duration,
-}
-
-impl Reader {
-    /// The server that holds `key`, as an index into [`Reader::connection`].
-    fn node_for(&self, key: &[u8]) -> usize {
-        self.slots
-            .as_ref()
-            .map_or(0, |slots| slots[usize::from(slot(key))])
-    }
-
-    fn nodes(&self) -> usize {
-        self.nodes.len()
-    }
-
-    fn connection(&self, node: usize) -> MultiplexedConnection {
-        self.nodes[node].connection.clone()
-    }
-
-    /// Why a round trip to `node` failed, naming the server.
-    fn read_failed(&self, node: usize, error: &redis::RedisError) -> String {
-        let control = &self.nodes[node];
-        if error.is_timeout() {
-            format!(
-                "{} sent no reply for {} (io_timeout)",
-                control.addr,
-                humantime::format_duration(self.io_timeout)
-            )
-        } else {
-            format!(
-                "reading back from {} failed: {}",
-                control.addr,
-                control.explain(error)
-            )
-        }
-    }
-}
-
 /// Runs `cachefill verify`.
 pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure> {
     let recorded = options.result.as_deref().map(read_result).transpose()?;
@@ -233,11 +190,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 Some(topology.owner.iter().map(|o| o.unwrap_or(0)).collect())
             }
         };
-        let reader = Reader {
-            slots,
-            nodes,
-            io_timeout: target.io_timeout,
-        };
+        let reader = Reader::new(slots, nodes, connected.connector, target.io_timeout);
         readers.push(Arc::new(reader));
     }
 
@@ -266,8 +219,12 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
             options.sample,
         )
         .await?;
+        let reconnected = match check.reconnects {
+            0 => String::new(),
+            n => format!(" (connected again {n} times after a link broke)"),
+        };
         eprintln!(
-            "stage {}: checked {}, missing {}, wrong type {}, wrong value {}, TTL problems {}",
+            "stage {}: checked {}, missing {}, wrong type {}, wrong value {}, TTL problems {}{reconnected}",
             check.name,
             check.checked,
             check.missing,
@@ -375,6 +332,7 @@ async fn check_stage(
         keys,
         ..StageCheck::default()
     };
+    let reconnects_before = reader.reconnects();
     let mut tasks: JoinSet<Result<StageCheck, String>> = JoinSet::new();
     let merge = |part: StageCheck, check: &mut StageCheck| {
         check.checked += part.checked;
@@ -409,6 +367,7 @@ async fn check_stage(
     while let Some(done) = tasks.join_next().await {
         merge(joined(done, &check)?, &mut check);
     }
+    check.reconnects = reader.reconnects() - reconnects_before;
     Ok(check)
 }
 
@@ -435,16 +394,6 @@ fn check_ttl(part: &mut StageCheck, key: &[u8], pttl: Option<&redis::Value>, max
     }
 }
 
-/// The keys of `indices`, grouped by the server that holds them.
-fn by_node(indices: &[u64], dataset: &Dataset, reader: &Reader) -> Vec<Vec<(u64, Vec<u8>)>> {
-    let mut groups = vec![Vec::new(); reader.nodes()];
-    for &index in indices {
-        let key = dataset.key(index);
-        groups[reader.node_for(&key)].push((index, key));
-    }
-    groups
-}
-
 /// Reads back one batch: GET (and PTTL when the stage has TTLs), grouped by server.
 async fn check_batch(
     indices: &[u64],
@@ -453,13 +402,12 @@ async fn check_batch(
     ttl_max: Option<u64>,
 ) -> Result<StageCheck, String> {
     let mut part = StageCheck::default();
-    let groups = by_node(indices, dataset, reader);
+    let groups = reader.by_node(indices, dataset);
     for (node, entries) in groups
         .into_iter()
         .enumerate()
         .filter(|(_, e)| !e.is_empty())
     {
-        let mut connection = reader.connection(node);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for (_, key) in &entries {
@@ -468,10 +416,7 @@ async fn check_batch(
                 pipe.cmd("PTTL").arg(key);
             }
         }
-        let replies: Vec<redis::Value> = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| reader.read_failed(node, &e))?;
+        let replies: Vec<redis::Value> = reader.query(node, &pipe).await?;
         let step = if ttl_max.is_some() { 2 } else { 1 };
         for ((index, key), reply) in entries.iter().zip(replies.chunks(step)) {
             part.checked += 1;

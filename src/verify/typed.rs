@@ -5,7 +5,7 @@
 
 use redis::Value;
 
-use super::{Reader, StageCheck, by_node, check_ttl};
+use super::{Reader, StageCheck, check_ttl};
 use crate::dataset::{Dataset, Element, Entry};
 use crate::plan::DataType;
 use crate::resp::typed::count_command;
@@ -26,13 +26,12 @@ pub(super) async fn check_batch(
     ttl_max: Option<u64>,
 ) -> Result<StageCheck, String> {
     let mut part = StageCheck::default();
-    let groups = by_node(indices, dataset, reader);
+    let groups = reader.by_node(indices, dataset);
     let data_type = dataset.data_type();
     for (node, keys) in groups.into_iter().enumerate() {
         if keys.is_empty() {
             continue;
         }
-        let mut connection = reader.connection(node);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for (_, key) in &keys {
@@ -41,10 +40,7 @@ pub(super) async fn check_batch(
                 .arg(key);
             pipe.cmd("PTTL").arg(key);
         }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| reader.read_failed(node, &e))?;
+        let replies: Vec<Value> = reader.query(node, &pipe).await?;
         let mut whole = Vec::new();
         for ((index, key), reply) in keys.into_iter().zip(replies.chunks(3)) {
             part.checked += 1;
@@ -80,9 +76,7 @@ pub(super) async fn check_batch(
             }
             whole.push((entry, key));
         }
-        check_elements(&whole, dataset, &mut connection, &mut part)
-            .await
-            .map_err(|e| reader.read_failed(node, &e))?;
+        check_elements(&whole, dataset, reader, node, &mut part).await?;
     }
     Ok(part)
 }
@@ -99,9 +93,10 @@ struct Chunk {
 async fn check_elements(
     keys: &[(Entry, Vec<u8>)],
     dataset: &Dataset,
-    connection: &mut redis::aio::MultiplexedConnection,
+    reader: &Reader,
+    node: usize,
     part: &mut StageCheck,
-) -> Result<(), redis::RedisError> {
+) -> Result<(), String> {
     let per_read = (CHUNK_BYTES / dataset.mean_element_bytes().max(1)).clamp(1, CHUNK);
     let chunks: Vec<Chunk> = keys
         .iter()
@@ -122,7 +117,7 @@ async fn check_elements(
             let (entry, key) = &keys[chunk.key];
             push_read(&mut pipe, dataset, entry, key, chunk.start..chunk.end);
         }
-        let replies: Vec<Value> = pipe.query_async(connection).await?;
+        let replies: Vec<Value> = reader.query(node, &pipe).await?;
         for (chunk, reply) in trip.iter().zip(replies) {
             if wrong[chunk.key] {
                 continue;

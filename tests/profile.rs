@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use support::{RedisCluster, RedisServer, Scratch, cachefill, require, stderr};
+use support::{Proxy, RedisCluster, RedisServer, Scratch, cachefill, require, stderr};
 
 /// A string planted in the source's values: it must never reach a plan.
 const PLANTED: &str = "PLANTED-secret-value-7f3c";
@@ -614,6 +614,42 @@ fn a_profiled_server_is_reproduced_by_the_plan_and_only_read() {
         .parse()
         .unwrap();
     within("payload of --size 1GiB", gib, 1.0, 0.05);
+}
+
+/// profile only reads, so a round trip cut by a reset link is sent again on a new
+/// connection: through a link reset every 100 kB of requests, every key is still profiled,
+/// into the stages (names, types, key counts, whether with a TTL) of a profile over a sound
+/// link.
+#[test]
+fn a_link_reset_while_profiling_is_connected_again_and_every_key_profiled() {
+    require("redis-server");
+    let scratch = Scratch::new();
+    let (source, truth) = production_server(1000);
+    let proxy = Proxy::to(&source);
+    let (sound, _) = full_profile(&scratch, proxy.target(), "sound.toml", &[]);
+    proxy.reset_after(Some(100_000));
+    let (cut, _) = full_profile(&scratch, proxy.target(), "cut.toml", &[]);
+    let resets = proxy.resets();
+    proxy.reset_after(None);
+    assert!(resets >= 3, "only {resets} resets: the test did not test");
+    let (sound, cut) = (stages(&sound), stages(&cut));
+    assert_eq!(
+        sound.keys().collect::<Vec<_>>(),
+        cut.keys().collect::<Vec<_>>()
+    );
+    for (name, stage) in &sound {
+        for field in ["type", "keys"] {
+            assert_eq!(stage.get(field), cut[name].get(field), "{name}.{field}");
+        }
+        // TTLs run down between the two profiles: the same stages have one.
+        assert_eq!(
+            stage.contains_key("ttl"),
+            cut[name].contains_key("ttl"),
+            "{name}"
+        );
+    }
+    let keys: i64 = cut.values().map(|s| s["keys"].as_integer().unwrap()).sum();
+    assert_eq!(keys as u64, truth.values().map(|t| t.keys).sum::<u64>());
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::error::Failure;
 use crate::plan::{Plan, Servers, Target};
 use crate::server::Credentials;
 use crate::server::connect;
+use crate::server::reconnecting::Reconnecting;
 
 pub mod patterns;
 pub mod rate;
@@ -61,7 +62,7 @@ pub async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failur
     let mut servers = Vec::new();
     for primary in &connected.primaries {
         let mut sampler = sampling::Sampler {
-            control: primary.control.handle(),
+            control: Reconnecting::new(primary.control.handle(), connected.connector.clone()),
             target: target.name.clone(),
             max_ops: options.max_ops,
         };

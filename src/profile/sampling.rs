@@ -12,7 +12,7 @@ pub use super::replies::{ELEMENT_SAMPLE, KeyObservation};
 use super::replies::{describe, read_second, scan_reply, second_commands};
 use crate::error::Failure;
 use crate::plan::DataType;
-use crate::server::ControlHandle;
+use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::value::{int, text};
 
 /// Keys asked for per `SCAN`.
@@ -37,8 +37,8 @@ pub struct ServerSample {
 
 /// A server to sample and how.
 pub struct Sampler {
-    /// Its control connection.
-    pub control: ControlHandle,
+    /// Its control connection, made again when its link breaks (profiling only reads).
+    pub control: Reconnecting,
     /// The target's name, for messages.
     pub target: String,
     /// The cap on commands per second (`None`: none).
@@ -193,16 +193,13 @@ impl Sampler {
     }
 
     async fn query(&mut self, command: &redis::Cmd, name: &str) -> Result<Value, Failure> {
-        match command
-            .query_async::<Value>(&mut self.control.connection)
-            .await
-        {
+        match self.control.query::<Value>(Request::Command(command)).await {
             Ok(Value::ServerError(e)) => Err(self.refused(name, &e.to_string())),
             Ok(value) => Ok(value),
-            Err(e) if crate::server::control::is_refusal(&e) => {
-                Err(self.refused(name, &e.to_string()))
+            Err(failure) if crate::server::control::is_refusal(&failure.error) => {
+                Err(self.refused(name, &failure.error.to_string()))
             }
-            Err(e) => Err(self.broken(name, &e)),
+            Err(failure) => Err(self.broken(name, &failure)),
         }
     }
 
@@ -213,17 +210,18 @@ impl Sampler {
     ) -> Result<Vec<Value>, Failure> {
         let mut pipe = pipe.clone();
         pipe.ignore_errors();
-        pipe.query_async::<Vec<Value>>(&mut self.control.connection)
+        self.control
+            .query::<Vec<Value>>(Request::Pipeline(&pipe))
             .await
-            .map_err(|e| self.broken(what, &e))
+            .map_err(|failure| self.broken(what, &failure))
     }
 
-    fn broken(&self, what: &str, error: &redis::RedisError) -> Failure {
+    fn broken(&self, what: &str, failure: &ReadFailure) -> Failure {
         Failure::Failed(format!(
             "target \"{}\" ({}): {what} failed while profiling: {}; profiling only reads, so running it again is safe",
             self.target,
-            self.control.addr,
-            self.control.explain(error)
+            self.control.addr(),
+            failure.describe()
         ))
     }
 
@@ -231,7 +229,7 @@ impl Sampler {
         Failure::Failed(format!(
             "target \"{}\" ({}): the server refused {command} while profiling ({}); the user needs the read commands listed in docs/profile.md",
             self.target,
-            self.control.addr,
+            self.control.addr(),
             error.trim()
         ))
     }
@@ -240,7 +238,7 @@ impl Sampler {
         Failure::Failed(format!(
             "target \"{}\" ({}): unexpected reply to {command} while profiling: {}",
             self.target,
-            self.control.addr,
+            self.control.addr(),
             describe(reply)
         ))
     }

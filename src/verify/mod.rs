@@ -190,7 +190,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 Some(topology.owner.iter().map(|o| o.unwrap_or(0)).collect())
             }
         };
-        let reader = Reader::new(slots, nodes, connected.connector, target.io_timeout);
+        let reader = Reader::new(slots, nodes, &connected.connector, target.io_timeout);
         readers.push(Arc::new(reader));
     }
 

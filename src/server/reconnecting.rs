@@ -1,0 +1,155 @@
+//! A control connection for callers that only read (`verify`, `profile`): a request cut by
+//! a broken link (reset, closed) is sent again on a new connection to the same server, up
+//! to [`RECONNECTS_PER_REQUEST`] new connections for one request. Reads change nothing, so
+//! sending one twice is safe. A silent server (`io_timeout`), a refusal and a reply that
+//! broke the rules of RESP are not the link: they fail the request at once.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use redis::FromRedisValue;
+
+use super::{Connector, ControlHandle};
+use crate::plan::NodeAddr;
+
+/// New connections one request may make, at most, before it fails.
+pub const RECONNECTS_PER_REQUEST: u32 = 3;
+
+/// What is sent: one command or a pipeline.
+#[derive(Clone, Copy)]
+pub enum Request<'a> {
+    /// One command.
+    Command(&'a redis::Cmd),
+    /// A pipeline of commands, one round trip.
+    Pipeline(&'a redis::Pipeline),
+}
+
+/// Why a request failed.
+pub struct ReadFailure {
+    /// The connection its last attempt went over.
+    pub handle: ControlHandle,
+    /// The last attempt's error.
+    pub error: redis::RedisError,
+    /// New connections it had made, all broken too.
+    pub reconnects: u32,
+    /// Why making a new connection failed, when that ended it.
+    pub reconnect_failed: Option<String>,
+}
+
+impl ReadFailure {
+    /// The failure in words: what broke, and how often the link broke again.
+    pub fn describe(&self) -> String {
+        let mut text = self.handle.explain(&self.error);
+        if self.reconnects > 0 {
+            text.push_str(&format!(
+                ", {} times in a row on new connections",
+                self.reconnects
+            ));
+        }
+        if let Some(failed) = &self.reconnect_failed {
+            text.push_str(&format!("; connecting again failed: {failed}"));
+        }
+        text
+    }
+}
+
+/// A control connection made again when its link breaks.
+pub struct Reconnecting {
+    /// The connection now, and how many times it was made again (its generation).
+    current: Mutex<(u64, ControlHandle)>,
+    /// Held while a new connection is made, so requests cut by one break make one.
+    reconnecting: tokio::sync::Mutex<()>,
+    connector: Arc<Connector>,
+    /// New connections made so far.
+    reconnects: AtomicU64,
+}
+
+impl Reconnecting {
+    /// Reads over `handle`, made again through `connector` when its link breaks.
+    pub fn new(handle: ControlHandle, connector: Arc<Connector>) -> Reconnecting {
+        Reconnecting {
+            current: Mutex::new((0, handle)),
+            reconnecting: tokio::sync::Mutex::new(()),
+            connector,
+            reconnects: AtomicU64::new(0),
+        }
+    }
+
+    /// The server.
+    pub fn addr(&self) -> NodeAddr {
+        lock(&self.current).1.addr.clone()
+    }
+
+    /// New connections made so far.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Relaxed)
+    }
+
+    /// Sends `request` and reads its replies, on a new connection when the link broke.
+    pub async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, ReadFailure> {
+        let mut reconnects = 0;
+        loop {
+            let (generation, handle) = lock(&self.current).clone();
+            let mut connection = handle.connection.clone();
+            let sent = match request {
+                Request::Command(command) => command.query_async(&mut connection).await,
+                Request::Pipeline(pipe) => pipe.query_async(&mut connection).await,
+            };
+            let error = match sent {
+                Ok(replies) => return Ok(replies),
+                Err(error) => error,
+            };
+            if !is_broken_link(&handle, &error) || reconnects == RECONNECTS_PER_REQUEST {
+                return Err(ReadFailure {
+                    handle,
+                    error,
+                    reconnects,
+                    reconnect_failed: None,
+                });
+            }
+            reconnects += 1;
+            if let Err(failed) = self.reconnect(generation).await {
+                return Err(ReadFailure {
+                    handle,
+                    error,
+                    reconnects: reconnects - 1,
+                    reconnect_failed: Some(failed),
+                });
+            }
+        }
+    }
+
+    /// Makes the connection again, unless another request already replaced the broken one
+    /// (`generation`).
+    async fn reconnect(&self, generation: u64) -> Result<(), String> {
+        let _one_at_a_time = self.reconnecting.lock().await;
+        let addr = {
+            let current = lock(&self.current);
+            if current.0 != generation {
+                return Ok(());
+            }
+            current.1.addr.clone()
+        };
+        let control = self
+            .connector
+            .control(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        *lock(&self.current) = (generation + 1, control.handle());
+        self.reconnects.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+/// Locks `mutex`, poisoned or not (what it holds is replaced whole, never half-written).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// True when `error` is the link breaking (reset, closed), not a silent server (timeout) or
+/// a reply that broke the rules of RESP (sending again would only read it again).
+fn is_broken_link(handle: &ControlHandle, error: &redis::RedisError) -> bool {
+    !error.is_timeout()
+        && !handle.broke_on_bad_reply()
+        && (error.is_io_error() || error.is_connection_dropped())
+}

@@ -80,8 +80,9 @@ fn connections_reset_every_10_mb_are_restored_and_the_fill_is_exact() {
 }
 
 /// verify only reads, so a read cut by a reset connection is read again on a new one: a
-/// link reset every 3 MB of requests costs one new connection per reset, and the check of
-/// strings and hashes finds everything, exactly once.
+/// link reset every 3 MB of requests, whose first connection after each reset is refused
+/// (a server restarting), costs one new connection per reset, and the check of strings and
+/// hashes finds everything, exactly once.
 #[test]
 fn verify_through_a_link_reset_every_3_mb_connects_again_and_checks_every_key() {
     let server = RedisServer::start(&[]);
@@ -105,9 +106,12 @@ fn verify_through_a_link_reset_every_3_mb_connects_again_and_checks_every_key() 
     assert_eq!(result["stages"][1]["elements_written"], 500_000);
 
     proxy.reset_after(Some(3_000_000));
+    proxy.refuse_after_reset(1);
     let (verified, report) = verify(&scratch, &plan, &[]);
     let resets = proxy.resets();
     proxy.reset_after(None);
+    // Each reset's first new connection was refused, and tried again after a pause.
+    assert_eq!(proxy.refused(), resets);
     // Requests: about 12 MB of GETs and 7 MB of HMGETs, so six resets or more.
     assert!(resets >= 6, "only {resets} resets: the test did not test");
     assert!(verified.status.success(), "{}", stderr(&verified));

@@ -1,19 +1,24 @@
 //! A control connection for callers that only read (`verify`, `profile`): a request cut by
 //! a broken link (reset, closed) is sent again on a new connection to the same server, up
-//! to [`RECONNECTS_PER_REQUEST`] new connections for one request. Reads change nothing, so
+//! to [`RECONNECTS_PER_REQUEST`] new connections for one request (one that is refused is
+//! tried again after a pause: a restarting server). Reads change nothing, so
 //! sending one twice is safe. A silent server (`io_timeout`), a refusal and a reply that
 //! broke the rules of RESP are not the link: they fail the request at once.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use redis::FromRedisValue;
 
 use super::{Connector, ControlHandle};
 use crate::plan::NodeAddr;
 
-/// New connections one request may make, at most, before it fails.
+/// New connections one request may make or try, at most, before it fails.
 pub const RECONNECTS_PER_REQUEST: u32 = 3;
+
+/// The pause after a new connection failed, doubled each time (100 ms, then 200 ms …).
+const PAUSE: Duration = Duration::from_millis(50);
 
 /// What is sent: one command or a pipeline.
 #[derive(Clone, Copy)]
@@ -30,7 +35,7 @@ pub struct ReadFailure {
     pub handle: ControlHandle,
     /// The last attempt's error.
     pub error: redis::RedisError,
-    /// New connections it had made, all broken too.
+    /// New connections it had made or tried, the made ones broken too.
     pub reconnects: u32,
     /// Why making a new connection failed, when that ended it.
     pub reconnect_failed: Option<String>,
@@ -40,14 +45,16 @@ impl ReadFailure {
     /// The failure in words: what broke, and how often the link broke again.
     pub fn describe(&self) -> String {
         let mut text = self.handle.explain(&self.error);
-        if self.reconnects > 0 {
-            text.push_str(&format!(
+        match &self.reconnect_failed {
+            Some(failed) => text.push_str(&format!(
+                "; connecting again failed ({} tries): {failed}",
+                self.reconnects
+            )),
+            None if self.reconnects > 0 => text.push_str(&format!(
                 ", {} times in a row on new connections",
                 self.reconnects
-            ));
-        }
-        if let Some(failed) = &self.reconnect_failed {
-            text.push_str(&format!("; connecting again failed: {failed}"));
+            )),
+            None => {}
         }
         text
     }
@@ -107,14 +114,22 @@ impl Reconnecting {
                     reconnect_failed: None,
                 });
             }
-            reconnects += 1;
-            if let Err(failed) = self.reconnect(generation).await {
-                return Err(ReadFailure {
-                    handle,
-                    error,
-                    reconnects: reconnects - 1,
-                    reconnect_failed: Some(failed),
-                });
+            // A new connection; a server restarting refuses it for a moment, so a failed
+            // one is tried again after a pause, within the request's budget.
+            loop {
+                reconnects += 1;
+                match self.reconnect(generation).await {
+                    Ok(()) => break,
+                    Err(failed) if reconnects == RECONNECTS_PER_REQUEST => {
+                        return Err(ReadFailure {
+                            handle,
+                            error,
+                            reconnects,
+                            reconnect_failed: Some(failed),
+                        });
+                    }
+                    Err(_) => tokio::time::sleep(PAUSE * (1 << reconnects)).await,
+                }
             }
         }
     }
@@ -135,7 +150,14 @@ impl Reconnecting {
             .control(&addr)
             .await
             .map_err(|e| e.to_string())?;
-        *lock(&self.current) = (generation + 1, control.handle());
+        // Made means answered: without a login to send, a connection the server closed as
+        // it accepted it would only fail on the request sent again.
+        let handle = control.handle();
+        redis::cmd("PING")
+            .query_async::<()>(&mut handle.connection.clone())
+            .await
+            .map_err(|e| format!("{addr}: {}", handle.explain(&e)))?;
+        *lock(&self.current) = (generation + 1, handle);
         self.reconnects.fetch_add(1, Relaxed);
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! A fault-injecting TCP proxy the tests put between cachefill and a real server: it
 //! forwards both directions and, on command while it runs, delays every chunk, caps the
-//! bandwidth, stops forwarding without closing anything (a partition) and heals, or resets
-//! every connection after a number of bytes.
+//! bandwidth, stops forwarding without closing anything (a partition) and heals, resets
+//! every connection after a number of bytes, or closes the connections that come right
+//! after a reset (a server restarting).
 //!
 //! Plain threads, two per connection (one per direction): a thread that holds a chunk
 //! during a partition stops reading, so the kernel buffers behind it fill up as they would
@@ -38,6 +39,11 @@ struct Shared {
     bytes_per_second: AtomicU64,
     /// Bytes a connection forwards to the server before it is reset; 0: never.
     reset_after: AtomicU64,
+    /// Connections to close at once after each reset.
+    refuse_after_reset: AtomicU64,
+    /// Connections still to close at once.
+    refusing: AtomicU64,
+    refused: AtomicU64,
     partitioned: Mutex<bool>,
     /// Notified when the partition heals, a connection is reset or the proxy closes.
     changed: Condvar,
@@ -73,6 +79,9 @@ impl Proxy {
             delay_micros: AtomicU64::new(0),
             bytes_per_second: AtomicU64::new(0),
             reset_after: AtomicU64::new(0),
+            refuse_after_reset: AtomicU64::new(0),
+            refusing: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             partitioned: Mutex::new(false),
             changed: Condvar::new(),
             accepted: AtomicU64::new(0),
@@ -116,6 +125,12 @@ impl Proxy {
             .store(bytes.map_or(0, |b| b.max(1)), SeqCst);
     }
 
+    /// After each reset, closes the next `connections` connections as soon as they are
+    /// accepted (RST), as a restarting server refuses them.
+    pub fn refuse_after_reset(&self, connections: u64) {
+        self.shared.refuse_after_reset.store(connections, SeqCst);
+    }
+
     /// Stops forwarding in both directions without closing anything: what is read is held,
     /// new connections are accepted but get nothing through.
     pub fn partition(&self) {
@@ -136,6 +151,11 @@ impl Proxy {
     /// Connections reset so far.
     pub fn resets(&self) -> u64 {
         self.shared.resets.load(SeqCst)
+    }
+
+    /// Connections closed as soon as accepted so far (see [`Proxy::refuse_after_reset`]).
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(SeqCst)
     }
 }
 
@@ -201,6 +221,8 @@ impl Shared {
     /// RST, once its two threads have let go of it.
     fn reset(&self, link: &Link) {
         self.resets.fetch_add(1, SeqCst);
+        self.refusing
+            .store(self.refuse_after_reset.load(SeqCst), SeqCst);
         link.reset.store(true, SeqCst);
         for socket in [&link.client, &link.server] {
             zero_linger(socket);
@@ -218,6 +240,15 @@ fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
         }
         let Ok(client) = client else { continue };
         shared.accepted.fetch_add(1, SeqCst);
+        let refuse = shared
+            .refusing
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            shared.refused.fetch_add(1, SeqCst);
+            zero_linger(&client);
+            continue;
+        }
         // A server that is down: the client sees its connection closed.
         let Ok(server) = TcpStream::connect(shared.upstream) else {
             continue;

@@ -2,14 +2,17 @@
 //! a broken link (reset, closed) is sent again on a new connection to the same server, up
 //! to [`RECONNECTS_PER_REQUEST`] new connections for one request (one that is refused is
 //! tried again after a pause: a restarting server). Reads change nothing, so
-//! sending one twice is safe. A silent server (`io_timeout`), a refusal and a reply that
-//! broke the rules of RESP are not the link: they fail the request at once.
+//! sending one twice is safe. A server that answers `LOADING` (restarted, reading its
+//! dataset from disk) is asked again every [`LOADING_PAUSE`] for up to `io_timeout`, so a
+//! read right after a restart waits for the data instead of finding it wrong. A silent
+//! server (`io_timeout`), a refusal and a reply that broke the rules of RESP are not the
+//! link: they fail the request at once.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::FromRedisValue;
+use redis::{FromRedisValue, Value};
 
 use super::{Connector, ControlHandle};
 use crate::plan::NodeAddr;
@@ -19,6 +22,9 @@ pub const RECONNECTS_PER_REQUEST: u32 = 3;
 
 /// The pause after a new connection failed, doubled each time (100 ms, then 200 ms …).
 const PAUSE: Duration = Duration::from_millis(50);
+
+/// The pause before asking a server that answered `LOADING` again.
+pub const LOADING_PAUSE: Duration = Duration::from_millis(100);
 
 /// What is sent: one command or a pipeline.
 #[derive(Clone, Copy)]
@@ -39,12 +45,20 @@ pub struct ReadFailure {
     pub reconnects: u32,
     /// Why making a new connection failed, when that ended it.
     pub reconnect_failed: Option<String>,
+    /// How long the server had answered `LOADING`, when it still did at the end.
+    pub loading_for: Option<Duration>,
 }
 
 impl ReadFailure {
     /// The failure in words: what broke, and how often the link broke again.
     pub fn describe(&self) -> String {
         let mut text = self.handle.explain(&self.error);
+        if let Some(waited) = self.loading_for {
+            text.push_str(&format!(
+                " (still loading its dataset after {}, the target's io_timeout)",
+                humantime::format_duration(waited)
+            ));
+        }
         match &self.reconnect_failed {
             Some(failed) => text.push_str(&format!(
                 "; connecting again failed ({} tries): {failed}",
@@ -95,23 +109,47 @@ impl Reconnecting {
     /// Sends `request` and reads its replies, on a new connection when the link broke.
     pub async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, ReadFailure> {
         let mut reconnects = 0;
+        let mut loading_since: Option<Instant> = None;
         loop {
             let (generation, handle) = lock(&self.current).clone();
             let mut connection = handle.connection.clone();
             let sent = match request {
-                Request::Command(command) => command.query_async(&mut connection).await,
-                Request::Pipeline(pipe) => pipe.query_async(&mut connection).await,
+                Request::Command(command) => command.query_async::<Value>(&mut connection).await,
+                Request::Pipeline(pipe) => pipe.query_async::<Value>(&mut connection).await,
             };
-            let error = match sent {
-                Ok(replies) => return Ok(replies),
+            let error = match sent.and_then(still_loading) {
+                Ok(replies) => {
+                    return redis::from_redis_value(replies).map_err(|e| ReadFailure {
+                        handle,
+                        error: e.into(),
+                        reconnects,
+                        reconnect_failed: None,
+                        loading_for: None,
+                    });
+                }
                 Err(error) => error,
             };
+            if error.code() == Some("LOADING") {
+                let since = *loading_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.connector.io_timeout {
+                    tokio::time::sleep(LOADING_PAUSE).await;
+                    continue;
+                }
+                return Err(ReadFailure {
+                    handle,
+                    error,
+                    reconnects,
+                    reconnect_failed: None,
+                    loading_for: Some(self.connector.io_timeout),
+                });
+            }
             if !is_broken_link(&handle, &error) || reconnects == RECONNECTS_PER_REQUEST {
                 return Err(ReadFailure {
                     handle,
                     error,
                     reconnects,
                     reconnect_failed: None,
+                    loading_for: None,
                 });
             }
             // A new connection; a server restarting refuses it for a moment, so a failed
@@ -126,6 +164,7 @@ impl Reconnecting {
                             error,
                             reconnects,
                             reconnect_failed: Some(failed),
+                            loading_for: None,
                         });
                     }
                     Err(_) => tokio::time::sleep(PAUSE * (1 << reconnects)).await,
@@ -160,6 +199,20 @@ impl Reconnecting {
         *lock(&self.current) = (generation + 1, handle);
         self.reconnects.fetch_add(1, Relaxed);
         Ok(())
+    }
+}
+
+/// The `LOADING` reply among `replies` (one reply, or a pipeline's, errors kept) as an
+/// error; else `replies`.
+fn still_loading(replies: Value) -> redis::RedisResult<Value> {
+    let loading = |reply: &Value| matches!(reply, Value::ServerError(e) if e.code() == "LOADING");
+    let found = match &replies {
+        Value::Array(items) => items.iter().find(|item| loading(item)),
+        reply => Some(reply).filter(|reply| loading(reply)),
+    };
+    match found {
+        Some(Value::ServerError(e)) => Err(e.clone().into()),
+        _ => Ok(replies),
     }
 }
 

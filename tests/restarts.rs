@@ -420,3 +420,95 @@ fn parallel_stages_recheck_an_earlier_stage_once_after_a_restart() {
     let (verified, _) = verify(&scratch, &path, &[]);
     assert!(verified.status.success(), "{}", stderr(&verified));
 }
+
+/// A run right after a restart finds the server loading its dataset from disk (answering
+/// `LOADING` to writes): it says so, waits for it (within `io_timeout`) and writes then, the
+/// loaded keys kept and every new key written.
+#[test]
+fn a_run_against_a_server_loading_its_dataset_waits_for_it_then_writes() {
+    let scratch = Scratch::new();
+    let (mut server, dir) = saving_server(&scratch);
+    let first = PlanBuilder::new()
+        .seed(3)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("before").keys(20_000).value_size(30));
+    let first = scratch.plan("first.toml", &first.build());
+    run_ok(&scratch, &first, &[]);
+    redis::cmd("SAVE").exec(&mut server.connect()).unwrap();
+    let port = server.port;
+    server.kill();
+    let loading = LoadingServer::start(port, &dir, 100);
+
+    let then = PlanBuilder::new()
+        .seed(4)
+        .target(server.target().flush(false))
+        .stage(StageBuilder::new("after").keys(5_000).value_size(30))
+        .stage(
+            StageBuilder::new("lists")
+                .data_type("list")
+                .keys(500)
+                .elements(10, 10),
+        );
+    let then = scratch.plan("then.toml", &then.build());
+    let (output, result) = run_plan(&scratch, &then, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "target main: 127.0.0.1:{port} is loading its dataset from disk; waiting for it"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let result = result.unwrap();
+    assert_eq!(result["stages"][0]["keys_written"], 5_000);
+    assert_eq!(result["stages"][1]["elements_written"], 5_000);
+    assert_eq!(result["targets"]["main"]["nodes"][0]["keys_before"], 20_000);
+    assert_eq!(loading.ping(), Ok("PONG".to_string()));
+    assert_eq!(loading.dbsize(), 25_500);
+    assert_verified(&scratch, &first, 20_000);
+}
+
+/// A server with persistence restarted mid-fill loads its dataset back, answering `LOADING`
+/// meanwhile: the stage's connections wait for it, re-check what they had handed out against
+/// what it loaded, and write only what it lacks; the dataset is the undisturbed one.
+#[test]
+fn a_server_restarted_mid_fill_from_its_dump_is_waited_for_and_rechecked() {
+    let scratch = Scratch::new();
+    let (mut server, dir) = saving_server(&scratch);
+    let keys = 300_000;
+    let plan = |server: &RedisServer| {
+        PlanBuilder::new()
+            .seed(32)
+            .target(server.target().flush(true))
+            .stage(
+                StageBuilder::new("s")
+                    .keys(keys)
+                    .value_size(20)
+                    .connections(2),
+            )
+    };
+    let path = scratch.plan("plan.toml", &plan(&server).build());
+    let (child, result_path) = spawn_plan(&scratch, &path);
+    // 20 µs per key: a second or two of loading.
+    let (saved, loading) = server.restart_mid_stage_loading(50_000, &dir, 20);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = read_result(&result_path);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok");
+    assert_eq!(stage["restarts"], 1);
+    assert_eq!(stage["keys_written"], keys);
+    // What the server loaded was not written again: only keys handed out and not saved.
+    let rewritten = stage["rewritten"].as_u64().unwrap();
+    assert!(
+        rewritten + saved <= keys,
+        "{saved} keys saved and loaded, {rewritten} written again"
+    );
+    assert_eq!(loading.dbsize(), keys);
+    assert_verified(&scratch, &path, keys);
+    let digest: String = redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(&mut loading.connection())
+        .unwrap();
+    assert_eq!(undisturbed_digest(&scratch, plan), digest);
+}

@@ -4,7 +4,6 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
 
 use cachefill::dataset::Dataset;
 use cachefill::mix::mix64;
@@ -184,27 +183,13 @@ fn verify_reads_a_cluster_routed_like_the_writes_and_counts_what_was_broken() {
     );
 }
 
-/// A redis-server process started by hand, not waited for (it answers `LOADING` while it
-/// reads its dataset); killed when dropped.
-struct Loading(std::process::Child);
-
-impl Drop for Loading {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Right after a restart a server reads its dataset from disk and answers `LOADING` to
 /// every read: verify asks again until it has loaded (within `io_timeout`) instead of
 /// counting every key it reads meanwhile as wrong.
 #[test]
 fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() {
     let scratch = Scratch::new();
-    let dir = scratch.path("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = dir.to_str().unwrap().to_string();
-    let mut server = RedisServer::start(&["--dir", &dir, "--dbfilename", "dump.rdb"]);
+    let (mut server, dir) = saving_server(&scratch);
     let plan = PlanBuilder::new()
         .seed(8)
         .target(server.target().flush(true))
@@ -223,40 +208,7 @@ fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() 
     server.kill();
 
     // 100 µs per key: about 2 s of loading the 22,000 keys.
-    let _loading = Loading(
-        std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", &dir, "--dbfilename", "dump.rdb", "--save", ""])
-            .args(["--key-load-delay", "100"])
-            // It answers clients between every 1 kB read while loading (default: 2 MB).
-            .args(["--loading-process-events-interval-bytes", "1024"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server starts"),
-    );
-    let answer = |conn: &mut redis::Connection| {
-        redis::cmd("PING")
-            .query::<String>(conn)
-            .map_err(|e| e.code().unwrap_or_default().to_string())
-    };
-    let mut conn = None;
-    wait_until(
-        "the restarted server accepts connections",
-        Duration::from_secs(10),
-        || {
-            conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                .unwrap()
-                .get_connection()
-                .ok();
-            conn.is_some()
-        },
-    );
-    let mut conn = conn.unwrap();
-    assert_eq!(
-        answer(&mut conn),
-        Err("LOADING".to_string()),
-        "not loading: the test did not test"
-    );
+    let loading = LoadingServer::start(port, &dir, 100);
 
     let (verified, report) = verify(&scratch, &plan, &[]);
     assert!(verified.status.success(), "{}", stderr(&verified));
@@ -267,5 +219,5 @@ fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() 
         assert_eq!(stage["wrong_value"], 0, "{stage}");
         assert_eq!(stage["missing"], 0, "{stage}");
     }
-    assert_eq!(answer(&mut conn), Ok("PONG".to_string()));
+    assert_eq!(loading.ping(), Ok("PONG".to_string()));
 }

@@ -80,7 +80,15 @@ impl LiveTarget {
         let mut version = None;
         for connect::Primary { mut control, slots } in primaries {
             let addr = control.addr().clone();
-            let facts = control.facts().await.map_err(failed)?;
+            let mut facts = control.facts().await.map_err(failed)?;
+            if facts.loading {
+                progress.line(&format!(
+                    "target {}: {addr} is loading its dataset from disk; waiting for it (up to io_timeout, {})",
+                    target.name,
+                    humantime::format_duration(target.io_timeout)
+                ));
+                facts = control.facts_once_loaded().await.map_err(failed)?;
+            }
             warn_about_eviction(&target.name, &addr, &facts, progress);
             version = version.or(facts.version.clone());
             nodes.push(NodeReport {

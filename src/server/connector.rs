@@ -1,5 +1,6 @@
-//! How to reach a target's servers: TCP (and TLS) within the connect timeout, and the raw
-//! data connections of the hot path, logged in with AUTH and SELECT.
+//! How to reach a target's servers: TCP (and TLS) within the connect timeout, the run ids
+//! they answered with, and the claims on re-checks after a restart. The raw data
+//! connections of the hot path log in through `login.rs`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,14 +9,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::credentials::Credentials;
 use super::tls::{Stream, Tls};
 use crate::dataset::Dataset;
 use crate::plan::{NodeAddr, Target};
-use crate::resp::{self, Reply};
 use crate::shard::Shard;
 
 /// How to reach the servers of one target; shared by every connection to it.
@@ -168,96 +167,6 @@ impl Connector {
             )),
         }
     }
-
-    /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else
-    /// the writer sees. See [`Connector::data_identified`].
-    pub async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
-        self.data_identified(addr).await.map(|(stream, _)| stream)
-    }
-
-    /// Opens a data connection and tells which server process answered: its `run_id`
-    /// (`None` when the user may not run `INFO`). The login ends with `INFO server`, so a
-    /// connection is only handed out once the server has answered on it (a stopped server
-    /// accepts TCP connections but answers nothing): any reply, even a refusal, proves the
-    /// server alive within `connect_timeout`.
-    pub async fn data_identified(
-        &self,
-        addr: &NodeAddr,
-    ) -> Result<(Stream, Option<String>), TargetError> {
-        let mut stream = self.connect(addr).await?;
-        let mut hello = Vec::new();
-        if let Some(password) = &self.credentials.password {
-            match &self.credentials.username {
-                Some(user) => resp::push_command(
-                    &mut hello,
-                    &[b"AUTH", user.as_bytes(), password.expose().as_bytes()],
-                ),
-                None => resp::push_command(&mut hello, &[b"AUTH", password.expose().as_bytes()]),
-            }
-        }
-        if self.db != 0 {
-            resp::push_command(&mut hello, &[b"SELECT", self.db.to_string().as_bytes()]);
-        }
-        resp::push_command(&mut hello, &[b"INFO", b"server"]);
-        let expected =
-            usize::from(self.credentials.password.is_some()) + usize::from(self.db != 0) + 1;
-        let handshake = async {
-            stream.write_all(&hello).await?;
-            let mut buf = Vec::with_capacity(4096);
-            let mut replies = Vec::new();
-            let mut run_id = None;
-            while replies.len() < expected {
-                if buf.len() > MAX_LOGIN_REPLY_BYTES {
-                    return Err(std::io::Error::other(
-                        "the login replies are too long; is this a Redis server?",
-                    ));
-                }
-                let mut chunk = [0u8; 4096];
-                let n = stream.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection",
-                    ));
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some((reply, used)) =
-                    resp::parse_reply(&buf).map_err(std::io::Error::other)?
-                {
-                    let error = match reply {
-                        Reply::Error(line) => Some(String::from_utf8_lossy(line).into_owned()),
-                        _ => None,
-                    };
-                    if replies.len() + 1 == expected && error.is_none() {
-                        run_id = info_field(&buf[..used], b"run_id:");
-                    }
-                    replies.push(error);
-                    buf.drain(..used);
-                }
-            }
-            Ok((replies, run_id))
-        };
-        let (replies, run_id) = match tokio::time::timeout(self.connect_timeout, handshake).await {
-            Ok(Ok(replies)) => replies,
-            Ok(Err(e)) => {
-                return Err(self.fail(addr, format!("connection failed during login: {e}")));
-            }
-            Err(_) => {
-                return Err(self.fail(
-                    addr,
-                    format!(
-                        "the server accepted the connection but did not answer within {} (connect_timeout)",
-                        humantime::format_duration(self.connect_timeout)
-                    ),
-                ));
-            }
-        };
-        // The login's own refusals are errors; a refused INFO only hides the run_id.
-        if let Some(error) = replies[..expected - 1].iter().flatten().next() {
-            return Err(self.fail(addr, describe_login_error(error)));
-        }
-        Ok((stream, run_id))
-    }
 }
 
 /// The data behind `mutex`, even if a panic poisoned it (every update is one statement).
@@ -265,29 +174,4 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Largest login reply accepted (`INFO server` is about 1.5 KB).
-const MAX_LOGIN_REPLY_BYTES: usize = 64 << 10;
-
-/// The value of an `INFO` line starting with `name` in a raw reply.
-fn info_field(reply: &[u8], name: &[u8]) -> Option<String> {
-    reply
-        .split(|&b| b == b'\n')
-        .find_map(|line| line.strip_prefix(name))
-        .map(|value| String::from_utf8_lossy(value.trim_ascii()).into_owned())
-        .filter(|value| !value.is_empty())
-}
-
-fn describe_login_error(error: &str) -> String {
-    if error.starts_with("WRONGPASS")
-        || error.contains("invalid password")
-        || error.contains("invalid username-password")
-    {
-        format!("authentication failed ({error}); check the user and the password variable or file")
-    } else if error.starts_with("NOAUTH") {
-        format!("the server requires a password ({error}); set password_env or password_file")
-    } else {
-        format!("login refused: {error}")
-    }
 }

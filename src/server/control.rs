@@ -14,6 +14,9 @@ use crate::plan::NodeAddr;
 /// Time limit for reading a server's facts (INFO).
 const FACTS_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The pause before asking a server that is loading its dataset again.
+pub const LOADING_PAUSE: Duration = Duration::from_millis(100);
+
 impl Connector {
     /// Opens the control connection (INFO, FLUSHALL, topology) over the same kind of
     /// connection as the data plane, logged in by the `redis` crate.
@@ -222,6 +225,9 @@ pub struct ServerFacts {
     pub maxmemory: Option<u64>,
     /// `maxmemory_policy`.
     pub maxmemory_policy: Option<String>,
+    /// `loading:1`: the server is reading its dataset from disk (restarted) and answers
+    /// `LOADING` to commands until it is done.
+    pub loading: bool,
 }
 
 impl Control {
@@ -254,7 +260,30 @@ impl Control {
             used_memory: field("used_memory").and_then(|v| v.parse().ok()),
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
             maxmemory_policy: field("maxmemory_policy"),
+            loading: field("loading").as_deref() == Some("1"),
         })
+    }
+
+    /// The facts once the server has loaded its dataset: asked again every 100 ms while
+    /// `INFO` says `loading:1`, for up to `io_timeout`, then an error naming the server.
+    pub async fn facts_once_loaded(&mut self) -> Result<ServerFacts, TargetError> {
+        let start = std::time::Instant::now();
+        loop {
+            let facts = self.facts().await?;
+            if !facts.loading {
+                return Ok(facts);
+            }
+            if start.elapsed() >= self.connector.io_timeout {
+                return Err(self.connector.fail(
+                    &self.handle.addr,
+                    format!(
+                        "the server was still loading its dataset from disk after {} (io_timeout); run again once it has loaded, or raise io_timeout",
+                        humantime::format_duration(self.connector.io_timeout)
+                    ),
+                ));
+            }
+            tokio::time::sleep(LOADING_PAUSE).await;
+        }
     }
 
     /// The server's address.

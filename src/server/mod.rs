@@ -12,6 +12,7 @@ pub mod guarded;
 pub mod launch;
 pub mod launch_settings;
 pub mod local_tls;
+pub mod login;
 pub mod reconnecting;
 pub mod slot_assignment;
 pub mod tls;

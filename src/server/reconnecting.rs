@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, Value};
 
+use super::control::LOADING_PAUSE;
 use super::{Connector, ControlHandle};
 use crate::plan::NodeAddr;
 
@@ -22,9 +23,6 @@ pub const RECONNECTS_PER_REQUEST: u32 = 3;
 
 /// The pause after a new connection failed, doubled each time (100 ms, then 200 ms …).
 const PAUSE: Duration = Duration::from_millis(50);
-
-/// The pause before asking a server that answered `LOADING` again.
-pub const LOADING_PAUSE: Duration = Duration::from_millis(100);
 
 /// What is sent: one command or a pipeline.
 #[derive(Clone, Copy)]

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod hostile;
 pub mod launched;
+pub mod loading;
 pub mod plan;
 pub mod proxy;
 pub mod run;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 pub use cluster::{RedisCluster, reshard, reshard_nodes};
 pub use hostile::{Garbage, HostileServer};
 pub use launched::{LaunchedRun, remove_kept_folders};
+pub use loading::{LoadingServer, saving_server};
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
 pub use proxy::Proxy;
 pub use run::*;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use cachefill::server::launch::LocalServer;
 
+use super::loading::LoadingServer;
 use super::server_kind::ServerKind;
 use super::tls::TestCerts;
 use super::{TargetBuilder, wait_until};
@@ -173,6 +174,22 @@ impl RedisServer {
         self.args.extend(extra.iter().map(ToString::to_string));
         self.start_again();
         held
+    }
+
+    /// Once the server holds more than `held_at_least` keys, pauses its writes, saves them
+    /// to its dump file in `dir` (the server must have been started with `--dir DIR
+    /// --dbfilename dump.rdb`), kills it and starts it again from that file, loading it at
+    /// `micros_per_key`; returns how many keys it saved and the loading server.
+    pub fn restart_mid_stage_loading(
+        &mut self,
+        held_at_least: u64,
+        dir: &str,
+        micros_per_key: u32,
+    ) -> (u64, LoadingServer) {
+        let held = self.pause_writes_once_holding(held_at_least);
+        redis::cmd("SAVE").exec(&mut self.connect()).unwrap();
+        self.kill();
+        (held, LoadingServer::start(self.port, dir, micros_per_key))
     }
 
     /// [`Self::restart_mid_stage`] for a cluster node that keeps its cluster config

@@ -34,8 +34,16 @@ impl Progress {
         }
     }
 
-    /// Shows a stage that starts now.
-    pub fn stage(&self, name: &str, target: &str, keys: u64, bytes: u64) -> StageProgress {
+    /// Shows a stage that starts now: `keys` keys and `bytes` of payload as planned (an
+    /// estimate when sizes are ranges), or, with `until_memory`, about `keys` keys until the
+    /// target holds `bytes`.
+    pub fn stage(
+        &self,
+        name: &str,
+        target: &str,
+        (keys, bytes): (u64, u64),
+        until_memory: bool,
+    ) -> StageProgress {
         let bar = self.bars.as_ref().map(|bars| {
             let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             let template = if color {
@@ -51,10 +59,17 @@ impl Progress {
             bar
         });
         if bar.is_none() {
-            eprintln!(
-                "stage {name} → {target}: started, {keys} keys, {}",
-                human_bytes(bytes)
-            );
+            if until_memory {
+                eprintln!(
+                    "stage {name} → {target}: started, until {} in memory (about {keys} keys)",
+                    human_bytes(bytes)
+                );
+            } else {
+                eprintln!(
+                    "stage {name} → {target}: started, {keys} keys, {} planned",
+                    human_bytes(bytes)
+                );
+            }
         }
         StageProgress {
             bar,

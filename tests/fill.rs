@@ -369,4 +369,10 @@ fn default_result_path_is_plan_name_in_the_current_directory() {
         err.lines().any(|l| l.starts_with("stage s: ok, 10 keys, ")),
         "{err}"
     );
+    // The start line gives the plan's bytes, and says they are the plan's.
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("stage s → main: started, 10 keys, ") && l.ends_with(" planned")),
+        "{err}"
+    );
 }

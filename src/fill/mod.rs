@@ -427,7 +427,8 @@ async fn schedule(
                     Some(goal) => (goal / (stage.shape.mean_entry_bytes() + 100), goal),
                     None => (shard.len(stage.keys), planned_bytes(stage, shard)),
                 };
-                let display = progress.stage(&stage.name, &target_name, keys, bytes);
+                let display =
+                    progress.stage(&stage.name, &target_name, (keys, bytes), goals[i].is_some());
                 let run = StageRun {
                     stage: stage.clone(),
                     seed: stage_seed(stage, run_seed),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::FromRedisValue;
+use redis::Value;
 
 use crate::dataset::Dataset;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
@@ -64,16 +64,24 @@ impl Reader {
     }
 
     /// Sends `pipe` to `node` and reads its replies (again on a new connection when the
-    /// link broke).
-    pub(super) async fn query<T: FromRedisValue>(
+    /// link broke). A redirection means the cluster's slots moved since verify read them:
+    /// the keys are elsewhere, not wrong, so the check stops and says so.
+    pub(super) async fn query(
         &self,
         node: usize,
         pipe: &redis::Pipeline,
-    ) -> Result<T, String> {
-        self.nodes[node]
+    ) -> Result<Vec<Value>, String> {
+        let replies: Vec<Value> = self.nodes[node]
             .query(Request::Pipeline(pipe))
             .await
-            .map_err(|failure| self.read_failed(&failure))
+            .map_err(|failure| self.read_failed(&failure))?;
+        match redirection(&replies) {
+            Some(redirect) => Err(format!(
+                "{} answered {redirect}: the cluster's slots moved since verify read them (a resharding or a failover); run verify again once they are stable",
+                self.nodes[node].addr()
+            )),
+            None => Ok(replies),
+        }
     }
 
     /// Why a round trip failed, naming the server.
@@ -91,5 +99,47 @@ impl Reader {
                 failure.describe()
             )
         }
+    }
+}
+
+/// The first `MOVED` or `ASK` among `replies`, as the server said it.
+fn redirection(replies: &[Value]) -> Option<String> {
+    replies.iter().find_map(|reply| match reply {
+        Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK") => {
+            Some(format!("{} {}", e.code(), e.details().unwrap_or_default()))
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_reply(line: &str) -> Value {
+        let mut parser = redis::Parser::new();
+        parser
+            .parse_value(format!("-{line}\r\n").as_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_redirection_among_the_replies_is_named_as_the_server_said_it() {
+        let replies = vec![
+            Value::BulkString(b"v".to_vec()),
+            Value::Nil,
+            error_reply("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            error_reply("MOVED 3999 127.0.0.1:6381"),
+            error_reply("ASK 12 127.0.0.1:6382"),
+        ];
+        assert_eq!(
+            redirection(&replies).as_deref(),
+            Some("MOVED 3999 127.0.0.1:6381")
+        );
+        assert_eq!(
+            redirection(&replies[4..]).as_deref(),
+            Some("ASK 12 127.0.0.1:6382")
+        );
+        assert_eq!(redirection(&replies[..3]), None);
     }
 }

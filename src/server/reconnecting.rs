@@ -3,7 +3,8 @@
 //! to [`RECONNECTS_PER_REQUEST`] new connections for one request (one that is refused is
 //! tried again after a pause: a restarting server). Reads change nothing, so
 //! sending one twice is safe. A server that answers `LOADING` (restarted, reading its
-//! dataset from disk) is asked again every [`LOADING_PAUSE`] for up to `io_timeout`, so a
+//! dataset from disk), `CLUSTERDOWN` or `TRYAGAIN` (a failover, a migration) is asked again
+//! every [`LOADING_PAUSE`] for up to `io_timeout`, so a
 //! read right after a restart waits for the data instead of finding it wrong. A silent
 //! server (`io_timeout`), a refusal and a reply that broke the rules of RESP are not the
 //! link: they fail the request at once.
@@ -43,17 +44,18 @@ pub struct ReadFailure {
     pub reconnects: u32,
     /// Why making a new connection failed, when that ended it.
     pub reconnect_failed: Option<String>,
-    /// How long the server had answered `LOADING`, when it still did at the end.
-    pub loading_for: Option<Duration>,
+    /// How long the server had answered `LOADING`, `CLUSTERDOWN` or `TRYAGAIN`, when it
+    /// still did at the end.
+    pub busy_for: Option<Duration>,
 }
 
 impl ReadFailure {
     /// The failure in words: what broke, and how often the link broke again.
     pub fn describe(&self) -> String {
         let mut text = self.handle.explain(&self.error);
-        if let Some(waited) = self.loading_for {
+        if let Some(waited) = self.busy_for {
             text.push_str(&format!(
-                " (still loading its dataset after {}, the target's io_timeout)",
+                " (still so after {}, the target's io_timeout)",
                 humantime::format_duration(waited)
             ));
         }
@@ -107,7 +109,7 @@ impl Reconnecting {
     /// Sends `request` and reads its replies, on a new connection when the link broke.
     pub async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, ReadFailure> {
         let mut reconnects = 0;
-        let mut loading_since: Option<Instant> = None;
+        let mut busy_since: Option<Instant> = None;
         loop {
             let (generation, handle) = lock(&self.current).clone();
             let mut connection = handle.connection.clone();
@@ -115,20 +117,20 @@ impl Reconnecting {
                 Request::Command(command) => command.query_async::<Value>(&mut connection).await,
                 Request::Pipeline(pipe) => pipe.query_async::<Value>(&mut connection).await,
             };
-            let error = match sent.and_then(still_loading) {
+            let error = match sent.and_then(busy) {
                 Ok(replies) => {
                     return redis::from_redis_value(replies).map_err(|e| ReadFailure {
                         handle,
                         error: e.into(),
                         reconnects,
                         reconnect_failed: None,
-                        loading_for: None,
+                        busy_for: None,
                     });
                 }
                 Err(error) => error,
             };
-            if error.code() == Some("LOADING") {
-                let since = *loading_since.get_or_insert_with(Instant::now);
+            if error.code().is_some_and(is_busy) {
+                let since = *busy_since.get_or_insert_with(Instant::now);
                 if since.elapsed() < self.connector.io_timeout {
                     tokio::time::sleep(LOADING_PAUSE).await;
                     continue;
@@ -138,7 +140,7 @@ impl Reconnecting {
                     error,
                     reconnects,
                     reconnect_failed: None,
-                    loading_for: Some(self.connector.io_timeout),
+                    busy_for: Some(self.connector.io_timeout),
                 });
             }
             if !is_broken_link(&handle, &error) || reconnects == RECONNECTS_PER_REQUEST {
@@ -147,7 +149,7 @@ impl Reconnecting {
                     error,
                     reconnects,
                     reconnect_failed: None,
-                    loading_for: None,
+                    busy_for: None,
                 });
             }
             // A new connection; a server restarting refuses it for a moment, so a failed
@@ -162,7 +164,7 @@ impl Reconnecting {
                             error,
                             reconnects,
                             reconnect_failed: Some(failed),
-                            loading_for: None,
+                            busy_for: None,
                         });
                     }
                     Err(_) => tokio::time::sleep(PAUSE * (1 << reconnects)).await,
@@ -200,13 +202,19 @@ impl Reconnecting {
     }
 }
 
-/// The `LOADING` reply among `replies` (one reply, or a pipeline's, errors kept) as an
+/// True for the codes of a server that is busy for a moment: loading its dataset, its
+/// cluster down (a failover), a slot migrating.
+fn is_busy(code: &str) -> bool {
+    matches!(code, "LOADING" | "CLUSTERDOWN" | "TRYAGAIN")
+}
+
+/// The first busy reply among `replies` (one reply, or a pipeline's, errors kept) as an
 /// error; else `replies`.
-fn still_loading(replies: Value) -> redis::RedisResult<Value> {
-    let loading = |reply: &Value| matches!(reply, Value::ServerError(e) if e.code() == "LOADING");
+fn busy(replies: Value) -> redis::RedisResult<Value> {
+    let is_busy_reply = |reply: &Value| matches!(reply, Value::ServerError(e) if is_busy(e.code()));
     let found = match &replies {
-        Value::Array(items) => items.iter().find(|item| loading(item)),
-        reply => Some(reply).filter(|reply| loading(reply)),
+        Value::Array(items) => items.iter().find(|item| is_busy_reply(item)),
+        reply => Some(reply).filter(|reply| is_busy_reply(reply)),
     };
     match found {
         Some(Value::ServerError(e)) => Err(e.clone().into()),
@@ -225,4 +233,32 @@ fn is_broken_link(handle: &ControlHandle, error: &redis::RedisError) -> bool {
     !error.is_timeout()
         && !handle.broke_on_bad_reply()
         && (error.is_io_error() || error.is_connection_dropped())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_reply(line: &str) -> Value {
+        redis::Parser::new()
+            .parse_value(format!("-{line}\r\n").as_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_loading_cluster_down_or_try_again_reply_makes_the_request_wait() {
+        for line in [
+            "LOADING Redis is loading the dataset in memory",
+            "CLUSTERDOWN The cluster is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+        ] {
+            let replies = Value::Array(vec![Value::Nil, error_reply(line)]);
+            let code = line.split(' ').next();
+            assert_eq!(busy(replies).unwrap_err().code(), code, "{line}");
+            assert_eq!(busy(error_reply(line)).unwrap_err().code(), code, "{line}");
+        }
+        let refused = Value::Array(vec![error_reply("WRONGTYPE Operation against a key")]);
+        assert_eq!(busy(refused.clone()).unwrap(), refused);
+        assert_eq!(busy(Value::Okay).unwrap(), Value::Okay);
+    }
 }

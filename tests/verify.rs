@@ -221,3 +221,89 @@ fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() 
     }
     assert_eq!(loading.ping(), Ok("PONG".to_string()));
 }
+
+/// A slot migrating while verify reads it: its owner answers `ASK` for the keys that already
+/// went, and verify reads them where they went (after `ASKING`), so it checks every key,
+/// strings and hashes, and finds nothing wrong.
+#[test]
+fn verify_reads_the_keys_of_a_migrating_slot_where_they_went() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(9)
+        .target(cluster.target().flush(true))
+        .stage(
+            StageBuilder::new("s")
+                .keys(200)
+                .value_size(20)
+                .set("key_format", "{{moving}}:s:{i}"),
+        )
+        .stage(
+            StageBuilder::new("h")
+                .data_type("hash")
+                .keys(50)
+                .elements(5, 30)
+                .set("key_format", "{{moving}}:h:{i}"),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    run_ok(&scratch, &plan, &[]);
+
+    // Every key is in the slot of `{moving}`: half of them go to another primary, and the
+    // slot stays migrating.
+    let slot = cachefill::slot::slot(b"{moving}");
+    let routes = cluster.routes();
+    let source = routes.server_for(b"{moving}");
+    let (target, _) = *cluster
+        .primaries()
+        .iter()
+        .find(|(server, _)| server.port != source.port)
+        .unwrap();
+    let id = |server: &RedisServer| -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut server.connect())
+            .unwrap()
+    };
+    redis::cmd("CLUSTER")
+        .arg(&["SETSLOT", &slot.to_string(), "IMPORTING", &id(source)])
+        .exec(&mut target.connect())
+        .unwrap();
+    let mut from = source.connect();
+    redis::cmd("CLUSTER")
+        .arg(&["SETSLOT", &slot.to_string(), "MIGRATING", &id(target)])
+        .exec(&mut from)
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg(&["GETKEYSINSLOT", &slot.to_string(), "1000"])
+        .query(&mut from)
+        .unwrap();
+    assert_eq!(keys.len(), 250);
+    redis::cmd("MIGRATE")
+        .arg(&[
+            "127.0.0.1",
+            &target.port.to_string(),
+            "",
+            "0",
+            "5000",
+            "KEYS",
+        ])
+        .arg(&keys[..125])
+        .exec(&mut from)
+        .unwrap();
+    let left: u64 = redis::cmd("CLUSTER")
+        .arg(&["COUNTKEYSINSLOT", &slot.to_string()])
+        .query(&mut from)
+        .unwrap();
+    assert_eq!(left, 125, "half of the slot's keys moved");
+
+    let (verified, report) = verify(&scratch, &plan, &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = report.unwrap();
+    assert_eq!(report["stages"][0]["checked"], 200);
+    assert_eq!(report["stages"][1]["checked"], 50);
+    for stage in report["stages"].as_array().unwrap() {
+        for problems in ["missing", "wrong_type", "wrong_value"] {
+            assert_eq!(stage[problems], 0, "{stage}");
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! What an error reply means, decided once from its line: a cluster redirection, a
 //! transient refusal worth retrying, or an error that stops the stage.
 
+use crate::plan::NodeAddr;
+
 /// Where a `MOVED` or `ASK` reply sends a command, borrowed from the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Redirect<'a> {
@@ -74,6 +76,19 @@ impl<'a> Redirect<'a> {
             host: host.trim_start_matches('[').trim_end_matches(']'),
             port: port.parse().ok()?,
         })
+    }
+
+    /// The node the redirection names; an empty host means the node that answered.
+    pub fn addr(&self, answered: &NodeAddr) -> NodeAddr {
+        let host = if self.host.is_empty() {
+            answered.host.clone()
+        } else {
+            self.host.to_string()
+        };
+        NodeAddr {
+            host,
+            port: self.port,
+        }
     }
 }
 

@@ -1,15 +1,20 @@
 //! Where verify reads a target's entries from: its primaries, which one serves each slot,
 //! and one control connection to each, made again when a link breaks
-//! ([`Reconnecting`]). A server that stays silent for `io_timeout`, refuses the new
-//! connection, breaks the rules of RESP or whose links keep breaking ends the check with
-//! one line naming it.
+//! ([`Reconnecting`]). A read the cluster redirects (`MOVED`: its slot moved since verify
+//! read the slot map; `ASK`: its slot is migrating and the key already went) is sent again
+//! where the redirection says, once. A server that stays silent for `io_timeout`, refuses
+//! the new connection, breaks the rules of RESP or whose links keep breaking ends the check
+//! with one line naming it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::Value;
 
 use crate::dataset::Dataset;
+use crate::plan::NodeAddr;
+use crate::resp::ErrorReply;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::{Connector, ControlHandle};
 use crate::slot::slot;
@@ -19,9 +24,15 @@ pub(super) struct Reader {
     /// For each slot, the index of its primary in `nodes`; `None` on a standalone target.
     slots: Option<Vec<usize>>,
     nodes: Vec<Reconnecting>,
+    /// Nodes found through redirections, by address.
+    redirected: Mutex<HashMap<NodeAddr, Arc<Reconnecting>>>,
+    connector: Arc<Connector>,
     /// The target's `io_timeout`, the longest wait for one round trip.
     io_timeout: Duration,
 }
+
+/// Where the cluster sent a read: the node, and whether the read needs `ASKING` first.
+type Detour = (NodeAddr, bool);
 
 impl Reader {
     /// A reader of `nodes` (on a cluster, `slots` maps each slot to one of them).
@@ -37,6 +48,8 @@ impl Reader {
                 .into_iter()
                 .map(|handle| Reconnecting::new(handle, connector.clone()))
                 .collect(),
+            redirected: Mutex::new(HashMap::new()),
+            connector: connector.clone(),
             io_timeout,
         }
     }
@@ -48,9 +61,14 @@ impl Reader {
             .map_or(0, |slots| slots[usize::from(slot(key))])
     }
 
-    /// New connections made so far, to all the target's primaries.
+    /// New connections made so far, to all the target's primaries (and the nodes
+    /// redirections named).
     pub(super) fn reconnects(&self) -> u64 {
-        self.nodes.iter().map(Reconnecting::reconnects).sum()
+        let redirected: u64 = lock(&self.redirected)
+            .values()
+            .map(|node| node.reconnects())
+            .sum();
+        self.nodes.iter().map(Reconnecting::reconnects).sum::<u64>() + redirected
     }
 
     /// The keys of `indices`, grouped by the server that holds them.
@@ -64,24 +82,75 @@ impl Reader {
     }
 
     /// Sends `pipe` to `node` and reads its replies (again on a new connection when the
-    /// link broke). A redirection means the cluster's slots moved since verify read them:
-    /// the keys are elsewhere, not wrong, so the check stops and says so.
+    /// link broke). Commands the cluster redirected are sent again where it said, each
+    /// node's in one round trip, and their replies take the redirections' places; a command
+    /// redirected a second time stops the check (the slots keep moving).
     pub(super) async fn query(
         &self,
         node: usize,
         pipe: &redis::Pipeline,
     ) -> Result<Vec<Value>, String> {
-        let replies: Vec<Value> = self.nodes[node]
+        let answered = &self.nodes[node];
+        let mut replies: Vec<Value> = answered
             .query(Request::Pipeline(pipe))
             .await
             .map_err(|failure| self.read_failed(&failure))?;
-        match redirection(&replies) {
-            Some(redirect) => Err(format!(
-                "{} answered {redirect}: the cluster's slots moved since verify read them (a resharding or a failover); run verify again once they are stable",
-                self.nodes[node].addr()
-            )),
-            None => Ok(replies),
+        let mut detours: HashMap<Detour, Vec<usize>> = HashMap::new();
+        for (i, reply) in replies.iter().enumerate() {
+            if let Some(detour) = detour(reply, &answered.addr()) {
+                detours.entry(detour).or_default().push(i);
+            }
         }
+        if detours.is_empty() {
+            return Ok(replies);
+        }
+        let commands: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
+        for ((addr, asking), positions) in detours {
+            let mut again = redis::pipe();
+            again.ignore_errors();
+            for &i in &positions {
+                if asking {
+                    again.cmd("ASKING").ignore();
+                }
+                again.add_command(commands[i].clone());
+            }
+            let there = self.node_at(&addr).await?;
+            let answers: Vec<Value> = there
+                .query(Request::Pipeline(&again))
+                .await
+                .map_err(|failure| self.read_failed(&failure))?;
+            if answers.len() != positions.len() {
+                return Err(format!(
+                    "{addr} answered {} of {} redirected reads",
+                    answers.len(),
+                    positions.len()
+                ));
+            }
+            for (i, answer) in positions.into_iter().zip(answers) {
+                if let Some(redirect) = redirection(std::slice::from_ref(&answer)) {
+                    return Err(format!(
+                        "{addr} redirected a read again ({redirect}): the cluster's slots keep moving; run verify again once they are stable"
+                    ));
+                }
+                replies[i] = answer;
+            }
+        }
+        Ok(replies)
+    }
+
+    /// The connection to `addr`: a primary's, or one made for redirections to it.
+    async fn node_at(&self, addr: &NodeAddr) -> Result<Arc<Reconnecting>, String> {
+        if let Some(node) = lock(&self.redirected).get(addr) {
+            return Ok(node.clone());
+        }
+        let control = self.connector.control(addr).await.map_err(|e| {
+            format!("the cluster redirected a read to {addr}, which could not be reached: {e}")
+        })?;
+        let node = Arc::new(Reconnecting::new(control.handle(), self.connector.clone()));
+        Ok(lock(&self.redirected)
+            .entry(addr.clone())
+            .or_insert(node)
+            .clone())
     }
 
     /// Why a round trip failed, naming the server.
@@ -100,6 +169,24 @@ impl Reader {
             )
         }
     }
+}
+
+/// Where `reply` sends its command, when it is a `MOVED` or an `ASK` from `answered`.
+fn detour(reply: &Value, answered: &NodeAddr) -> Option<Detour> {
+    let Value::ServerError(e) = reply else {
+        return None;
+    };
+    let line = format!("{} {}", e.code(), e.details().unwrap_or_default());
+    match ErrorReply::parse(line.as_bytes()) {
+        ErrorReply::Moved(to) => Some((to.addr(answered), false)),
+        ErrorReply::Ask(to) => Some((to.addr(answered), true)),
+        _ => None,
+    }
+}
+
+/// Locks `mutex`, poisoned or not (what it holds is only ever added to).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The first `MOVED` or `ASK` among `replies`, as the server said it.

@@ -123,7 +123,7 @@ impl Router {
                 true
             }
             ErrorReply::Ask(to) => {
-                let (_, feed) = self.node_at(&redirect_addr(&to, &from.addr));
+                let (_, feed) = self.node_at(&to.addr(&from.addr));
                 self.ask.fetch_add(1, Relaxed);
                 feed.push_asked(index);
                 true
@@ -195,7 +195,7 @@ impl Router {
 
     /// Updates the slot map after `MOVED` and gives the feed of the new owner.
     fn follow_moved(&self, to: &Redirect<'_>, from: &NodeFeed) -> Arc<NodeFeed> {
-        let (node, feed) = self.node_at(&redirect_addr(to, &from.addr));
+        let (node, feed) = self.node_at(&to.addr(&from.addr));
         self.moved.fetch_add(1, Relaxed);
         if let Some(owner) = write(&self.slots).get_mut(usize::from(to.slot)) {
             *owner = node;
@@ -271,19 +271,6 @@ pub enum KeyRefused {
     Failed,
 }
 
-/// The node a redirection names; an empty host means the node that answered.
-fn redirect_addr(to: &Redirect<'_>, from: &NodeAddr) -> NodeAddr {
-    let host = if to.host.is_empty() {
-        from.host.clone()
-    } else {
-        to.host.to_string()
-    };
-    NodeAddr {
-        host,
-        port: to.port,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,7 +282,7 @@ mod tests {
             port: 7000,
         };
         let to = |line: &'static [u8]| match ErrorReply::parse(line) {
-            ErrorReply::Moved(to) | ErrorReply::Ask(to) => redirect_addr(&to, &from),
+            ErrorReply::Moved(to) | ErrorReply::Ask(to) => to.addr(&from),
             other => panic!("not a redirection: {other:?}"),
         };
         let addr = |host: &str, port| NodeAddr {

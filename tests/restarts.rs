@@ -434,10 +434,8 @@ fn a_run_against_a_server_loading_its_dataset_waits_for_it_then_writes() {
         .stage(StageBuilder::new("before").keys(20_000).value_size(30));
     let first = scratch.plan("first.toml", &first.build());
     run_ok(&scratch, &first, &[]);
-    redis::cmd("SAVE").exec(&mut server.connect()).unwrap();
     let port = server.port;
-    server.kill();
-    let loading = LoadingServer::start(port, &dir, 100);
+    let loading = server.restart_from_dump(&dir, 100);
 
     let then = PlanBuilder::new()
         .seed(4)

@@ -203,22 +203,10 @@ fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() 
         );
     let plan = scratch.plan("plan.toml", &plan.build());
     run_ok(&scratch, &plan, &[]);
-    redis::cmd("SAVE").exec(&mut server.connect()).unwrap();
-    let port = server.port;
-    server.kill();
-
     // 100 µs per key: about 2 s of loading the 22,000 keys.
-    let loading = LoadingServer::start(port, &dir, 100);
+    let loading = server.restart_from_dump(&dir, 100);
 
-    let (verified, report) = verify(&scratch, &plan, &[]);
-    assert!(verified.status.success(), "{}", stderr(&verified));
-    let report = report.unwrap();
-    assert_eq!(report["stages"][0]["checked"], 20_000);
-    assert_eq!(report["stages"][1]["checked"], 2_000);
-    for stage in report["stages"].as_array().unwrap() {
-        assert_eq!(stage["wrong_value"], 0, "{stage}");
-        assert_eq!(stage["missing"], 0, "{stage}");
-    }
+    assert_verified_stages(&scratch, &plan, &[20_000, 2_000]);
     assert_eq!(loading.ping(), Ok("PONG".to_string()));
 }
 
@@ -296,14 +284,5 @@ fn verify_reads_the_keys_of_a_migrating_slot_where_they_went() {
         .unwrap();
     assert_eq!(left, 125, "half of the slot's keys moved");
 
-    let (verified, report) = verify(&scratch, &plan, &[]);
-    assert!(verified.status.success(), "{}", stderr(&verified));
-    let report = report.unwrap();
-    assert_eq!(report["stages"][0]["checked"], 200);
-    assert_eq!(report["stages"][1]["checked"], 50);
-    for stage in report["stages"].as_array().unwrap() {
-        for problems in ["missing", "wrong_type", "wrong_value"] {
-            assert_eq!(stage[problems], 0, "{stage}");
-        }
-    }
+    assert_verified_stages(&scratch, &plan, &[200, 50]);
 }

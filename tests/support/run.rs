@@ -98,6 +98,27 @@ pub fn assert_verified(scratch: &Scratch, plan: &Path, keys: u64) {
     assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
 }
 
+/// Runs `verify PLAN` and asserts that it passes with nothing wrong in any stage, having
+/// checked `checked[i]` keys of stage `i`; returns its standard error and its report.
+pub fn assert_verified_stages(
+    scratch: &Scratch,
+    plan: &Path,
+    checked: &[u64],
+) -> (String, serde_json::Value) {
+    let (verified, report) = verify(scratch, plan, &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = report.unwrap();
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), checked.len(), "{report}");
+    for (stage, &keys) in stages.iter().zip(checked) {
+        assert_eq!(stage["checked"], keys, "{stage}");
+        for problems in ["missing", "wrong_type", "wrong_value", "ttl_problems"] {
+            assert_eq!(stage[problems], 0, "{stage}");
+        }
+    }
+    (stderr(&verified), report)
+}
+
 /// Runs `flush --yes PLAN -o flush.json` and returns the output and the parsed result.
 pub fn flush(
     scratch: &Scratch,

@@ -176,10 +176,9 @@ impl RedisServer {
         held
     }
 
-    /// Once the server holds more than `held_at_least` keys, pauses its writes, saves them
-    /// to its dump file in `dir` (the server must have been started with `--dir DIR
-    /// --dbfilename dump.rdb`), kills it and starts it again from that file, loading it at
-    /// `micros_per_key`; returns how many keys it saved and the loading server.
+    /// Once the server holds more than `held_at_least` keys, pauses its writes and
+    /// [restarts it from its dump](Self::restart_from_dump); returns how many keys it saved
+    /// and the loading server.
     pub fn restart_mid_stage_loading(
         &mut self,
         held_at_least: u64,
@@ -187,9 +186,16 @@ impl RedisServer {
         micros_per_key: u32,
     ) -> (u64, LoadingServer) {
         let held = self.pause_writes_once_holding(held_at_least);
+        (held, self.restart_from_dump(dir, micros_per_key))
+    }
+
+    /// Saves the dataset to its dump file in `dir` (the server must have been started with
+    /// `--dir DIR --dbfilename dump.rdb`, as [`super::saving_server`] does), kills the server
+    /// and starts it again from that file, loading it at `micros_per_key`.
+    pub fn restart_from_dump(&mut self, dir: &str, micros_per_key: u32) -> LoadingServer {
         redis::cmd("SAVE").exec(&mut self.connect()).unwrap();
         self.kill();
-        (held, LoadingServer::start(self.port, dir, micros_per_key))
+        LoadingServer::start(self.port, dir, micros_per_key)
     }
 
     /// [`Self::restart_mid_stage`] for a cluster node that keeps its cluster config

@@ -95,9 +95,10 @@ impl Reader {
             .query(Request::Pipeline(pipe))
             .await
             .map_err(|failure| self.read_failed(&failure))?;
+        let from = answered.addr();
         let mut detours: HashMap<Detour, Vec<usize>> = HashMap::new();
         for (i, reply) in replies.iter().enumerate() {
-            if let Some(detour) = detour(reply, &answered.addr()) {
+            if let Some(detour) = detour(reply, &from) {
                 detours.entry(detour).or_default().push(i);
             }
         }
@@ -138,7 +139,8 @@ impl Reader {
         Ok(replies)
     }
 
-    /// The connection to `addr`: a primary's, or one made for redirections to it.
+    /// The connection for reads redirected to `addr`, made on the first (even to a node
+    /// that is one of the primaries verify started with: redirections are rare).
     async fn node_at(&self, addr: &NodeAddr) -> Result<Arc<Reconnecting>, String> {
         if let Some(node) = lock(&self.redirected).get(addr) {
             return Ok(node.clone());

@@ -130,6 +130,8 @@ fn a_launched_cluster_is_filled_through_a_resharding_and_verifies(kind: ServerKi
         assert_eq!(stage["status"], "ok", "{stage}");
         assert_eq!(stage["keys_written"], keys, "{stage}");
         assert_eq!(stage["partial_keys"], 0, "{stage}");
+        // The key-cost sample reads keys whose slot moved where they went.
+        assert_eq!(stage["memory"]["sampled_keys"], 100, "{stage}");
     }
     let moved = stages[0]["redirects"]["moved"].as_u64().unwrap();
     assert!(

@@ -9,15 +9,17 @@
 //! (the walk ends at the last element, as `SAMPLES 0` would), estimated from that many for a
 //! larger one (Redis scales their mean by the element count).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use redis::Value;
 
 use super::state::StageState;
 use super::targets::Route;
 use crate::dataset::Dataset;
+use crate::plan::NodeAddr;
 use crate::report::KeyCost;
 use crate::server::Connector;
+use crate::server::value::{Detour, detour};
 use crate::slot::slot;
 
 /// Keys sampled per stage, at most.
@@ -46,7 +48,7 @@ pub async fn sample(
     }
     let count = written.min(SAMPLE);
     // Sampled keys grouped by the server that holds them.
-    let mut by_node: BTreeMap<String, (crate::plan::NodeAddr, Vec<Vec<u8>>)> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, (NodeAddr, Vec<Vec<u8>>)> = BTreeMap::new();
     for k in 0..count {
         let position = (u128::from(k) * u128::from(written) / u128::from(count)) as u64;
         let key = dataset.key(state.global(position));
@@ -63,26 +65,20 @@ pub async fn sample(
             .1
             .push(key);
     }
-    let mut sizes = Vec::new();
-    let mut encodings: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tally = Tally::default();
+    // Keys whose slot moved since the stage read the slot map (a resharding during the
+    // fill): measured where the cluster says, once.
+    let mut detours: HashMap<Detour, Vec<Vec<u8>>> = HashMap::new();
     for (addr, keys) in by_node.into_values() {
-        let control = connector.control(&addr).await.ok()?;
-        let mut connection = control.connection();
-        for round in keys.chunks(KEYS_PER_ROUND_TRIP) {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for key in round {
-                pipe.cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(key)
-                    .arg("SAMPLES")
-                    .arg(ELEMENTS_WALKED);
-                pipe.cmd("OBJECT").arg("ENCODING").arg(key);
-            }
-            let replies: Vec<Value> = pipe.query_async(&mut connection).await.ok()?;
-            tally(&replies, &mut sizes, &mut encodings)?;
+        for (detour, key) in measure(connector, &addr, &keys, false, &mut tally).await? {
+            detours.entry(detour).or_default().push(key);
         }
     }
+    for ((addr, asking), keys) in detours {
+        // Redirected again: the slots keep moving, and those keys stay out of the sample.
+        measure(connector, &addr, &keys, asking, &mut tally).await?;
+    }
+    let Tally { sizes, encodings } = tally;
     let sampled = sizes.len() as u64;
     if sampled == 0 {
         return None;
@@ -96,29 +92,66 @@ pub async fn sample(
     })
 }
 
-/// Adds one round trip's `MEMORY USAGE`/`OBJECT ENCODING` reply pairs; `None` when the
-/// server refused them.
-fn tally(
-    replies: &[Value],
-    sizes: &mut Vec<u64>,
-    encodings: &mut BTreeMap<String, u64>,
-) -> Option<()> {
-    for pair in replies.chunks(2) {
-        let [usage, encoding] = pair else { continue };
-        match (usage, encoding) {
-            (Value::Int(bytes), encoding) => {
-                sizes.push(u64::try_from(*bytes).unwrap_or(0));
-                if let Value::BulkString(name) = encoding {
-                    *encodings
-                        .entry(String::from_utf8_lossy(name).into_owned())
-                        .or_default() += 1;
-                }
+/// The sizes and encodings measured so far.
+#[derive(Default)]
+struct Tally {
+    sizes: Vec<u64>,
+    encodings: BTreeMap<String, u64>,
+}
+
+/// Measures `keys` on the server at `addr` (each command after `ASKING` when `asking`), ten
+/// keys per round trip; returns the keys it redirected, or `None` when it refused the
+/// commands or could not be reached.
+async fn measure(
+    connector: &Connector,
+    addr: &NodeAddr,
+    keys: &[Vec<u8>],
+    asking: bool,
+    tally: &mut Tally,
+) -> Option<Vec<(Detour, Vec<u8>)>> {
+    let control = connector.control(addr).await.ok()?;
+    let mut connection = control.connection();
+    let mut redirected = Vec::new();
+    for round in keys.chunks(KEYS_PER_ROUND_TRIP) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for key in round {
+            if asking {
+                pipe.cmd("ASKING").ignore();
             }
-            // Refused (NOPERM) or not a Redis answer: no record rather than a wrong one.
-            (Value::ServerError(_), _) | (_, Value::ServerError(_)) => return None,
-            // A key gone since (expired, evicted): not sampled.
-            _ => {}
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(ELEMENTS_WALKED);
+            if asking {
+                pipe.cmd("ASKING").ignore();
+            }
+            pipe.cmd("OBJECT").arg("ENCODING").arg(key);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut connection).await.ok()?;
+        for (pair, key) in replies.chunks(2).zip(round) {
+            let [usage, encoding] = pair else { continue };
+            if let Some(detour) = detour(usage, addr) {
+                redirected.push((detour, key.clone()));
+                continue;
+            }
+            match (usage, encoding) {
+                (Value::Int(bytes), encoding) => {
+                    tally.sizes.push(u64::try_from(*bytes).unwrap_or(0));
+                    if let Value::BulkString(name) = encoding {
+                        *tally
+                            .encodings
+                            .entry(String::from_utf8_lossy(name).into_owned())
+                            .or_default() += 1;
+                    }
+                }
+                // Refused (NOPERM) or not a Redis answer: no record rather than a wrong one.
+                (Value::ServerError(_), _) | (_, Value::ServerError(_)) => return None,
+                // A key gone since (expired, evicted): not sampled.
+                _ => {}
+            }
         }
     }
-    Some(())
+    Some(redirected)
 }

@@ -14,8 +14,8 @@ use redis::Value;
 
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
-use crate::resp::ErrorReply;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
+use crate::server::value::{Detour, detour};
 use crate::server::{Connector, ControlHandle};
 use crate::slot::slot;
 
@@ -30,9 +30,6 @@ pub(super) struct Reader {
     /// The target's `io_timeout`, the longest wait for one round trip.
     io_timeout: Duration,
 }
-
-/// Where the cluster sent a read: the node, and whether the read needs `ASKING` first.
-type Detour = (NodeAddr, bool);
 
 impl Reader {
     /// A reader of `nodes` (on a cluster, `slots` maps each slot to one of them).
@@ -170,19 +167,6 @@ impl Reader {
                 failure.describe()
             )
         }
-    }
-}
-
-/// Where `reply` sends its command, when it is a `MOVED` or an `ASK` from `answered`.
-fn detour(reply: &Value, answered: &NodeAddr) -> Option<Detour> {
-    let Value::ServerError(e) = reply else {
-        return None;
-    };
-    let line = format!("{} {}", e.code(), e.details().unwrap_or_default());
-    match ErrorReply::parse(line.as_bytes()) {
-        ErrorReply::Moved(to) => Some((to.addr(answered), false)),
-        ErrorReply::Ask(to) => Some((to.addr(answered), true)),
-        _ => None,
     }
 }
 

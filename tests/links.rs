@@ -179,6 +179,42 @@ fn a_slow_link_is_not_a_broken_one() {
     assert_verified(&scratch, &plan, keys);
 }
 
+/// A least-privilege reader (`+get` and nothing else, not even `PING`) is connected again
+/// too: a new connection counts as made when the server answers, refusal or not.
+#[test]
+fn verify_as_a_user_allowed_only_get_connects_again_after_a_reset() {
+    let server = RedisServer::start(&[]);
+    server.acl_user("reader", "reader-pw", &["+get"]);
+    let proxy = Proxy::to(&server);
+    let scratch = Scratch::new();
+    let stage = || StageBuilder::new("s").keys(100_000).value_size(20);
+    let fill = PlanBuilder::new()
+        .seed(26)
+        .target(proxy.target().flush(true))
+        .stage(stage());
+    run_ok(&scratch, &scratch.plan("fill.toml", &fill.build()), &[]);
+    let read = PlanBuilder::new()
+        .seed(26)
+        .target(proxy.target().user("reader", "READER_PW"))
+        .stage(stage());
+    let read = scratch.plan("read.toml", &read.build());
+    // About 4 MB of GETs: two resets or more.
+    proxy.reset_after(Some(1_500_000));
+    let verified = cachefill(scratch.dir.path())
+        .env("READER_PW", "reader-pw")
+        .args(["verify", "-o", "verify.json"])
+        .arg(&read)
+        .output()
+        .unwrap();
+    let resets = proxy.resets();
+    proxy.reset_after(None);
+    assert!(resets >= 2, "only {resets} resets: the test did not test");
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = read_result(&scratch.path("verify.json"));
+    assert_eq!(report["stages"][0]["checked"], 100_000);
+    assert_eq!(report["stages"][0]["reconnects"], resets);
+}
+
 /// A link that breaks again on every new connection before one round trip gets through:
 /// verify connects again three times for a round trip, then stops with one line naming the
 /// stage, the server and what to do.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, Value};
 
-use super::control::LOADING_PAUSE;
+use super::control::{LOADING_PAUSE, is_refusal};
 use super::{Connector, ControlHandle};
 use crate::plan::NodeAddr;
 
@@ -190,12 +190,16 @@ impl Reconnecting {
             .await
             .map_err(|e| e.to_string())?;
         // Made means answered: without a login to send, a connection the server closed as
-        // it accepted it would only fail on the request sent again.
+        // it accepted it would only fail on the request sent again. A refusal is an answer
+        // (a least-privilege user may not run PING).
         let handle = control.handle();
-        redis::cmd("PING")
+        match redis::cmd("PING")
             .query_async::<()>(&mut handle.connection.clone())
             .await
-            .map_err(|e| format!("{addr}: {}", handle.explain(&e)))?;
+        {
+            Err(e) if !is_refusal(&e) => return Err(format!("{addr}: {}", handle.explain(&e))),
+            _ => {}
+        }
         *lock(&self.current) = (generation + 1, handle);
         self.reconnects.fetch_add(1, Relaxed);
         Ok(())

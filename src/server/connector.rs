@@ -170,7 +170,7 @@ impl Connector {
 }
 
 /// The data behind `mutex`, even if a panic poisoned it (every update is one statement).
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -17,6 +17,14 @@ const FACTS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause before asking a server that is loading its dataset again.
 pub const LOADING_PAUSE: Duration = Duration::from_millis(100);
 
+/// Why cachefill stopped waiting for a server loading its dataset from disk.
+pub fn still_loading(io_timeout: Duration) -> String {
+    format!(
+        "the server was still loading its dataset from disk after {} (io_timeout); run again once it has loaded, or raise io_timeout",
+        humantime::format_duration(io_timeout)
+    )
+}
+
 impl Connector {
     /// Opens the control connection (INFO, FLUSHALL, topology) over the same kind of
     /// connection as the data plane, logged in by the `redis` crate.
@@ -274,13 +282,9 @@ impl Control {
                 return Ok(facts);
             }
             if start.elapsed() >= self.connector.io_timeout {
-                return Err(self.connector.fail(
-                    &self.handle.addr,
-                    format!(
-                        "the server was still loading its dataset from disk after {} (io_timeout); run again once it has loaded, or raise io_timeout",
-                        humantime::format_duration(self.connector.io_timeout)
-                    ),
-                ));
+                return Err(self
+                    .connector
+                    .fail(&self.handle.addr, still_loading(self.connector.io_timeout)));
             }
             tokio::time::sleep(LOADING_PAUSE).await;
         }

@@ -10,10 +10,10 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::connector::{Connector, TargetError};
-use super::control::LOADING_PAUSE;
+use super::control::{LOADING_PAUSE, still_loading};
 use super::tls::Stream;
 use crate::plan::NodeAddr;
-use crate::resp::{self, Reply};
+use crate::resp::{self, ErrorReply, Reply};
 
 impl Connector {
     /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else
@@ -108,13 +108,7 @@ impl Connector {
                 Err(_) => break,
             }
         }
-        Err(self.fail(
-            addr,
-            format!(
-                "the server was still loading its dataset from disk after {} (io_timeout); run again once it has loaded, or raise io_timeout",
-                humantime::format_duration(self.io_timeout)
-            ),
-        ))
+        Err(self.fail(addr, still_loading(self.io_timeout)))
     }
 }
 
@@ -155,7 +149,7 @@ impl LoginReply {
     fn is_loading(&self) -> bool {
         self.error
             .as_deref()
-            .is_some_and(|error| error.starts_with("LOADING"))
+            .is_some_and(|error| matches!(ErrorReply::parse(error.as_bytes()), ErrorReply::Loading))
     }
 }
 

@@ -10,14 +10,16 @@
 //! link: they fail the request at once.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, Value};
 
+use super::connector::locked;
 use super::control::{LOADING_PAUSE, is_refusal};
 use super::{Connector, ControlHandle};
 use crate::plan::NodeAddr;
+use crate::resp::ErrorReply;
 
 /// New connections one request may make or try, at most, before it fails.
 pub const RECONNECTS_PER_REQUEST: u32 = 3;
@@ -50,6 +52,18 @@ pub struct ReadFailure {
 }
 
 impl ReadFailure {
+    /// A failure of the request over `handle` with `error`, after `reconnects` new
+    /// connections.
+    fn new(handle: ControlHandle, error: redis::RedisError, reconnects: u32) -> ReadFailure {
+        ReadFailure {
+            handle,
+            error,
+            reconnects,
+            reconnect_failed: None,
+            busy_for: None,
+        }
+    }
+
     /// The failure in words: what broke, and how often the link broke again.
     pub fn describe(&self) -> String {
         let mut text = self.handle.explain(&self.error);
@@ -98,7 +112,7 @@ impl Reconnecting {
 
     /// The server.
     pub fn addr(&self) -> NodeAddr {
-        lock(&self.current).1.addr.clone()
+        locked(&self.current).1.addr.clone()
     }
 
     /// New connections made so far.
@@ -111,7 +125,7 @@ impl Reconnecting {
         let mut reconnects = 0;
         let mut busy_since: Option<Instant> = None;
         loop {
-            let (generation, handle) = lock(&self.current).clone();
+            let (generation, handle) = locked(&self.current).clone();
             let mut connection = handle.connection.clone();
             let sent = match request {
                 Request::Command(command) => command.query_async::<Value>(&mut connection).await,
@@ -119,13 +133,8 @@ impl Reconnecting {
             };
             let error = match sent.and_then(busy) {
                 Ok(replies) => {
-                    return redis::from_redis_value(replies).map_err(|e| ReadFailure {
-                        handle,
-                        error: e.into(),
-                        reconnects,
-                        reconnect_failed: None,
-                        busy_for: None,
-                    });
+                    return redis::from_redis_value(replies)
+                        .map_err(|e| ReadFailure::new(handle, e.into(), reconnects));
                 }
                 Err(error) => error,
             };
@@ -136,21 +145,12 @@ impl Reconnecting {
                     continue;
                 }
                 return Err(ReadFailure {
-                    handle,
-                    error,
-                    reconnects,
-                    reconnect_failed: None,
                     busy_for: Some(self.connector.io_timeout),
+                    ..ReadFailure::new(handle, error, reconnects)
                 });
             }
             if !is_broken_link(&handle, &error) || reconnects == RECONNECTS_PER_REQUEST {
-                return Err(ReadFailure {
-                    handle,
-                    error,
-                    reconnects,
-                    reconnect_failed: None,
-                    busy_for: None,
-                });
+                return Err(ReadFailure::new(handle, error, reconnects));
             }
             // A new connection; a server restarting refuses it for a moment, so a failed
             // one is tried again after a pause, within the request's budget.
@@ -160,11 +160,8 @@ impl Reconnecting {
                     Ok(()) => break,
                     Err(failed) if reconnects == RECONNECTS_PER_REQUEST => {
                         return Err(ReadFailure {
-                            handle,
-                            error,
-                            reconnects,
                             reconnect_failed: Some(failed),
-                            busy_for: None,
+                            ..ReadFailure::new(handle, error, reconnects)
                         });
                     }
                     Err(_) => tokio::time::sleep(PAUSE * (1 << reconnects)).await,
@@ -178,7 +175,7 @@ impl Reconnecting {
     async fn reconnect(&self, generation: u64) -> Result<(), String> {
         let _one_at_a_time = self.reconnecting.lock().await;
         let addr = {
-            let current = lock(&self.current);
+            let current = locked(&self.current);
             if current.0 != generation {
                 return Ok(());
             }
@@ -200,7 +197,7 @@ impl Reconnecting {
             Err(e) if !is_refusal(&e) => return Err(format!("{addr}: {}", handle.explain(&e))),
             _ => {}
         }
-        *lock(&self.current) = (generation + 1, handle);
+        *locked(&self.current) = (generation + 1, handle);
         self.reconnects.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -209,7 +206,7 @@ impl Reconnecting {
 /// True for the codes of a server that is busy for a moment: loading its dataset, its
 /// cluster down (a failover), a slot migrating.
 fn is_busy(code: &str) -> bool {
-    matches!(code, "LOADING" | "CLUSTERDOWN" | "TRYAGAIN")
+    ErrorReply::parse(code.as_bytes()).is_transient()
 }
 
 /// The first busy reply among `replies` (one reply, or a pipeline's, errors kept) as an
@@ -224,11 +221,6 @@ fn busy(replies: Value) -> redis::RedisResult<Value> {
         Some(Value::ServerError(e)) => Err(e.clone().into()),
         _ => Ok(replies),
     }
-}
-
-/// Locks `mutex`, poisoned or not (what it holds is replaced whole, never half-written).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// True when `error` is the link breaking (reset, closed), not a silent server (timeout) or

@@ -51,3 +51,40 @@ pub fn items(value: &Value) -> Option<&[Value]> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod detour_tests {
+    use super::*;
+
+    fn error_reply(line: &str) -> Value {
+        redis::Parser::new()
+            .parse_value(format!("-{line}\r\n").as_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn moved_and_ask_replies_name_where_the_command_goes() {
+        let answered = NodeAddr {
+            host: "127.0.0.1".into(),
+            port: 7000,
+        };
+        let to = |port| NodeAddr {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let moved = error_reply("MOVED 3999 127.0.0.1:6381");
+        assert_eq!(detour(&moved, &answered), Some((to(6381), false)));
+        let ask = error_reply("ASK 12 127.0.0.1:6382");
+        assert_eq!(detour(&ask, &answered), Some((to(6382), true)));
+        // An empty host is the node that answered.
+        let here = error_reply("MOVED 12 :6383");
+        assert_eq!(detour(&here, &answered), Some((to(6383), false)));
+        for other in [
+            error_reply("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            Value::BulkString(b"v".to_vec()),
+            Value::Nil,
+        ] {
+            assert_eq!(detour(&other, &answered), None);
+        }
+    }
+}

@@ -7,13 +7,14 @@
 //! with one line naming it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::Value;
 
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
+use crate::server::connector::locked;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::value::{Detour, detour};
 use crate::server::{Connector, ControlHandle};
@@ -61,7 +62,7 @@ impl Reader {
     /// New connections made so far, to all the target's primaries (and the nodes
     /// redirections named).
     pub(super) fn reconnects(&self) -> u64 {
-        let redirected: u64 = lock(&self.redirected)
+        let redirected: u64 = locked(&self.redirected)
             .values()
             .map(|node| node.reconnects())
             .sum();
@@ -125,9 +126,9 @@ impl Reader {
                 ));
             }
             for (i, answer) in positions.into_iter().zip(answers) {
-                if let Some(redirect) = redirection(std::slice::from_ref(&answer)) {
+                if let Some((next, _)) = detour(&answer, &addr) {
                     return Err(format!(
-                        "{addr} redirected a read again ({redirect}): the cluster's slots keep moving; run verify again once they are stable"
+                        "{addr} redirected a read again, to {next}: the cluster's slots keep moving; run verify again once they are stable"
                     ));
                 }
                 replies[i] = answer;
@@ -139,14 +140,14 @@ impl Reader {
     /// The connection for reads redirected to `addr`, made on the first (even to a node
     /// that is one of the primaries verify started with: redirections are rare).
     async fn node_at(&self, addr: &NodeAddr) -> Result<Arc<Reconnecting>, String> {
-        if let Some(node) = lock(&self.redirected).get(addr) {
+        if let Some(node) = locked(&self.redirected).get(addr) {
             return Ok(node.clone());
         }
         let control = self.connector.control(addr).await.map_err(|e| {
             format!("the cluster redirected a read to {addr}, which could not be reached: {e}")
         })?;
         let node = Arc::new(Reconnecting::new(control.handle(), self.connector.clone()));
-        Ok(lock(&self.redirected)
+        Ok(locked(&self.redirected)
             .entry(addr.clone())
             .or_insert(node)
             .clone())
@@ -167,52 +168,5 @@ impl Reader {
                 failure.describe()
             )
         }
-    }
-}
-
-/// Locks `mutex`, poisoned or not (what it holds is only ever added to).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The first `MOVED` or `ASK` among `replies`, as the server said it.
-fn redirection(replies: &[Value]) -> Option<String> {
-    replies.iter().find_map(|reply| match reply {
-        Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK") => {
-            Some(format!("{} {}", e.code(), e.details().unwrap_or_default()))
-        }
-        _ => None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn error_reply(line: &str) -> Value {
-        let mut parser = redis::Parser::new();
-        parser
-            .parse_value(format!("-{line}\r\n").as_bytes())
-            .unwrap()
-    }
-
-    #[test]
-    fn a_redirection_among_the_replies_is_named_as_the_server_said_it() {
-        let replies = vec![
-            Value::BulkString(b"v".to_vec()),
-            Value::Nil,
-            error_reply("WRONGTYPE Operation against a key holding the wrong kind of value"),
-            error_reply("MOVED 3999 127.0.0.1:6381"),
-            error_reply("ASK 12 127.0.0.1:6382"),
-        ];
-        assert_eq!(
-            redirection(&replies).as_deref(),
-            Some("MOVED 3999 127.0.0.1:6381")
-        );
-        assert_eq!(
-            redirection(&replies[4..]).as_deref(),
-            Some("ASK 12 127.0.0.1:6382")
-        );
-        assert_eq!(redirection(&replies[..3]), None);
     }
 }

@@ -313,11 +313,5 @@ fn an_until_memory_stage_with_a_format_writes_a_prefix_of_its_keys() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(held, (1, 0));
-    let (verified, report) = verify(
-        &scratch,
-        &path,
-        &["--result", scratch.path("result.json").to_str().unwrap()],
-    );
-    assert!(verified.status.success(), "{}", stderr(&verified));
-    assert_eq!(report.unwrap()["stages"][0]["checked"], written);
+    assert_verified_against_result(&scratch, &path, written);
 }

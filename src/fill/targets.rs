@@ -149,10 +149,24 @@ impl LiveTarget {
             .find(|a| !a.is_loopback())
     }
 
-    /// FLUSHALL on every primary.
+    /// FLUSHALL ASYNC on every primary, then waits until each has freed what it flushed
+    /// (see `server::flush`), saying so when that takes more than a second.
     pub async fn flush(&mut self, progress: &Progress) -> Result<(), Failure> {
         for control in &mut self.controls {
             control.flushall().await.map_err(failed)?;
+        }
+        let name = &self.connector.name;
+        let limit = humantime::format_duration(self.connector.io_timeout);
+        for control in &mut self.controls {
+            let addr = control.addr().clone();
+            control
+                .wait_freed(|pending| {
+                    progress.line(&format!(
+                        "target {name}: {addr} is freeing the flushed dataset in the background ({pending} objects left); waiting for it (as long as it frees something within io_timeout, {limit})"
+                    ))
+                })
+                .await
+                .map_err(failed)?;
         }
         let addrs: Vec<String> = self.controls.iter().map(|c| c.addr().to_string()).collect();
         progress.line(&format!(

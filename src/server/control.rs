@@ -1,5 +1,5 @@
 //! Control connections (through the `redis` crate, behind a [`Guarded`] stream): login,
-//! INFO facts, FLUSHALL, and the memory probe of `until_memory` stages. The hot path uses
+//! INFO facts, and the memory probe of `until_memory` stages. The hot path uses
 //! raw data connections instead.
 
 use std::time::Duration;
@@ -83,8 +83,8 @@ pub fn is_refusal(error: &redis::RedisError) -> bool {
 
 /// A control connection to one server.
 pub struct Control {
-    handle: ControlHandle,
-    connector: Connector,
+    pub(super) handle: ControlHandle,
+    pub(super) connector: Connector,
 }
 
 /// A control connection for concurrent use (verify's reads, the memory probe): the server,
@@ -214,7 +214,7 @@ impl MemoryProbe {
 }
 
 /// The value of `name:` in the text of an `INFO` reply.
-fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .map(str::trim)
@@ -311,7 +311,7 @@ impl Control {
     }
 
     /// `target "…" (server): WHAT failed: why`.
-    fn failed(&self, what: &str, error: &redis::RedisError) -> TargetError {
+    pub(super) fn failed(&self, what: &str, error: &redis::RedisError) -> TargetError {
         self.connector.fail(
             &self.handle.addr,
             format!("{what} failed: {}", self.explain(error)),
@@ -329,25 +329,5 @@ impl Control {
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {
         pipe.query_async(&mut self.handle.connection).await
-    }
-
-    /// FLUSHALL: empties every database of the server.
-    pub async fn flushall(&mut self) -> Result<(), TargetError> {
-        let flushed = redis::cmd("FLUSHALL")
-            .query_async::<()>(&mut self.handle.connection)
-            .await;
-        flushed.map_err(|e| {
-            if e.is_timeout() {
-                self.connector.fail(
-                    &self.handle.addr,
-                    format!(
-                        "FLUSHALL got no reply within {} (io_timeout): the server is stalled, or so large that emptying it takes longer; raise io_timeout for such a server",
-                        humantime::format_duration(self.connector.io_timeout)
-                    ),
-                )
-            } else {
-                self.failed("FLUSHALL", &e)
-            }
-        })
     }
 }

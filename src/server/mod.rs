@@ -8,6 +8,7 @@ pub mod connect;
 pub mod connector;
 pub mod control;
 pub mod credentials;
+pub mod flush;
 pub mod guarded;
 pub mod launch;
 pub mod launch_settings;

@@ -98,6 +98,15 @@ pub fn assert_verified(scratch: &Scratch, plan: &Path, keys: u64) {
     assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
 }
 
+/// Runs `verify PLAN --result result.json` (the run's result in the scratch folder) and
+/// asserts that it passes, having checked `keys` keys of the first stage.
+pub fn assert_verified_against_result(scratch: &Scratch, plan: &Path, keys: u64) {
+    let result = scratch.path("result.json");
+    let (verified, report) = verify(scratch, plan, &["--result", result.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(report.unwrap()["stages"][0]["checked"], keys);
+}
+
 /// Runs `verify PLAN` and asserts that it passes with nothing wrong in any stage, having
 /// checked `checked[i]` keys of stage `i`; returns its standard error and its report.
 pub fn assert_verified_stages(

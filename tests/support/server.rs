@@ -90,6 +90,18 @@ impl RedisServer {
             .unwrap()
     }
 
+    /// `DEBUG POPULATE keys pre: value_size`: `keys` strings made by the server itself.
+    pub fn populate(&self, keys: u64, value_size: u32) {
+        redis::cmd("DEBUG")
+            .arg("POPULATE")
+            .arg(keys)
+            .arg("pre")
+            .arg(value_size)
+            .exec(&mut self.connect())
+            .unwrap();
+        assert_eq!(self.dbsize(), keys);
+    }
+
     /// Sets `key` to `value`.
     pub fn set(&self, key: &str, value: &str) {
         redis::cmd("SET")

@@ -132,6 +132,11 @@ pub struct NodeReport {
     pub used_memory_before: Option<u64>,
     /// `used_memory` after the run.
     pub used_memory_after: Option<u64>,
+    /// Keys the server evicted during the run (`evicted_keys` of `INFO stats`, after less
+    /// before): written and acknowledged, then dropped by the server's `maxmemory-policy`;
+    /// null when unknown.
+    #[serde(default)]
+    pub evicted_keys: Option<u64>,
 }
 
 /// One stage after the run.

@@ -100,7 +100,9 @@ fn a_user_without_info_is_recorded_as_unknown_and_a_refused_flushall_is_named() 
     let result = read_result(&scratch.path("result.json"));
     let node = &result["targets"]["main"]["nodes"][0];
     assert!(
-        node["keys_before"].is_null() && node["used_memory_after"].is_null(),
+        node["keys_before"].is_null()
+            && node["used_memory_after"].is_null()
+            && node["evicted_keys"].is_null(),
         "{node}"
     );
     assert_eq!(result["stages"][0]["keys_written"], 2000);

@@ -272,6 +272,7 @@ fn result_file_has_every_documented_field() {
     assert_eq!(t["launched"], false);
     assert_eq!(node["keys_before"], 0);
     assert_eq!(node["keys_after"], 1000);
+    assert_eq!(node["evicted_keys"], 0);
     assert!(node["used_memory_before"].as_u64().unwrap() > 0);
     assert!(
         node["used_memory_after"].as_u64().unwrap() > node["used_memory_before"].as_u64().unwrap()

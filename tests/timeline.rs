@@ -316,4 +316,17 @@ fn the_eviction_drill_holds_used_memory_at_maxmemory_while_keys_are_evicted() {
     let (keys, evicted, expired) = keys_evicted_expired(&run.addrs[0]);
     assert_eq!(keys + evicted + expired, written);
     assert!(evicted >= last["evicted_keys"].as_u64().unwrap());
+    // The result and the end of the run say exactly how many written keys were evicted
+    // (the server was launched for the run: none before; none since, nothing writes).
+    let node = &result["targets"]["drill"]["nodes"][0];
+    assert_eq!(node["evicted_keys"], evicted, "{node}");
+    let said = format!(
+        "warning: target drill: servers evicted keys during the run under their maxmemory-policy: {} ({evicted}, allkeys-lru);",
+        run.addrs[0]
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with(&said)).count(),
+        1,
+        "{err}"
+    );
 }

@@ -118,7 +118,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     let outcome = execute(&context, credentials, &mut report, &mut live).await;
     for (target, live) in plan.targets.iter().zip(&mut live) {
         if let Some(target_report) = report.targets.get_mut(&target.name) {
-            live.record_after(target_report).await;
+            live.record_after(target_report, &progress).await;
         }
     }
     for (target, live) in plan.targets.iter().zip(live) {

@@ -28,6 +28,8 @@ pub struct LiveTarget {
     pub route: Route,
     /// One control connection per primary (the server, on a standalone target).
     controls: Vec<Control>,
+    /// Each primary's `evicted_keys` before the run, and its `maxmemory-policy`.
+    eviction_before: Vec<(Option<u64>, Option<String>)>,
     launched: Launched,
     /// The throwaway CA of a launched TLS server.
     local_tls: Option<LocalTls>,
@@ -76,6 +78,7 @@ impl LiveTarget {
                 .map_err(Failure::Failed)?;
         }
         let mut controls = Vec::new();
+        let mut eviction_before = Vec::new();
         let mut nodes = Vec::new();
         let mut version = None;
         for connect::Primary { mut control, slots } in primaries {
@@ -99,7 +102,9 @@ impl LiveTarget {
                 keys_after: None,
                 used_memory_before: facts.used_memory,
                 used_memory_after: None,
+                evicted_keys: None,
             });
+            eviction_before.push((facts.evicted_keys, facts.maxmemory_policy));
             controls.push(control);
         }
         let report = TargetReport {
@@ -117,6 +122,7 @@ impl LiveTarget {
                 connector,
                 route,
                 controls,
+                eviction_before,
                 launched,
                 local_tls,
             },
@@ -177,14 +183,36 @@ impl LiveTarget {
         Ok(())
     }
 
-    /// Records keys and memory after the run in the target's report; what a server no longer
-    /// answers stays unknown (the run's outcome says why).
-    pub async fn record_after(&mut self, report: &mut TargetReport) {
+    /// Records keys, memory and evictions after the run in the target's report, and warns
+    /// when servers evicted keys during it; what a server no longer answers stays unknown
+    /// (the run's outcome says why).
+    pub async fn record_after(&mut self, report: &mut TargetReport, progress: &Progress) {
         report.mset_refused = self.connector.mset_refused();
-        for (control, node) in self.controls.iter_mut().zip(report.nodes.iter_mut()) {
+        let mut evicted = Vec::new();
+        for ((control, node), (before, policy)) in self
+            .controls
+            .iter_mut()
+            .zip(report.nodes.iter_mut())
+            .zip(&self.eviction_before)
+        {
             let facts = control.facts().await.unwrap_or_default();
             node.keys_after = facts.keys;
             node.used_memory_after = facts.used_memory;
+            node.evicted_keys = facts
+                .evicted_keys
+                .zip(*before)
+                .map(|(after, before)| after.saturating_sub(before));
+            if let Some(n) = node.evicted_keys.filter(|&n| n > 0) {
+                let policy = policy.as_deref().unwrap_or("unknown");
+                evicted.push(format!("{} ({n}, {policy})", node.address));
+            }
+        }
+        if !evicted.is_empty() {
+            progress.line(&format!(
+                "warning: target {}: servers evicted keys during the run under their maxmemory-policy: {}; they were written and acknowledged, then dropped (nodes[].evicted_keys in the result); verify counts them missing",
+                self.connector.name,
+                evicted.join(", ")
+            ));
         }
     }
 

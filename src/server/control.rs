@@ -236,6 +236,9 @@ pub struct ServerFacts {
     /// `loading:1`: the server is reading its dataset from disk (restarted) and answers
     /// `LOADING` to commands until it is done.
     pub loading: bool,
+    /// `evicted_keys`: keys evicted under `maxmemory` since the server started (or its
+    /// statistics were reset).
+    pub evicted_keys: Option<u64>,
 }
 
 impl Control {
@@ -269,6 +272,7 @@ impl Control {
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
             maxmemory_policy: field("maxmemory_policy"),
             loading: field("loading").as_deref() == Some("1"),
+            evicted_keys: field("evicted_keys").and_then(|v| v.parse().ok()),
         })
     }
 

@@ -31,18 +31,6 @@ fn damage_on_replica(primary: &RedisServer, key: &[u8], damage: &[Vec<u8>]) {
         .unwrap();
 }
 
-/// The replication offset `server` has reached (`master_repl_offset` on a primary,
-/// `slave_repl_offset` on a replica).
-fn replication_offset(server: &RedisServer, field: &str) -> Option<u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(&mut server.connect())
-        .ok()?;
-    info.lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|offset| offset.trim().parse().ok())
-}
-
 /// `count` keys of `primary` that hold all their `elements` (`length` is `LLEN`, `HLEN` …).
 fn complete_keys(primary: &RedisServer, length: &str, elements: u64, count: usize) -> Vec<Vec<u8>> {
     let mut conn = primary.connect();

@@ -4,6 +4,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 use cachefill::dataset::Dataset;
 use cachefill::mix::mix64;
@@ -210,6 +211,74 @@ fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() 
     assert_eq!(loading.ping(), Ok("PONG".to_string()));
 }
 
+/// A primary of a cluster (with a replica) is killed as soon as verify has connected to
+/// it: its reads fail (the link breaks, new connections are refused), verify waits for the
+/// replica to take over (as the fill does, up to `failover_timeout`) and reads the lost
+/// primary's slots there. Every key of both stages is checked and found, and the report
+/// says one failover was seen (0 without the wait: verify stopped at the refused
+/// connection).
+#[test]
+fn verify_reads_a_lost_primarys_slots_from_the_replica_that_took_over() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(41)
+        .target(cluster.target().flush(true))
+        .stage(StageBuilder::new("strings").keys(200_000).value_size(32))
+        .stage(
+            StageBuilder::new("carts")
+                .data_type("hash")
+                .keys(5_000)
+                .elements(20, 20)
+                .value_size(16),
+        )
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    run_ok(&scratch, &path, &[]);
+    let victim = cluster.a_primary();
+    let replica = cluster.replica_of(victim);
+    wait_until(
+        "the replica holds what its primary holds",
+        Duration::from_secs(30),
+        || {
+            let sent = replication_offset(&cluster.servers[victim], "master_repl_offset");
+            sent.is_some()
+                && sent == replication_offset(&cluster.servers[replica], "slave_repl_offset")
+        },
+    );
+    let before = cluster.servers[victim].clients();
+    let report = scratch.path("verify.json");
+    let child = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(&path)
+        .arg("-o")
+        .arg(&report)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "verify has connected to the primary",
+        Duration::from_secs(30),
+        || cluster.servers[victim].clients() > before,
+    );
+    cluster.servers[victim].kill();
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let report = read_result(&report);
+    let stages = report["stages"].as_array().unwrap();
+    for (stage, keys) in stages.iter().zip([200_000, 5_000]) {
+        assert_eq!(stage["checked"], keys, "{stage}");
+        assert_eq!(stage["missing"], 0, "{stage}");
+        assert_eq!(stage["wrong_value"], 0, "{stage}");
+    }
+    assert_eq!(stages[0]["failovers"], 1, "{err}");
+    assert_eq!(stages[1]["failovers"], 0, "{err}");
+    assert!(
+        err.contains("(read the slots of a lost primary from the replicas that took over)"),
+        "{err}"
+    );
+}
 /// A slot migrating while verify reads it: its owner answers `ASK` for the keys that already
 /// went, and verify reads them where they went (after `ASKING`), so it checks every key,
 /// strings and hashes, and finds nothing wrong.

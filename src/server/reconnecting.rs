@@ -64,6 +64,12 @@ impl ReadFailure {
         }
     }
 
+    /// True when the server could not be reached any more: new connections to it failed,
+    /// or it stayed silent for `io_timeout` (on a cluster, a failover may follow).
+    pub fn unreachable(&self) -> bool {
+        self.reconnect_failed.is_some() || self.error.is_timeout()
+    }
+
     /// The failure in words: what broke, and how often the link broke again.
     pub fn describe(&self) -> String {
         let mut text = self.handle.explain(&self.error);

@@ -60,6 +60,9 @@ pub struct StageCheck {
     pub ttl_problem_keys: Vec<String>,
     /// Connections made again after a link broke while the stage was read.
     pub reconnects: u64,
+    /// Primaries lost while the stage was read whose slots were then read from the
+    /// replicas that took over.
+    pub failovers: u64,
 }
 
 impl StageCheck {
@@ -219,10 +222,19 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
             options.sample,
         )
         .await?;
-        let reconnected = match check.reconnects {
+        let mut reconnected = match check.reconnects {
             0 => String::new(),
             n => format!(" (connected again {n} times after a link broke)"),
         };
+        if check.failovers > 0 {
+            let lost = match check.failovers {
+                1 => "a lost primary".to_string(),
+                n => format!("{n} lost primaries"),
+            };
+            reconnected.push_str(&format!(
+                " (read the slots of {lost} from the replicas that took over)"
+            ));
+        }
         eprintln!(
             "stage {}: checked {}, missing {}, wrong type {}, wrong value {}, TTL problems {}{reconnected}",
             check.name,
@@ -332,7 +344,7 @@ async fn check_stage(
         keys,
         ..StageCheck::default()
     };
-    let reconnects_before = reader.reconnects();
+    let (reconnects_before, failovers_before) = (reader.reconnects(), reader.failovers());
     let mut tasks: JoinSet<Result<StageCheck, String>> = JoinSet::new();
     let merge = |part: StageCheck, check: &mut StageCheck| {
         check.checked += part.checked;
@@ -368,6 +380,7 @@ async fn check_stage(
         merge(joined(done, &check)?, &mut check);
     }
     check.reconnects = reader.reconnects() - reconnects_before;
+    check.failovers = reader.failovers() - failovers_before;
     Ok(check)
 }
 

@@ -2,18 +2,23 @@
 //! and one control connection to each, made again when a link breaks
 //! ([`Reconnecting`]). A read the cluster redirects (`MOVED`: its slot moved since verify
 //! read the slot map; `ASK`: its slot is migrating and the key already went) is sent again
-//! where the redirection says, once. A server that stays silent for `io_timeout`, refuses
-//! the new connection, breaks the rules of RESP or whose links keep breaking ends the check
-//! with one line naming it.
+//! where the redirection says, once. On a cluster, a primary that cannot be reached any
+//! more (its new connections refused, or silent for `io_timeout`) is waited for like the
+//! fill waits: up to `failover_timeout` for a replica to take over its slots, after which
+//! its reads go to the slots' new primaries. A server that stays silent, refuses the new
+//! connection (standalone, or no replica took over), breaks the rules of RESP or whose
+//! links keep breaking ends the check with one line naming it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
+use crate::server::cluster::{Topology, discover};
 use crate::server::connector::locked;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::value::{Detour, detour};
@@ -30,7 +35,25 @@ pub(super) struct Reader {
     connector: Arc<Connector>,
     /// The target's `io_timeout`, the longest wait for one round trip.
     io_timeout: Duration,
+    /// Primaries lost to a failover, and the slot map read once replicas took over.
+    succession: Mutex<Succession>,
+    /// One wait for a successor at a time (the reads of a lost primary all fail at once).
+    waiting: tokio::sync::Mutex<()>,
+    /// Primaries whose slots were read from their successors.
+    failovers: AtomicU64,
 }
+
+/// What verify knows of failovers so far.
+#[derive(Default)]
+struct Succession {
+    /// Indices (in the reader's nodes) of the primaries lost.
+    lost: HashSet<usize>,
+    /// The cluster's slot map read after the latest failover.
+    topology: Option<Arc<Topology>>,
+}
+
+/// The pause between topology reads while waiting for a replica to take over.
+const FAILOVER_POLL: Duration = Duration::from_millis(250);
 
 impl Reader {
     /// A reader of `nodes` (on a cluster, `slots` maps each slot to one of them).
@@ -49,7 +72,15 @@ impl Reader {
             redirected: Mutex::new(HashMap::new()),
             connector: connector.clone(),
             io_timeout,
+            succession: Mutex::new(Succession::default()),
+            waiting: tokio::sync::Mutex::new(()),
+            failovers: AtomicU64::new(0),
         }
+    }
+
+    /// Primaries whose slots were read from the replicas that took over, so far.
+    pub(super) fn failovers(&self) -> u64 {
+        self.failovers.load(Relaxed)
     }
 
     /// The server that holds `key`, as an index into the reader's nodes.
@@ -80,51 +111,42 @@ impl Reader {
     }
 
     /// Sends `pipe` to `node` and reads its replies (again on a new connection when the
-    /// link broke). Commands the cluster redirected are sent again where it said, each
-    /// node's in one round trip, and their replies take the redirections' places; a command
+    /// link broke; from the new primaries of its slots once a replica took over from a lost
+    /// one). Commands the cluster redirected are sent again where it said, each node's in
+    /// one round trip, and their replies take the redirections' places; a command
     /// redirected a second time stops the check (the slots keep moving).
     pub(super) async fn query(
         &self,
         node: usize,
         pipe: &redis::Pipeline,
     ) -> Result<Vec<Value>, String> {
-        let answered = &self.nodes[node];
-        let mut replies: Vec<Value> = answered
-            .query(Request::Pipeline(pipe))
-            .await
-            .map_err(|failure| self.read_failed(&failure))?;
-        let from = answered.addr();
+        let commands: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
+        let lost = locked(&self.succession).lost.contains(&node);
+        let answered = if lost {
+            self.read_from_successors(&commands).await?
+        } else {
+            let asked = &self.nodes[node];
+            match asked.query::<Vec<Value>>(Request::Pipeline(pipe)).await {
+                Ok(replies) => {
+                    let from = asked.addr();
+                    replies.into_iter().map(|r| (r, from.clone())).collect()
+                }
+                Err(failure) if self.slots.is_some() && failure.unreachable() => {
+                    self.await_successor(node, &failure).await?;
+                    self.read_from_successors(&commands).await?
+                }
+                Err(failure) => return Err(self.read_failed(&failure)),
+            }
+        };
         let mut detours: HashMap<Detour, Vec<usize>> = HashMap::new();
-        for (i, reply) in replies.iter().enumerate() {
-            if let Some(detour) = detour(reply, &from) {
+        for (i, (reply, from)) in answered.iter().enumerate() {
+            if let Some(detour) = detour(reply, from) {
                 detours.entry(detour).or_default().push(i);
             }
         }
-        if detours.is_empty() {
-            return Ok(replies);
-        }
-        let commands: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
+        let mut replies: Vec<Value> = answered.into_iter().map(|(reply, _)| reply).collect();
         for ((addr, asking), positions) in detours {
-            let mut again = redis::pipe();
-            again.ignore_errors();
-            for &i in &positions {
-                if asking {
-                    again.cmd("ASKING").ignore();
-                }
-                again.add_command(commands[i].clone());
-            }
-            let there = self.node_at(&addr).await?;
-            let answers: Vec<Value> = there
-                .query(Request::Pipeline(&again))
-                .await
-                .map_err(|failure| self.read_failed(&failure))?;
-            if answers.len() != positions.len() {
-                return Err(format!(
-                    "{addr} answered {} of {} redirected reads",
-                    answers.len(),
-                    positions.len()
-                ));
-            }
+            let answers = self.send_to(&addr, asking, &positions, &commands).await?;
             for (i, answer) in positions.into_iter().zip(answers) {
                 if let Some((next, _)) = detour(&answer, &addr) {
                     return Err(format!(
@@ -135,6 +157,111 @@ impl Reader {
             }
         }
         Ok(replies)
+    }
+
+    /// The commands at `positions` sent to `addr` in one round trip (each after `ASKING`
+    /// when `asking`), and their replies in order.
+    async fn send_to(
+        &self,
+        addr: &NodeAddr,
+        asking: bool,
+        positions: &[usize],
+        commands: &[&redis::Cmd],
+    ) -> Result<Vec<Value>, String> {
+        let mut again = redis::pipe();
+        again.ignore_errors();
+        for &i in positions {
+            if asking {
+                again.cmd("ASKING").ignore();
+            }
+            again.add_command(commands[i].clone());
+        }
+        let there = self.node_at(addr).await?;
+        let answers: Vec<Value> = there
+            .query(Request::Pipeline(&again))
+            .await
+            .map_err(|failure| self.read_failed(&failure))?;
+        if answers.len() != positions.len() {
+            return Err(format!(
+                "{addr} answered {} of {} reads",
+                answers.len(),
+                positions.len()
+            ));
+        }
+        Ok(answers)
+    }
+
+    /// Every command sent to the primary that serves its key's slot in the slot map read
+    /// after the latest failover; the replies in order, each with who answered it.
+    async fn read_from_successors(
+        &self,
+        commands: &[&redis::Cmd],
+    ) -> Result<Vec<(Value, NodeAddr)>, String> {
+        let topology = locked(&self.succession)
+            .topology
+            .clone()
+            .ok_or("no slot map was read after the failover")?;
+        let mut groups: HashMap<NodeAddr, Vec<usize>> = HashMap::new();
+        for (i, command) in commands.iter().enumerate() {
+            let Some(redis::Arg::Simple(key)) = command.args_iter().nth(1) else {
+                return Err("a read without a key".into());
+            };
+            let owner = topology.owner[usize::from(slot(key))]
+                .map(|o| topology.primaries[o].addr.clone())
+                .ok_or("a slot without a primary after the failover")?;
+            groups.entry(owner).or_default().push(i);
+        }
+        let mut answered: Vec<(Value, NodeAddr)> = Vec::new();
+        answered.resize(commands.len(), (Value::Nil, self.nodes[0].addr()));
+        for (addr, positions) in groups {
+            let answers = self.send_to(&addr, false, &positions, commands).await?;
+            for (i, answer) in positions.into_iter().zip(answers) {
+                answered[i] = (answer, addr.clone());
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Waits, up to `failover_timeout`, for a replica to take over the slots of primary
+    /// `node`, which cannot be reached (`failure`), and keeps the slot map read then. Once
+    /// for all the reads that failed with it.
+    async fn await_successor(&self, node: usize, failure: &ReadFailure) -> Result<(), String> {
+        let _one_at_a_time = self.waiting.lock().await;
+        if locked(&self.succession).lost.contains(&node) {
+            return Ok(());
+        }
+        let addr = self.nodes[node].addr();
+        let timeout = self.connector.failover_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seeds: Vec<NodeAddr> = {
+                let succession = locked(&self.succession);
+                (0..self.nodes.len())
+                    .filter(|i| *i != node && !succession.lost.contains(i))
+                    .map(|i| self.nodes[i].addr())
+                    .chain(locked(&self.redirected).keys().cloned())
+                    .filter(|a| *a != addr)
+                    .collect()
+            };
+            if let Ok(topology) = discover(&self.connector, &seeds).await
+                && topology.uncovered().is_none()
+                && !topology.primaries.iter().any(|p| p.addr == addr)
+            {
+                let mut succession = locked(&self.succession);
+                succession.lost.insert(node);
+                succession.topology = Some(Arc::new(topology));
+                self.failovers.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{}, and no replica took over its slots within {} (failover_timeout)",
+                    self.read_failed(failure),
+                    humantime::format_duration(timeout)
+                ));
+            }
+            tokio::time::sleep(FAILOVER_POLL).await;
+        }
     }
 
     /// The connection for reads redirected to `addr`, made on the first (even to a node

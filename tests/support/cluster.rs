@@ -263,3 +263,15 @@ fn own_slots(conn: &mut redis::Connection) -> Option<Vec<(u16, u16)>> {
         .collect();
     Some(ranges)
 }
+
+/// The replication offset `server` has reached (`master_repl_offset` on a primary,
+/// `slave_repl_offset` on a replica).
+pub fn replication_offset(server: &RedisServer, field: &str) -> Option<u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut server.connect())
+        .ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|offset| offset.trim().parse().ok())
+}

@@ -314,12 +314,18 @@ impl Control {
         self.handle.explain(error)
     }
 
-    /// `target "…" (server): WHAT failed: why`.
+    /// `target "…" (server): WHAT failed: why`, or for a reply that did not come, `WHAT got
+    /// no reply within … (io_timeout)`.
     pub(super) fn failed(&self, what: &str, error: &redis::RedisError) -> TargetError {
-        self.connector.fail(
-            &self.handle.addr,
-            format!("{what} failed: {}", self.explain(error)),
-        )
+        let why = if error.is_timeout() {
+            format!(
+                "{what} got no reply within {} (io_timeout): the server is stalled or overloaded",
+                humantime::format_duration(self.connector.io_timeout)
+            )
+        } else {
+            format!("{what} failed: {}", self.explain(error))
+        };
+        self.connector.fail(&self.handle.addr, why)
     }
 
     /// Runs any command and returns its reply.

@@ -55,6 +55,23 @@ struct Succession {
 /// The pause between topology reads while waiting for a replica to take over.
 const FAILOVER_POLL: Duration = Duration::from_millis(250);
 
+/// Where the cluster redirected replies, and the positions of the commands it redirected.
+type Detours = HashMap<Detour, Vec<usize>>;
+
+/// Notes the replies at `positions`, answered by `from`, that are redirections.
+fn note_detours(
+    replies: &[Value],
+    positions: impl Iterator<Item = usize>,
+    from: &NodeAddr,
+    detours: &mut Detours,
+) {
+    for i in positions {
+        if let Some(detour) = detour(&replies[i], from) {
+            detours.entry(detour).or_default().push(i);
+        }
+    }
+}
+
 impl Reader {
     /// A reader of `nodes` (on a cluster, `slots` maps each slot to one of them).
     pub(super) fn new(
@@ -122,14 +139,15 @@ impl Reader {
     ) -> Result<Vec<Value>, String> {
         let commands: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
         let lost = locked(&self.succession).lost.contains(&node);
-        let answered = if lost {
+        let (mut replies, detours) = if lost {
             self.read_from_successors(&commands).await?
         } else {
             let asked = &self.nodes[node];
             match asked.query::<Vec<Value>>(Request::Pipeline(pipe)).await {
                 Ok(replies) => {
-                    let from = asked.addr();
-                    replies.into_iter().map(|r| (r, from.clone())).collect()
+                    let mut detours = HashMap::new();
+                    note_detours(&replies, 0..replies.len(), &asked.addr(), &mut detours);
+                    (replies, detours)
                 }
                 Err(failure) if self.slots.is_some() && failure.unreachable() => {
                     self.await_successor(node, &failure).await?;
@@ -138,13 +156,6 @@ impl Reader {
                 Err(failure) => return Err(self.read_failed(&failure)),
             }
         };
-        let mut detours: HashMap<Detour, Vec<usize>> = HashMap::new();
-        for (i, (reply, from)) in answered.iter().enumerate() {
-            if let Some(detour) = detour(reply, from) {
-                detours.entry(detour).or_default().push(i);
-            }
-        }
-        let mut replies: Vec<Value> = answered.into_iter().map(|(reply, _)| reply).collect();
         for ((addr, asking), positions) in detours {
             let answers = self.send_to(&addr, asking, &positions, &commands).await?;
             for (i, answer) in positions.into_iter().zip(answers) {
@@ -192,11 +203,12 @@ impl Reader {
     }
 
     /// Every command sent to the primary that serves its key's slot in the slot map read
-    /// after the latest failover; the replies in order, each with who answered it.
+    /// after the latest failover: the replies in order, and where the cluster redirected
+    /// some of them.
     async fn read_from_successors(
         &self,
         commands: &[&redis::Cmd],
-    ) -> Result<Vec<(Value, NodeAddr)>, String> {
+    ) -> Result<(Vec<Value>, Detours), String> {
         let topology = locked(&self.succession)
             .topology
             .clone()
@@ -211,15 +223,16 @@ impl Reader {
                 .ok_or("a slot without a primary after the failover")?;
             groups.entry(owner).or_default().push(i);
         }
-        let mut answered: Vec<(Value, NodeAddr)> = Vec::new();
-        answered.resize(commands.len(), (Value::Nil, self.nodes[0].addr()));
+        let mut replies = vec![Value::Nil; commands.len()];
+        let mut detours = HashMap::new();
         for (addr, positions) in groups {
             let answers = self.send_to(&addr, false, &positions, commands).await?;
-            for (i, answer) in positions.into_iter().zip(answers) {
-                answered[i] = (answer, addr.clone());
+            for (&i, answer) in positions.iter().zip(answers) {
+                replies[i] = answer;
             }
+            note_detours(&replies, positions.into_iter(), &addr, &mut detours);
         }
-        Ok(answered)
+        Ok((replies, detours))
     }
 
     /// Waits, up to `failover_timeout`, for a replica to take over the slots of primary

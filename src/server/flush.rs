@@ -6,8 +6,10 @@
 //! leaves the memory to a background thread. Until it is freed, `used_memory` still counts
 //! it: an `until_memory` stage would see its goal reached before writing anything, and a
 //! server with `maxmemory` would evict the new keys. So the fill starts only once
-//! `INFO memory` says `lazyfree_pending_objects:0`. The wait is bounded by progress, not
-//! by size: it goes on while the server frees (pending objects or `used_memory` fall) and
+//! `INFO memory` says the flush is freed: `lazyfreed_objects` has grown by what was pending
+//! right after the flush (so lazy frees other clients start meanwhile are not waited for),
+//! or, on a server without that counter, `lazyfree_pending_objects:0`. The wait is bounded
+//! by progress, not by size: it goes on while the server frees (pending objects or `used_memory` fall) and
 //! stops with one line when nothing was freed for `io_timeout`. Sending `ASYNC` always
 //! keeps the server answering while it frees, so no single reply has to outlast a large
 //! server's flush.
@@ -30,6 +32,8 @@ struct Freeing {
     pending: u64,
     /// `used_memory`.
     used_memory: u64,
+    /// `lazyfreed_objects` (Redis 6.2 and later, Valkey): objects freed lazily so far.
+    freed: Option<u64>,
 }
 
 impl Freeing {
@@ -40,6 +44,7 @@ impl Freeing {
         Some(Freeing {
             pending: number("lazyfree_pending_objects")?,
             used_memory: number("used_memory").unwrap_or(0),
+            freed: number("lazyfreed_objects"),
         })
     }
 }
@@ -55,11 +60,14 @@ enum Verdict {
     Stuck,
 }
 
-/// Follows the readings of one server's flush: progress is a new low of pending objects or
-/// of `used_memory` (the objects of one database count down only when all of it is freed,
-/// the memory falls as it goes).
+/// Follows the readings of one server's flush. It is freed once `lazyfreed_objects` has
+/// grown by the objects pending at the first reading (or nothing is pending). Progress is
+/// objects freed, or a new low of pending objects or of `used_memory` (the objects of one
+/// database count only when all of it is freed, the memory falls as it goes).
 struct Watch {
     least: Freeing,
+    /// The `lazyfreed_objects` that means the flush is freed.
+    goal: Option<u64>,
     progressed_at: Instant,
 }
 
@@ -67,17 +75,23 @@ impl Watch {
     fn new(first: Freeing, now: Instant) -> Watch {
         Watch {
             least: first,
+            goal: first.freed.map(|freed| freed.saturating_add(first.pending)),
             progressed_at: now,
         }
     }
 
     fn observe(&mut self, reading: Freeing, now: Instant, limit: Duration) -> Verdict {
-        if reading.pending == 0 {
+        let freed = reading.freed.unwrap_or(0);
+        if reading.pending == 0 || self.goal.is_some_and(|goal| freed >= goal) {
             return Verdict::Freed;
         }
-        if reading.pending < self.least.pending || reading.used_memory < self.least.used_memory {
+        if reading.pending < self.least.pending
+            || reading.used_memory < self.least.used_memory
+            || freed > self.least.freed.unwrap_or(0)
+        {
             self.least.pending = self.least.pending.min(reading.pending);
             self.least.used_memory = self.least.used_memory.min(reading.used_memory);
+            self.least.freed = reading.freed;
             self.progressed_at = now;
         }
         if now.duration_since(self.progressed_at) >= limit {
@@ -163,6 +177,15 @@ mod tests {
         Freeing {
             pending,
             used_memory,
+            freed: None,
+        }
+    }
+
+    fn freed(pending: u64, freed: u64) -> Freeing {
+        Freeing {
+            pending,
+            used_memory: 1000,
+            freed: Some(freed),
         }
     }
 
@@ -172,6 +195,15 @@ mod tests {
     fn a_reading_parses_pending_objects_and_memory() {
         let info = "# Memory\r\nused_memory:2468439536\r\nused_memory_human:2.30G\r\nlazyfree_pending_objects:20880842\r\n";
         assert_eq!(Freeing::parse(info), Some(at(20_880_842, 2_468_439_536)));
+        let info = "used_memory:7\r\nlazyfree_pending_objects:3\r\nlazyfreed_objects:40000000\r\n";
+        assert_eq!(
+            Freeing::parse(info),
+            Some(Freeing {
+                pending: 3,
+                used_memory: 7,
+                freed: Some(40_000_000)
+            })
+        );
         assert_eq!(Freeing::parse("# Memory\r\nused_memory:1\r\n"), None);
     }
 
@@ -213,5 +245,27 @@ mod tests {
             watch.observe(at(5, 950), t0 + Duration::from_secs(40), LIMIT),
             Verdict::Stuck
         );
+    }
+
+    #[test]
+    fn the_flush_is_freed_once_its_own_objects_are_whatever_others_free_meanwhile() {
+        let t0 = Instant::now();
+        // 5 pending right after the flush, 100 freed before it.
+        let mut watch = Watch::new(freed(5, 100), t0);
+        // Another client's lazy frees keep objects pending: the flush's 5 are freed.
+        assert_eq!(watch.observe(freed(8, 103), t0, LIMIT), Verdict::Freeing);
+        assert_eq!(watch.observe(freed(9, 105), t0, LIMIT), Verdict::Freed);
+    }
+
+    #[test]
+    fn objects_freed_are_progress() {
+        let t0 = Instant::now();
+        let mut watch = Watch::new(freed(50, 0), t0);
+        for step in 1..10u64 {
+            let now = t0 + Duration::from_secs(20 * step);
+            assert_eq!(watch.observe(freed(50, step), now, LIMIT), Verdict::Freeing);
+        }
+        let later = t0 + Duration::from_secs(20 * 9 + 30);
+        assert_eq!(watch.observe(freed(50, 9), later, LIMIT), Verdict::Stuck);
     }
 }

@@ -211,6 +211,32 @@ fn verify_right_after_a_restart_waits_until_the_server_has_loaded_its_dataset() 
     assert_eq!(loading.ping(), Ok("PONG".to_string()));
 }
 
+/// Runs `verify PLAN -o verify.json` and kills (SIGKILL) `cluster.servers[victim]` as soon
+/// as verify has connected to it; verify's output.
+fn verify_while_a_primary_dies(
+    scratch: &Scratch,
+    path: &Path,
+    cluster: &mut RedisCluster,
+    victim: usize,
+) -> std::process::Output {
+    let before = cluster.servers[victim].clients();
+    let child = cachefill(scratch.dir.path())
+        .arg("verify")
+        .arg(path)
+        .arg("-o")
+        .arg(scratch.path("verify.json"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "verify has connected to the primary",
+        Duration::from_secs(30),
+        || cluster.servers[victim].clients() > before,
+    );
+    cluster.servers[victim].kill();
+    wait_for_exit(child, Duration::from_secs(120))
+}
+
 /// A primary of a cluster (with a replica) is killed as soon as verify has connected to
 /// it: its reads fail (the link breaks, new connections are refused), verify waits for the
 /// replica to take over (as the fill does, up to `failover_timeout`) and reads the lost
@@ -246,26 +272,10 @@ fn verify_reads_a_lost_primarys_slots_from_the_replica_that_took_over() {
                 && sent == replication_offset(&cluster.servers[replica], "slave_repl_offset")
         },
     );
-    let before = cluster.servers[victim].clients();
-    let report = scratch.path("verify.json");
-    let child = cachefill(scratch.dir.path())
-        .arg("verify")
-        .arg(&path)
-        .arg("-o")
-        .arg(&report)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until(
-        "verify has connected to the primary",
-        Duration::from_secs(30),
-        || cluster.servers[victim].clients() > before,
-    );
-    cluster.servers[victim].kill();
-    let output = wait_for_exit(child, Duration::from_secs(120));
+    let output = verify_while_a_primary_dies(&scratch, &path, &mut cluster, victim);
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
-    let report = read_result(&report);
+    let report = read_result(&scratch.path("verify.json"));
     let stages = report["stages"].as_array().unwrap();
     for (stage, keys) in stages.iter().zip([200_000, 5_000]) {
         assert_eq!(stage["checked"], keys, "{stage}");
@@ -354,4 +364,35 @@ fn verify_reads_the_keys_of_a_migrating_slot_where_they_went() {
     assert_eq!(left, 125, "half of the slot's keys moved");
 
     assert_verified_stages(&scratch, &plan, &[200, 50]);
+}
+
+/// A primary without a replica dies while verify reads: verify waits `failover_timeout` for
+/// a successor that never comes, then stops with one line naming the server, what failed
+/// and how long it waited (exit 1, no report).
+#[test]
+fn verify_without_a_successor_for_a_lost_primary_says_so_in_one_line() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(42)
+        .target(cluster.target().flush(true).failover_timeout("2s"))
+        .stage(StageBuilder::new("strings").keys(100_000).value_size(32))
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    run_ok(&scratch, &path, &[]);
+    let victim = cluster.a_primary();
+    let addr = cluster.servers[victim].addr();
+    let output = verify_while_a_primary_dies(&scratch, &path, &mut cluster, victim);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    let reason = the_reason(&err);
+    assert!(
+        reason.starts_with("cachefill: verify of stage \"strings\" on target \"main\" stopped: ")
+            && reason.contains(&format!("reading back from {addr} failed: "))
+            && reason.ends_with(
+                ", and no replica took over its slots within 2s (failover_timeout); run verify again once the server answers"
+            ),
+        "{reason}"
+    );
+    assert!(!scratch.path("verify.json").exists());
 }

@@ -44,20 +44,7 @@ impl Progress {
         (keys, bytes): (u64, u64),
         until_memory: bool,
     ) -> StageProgress {
-        let bar = self.bars.as_ref().map(|bars| {
-            let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            let template = if color {
-                "{prefix:>14.bold} [{bar:30.cyan/blue}] {pos}/{len} keys · {msg} · ETA {eta}"
-            } else {
-                "{prefix:>14} [{bar:30}] {pos}/{len} keys · {msg} · ETA {eta}"
-            };
-            let style = ProgressStyle::with_template(template)
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            let bar = bars.add(ProgressBar::new(keys).with_style(style));
-            bar.set_prefix(name.to_string());
-            bar
-        });
+        let bar = self.bar(name, keys, "{pos}/{len} keys · {msg} · ETA {eta}");
         if bar.is_none() {
             if until_memory {
                 eprintln!(
@@ -76,6 +63,62 @@ impl Progress {
             name: name.to_string(),
             planned_bytes: bytes,
             stall: Mutex::new(None),
+        }
+    }
+}
+
+impl Progress {
+    /// A bar of `len` for `name` (none without a terminal): the name, the bar, then `rest`
+    /// (an indicatif template). Colours unless `NO_COLOR` is set.
+    fn bar(&self, name: &str, len: u64, rest: &str) -> Option<ProgressBar> {
+        self.bars.as_ref().map(|bars| {
+            let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let head = if color {
+                "{prefix:>14.bold} [{bar:30.cyan/blue}] "
+            } else {
+                "{prefix:>14} [{bar:30}] "
+            };
+            let style = ProgressStyle::with_template(&format!("{head}{rest}"))
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            let bar = bars.add(ProgressBar::new(len).with_style(style));
+            bar.set_prefix(name.to_string());
+            bar
+        })
+    }
+
+    /// Shows a stage that verify reads back, `keys` keys: a bar on a terminal, nothing
+    /// otherwise (verify prints a line per stage when it is done).
+    pub fn reading(&self, name: &str, keys: u64) -> ReadingProgress {
+        ReadingProgress {
+            bar: self.bar(name, keys, "{pos}/{len} keys checked · {msg} · ETA {eta}"),
+        }
+    }
+}
+
+/// The display of a stage verify reads back.
+pub struct ReadingProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl ReadingProgress {
+    /// `keys` more were checked.
+    pub fn checked(&self, keys: u64) {
+        if let Some(bar) = &self.bar {
+            let seconds = bar.elapsed().as_secs_f64().max(1e-3);
+            let done = bar.position() + keys;
+            bar.set_message(format!("{:.0} keys/s", done as f64 / seconds));
+            bar.inc(keys);
+        }
+    }
+}
+
+impl Drop for ReadingProgress {
+    /// Clears the bar, whether the stage was read to its end or not: the stage's line, or
+    /// the reason verify stopped, follows.
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

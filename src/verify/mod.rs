@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
+use crate::progress::Progress;
 use crate::report;
 use crate::server::Credentials;
 use crate::server::connect::{self, Route};
@@ -197,6 +198,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         readers.push(Arc::new(reader));
     }
 
+    let progress = Progress::new(false);
     let mut checks = Vec::new();
     for stage in &plan.stages {
         let seed = stage_seed(plan, stage, recorded.as_ref())?;
@@ -220,6 +222,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
             count,
             readers[stage.target].clone(),
             options.sample,
+            &progress,
         )
         .await?;
         let mut reconnected = match check.reconnects {
@@ -235,7 +238,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
                 " (read the slots of {lost} from the replicas that took over)"
             ));
         }
-        eprintln!(
+        progress.line(&format!(
             "stage {}: checked {}, missing {}, wrong type {}, wrong value {}, TTL problems {}{reconnected}",
             check.name,
             check.checked,
@@ -243,7 +246,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
             check.wrong_type,
             check.wrong_value,
             check.ttl_problems
-        );
+        ));
         checks.push(check);
     }
 
@@ -332,11 +335,13 @@ async fn check_stage(
     keys: u64,
     reader: Arc<Reader>,
     sample: Option<u64>,
+    progress: &Progress,
 ) -> Result<StageCheck, Failure> {
     // The index width comes from the plan's count, as when the stage was written.
     let dataset = Arc::new(Dataset::new(seed, &stage.name, &stage.shape, stage.keys));
     let ttl = stage.shape.ttl.map(|t| t.max_ms);
     let all = indices(keys, sample);
+    let display = progress.reading(&stage.name, all.len() as u64);
     let mut check = StageCheck {
         name: stage.name.clone(),
         target: plan.targets[stage.target].name.clone(),
@@ -365,7 +370,9 @@ async fn check_stage(
         if tasks.len() >= IN_FLIGHT
             && let Some(done) = tasks.join_next().await
         {
-            merge(joined(done, &check)?, &mut check);
+            let part = joined(done, &check)?;
+            display.checked(part.checked);
+            merge(part, &mut check);
         }
         let (chunk, dataset, reader) = (chunk.to_vec(), dataset.clone(), reader.clone());
         tasks.spawn(async move {
@@ -377,7 +384,9 @@ async fn check_stage(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        merge(joined(done, &check)?, &mut check);
+        let part = joined(done, &check)?;
+        display.checked(part.checked);
+        merge(part, &mut check);
     }
     check.reconnects = reader.reconnects() - reconnects_before;
     check.failovers = reader.failovers() - failovers_before;

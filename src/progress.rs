@@ -87,38 +87,58 @@ impl Progress {
         })
     }
 
-    /// Shows a stage that verify reads back, `keys` keys: a bar on a terminal, nothing
-    /// otherwise (verify prints a line per stage when it is done).
-    pub fn reading(&self, name: &str, keys: u64) -> ReadingProgress {
-        ReadingProgress {
-            bar: self.bar(name, keys, "{pos}/{len} keys checked · {msg} · ETA {eta}"),
+    /// Shows work counted in keys (`verify` reading a stage back: "checked"; `profile`
+    /// sampling a server: "sampled"): a bar on a terminal, nothing otherwise (both print a
+    /// line when they are done).
+    pub fn counting(&self, name: &str, keys: u64, verb: &str) -> CountProgress {
+        let rest = format!("{{pos}}/{{len}} keys {verb} · {{msg}} · ETA {{eta}}");
+        CountProgress {
+            counter: Counter(self.bar(name, keys, &rest)),
         }
     }
 }
 
-/// The display of a stage verify reads back.
-pub struct ReadingProgress {
-    bar: Option<ProgressBar>,
+/// A bar of keys counted as they are done (see [`Progress::counting`]); cleared when it is
+/// dropped, whether the work ended or not, so the line that follows stands alone.
+pub struct CountProgress {
+    counter: Counter,
 }
 
-impl ReadingProgress {
-    /// `keys` more were checked.
-    pub fn checked(&self, keys: u64) {
-        if let Some(bar) = &self.bar {
+impl CountProgress {
+    /// A handle that counts on this bar from another task.
+    pub fn counter(&self) -> Counter {
+        self.counter.clone()
+    }
+}
+
+impl std::ops::Deref for CountProgress {
+    type Target = Counter;
+
+    fn deref(&self) -> &Counter {
+        &self.counter
+    }
+}
+
+impl Drop for CountProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.counter.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Counts keys done on a [`CountProgress`] bar (nothing without one).
+#[derive(Clone)]
+pub struct Counter(Option<ProgressBar>);
+
+impl Counter {
+    /// `keys` more are done.
+    pub fn add(&self, keys: u64) {
+        if let Some(bar) = &self.0 {
             let seconds = bar.elapsed().as_secs_f64().max(1e-3);
             let done = bar.position() + keys;
             bar.set_message(format!("{:.0} keys/s", done as f64 / seconds));
             bar.inc(keys);
-        }
-    }
-}
-
-impl Drop for ReadingProgress {
-    /// Clears the bar, whether the stage was read to its end or not: the stage's line, or
-    /// the reason verify stopped, follows.
-    fn drop(&mut self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
         }
     }
 }

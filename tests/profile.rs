@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use support::{Proxy, RedisCluster, RedisServer, Scratch, cachefill, require, stderr};
+use support::{
+    Proxy, RedisCluster, RedisServer, Scratch, cachefill, on_a_terminal, require, stderr,
+};
 
 /// A string planted in the source's values: it must never reach a plan.
 const PLANTED: &str = "PLANTED-secret-value-7f3c";
@@ -753,5 +755,35 @@ fn profile_names_what_is_wrong_in_one_line() {
         stderr(&output).contains("--scale must be a number above 0"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// On a terminal, profile shows a bar of the keys sampled (of the sample it aims at, keys
+/// per second, ETA), cleared before its closing line. `script` gives it a terminal.
+#[test]
+fn on_a_terminal_profile_shows_a_bar_of_the_keys_sampled() {
+    let server = RedisServer::start(&[]);
+    server.populate(20_000, 16);
+    let scratch = Scratch::new();
+    let plan = support::PlanBuilder::new().target(server.target()).build();
+    let plan = scratch.plan("source.toml", &plan);
+    let (ok, screen) = on_a_terminal(
+        &scratch,
+        &[
+            "profile",
+            plan.to_str().unwrap(),
+            "--sample",
+            "5000",
+            "--max-ops",
+            "0",
+            "-o",
+            "shape.toml",
+        ],
+    );
+    assert!(ok, "{screen}");
+    assert!(screen.contains("/5000 keys sampled · "), "{screen}");
+    assert!(
+        screen.contains("profiled target \"main\": 5000 of 20000 keys sampled with "),
+        "{screen}"
     );
 }

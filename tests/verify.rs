@@ -401,7 +401,6 @@ fn verify_without_a_successor_for_a_lost_primary_says_so_in_one_line() {
 /// ETA), cleared before the stage's line. `script` gives it a terminal.
 #[test]
 fn on_a_terminal_verify_shows_a_bar_of_the_keys_checked() {
-    require("script");
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
     let plan = PlanBuilder::new()
@@ -411,19 +410,8 @@ fn on_a_terminal_verify_shows_a_bar_of_the_keys_checked() {
         .build();
     let path = scratch.plan("plan.toml", &plan);
     run_ok(&scratch, &path, &[]);
-    let command = format!(
-        "{} verify {}",
-        env!("CARGO_BIN_EXE_cachefill"),
-        path.display()
-    );
-    let output = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(scratch.dir.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let screen = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{screen}");
+    let (ok, screen) = on_a_terminal(&scratch, &["verify", path.to_str().unwrap()]);
+    assert!(ok, "{screen}");
     assert!(screen.contains("/300000 keys checked · "), "{screen}");
     assert!(
         screen.contains(

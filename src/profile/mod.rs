@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::error::Failure;
 use crate::plan::{Plan, Servers, Target};
+use crate::progress::Progress;
 use crate::server::Credentials;
 use crate::server::connect;
 use crate::server::reconnecting::Reconnecting;
@@ -77,12 +78,19 @@ pub async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failur
             target.name, target.db
         )));
     }
+    // Each primary's share of the sample follows its share of the keys.
+    let quotas: Vec<u64> = servers
+        .iter()
+        .map(|(_, _, dbsize)| {
+            let quota =
+                (u128::from(options.sample) * u128::from(*dbsize)).div_ceil(u128::from(total));
+            u64::try_from(quota).unwrap_or(u64::MAX).min(*dbsize)
+        })
+        .collect();
+    let display = Progress::new(false).counting(&target.name, quotas.iter().sum(), "sampled");
     let mut tasks = JoinSet::new();
-    for (sampler, cap, dbsize) in servers {
-        // Each primary's share of the sample follows its share of the keys.
-        let quota = (u128::from(options.sample) * u128::from(dbsize)).div_ceil(u128::from(total));
-        let quota = u64::try_from(quota).unwrap_or(u64::MAX).min(dbsize);
-        tasks.spawn(sampler.sample(quota, dbsize, cap));
+    for ((sampler, cap, dbsize), quota) in servers.into_iter().zip(quotas) {
+        tasks.spawn(sampler.sample(quota, dbsize, cap, display.counter()));
     }
     let mut sample = Vec::new();
     let (mut commands, mut sampled) = (0, 0);
@@ -110,6 +118,7 @@ pub async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failur
             target.name
         )));
     }
+    drop(display);
     let mut groups = shape::groups(&sample);
     let source = writer::Source {
         plan: plan.path.display().to_string(),

@@ -12,6 +12,7 @@ pub use super::replies::{ELEMENT_SAMPLE, KeyObservation};
 use super::replies::{describe, read_second, scan_reply, second_commands};
 use crate::error::Failure;
 use crate::plan::DataType;
+use crate::progress::Counter;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::value::{int, text};
 
@@ -62,6 +63,7 @@ impl Sampler {
         quota: u64,
         dbsize: u64,
         mut cap: RateCap,
+        counter: Counter,
     ) -> Result<ServerSample, Failure> {
         let mut sample = ServerSample {
             dbsize,
@@ -86,6 +88,7 @@ impl Sampler {
                 let rest = pending.split_off(batch);
                 self.measure(std::mem::replace(&mut pending, rest), &mut cap, &mut sample)
                     .await?;
+                counter.add(batch as u64);
             }
             cursor = next;
             if cursor == "0" || seen.len() as u64 >= quota {
@@ -93,7 +96,9 @@ impl Sampler {
             }
         }
         if !pending.is_empty() {
+            let keys = pending.len() as u64;
             self.measure(pending, &mut cap, &mut sample).await?;
+            counter.add(keys);
         }
         sample.commands = cap.sent();
         Ok(sample)

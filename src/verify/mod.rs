@@ -341,7 +341,7 @@ async fn check_stage(
     let dataset = Arc::new(Dataset::new(seed, &stage.name, &stage.shape, stage.keys));
     let ttl = stage.shape.ttl.map(|t| t.max_ms);
     let all = indices(keys, sample);
-    let display = progress.reading(&stage.name, all.len() as u64);
+    let display = progress.counting(&stage.name, all.len() as u64, "checked");
     let mut check = StageCheck {
         name: stage.name.clone(),
         target: plan.targets[stage.target].name.clone(),
@@ -371,7 +371,7 @@ async fn check_stage(
             && let Some(done) = tasks.join_next().await
         {
             let part = joined(done, &check)?;
-            display.checked(part.checked);
+            display.add(part.checked);
             merge(part, &mut check);
         }
         let (chunk, dataset, reader) = (chunk.to_vec(), dataset.clone(), reader.clone());
@@ -385,7 +385,7 @@ async fn check_stage(
     }
     while let Some(done) = tasks.join_next().await {
         let part = joined(done, &check)?;
-        display.checked(part.checked);
+        display.add(part.checked);
         merge(part, &mut check);
     }
     check.reconnects = reader.reconnects() - reconnects_before;

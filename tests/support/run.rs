@@ -225,3 +225,23 @@ pub fn node_port(result: &serde_json::Value, target: &str, index: usize) -> u16 
         .unwrap_or_else(|| panic!("no node {index} of {target} in the result"));
     address.rsplit_once(':').unwrap().1.parse().unwrap()
 }
+
+/// Runs `cachefill ARGS…` on a terminal (through `script`, which gives it one) in the
+/// scratch folder; whether it succeeded, and what the terminal showed.
+pub fn on_a_terminal(scratch: &Scratch, args: &[&str]) -> (bool, String) {
+    super::require("script");
+    let command = std::iter::once(env!("CARGO_BIN_EXE_cachefill"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(scratch.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}

@@ -5,6 +5,7 @@ mod support;
 
 use std::path::Path;
 
+use cachefill::plan::units::human_bytes;
 use support::*;
 
 /// Draws `result` and returns the page.
@@ -74,7 +75,24 @@ fn a_run_is_drawn_with_its_stages_throughput_and_memory() {
     assert!(
         row_of(&page, "carts").starts_with(&format!("carts|main|hash|ok|3000/3000|{elements}|"))
     );
-    for heading in ["Keys written per second, by stage", "Memory of main"] {
+    // The server before and after: flushed, then exactly the keys written, none evicted.
+    let node = &result["targets"]["main"]["nodes"][0];
+    let memory = |field: &str| human_bytes(node[field].as_u64().unwrap());
+    assert_eq!(
+        row_of(&page, &server.addr()),
+        format!(
+            "{}|main|{}|153000|{}|{}|0|",
+            server.addr(),
+            node["keys_before"],
+            memory("used_memory_before"),
+            memory("used_memory_after")
+        )
+    );
+    for heading in [
+        "Keys written per second, by stage",
+        "Memory of main",
+        "Servers",
+    ] {
         assert!(page.contains(&format!("<h2>{heading}</h2>")), "{heading}");
     }
     // One SVG per chart: throughput and memory (no evictions, one server: no more).
@@ -87,7 +105,7 @@ fn a_run_is_drawn_with_its_stages_throughput_and_memory() {
 
 /// The payload column: bytes in the crate's human form.
 fn human_payload(stage: &serde_json::Value) -> String {
-    cachefill::plan::units::human_bytes(stage["payload_bytes"].as_u64().unwrap())
+    human_bytes(stage["payload_bytes"].as_u64().unwrap())
 }
 
 /// The table's cells after the payload, as the page formats them.

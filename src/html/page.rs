@@ -23,6 +23,8 @@ pub fn render(run: &RunReport) -> Result<String, String> {
     summary(run, &mut page);
     page.push_str("<h2>Stages</h2>\n");
     stage_table(&run.stages, &mut page);
+    page.push_str("<h2>Servers</h2>\n");
+    server_table(run, &mut page);
     for (heading, svg) in timeline::charts(run)? {
         let _ = write!(
             page,
@@ -118,6 +120,35 @@ fn stage_table(stages: &[StageReport], page: &mut String) {
                 page,
                 "<tr class=\"error\"><td colspan=\"11\">{}</td></tr>",
                 escape(error)
+            );
+        }
+    }
+    page.push_str("</tbody>\n</table>\n");
+}
+
+/// Each target's primaries before and after the run: keys, memory, and the keys they
+/// evicted meanwhile ("–" where `INFO` was not allowed).
+fn server_table(run: &RunReport, page: &mut String) {
+    page.push_str(
+        "<table>\n<thead><tr><th>server</th><th>target</th><th>keys before</th>\
+         <th>keys after</th><th>memory before</th><th>memory after</th>\
+         <th>evicted during the run</th></tr></thead>\n<tbody>\n",
+    );
+    let count = |n: Option<u64>| n.map_or_else(|| "–".to_string(), |n| n.to_string());
+    let bytes = |n: Option<u64>| n.map_or_else(|| "–".to_string(), human_bytes);
+    for (name, target) in &run.targets {
+        for node in &target.nodes {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(&node.address),
+                escape(name),
+                count(node.keys_before),
+                count(node.keys_after),
+                bytes(node.used_memory_before),
+                bytes(node.used_memory_after),
+                count(node.evicted_keys),
             );
         }
     }

@@ -65,9 +65,7 @@ impl Progress {
             stall: Mutex::new(None),
         }
     }
-}
 
-impl Progress {
     /// A bar of `len` for `name` (none without a terminal): the name, the bar, then `rest`
     /// (an indicatif template). Colours unless `NO_COLOR` is set.
     fn bar(&self, name: &str, len: u64, rest: &str) -> Option<ProgressBar> {
@@ -105,17 +103,14 @@ pub struct CountProgress {
 }
 
 impl CountProgress {
+    /// `keys` more are done.
+    pub fn add(&self, keys: u64) {
+        self.counter.add(keys);
+    }
+
     /// A handle that counts on this bar from another task.
     pub fn counter(&self) -> Counter {
         self.counter.clone()
-    }
-}
-
-impl std::ops::Deref for CountProgress {
-    type Target = Counter;
-
-    fn deref(&self) -> &Counter {
-        &self.counter
     }
 }
 

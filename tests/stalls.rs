@@ -92,3 +92,38 @@ fn a_paused_cluster_primary_is_replaced_by_its_replica_and_nothing_is_lost() {
     assert_eq!(cluster.total_keys(), keys);
     assert_verified(&scratch, &plan, keys);
 }
+
+/// A cluster primary paused (SIGSTOP) mid-fill with an `io_timeout` far longer than the
+/// test: its replica takes over after `cluster-node-timeout` (5 s here), and the fill
+/// follows at once. Its silent connections ask the other nodes once a second whether the
+/// cluster replaced the primary, instead of waiting out the 10 minutes (the test's bound,
+/// 120 s, would fail first). Nothing is lost.
+#[test]
+fn a_paused_cluster_primary_replaced_by_its_replica_is_followed_before_io_timeout() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let scratch = Scratch::new();
+    let keys = 1_000_000u64;
+    let plan = PlanBuilder::new()
+        .seed(12)
+        .target(cluster.target().flush(true).set("io_timeout", "10m"))
+        .stage(StageBuilder::new("s").keys(keys).value_size(16));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let (child, result_path) = spawn_plan(&scratch, &plan);
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 50_000
+    });
+    let victim = cluster.a_primary();
+    cluster.servers[victim].pause();
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    cluster.servers[victim].kill();
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let result = read_result(&result_path);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok");
+    assert_eq!(stage["keys_written"], keys);
+    assert_eq!(stage["failovers"], 1, "{err}");
+    assert_eq!(cluster.primaries().len(), 3, "a replica took over");
+    assert_eq!(cluster.total_keys(), keys);
+    assert_verified(&scratch, &plan, keys);
+}

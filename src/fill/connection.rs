@@ -146,7 +146,8 @@ pub async fn connection_worker(
                     stage.unacknowledged.fetch_add(doubt, Relaxed);
                     return Ok(());
                 }
-                if failures > MAX_RECONNECTS || stage.should_stop() {
+                let replaced = matches!(&feed, Feed::Node { node, .. } if node.is_replaced());
+                if failures > MAX_RECONNECTS || stage.should_stop() || replaced {
                     if let Feed::Node { node, router } = &feed {
                         let outcome = router.node_unreachable(node, &reason).await;
                         if outcome.is_err() {

@@ -10,6 +10,7 @@
 //! larger one (Redis scales their mean by the element count).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use redis::Value;
 
@@ -29,6 +30,11 @@ const SAMPLE: u64 = 100;
 /// A million-member sorted set took 0.24 s with `SAMPLES 0` and under 1 ms with this,
 /// estimated within 0.03 % (docs/cli-and-result.md).
 pub const ELEMENTS_WALKED: u32 = 4096;
+
+/// The longest one round trip of the sample may take. The sample is nice to have: a
+/// primary gone silent (paused, even once its replica took over its slots) leaves the
+/// record `null` instead of holding the stage's end for its `io_timeout`.
+const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Keys measured per round trip: the server answers other clients between round trips, so
 /// the sample never holds it for more than ten keys' walks at once.
@@ -129,7 +135,11 @@ async fn measure(
             }
             pipe.cmd("OBJECT").arg("ENCODING").arg(key);
         }
-        let replies: Vec<Value> = pipe.query_async(&mut connection).await.ok()?;
+        let replies: Vec<Value> =
+            tokio::time::timeout(ROUND_TRIP_LIMIT, pipe.query_async(&mut connection))
+                .await
+                .ok()?
+                .ok()?;
         for (pair, key) in replies.chunks(2).zip(round) {
             let [usage, encoding] = pair else { continue };
             if let Some(detour) = detour(usage, addr) {

@@ -12,6 +12,11 @@ use crate::plan::NodeAddr;
 /// How long a connection waits for a reply before it is listed as stalled.
 pub const STALL_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a cluster primary may stay silent with writes in flight before its connections
+/// ask, once a second, whether the cluster replaced it (`Router::replaced`): a replica
+/// promoted while it was paused or cut off is followed without waiting for `io_timeout`.
+pub const ASK_REPLACED_AFTER: Duration = Duration::from_secs(2);
+
 /// The stalled connections of a stage.
 #[derive(Debug, Default)]
 pub struct Stalls {

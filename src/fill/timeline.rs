@@ -181,6 +181,11 @@ impl Sampler {
 }
 
 /// Takes a sample every second and reads the targets' figures for every sample taken,
+/// The longest one sample waits for a target's figures: a server slower than that (paused,
+/// or replaced by its replica while silent) gets no figures in that sample, and neither the
+/// timeline nor the end of the run waits for its `io_timeout`.
+const READ_LIMIT: Duration = Duration::from_secs(2);
+
 /// until told to stop; several samples waiting together share one reading.
 async fn sample(
     recorder: Arc<Recorder>,
@@ -223,7 +228,7 @@ async fn read(probes: &[MemoryProbe]) -> Vec<Option<InfoFigures>> {
     let mut readings = JoinSet::new();
     for (i, probe) in probes.iter().enumerate() {
         let probe = probe.clone();
-        readings.spawn(async move { (i, probe.figures().await) });
+        readings.spawn(async move { (i, probe.figures(READ_LIMIT).await) });
     }
     let mut figures = vec![None; probes.len()];
     while let Some(reading) = readings.join_next().await {

@@ -30,6 +30,12 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// True when every slot is served and `addr` is not among the primaries: a replica (or
+    /// another primary) took over what `addr` served.
+    pub fn replaced(&self, addr: &NodeAddr) -> bool {
+        self.uncovered().is_none() && !self.primaries.iter().any(|p| p.addr == *addr)
+    }
+
     /// Number of slots primary `index` serves.
     pub fn slot_count(&self, index: usize) -> u32 {
         self.owner.iter().filter(|o| **o == Some(index)).count() as u32

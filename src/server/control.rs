@@ -117,8 +117,6 @@ impl ControlHandle {
 #[derive(Clone)]
 pub struct MemoryProbe {
     controls: Vec<ControlHandle>,
-    /// The target's `io_timeout`: the longest one `INFO` may take.
-    timeout: Duration,
 }
 
 /// What the timeline reads from a target once a second, summed over its primaries.
@@ -161,11 +159,6 @@ impl MemoryProbe {
     pub fn new(controls: &[Control]) -> MemoryProbe {
         MemoryProbe {
             controls: controls.iter().map(Control::handle).collect(),
-            timeout: controls
-                .iter()
-                .map(|c| c.connector.io_timeout)
-                .max()
-                .unwrap_or(FACTS_TIMEOUT),
         }
     }
 
@@ -188,9 +181,10 @@ impl MemoryProbe {
     }
 
     /// `used_memory`, `maxmemory`, `evicted_keys` and `expired_keys` summed over the
-    /// primaries: one `INFO` on each, all at once, each bounded by the `io_timeout`. `None`
-    /// when a primary refuses `INFO` or does not answer in time.
-    pub async fn figures(&self) -> Option<InfoFigures> {
+    /// primaries: one `INFO` on each, all at once, each bounded by `limit`. `None` when a
+    /// primary refuses `INFO` or does not answer in time (a paused primary, even one its
+    /// replica replaced, must not hold up the caller for its `io_timeout`).
+    pub async fn figures(&self, limit: Duration) -> Option<InfoFigures> {
         let mut readings = tokio::task::JoinSet::new();
         for control in &self.controls {
             let mut connection = control.connection.clone();
@@ -199,7 +193,7 @@ impl MemoryProbe {
                     .query_async::<String>(&mut connection)
                     .await
             };
-            readings.spawn(tokio::time::timeout(self.timeout, query));
+            readings.spawn(tokio::time::timeout(limit, query));
         }
         let mut total = InfoFigures::default();
         while let Some(reading) = readings.join_next().await {

@@ -257,8 +257,7 @@ impl Reader {
                     .collect()
             };
             if let Ok(topology) = discover(&self.connector, &seeds).await
-                && topology.uncovered().is_none()
-                && !topology.primaries.iter().any(|p| p.addr == addr)
+                && topology.replaced(&addr)
             {
                 let mut succession = locked(&self.succession);
                 succession.lost.insert(node);

@@ -17,6 +17,9 @@ use crate::slot::SLOTS;
 /// Pause between topology reads while waiting for a replica to take over.
 const FAILOVER_POLL: Duration = Duration::from_millis(250);
 
+/// At most one such question per primary in this long (its connections share the answer).
+const ASK_REPLACED_EVERY: Duration = Duration::from_secs(1);
+
 impl Router {
     /// A primary that its connections cannot reach any more: waits (once, for all of its
     /// connections) for a replica to take over. `Ok` when one did and the entries are on
@@ -52,8 +55,7 @@ impl Router {
                 .cloned()
                 .collect();
             if let Ok(topology) = discover(&self.connector, &seeds).await
-                && topology.uncovered().is_none()
-                && !topology.primaries.iter().any(|p| p.addr == node.addr)
+                && topology.replaced(&node.addr)
             {
                 self.take_over(node, &topology);
                 return Ok(());
@@ -68,6 +70,36 @@ impl Router {
             }
             tokio::time::sleep(FAILOVER_POLL).await;
         }
+    }
+
+    /// True once the cluster has given all of silent primary `node`'s slots to other nodes
+    /// (its replica took over while it was paused, hung or cut off): its connections stop
+    /// waiting for `io_timeout` and the failover follows at once. Reads the topology from
+    /// the other nodes at most once a second per primary.
+    pub async fn replaced(&self, node: &Arc<NodeFeed>) -> bool {
+        if node.replaced.load(Relaxed) {
+            return true;
+        }
+        {
+            let mut asked = lock(&node.replacement_asked);
+            if asked.is_some_and(|at: Instant| at.elapsed() < ASK_REPLACED_EVERY) {
+                return false;
+            }
+            *asked = Some(Instant::now());
+        }
+        let seeds: Vec<NodeAddr> = lock(&self.known)
+            .iter()
+            .filter(|a| **a != node.addr)
+            .cloned()
+            .collect();
+        let replaced = matches!(
+            discover(&self.connector, &seeds).await,
+            Ok(topology) if topology.replaced(&node.addr)
+        );
+        if replaced {
+            node.replaced.store(true, Relaxed);
+        }
+        replaced
     }
 
     /// Which slots `node` serves now, slot by slot.

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::{Notify, Semaphore};
 
@@ -29,6 +30,10 @@ pub struct NodeFeed {
     pub keys: AtomicU64,
     /// Set once a replica took over: nothing is sent here any more.
     pub(super) retired: AtomicBool,
+    /// Set when the cluster gave this primary's slots to other nodes while it was silent.
+    pub(super) replaced: AtomicBool,
+    /// When a silent connection last asked whether the cluster replaced this primary.
+    pub(super) replacement_asked: Mutex<Option<Instant>>,
     /// The outcome of waiting for a successor, decided once for all connections.
     pub(super) failover: tokio::sync::Mutex<Option<Result<(), String>>>,
     /// Typed stages: the keys the re-check after this primary's latest restart resumes.
@@ -65,9 +70,17 @@ impl NodeFeed {
             work: Notify::new(),
             keys: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
+            replacement_asked: Mutex::new(None),
             failover: tokio::sync::Mutex::new(None),
             restarted: Mutex::new(None),
         }
+    }
+
+    /// True once the cluster gave this primary's slots to other nodes while it was silent:
+    /// its connections give up at once and wait for the failover.
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.load(Relaxed)
     }
 
     /// True once a replica took over this primary: nothing is sent here any more, and what

@@ -17,7 +17,7 @@ use super::feed::Feed;
 use super::lock::lock;
 use super::socket::ReplyThreshold;
 use super::span::Span;
-use super::stall::STALL_AFTER;
+use super::stall::{ASK_REPLACED_AFTER, STALL_AFTER};
 use super::state::StageState;
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
@@ -365,6 +365,15 @@ impl Session<'_> {
                 Err(_) => {
                     if stall.is_none() {
                         stall = Some(stage.stalls.begin(addr, since));
+                    }
+                    if since.elapsed() >= ASK_REPLACED_AFTER
+                        && let Feed::Node { node, router } = self.job.feed
+                        && router.replaced(node).await
+                    {
+                        break Err(SessionEnd::Lost(format!(
+                            "no reply for {}s, and the cluster gave its slots to another node meanwhile",
+                            since.elapsed().as_secs()
+                        )));
                     }
                 }
             }

@@ -1,5 +1,8 @@
 //! Cluster topology: which primary serves which hash slot, read with `CLUSTER SHARDS`
-//! (or `CLUSTER SLOTS` on servers before 7.0) from the first seed node that answers.
+//! (or `CLUSTER SLOTS` on servers before 7.0) from the first seed node that answers, and the
+//! wait, after a primary is lost, for the cluster to give its slots to a replica.
+
+use std::time::{Duration, Instant};
 
 use redis::Value;
 
@@ -66,6 +69,36 @@ pub fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
         }
     }
     (!out.is_empty()).then(|| out.join(", "))
+}
+
+/// How often a wait for a lost primary's successor reads the topology.
+const SUCCESSOR_POLL: Duration = Duration::from_millis(250);
+
+/// Waits, up to the target's `failover_timeout`, for the cluster to give all of `lost`'s
+/// slots to other nodes (a replica took over), reading the topology from `seeds()` every
+/// 250 ms: the topology then, or `None` when the time ran out or `stop()` turned true. The
+/// fill's and verify's one wait for a successor.
+pub async fn successor_topology(
+    connector: &Connector,
+    lost: &NodeAddr,
+    mut seeds: impl FnMut() -> Vec<NodeAddr>,
+    stop: impl Fn() -> bool,
+) -> Option<Topology> {
+    let deadline = Instant::now() + connector.failover_timeout;
+    loop {
+        if stop() {
+            return None;
+        }
+        if let Ok(topology) = discover(connector, &seeds()).await
+            && topology.replaced(lost)
+        {
+            return Some(topology);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(SUCCESSOR_POLL).await;
+    }
 }
 
 /// Reads the topology from the first seed that answers. Seeds that are down are skipped.

@@ -12,13 +12,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::Value;
 
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
-use crate::server::cluster::{Topology, discover};
+use crate::server::cluster::{Topology, successor_topology};
 use crate::server::connector::locked;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::value::{Detour, detour};
@@ -51,9 +51,6 @@ struct Succession {
     /// The cluster's slot map read after the latest failover.
     topology: Option<Arc<Topology>>,
 }
-
-/// The pause between topology reads while waiting for a replica to take over.
-const FAILOVER_POLL: Duration = Duration::from_millis(250);
 
 /// Where the cluster redirected replies, and the positions of the commands it redirected.
 type Detours = HashMap<Detour, Vec<usize>>;
@@ -244,36 +241,28 @@ impl Reader {
             return Ok(());
         }
         let addr = self.nodes[node].addr();
-        let timeout = self.connector.failover_timeout;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seeds: Vec<NodeAddr> = {
-                let succession = locked(&self.succession);
-                (0..self.nodes.len())
-                    .filter(|i| *i != node && !succession.lost.contains(i))
-                    .map(|i| self.nodes[i].addr())
-                    .chain(locked(&self.redirected).keys().cloned())
-                    .filter(|a| *a != addr)
-                    .collect()
-            };
-            if let Ok(topology) = discover(&self.connector, &seeds).await
-                && topology.replaced(&addr)
-            {
-                let mut succession = locked(&self.succession);
-                succession.lost.insert(node);
-                succession.topology = Some(Arc::new(topology));
-                self.failovers.fetch_add(1, Relaxed);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{}, and no replica took over its slots within {} (failover_timeout)",
-                    self.read_failed(failure),
-                    humantime::format_duration(timeout)
-                ));
-            }
-            tokio::time::sleep(FAILOVER_POLL).await;
-        }
+        let seeds = || {
+            let succession = locked(&self.succession);
+            (0..self.nodes.len())
+                .filter(|i| *i != node && !succession.lost.contains(i))
+                .map(|i| self.nodes[i].addr())
+                .chain(locked(&self.redirected).keys().cloned())
+                .filter(|a| *a != addr)
+                .collect()
+        };
+        let Some(topology) = successor_topology(&self.connector, &addr, seeds, || false).await
+        else {
+            return Err(format!(
+                "{}, and no replica took over its slots within {} (failover_timeout)",
+                self.read_failed(failure),
+                humantime::format_duration(self.connector.failover_timeout)
+            ));
+        };
+        let mut succession = locked(&self.succession);
+        succession.lost.insert(node);
+        succession.topology = Some(Arc::new(topology));
+        self.failovers.fetch_add(1, Relaxed);
+        Ok(())
     }
 
     /// The connection for reads redirected to `addr`, made on the first (even to a node

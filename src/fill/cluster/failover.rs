@@ -11,11 +11,8 @@ use super::Router;
 use super::node::NodeFeed;
 use crate::fill::lock::{lock, read, write};
 use crate::plan::NodeAddr;
-use crate::server::cluster::{Topology, discover, ranges};
+use crate::server::cluster::{Topology, discover, ranges, successor_topology};
 use crate::slot::SLOTS;
-
-/// Pause between topology reads while waiting for a replica to take over.
-const FAILOVER_POLL: Duration = Duration::from_millis(250);
 
 /// At most one such question per primary in this long (its connections share the answer).
 const ASK_REPLACED_EVERY: Duration = Duration::from_secs(1);
@@ -43,33 +40,35 @@ impl Router {
         node: &Arc<NodeFeed>,
         reason: &str,
     ) -> Result<(), String> {
-        let timeout = self.connector.failover_timeout;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stage.should_stop() {
-                return Ok(());
-            }
-            let seeds: Vec<NodeAddr> = lock(&self.known)
-                .iter()
-                .filter(|a| **a != node.addr)
-                .cloned()
-                .collect();
-            if let Ok(topology) = discover(&self.connector, &seeds).await
-                && topology.replaced(&node.addr)
-            {
+        let successor = successor_topology(
+            &self.connector,
+            &node.addr,
+            || self.seeds_without(node),
+            || self.stage.should_stop(),
+        )
+        .await;
+        match successor {
+            Some(topology) => {
                 self.take_over(node, &topology);
-                return Ok(());
+                Ok(())
             }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "primary {} (slots {}) is unreachable ({reason}) and no replica took over within {} (failover_timeout)",
-                    node.addr,
-                    ranges(self.slots_of(node).into_iter()).unwrap_or_else(|| "none".into()),
-                    humantime::format_duration(timeout)
-                ));
-            }
-            tokio::time::sleep(FAILOVER_POLL).await;
+            None if self.stage.should_stop() => Ok(()),
+            None => Err(format!(
+                "primary {} (slots {}) is unreachable ({reason}) and no replica took over within {} (failover_timeout)",
+                node.addr,
+                ranges(self.slots_of(node).into_iter()).unwrap_or_else(|| "none".into()),
+                humantime::format_duration(self.connector.failover_timeout)
+            )),
         }
+    }
+
+    /// Every node seen but `node`: where to read the topology when `node` is lost.
+    fn seeds_without(&self, node: &NodeFeed) -> Vec<NodeAddr> {
+        lock(&self.known)
+            .iter()
+            .filter(|a| **a != node.addr)
+            .cloned()
+            .collect()
     }
 
     /// True once the cluster has given all of silent primary `node`'s slots to other nodes
@@ -87,13 +86,8 @@ impl Router {
             }
             *asked = Some(Instant::now());
         }
-        let seeds: Vec<NodeAddr> = lock(&self.known)
-            .iter()
-            .filter(|a| **a != node.addr)
-            .cloned()
-            .collect();
         let replaced = matches!(
-            discover(&self.connector, &seeds).await,
+            discover(&self.connector, &self.seeds_without(node)).await,
             Ok(topology) if topology.replaced(&node.addr)
         );
         if replaced {

@@ -21,6 +21,7 @@ pub mod output;
 pub mod plan;
 pub mod profile;
 pub mod progress;
+pub mod rdb;
 pub mod report;
 pub mod resp;
 pub mod server;

@@ -140,6 +140,15 @@ impl Dataset {
         }
     }
 
+    /// Field name `j` as one slice, when the stage's names were made ahead (up to 4 MiB of
+    /// them); [`Dataset::push_field_name`] appends any.
+    #[inline]
+    pub fn field_name_bytes(&self, j: u64) -> Option<&[u8]> {
+        let size = self.field_size();
+        let start = (j as usize).saturating_mul(size);
+        self.field_names.get(start..start.saturating_add(size))
+    }
+
     /// Makes field name `j` (see [`Dataset::push_field_name`]).
     pub(super) fn make_field_name(&self, j: u64, out: &mut Vec<u8>) {
         let width = match self.elemental.data_type {
@@ -200,6 +209,21 @@ impl Dataset {
     /// `value_size` is one number.
     pub fn fixed_value_len(&self) -> Option<usize> {
         (self.value_span == 1).then_some(self.value_min as usize)
+    }
+
+    /// Bytes of the shortest value (hash value, member, list item, stream value).
+    pub fn min_value_len(&self) -> usize {
+        self.value_min as usize
+    }
+
+    /// Bytes of the longest value.
+    pub fn max_value_len(&self) -> usize {
+        (self.value_min + self.value_span - 1) as usize
+    }
+
+    /// The lowest and highest score a sorted-set member can draw.
+    pub fn score_range(&self) -> (i64, i64) {
+        (self.elemental.score.min, self.elemental.score.max)
     }
 
     /// Bytes of hash field names and stream field names.

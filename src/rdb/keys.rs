@@ -1,0 +1,475 @@
+//! A typed key of the dataset as a `DUMP` payload for one server: the encoding its commands
+//! would have given the key (docs/architecture.md, "RESTORE payloads"), serialized as
+//! `rdb.c` serializes it.
+//!
+//! - hash: a listpack of field, value, field, value … in field order, when it has at most
+//!   `hash-max-listpack-entries` fields and no field or value is longer than
+//!   `hash-max-listpack-value`; else the plain hash type (the server builds its table).
+//! - sorted set: a listpack of member, score … ordered by score, then member, under the
+//!   `zset-max-listpack-*` limits; else the plain type (`ZSET_2`, binary scores), highest
+//!   first, which the server loads fastest.
+//! - set: an intset when every member is an integer and there are at most
+//!   `set-max-intset-entries`; on 7.2+ a listpack under the `set-max-listpack-*` limits;
+//!   else the plain type.
+//! - list: a quicklist of listpack nodes, split where `RPUSH` would split them.
+
+use std::cell::RefCell;
+
+use super::encoding::{
+    Prefixed, push_binary_double, push_blob, push_footer, push_len, push_string,
+};
+use super::intset::push_intset;
+use super::listpack::{Listpack, as_integer, string_entry_bytes};
+use super::object_type as rdb_type;
+use super::quicklist::{EMPTY_LISTPACK, Nodes};
+use super::server::{Family, RDB_LISTPACK_SETS, RDB_LISTPACKS, RDB_PLAIN, ServerEncoding};
+use crate::dataset::{Dataset, Element, Entry};
+use crate::plan::DataType;
+
+/// Largest payload cachefill sends: a key whose payload could be larger is written with
+/// commands (a payload is one argument, which the server holds whole while loading it).
+pub const MAX_PAYLOAD_BYTES: u64 = 1 << 20;
+
+/// Bytes of a payload besides its elements, at most: type, lengths, listpack headers, the
+/// footer.
+const PAYLOAD_OVERHEAD: u64 = 64;
+
+/// The largest score a listpack holds as the integer the server would make of it: `ZADD`
+/// stores a score as `d2string` formats it, which is the integer's own digits below 2^52.
+const LISTPACK_SCORE: i64 = (1 << 52) - 2;
+
+/// Why a stage's keys are not written as payloads on a server: one line for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+/// Which keys of a stage are written as payloads, by their element count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restorable {
+    /// Keys of at most this many elements: a larger payload could pass
+    /// [`MAX_PAYLOAD_BYTES`].
+    pub up_to: u64,
+    /// Keys whose count is in this range are written with commands all the same: lists of
+    /// 7.2 and later that may end as one listpack over the node limit, which a server loads
+    /// as a quicklist (empty for everything else).
+    pub commands: (u64, u64),
+}
+
+impl Restorable {
+    /// No key: every key is written with commands.
+    pub const NONE: Restorable = Restorable {
+        up_to: 0,
+        commands: (0, 0),
+    };
+
+    /// True when a key of `count` elements is written as a payload.
+    #[inline]
+    pub fn restores(&self, count: u64) -> bool {
+        count <= self.up_to && !(self.commands.0..self.commands.1).contains(&count)
+    }
+}
+
+/// Which keys of `dataset` are written as payloads for `server`, when the stage's commands
+/// carry `per_command` elements each.
+pub fn restorable(dataset: &Dataset, server: &ServerEncoding, per_command: u64) -> Restorable {
+    let up_to = (MAX_PAYLOAD_BYTES - PAYLOAD_OVERHEAD) / element_bound(dataset);
+    let mut commands = (0, 0);
+    if dataset.data_type() == DataType::List
+        && let Some(limit) = Nodes::new(server.family, server.limits.list_size)
+            .and_then(|nodes| nodes.listpack_limit())
+    {
+        // One listpack for sure: at most `small` items of the longest length.
+        let room = (limit - EMPTY_LISTPACK) as u64;
+        let small = room / string_entry_bytes(dataset.max_value_len()) as u64;
+        // A quicklist from the first item for sure: the first command's items alone pass
+        // the limit, however short.
+        let min = dataset.min_value_len().max(1) as u64;
+        let big = if per_command.saturating_mul(min) > room {
+            room / min + 1
+        } else {
+            u64::MAX
+        };
+        commands = (small + 1, big.max(small + 1));
+    }
+    Restorable { up_to, commands }
+}
+
+/// Most bytes one element of `dataset` takes in a payload: its field and value (the longest
+/// they can be), each with an entry header and back length (or an RDB length) of up to 10
+/// bytes, and a score.
+fn element_bound(dataset: &Dataset) -> u64 {
+    let value = dataset.max_value_len() as u64;
+    let field = match dataset.data_type() {
+        DataType::Hash => dataset.field_size() as u64,
+        _ => 0,
+    };
+    field + value + 2 * 10 + 10
+}
+
+/// Scratch space reused from key to key (the hot path allocates nothing per key).
+#[derive(Default)]
+struct Scratch {
+    /// One element's bytes (a member, or a value longer than the pool's slices).
+    bytes: Vec<u8>,
+    /// A sorted set's (score, element) in the order they are written.
+    order: Vec<(i64, u64)>,
+    /// A set's members as integers.
+    integers: Vec<i64>,
+}
+
+/// Encodes the keys of one typed stage as payloads for one server.
+pub struct PayloadEncoder<'a> {
+    dataset: &'a Dataset,
+    server: ServerEncoding,
+    /// How the server splits lists into nodes (lists only).
+    nodes: Option<Nodes>,
+    scratch: RefCell<Scratch>,
+}
+
+/// Where the elements of a hash or a set go: a listpack, or plain RDB strings.
+enum Sink {
+    Listpack(Listpack),
+    Plain,
+}
+
+impl Sink {
+    /// Appends one piece of an element.
+    #[inline]
+    fn push(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        match self {
+            Sink::Listpack(lp) => lp.push(out, bytes),
+            Sink::Plain => push_string(out, bytes),
+        }
+    }
+
+    /// Ends a listpack.
+    fn finish(self, out: &mut Vec<u8>) {
+        if let Sink::Listpack(lp) = self {
+            lp.finish(out);
+        }
+    }
+}
+
+/// A quicklist node holding a listpack (`QUICKLIST_NODE_CONTAINER_PACKED`).
+const QUICKLIST_PACKED: u64 = 2;
+
+/// Ends a list's node: its listpack, then the blob's length.
+fn end_node(blob: Prefixed, lp: Listpack, out: &mut Vec<u8>) {
+    lp.finish(out);
+    let len = blob.written(out);
+    blob.finish(out, len);
+}
+
+impl<'a> PayloadEncoder<'a> {
+    /// The encoder of `dataset`'s keys for `server`; `Err` says why they cannot be payloads
+    /// there.
+    pub fn new(dataset: &'a Dataset, server: ServerEncoding) -> Result<Self, Unsupported> {
+        supported(dataset, &server)?;
+        Ok(PayloadEncoder {
+            dataset,
+            server,
+            nodes: Nodes::new(server.family, server.limits.list_size),
+            scratch: RefCell::default(),
+        })
+    }
+
+    /// Appends the `DUMP` payload of `entry`, a whole key.
+    pub fn push_payload(&self, entry: &Entry, out: &mut Vec<u8>) {
+        let start = out.len();
+        let scratch = &mut *self.scratch.borrow_mut();
+        let version = match self.dataset.data_type() {
+            DataType::Hash => self.push_hash(entry, scratch, out),
+            DataType::Zset => self.push_zset(entry, scratch, out),
+            DataType::Set => self.push_set(entry, scratch, out),
+            DataType::List => self.push_list(entry, scratch, out),
+            DataType::String | DataType::Stream => {
+                unreachable!("PayloadEncoder::new refuses {}", self.dataset.data_type())
+            }
+        };
+        push_footer(out, start, version);
+    }
+
+    /// A hash: a listpack, or the plain type past the limits.
+    fn push_hash(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+        let dataset = self.dataset;
+        let limits = &self.server.limits;
+        let compact = entry.elements <= limits.hash_entries
+            && dataset.field_size() as u64 <= limits.hash_value
+            && self.values_within(entry, limits.hash_value);
+        out.push(if compact {
+            rdb_type::HASH_LISTPACK
+        } else {
+            rdb_type::HASH
+        });
+        self.push_ordered(
+            entry,
+            scratch,
+            out,
+            compact,
+            |j, element, scratch, sink, out| {
+                sink.push(out, field(dataset, j, &mut scratch.bytes));
+                sink.push(out, value(dataset, element, &mut scratch.bytes));
+            },
+        );
+        if compact { RDB_LISTPACKS } else { RDB_PLAIN }
+    }
+
+    /// Writes the elements of `entry` in their order, each as the pieces `push` gives them to
+    /// the sink (a hash's field and value, a set's member): in one listpack blob, or after
+    /// their count as plain RDB strings.
+    fn push_ordered(
+        &self,
+        entry: &Entry,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+        listpack: bool,
+        mut push: impl FnMut(u64, &Element, &mut Scratch, &mut Sink, &mut Vec<u8>),
+    ) {
+        let dataset = self.dataset;
+        let mut each = |sink: &mut Sink, out: &mut Vec<u8>| {
+            for j in 0..entry.elements {
+                push(j, &dataset.element(entry, j), scratch, sink, out);
+            }
+        };
+        if listpack {
+            push_blob(out, |out| {
+                let mut sink = Sink::Listpack(Listpack::begin(out));
+                each(&mut sink, out);
+                sink.finish(out);
+            });
+        } else {
+            push_len(out, entry.elements);
+            each(&mut Sink::Plain, out);
+        }
+    }
+
+    /// A sorted set: a listpack ordered by score then member, or the plain type past the
+    /// limits, highest first.
+    fn push_zset(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+        let dataset = self.dataset;
+        let limits = &self.server.limits;
+        let compact =
+            entry.elements <= limits.zset_entries && self.values_within(entry, limits.zset_value);
+        scratch.order.clear();
+        scratch.order.extend((0..entry.elements).map(|j| {
+            let element = dataset.element(entry, j);
+            (dataset.score(&element), j)
+        }));
+        // Members of one key start with their index, zero-padded to one width: for equal
+        // scores, their byte order is their index order.
+        if compact {
+            scratch.order.sort_unstable();
+            out.push(rdb_type::ZSET_LISTPACK);
+            push_blob(out, |out| {
+                let mut lp = Listpack::begin(out);
+                for &(score, j) in &scratch.order {
+                    let element = dataset.element(entry, j);
+                    lp.push(out, member(dataset, &element, &mut scratch.bytes));
+                    lp.push_integer(out, score);
+                }
+                lp.finish(out);
+            });
+            return RDB_LISTPACKS;
+        }
+        scratch.order.sort_unstable_by(|a, b| b.cmp(a));
+        out.push(rdb_type::ZSET_2);
+        push_len(out, entry.elements);
+        for &(score, j) in &scratch.order {
+            let element = dataset.element(entry, j);
+            push_string(out, member(dataset, &element, &mut scratch.bytes));
+            push_binary_double(out, score as f64);
+        }
+        RDB_PLAIN
+    }
+
+    /// A set: an intset, a listpack (7.2+) or the plain type.
+    fn push_set(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+        let dataset = self.dataset;
+        let limits = &self.server.limits;
+        if entry.elements <= limits.set_intset_entries && self.integer_members(entry, scratch) {
+            scratch.integers.sort_unstable();
+            out.push(rdb_type::SET_INTSET);
+            push_blob(out, |out| push_intset(out, &scratch.integers));
+            return RDB_PLAIN;
+        }
+        let compact = self.server.family == Family::Redis72
+            && entry.elements <= limits.set_entries
+            && self.values_within(entry, limits.set_value);
+        out.push(if compact {
+            rdb_type::SET_LISTPACK
+        } else {
+            rdb_type::SET
+        });
+        self.push_ordered(
+            entry,
+            scratch,
+            out,
+            compact,
+            |_, element, scratch, sink, out| {
+                sink.push(out, member(dataset, element, &mut scratch.bytes));
+            },
+        );
+        if compact {
+            RDB_LISTPACK_SETS
+        } else {
+            RDB_PLAIN
+        }
+    }
+
+    /// A list: a quicklist of listpack nodes, split where `RPUSH` splits them; on 7.2 and
+    /// later a small list is one node, which the server loads as a listpack.
+    fn push_list(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+        let dataset = self.dataset;
+        let rule = self
+            .nodes
+            .expect("PayloadEncoder::new checks the list settings");
+        out.push(rdb_type::LIST_QUICKLIST_2);
+        let nodes = Prefixed::begin(out);
+        let mut count = 0;
+        // The node being written: its blob and its listpack.
+        let mut node: Option<(Prefixed, Listpack)> = None;
+        let one_node = self.small_list(entry);
+        for j in 0..entry.elements {
+            let element = dataset.element(entry, j);
+            let item = value(dataset, &element, &mut scratch.bytes);
+            let joins = match &node {
+                Some((_, lp)) => one_node || rule.allows(lp.bytes(out), lp.count(), item.len()),
+                None => false,
+            };
+            if !joins {
+                if let Some((blob, lp)) = node.take() {
+                    end_node(blob, lp, out);
+                }
+                push_len(out, QUICKLIST_PACKED);
+                node = Some((Prefixed::begin(out), Listpack::begin(out)));
+                count += 1;
+            }
+            if let Some((_, lp)) = &mut node {
+                lp.push(out, item);
+            }
+        }
+        if let Some((blob, lp)) = node {
+            end_node(blob, lp, out);
+        }
+        nodes.finish(out, count);
+        RDB_LISTPACKS
+    }
+
+    /// True when `entry`, a list, is one listpack on the server (7.2 and later: its items'
+    /// raw bytes leave its listpack within the node limit; see `quicklist.rs`).
+    fn small_list(&self, entry: &Entry) -> bool {
+        let Some(rule) = self.nodes else {
+            return false;
+        };
+        let dataset = self.dataset;
+        let raw = |len: usize| entry.elements as usize * len;
+        if rule.stays_listpack(raw(dataset.max_value_len())) {
+            return true;
+        }
+        if !rule.stays_listpack(raw(dataset.min_value_len())) {
+            return false;
+        }
+        let raw: usize = (0..entry.elements)
+            .map(|j| dataset.element(entry, j).len)
+            .sum();
+        rule.stays_listpack(raw)
+    }
+
+    /// True when every element value of `entry` (hash value, member, item) is at most
+    /// `limit` bytes long; drawn only when the stage's sizes straddle the limit.
+    fn values_within(&self, entry: &Entry, limit: u64) -> bool {
+        let dataset = self.dataset;
+        if dataset.max_value_len() as u64 <= limit {
+            return true;
+        }
+        if dataset.min_value_len() as u64 > limit {
+            return false;
+        }
+        (0..entry.elements).all(|j| dataset.element(entry, j).len as u64 <= limit)
+    }
+
+    /// True when every member of `entry` is an integer, left in `scratch.integers`. A member
+    /// starts with its index zero-padded, so unless the first is `0` itself none is.
+    fn integer_members(&self, entry: &Entry, scratch: &mut Scratch) -> bool {
+        let dataset = self.dataset;
+        scratch.integers.clear();
+        for j in 0..entry.elements {
+            let element = dataset.element(entry, j);
+            match as_integer(member(dataset, &element, &mut scratch.bytes)) {
+                Some(value) => scratch.integers.push(value),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Why `dataset`'s keys cannot be payloads on `server`, if they cannot.
+fn supported(dataset: &Dataset, server: &ServerEncoding) -> Result<(), Unsupported> {
+    let data_type = dataset.data_type();
+    if matches!(data_type, DataType::String | DataType::Stream) {
+        return Err(Unsupported(format!(
+            "cachefill writes {data_type} keys with commands"
+        )));
+    }
+    if server.family == Family::Ziplists {
+        return Err(Unsupported(
+            "the server predates Redis 7.0's listpacks (RDB 10), the encodings cachefill writes"
+                .into(),
+        ));
+    }
+    if data_type == DataType::List && server.limits.list_compress_depth > 0 {
+        return Err(Unsupported(format!(
+            "the server compresses list nodes (list-compress-depth {}), which cachefill does not encode",
+            server.limits.list_compress_depth
+        )));
+    }
+    if data_type == DataType::List && Nodes::new(server.family, server.limits.list_size).is_none() {
+        return Err(Unsupported(format!(
+            "cachefill does not reproduce the list nodes of list-max-listpack-size {} on this server",
+            server.limits.list_size
+        )));
+    }
+    if data_type == DataType::Zset {
+        let score = dataset.score_range();
+        if score.0 < -LISTPACK_SCORE || score.1 > LISTPACK_SCORE {
+            return Err(Unsupported(format!(
+                "scores beyond ±{LISTPACK_SCORE} are stored as the server formats doubles, which cachefill does not reproduce"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Hash field name `j`.
+#[inline]
+fn field<'s>(dataset: &'s Dataset, j: u64, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    match dataset.field_name_bytes(j) {
+        Some(name) => name,
+        None => {
+            scratch.clear();
+            dataset.push_field_name(j, scratch);
+            scratch
+        }
+    }
+}
+
+/// An element's value (hash value, list item).
+#[inline]
+fn value<'s>(dataset: &'s Dataset, element: &Element, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    match dataset.element_bytes(element) {
+        Some(bytes) => bytes,
+        None => {
+            scratch.clear();
+            dataset.push_element_value(element, scratch);
+            scratch
+        }
+    }
+}
+
+/// A set or sorted-set member.
+#[inline]
+fn member<'s>(dataset: &Dataset, element: &Element, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    scratch.clear();
+    dataset.push_member(element, scratch);
+    scratch
+}

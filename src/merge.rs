@@ -83,6 +83,9 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
         target.flushed = results
             .iter()
             .any(|(_, r)| r.targets.get(name).is_some_and(|t| t.flushed));
+        target.restore_refused = results
+            .iter()
+            .find_map(|(_, r)| r.targets.get(name)?.restore_refused.clone());
         if let Some(nodes) = latest.and_then(|r| r.targets.get(name)).map(|t| &t.nodes) {
             target.nodes = nodes.clone();
         }
@@ -213,6 +216,7 @@ fn merge_stage(
                 (&mut total.keys_written, part.keys_written),
                 (&mut total.elements_written, part.elements_written),
                 (&mut total.partial_keys, part.partial_keys),
+                (&mut total.restored_keys, part.restored_keys),
                 (&mut total.payload_bytes, part.payload_bytes),
                 (&mut total.errors, part.errors),
                 (&mut total.reconnects, part.reconnects),

@@ -101,6 +101,10 @@ pub struct TargetReport {
     /// True when the user was refused `MSET` and entries went one `SET` each.
     #[serde(default)]
     pub mset_refused: bool,
+    /// Why the servers refused `RESTORE` payloads, when they did: typed keys went as
+    /// commands from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_refused: Option<String>,
     /// Launched servers left running with `--keep`: where they are and the CA to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<KeptServers>,
@@ -163,6 +167,11 @@ pub struct StageReport {
     /// Typed keys left with only some of their elements when the stage stopped.
     #[serde(default)]
     pub partial_keys: u64,
+    /// Typed keys a `RESTORE` of their payload wrote, in the server's own encoding (the
+    /// others went as commands: `write = "commands"`, a key too large for a payload, or a
+    /// server that refused payloads).
+    #[serde(default)]
+    pub restored_keys: u64,
     /// Payload bytes (keys plus values) of the acknowledged entries.
     pub payload_bytes: u64,
     /// When it started; null when it never did.

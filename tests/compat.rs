@@ -67,6 +67,32 @@ fn a_standalone_server_is_filled_with_every_type_and_verifies(kind: ServerKind) 
     }
     let hashes = &stages[1]["memory"]["encodings"];
     assert_eq!(hashes[small_hash_encoding(kind)], 100, "{hashes}");
+    // Typed keys but streams go as RESTORE payloads where the server has listpacks (7.0+);
+    // the dataset is the one commands write.
+    let restored: Vec<u64> = stages
+        .iter()
+        .map(|s| s["restored_keys"].as_u64().unwrap())
+        .collect();
+    let payloads = if kind == ServerKind::Redis62 { 0 } else { 300 };
+    assert_eq!(
+        restored,
+        [0, payloads, payloads, payloads, payloads, 0],
+        "{kind:?}"
+    );
+    let digest = server.digest();
+    let commands = every_type(
+        PlanBuilder::new()
+            .seed(21)
+            .target(server.target().flush(true).set("write", "commands")),
+    );
+    let commands = scratch.plan("commands.toml", &commands.build());
+    run_ok(&scratch, &commands, &[]);
+    assert_eq!(
+        server.digest(),
+        digest,
+        "{kind:?}: RESTORE against commands"
+    );
+    run_ok(&scratch, &plan, &[]);
 
     let (output, report) = verify(&scratch, &plan, &[]);
     assert!(output.status.success(), "{kind:?}: {}", stderr(&output));

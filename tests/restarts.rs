@@ -49,7 +49,12 @@ fn stage_after_one_restart(
 
 /// Fills `stage` into a server that restarts once it holds more than `held_at_least` keys;
 /// the run must end `ok` with every key, and the dataset an undisturbed fill writes.
-fn fill_through_a_restart(stage: StageBuilder, keys: u64, elements: u64, held_at_least: u64) {
+fn fill_through_a_restart(
+    stage: StageBuilder,
+    keys: u64,
+    elements: u64,
+    held_at_least: u64,
+) -> serde_json::Value {
     let mut server = RedisServer::start(&[]);
     let scratch = Scratch::new();
     let plan = |server: &RedisServer| {
@@ -61,11 +66,12 @@ fn fill_through_a_restart(stage: StageBuilder, keys: u64, elements: u64, held_at
     let path = scratch.plan("plan.toml", &plan(&server).build());
     let (child, result_path) = spawn_plan(&scratch, &path);
     let lost = server.restart_mid_stage(held_at_least);
-    stage_after_one_restart(child, &result_path, lost, (keys, elements));
+    let stage = stage_after_one_restart(child, &result_path, lost, (keys, elements));
     assert_eq!(server.dbsize(), keys);
     let digest = server.digest();
     assert_verified(&scratch, &path, keys);
     assert_eq!(undisturbed_digest(&scratch, plan), digest);
+    stage
 }
 
 /// A stage of `keys` lists of `elements` items each, 32 commands in flight.
@@ -101,13 +107,15 @@ fn a_standalone_server_restarted_mid_fill_is_refilled_with_what_it_lost() {
     fill_through_a_restart(stage, keys, keys, 50_000);
 }
 
-/// Lists: what a connection held when the server went down is left to the re-check (two
-/// writers of one list would both append its rest).
+/// Lists written as `RESTORE` payloads (the default): what a connection held when the
+/// server went down is left to the re-check, which restores every key the new process
+/// lacks.
 #[test]
 fn lists_are_rechecked_and_written_once_after_a_restart() {
     let (keys, elements) = (60_000, 20);
     let stage = lists(keys, elements).connections(4);
-    fill_through_a_restart(stage, keys, keys * elements, 10_000);
+    let stage = fill_through_a_restart(stage, keys, keys * elements, 10_000);
+    assert_eq!(stage["restored_keys"], keys, "every key a RESTORE wrote");
 }
 
 /// Hashes of several commands each (about 64 KiB per command), with a TTL: a key some of
@@ -115,8 +123,11 @@ fn lists_are_rechecked_and_written_once_after_a_restart() {
 #[test]
 fn hashes_of_several_commands_are_rewritten_whole_after_a_restart() {
     let (keys, elements) = (600, 40);
-    let stage = large_hashes(keys, elements).connections(3);
-    fill_through_a_restart(stage, keys, keys * elements, 100);
+    let stage = large_hashes(keys, elements)
+        .connections(3)
+        .set("write", "commands");
+    let stage = fill_through_a_restart(stage, keys, keys * elements, 100);
+    assert_eq!(stage["restored_keys"], 0);
 }
 
 /// Refuses the count a re-check starts each list with, on a restarted server.
@@ -249,13 +260,16 @@ fn a_cluster_primary_restarted_with_its_config_is_refilled_with_what_it_lost() {
     fill_through_a_node_restart(stage, 41, (keys, keys), 5_000);
 }
 
-/// Lists on a restarted cluster primary: every key routed to its slots before the restart
-/// was found is resumed once there (its length, then the rest), and the primary's other
-/// connections and its queue leave those keys to that re-check: no list gets an item twice.
+/// Lists written with commands on a restarted cluster primary: every key routed to its
+/// slots before the restart was found is resumed once there (its length, then the rest),
+/// and the primary's other connections and its queue leave those keys to that re-check: no
+/// list gets an item twice.
 #[test]
 fn lists_on_a_restarted_cluster_primary_are_rechecked_and_written_once() {
     let (keys, elements) = (60_000, 20);
-    let stage = lists(keys, elements).connections(3);
+    let stage = lists(keys, elements)
+        .connections(3)
+        .set("write", "commands");
     fill_through_a_node_restart(stage, 44, (keys, keys * elements), 3_000);
 }
 

@@ -189,13 +189,15 @@ fn lists_and_streams_resume_without_duplicates_after_broken_connections() {
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
     for (data_type, keys, elements) in [("list", 3000, 400), ("stream", 600, 300)] {
+        // Commands: a RESTORE sent twice leaves the same key, an RPUSH does not.
         let stage = StageBuilder::new("r")
             .data_type(data_type)
             .keys(keys)
             .elements(elements, elements)
             .value_size(16)
             .connections(2)
-            .pipeline(64);
+            .pipeline(64)
+            .set("write", "commands");
         let plan = PlanBuilder::new()
             .seed(9)
             .target(server.target().flush(true))
@@ -468,15 +470,18 @@ fn verify_finds_exactly_what_was_broken_in_typed_keys() {
     assert!(zset.as_str().unwrap().contains("score"), "{zset}");
 }
 
-/// Moves 1000 slots between primaries while typed keys of 1000 elements are written: every
-/// key ends complete where it lives now (lists without a duplicate item), the same dataset
-/// as on one server, and `verify` agrees.
+/// Moves 1000 slots between primaries while typed keys of 1000 elements are written (hashes
+/// as `RESTORE` payloads, lists with commands): every key ends complete where it lives now
+/// (lists without a duplicate item), the same dataset as on one server, and `verify` agrees.
 #[test]
 fn resharding_during_a_typed_stage_loses_and_duplicates_nothing() {
     let cluster = RedisCluster::start(3, 0);
     let server = RedisServer::start(&[]);
     let scratch = Scratch::new();
-    for (round, data_type) in ["hash", "list"].into_iter().enumerate() {
+    for (round, (data_type, write)) in [("hash", "auto"), ("list", "commands")]
+        .into_iter()
+        .enumerate()
+    {
         let keys = 2000u64;
         let stage = StageBuilder::new("big")
             .data_type(data_type)
@@ -484,7 +489,8 @@ fn resharding_during_a_typed_stage_loses_and_duplicates_nothing() {
             .elements(1000, 1000)
             .value_size(8)
             .connections(1)
-            .pipeline(16);
+            .pipeline(16)
+            .set("write", write);
         let stage = if data_type == "hash" {
             stage.set("field_size", 8i64)
         } else {
@@ -514,6 +520,10 @@ fn resharding_during_a_typed_stage_loses_and_duplicates_nothing() {
         assert_eq!(stage["status"], "ok");
         assert_eq!(stage["keys_written"], keys);
         assert_eq!(stage["elements_written"], keys * 1000);
+        assert_eq!(
+            stage["restored_keys"],
+            if write == "auto" { keys } else { 0 }
+        );
         let redirects = stage["redirects"]["moved"].as_u64().unwrap()
             + stage["redirects"]["ask"].as_u64().unwrap();
         assert!(

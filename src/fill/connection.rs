@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::batching::WriterConfig;
 use super::feed::Feed;
 use super::recheck;
+use super::restoring::Restoring;
 use super::session::{Job, Session, SessionEnd};
 use super::socket::ReplyThreshold;
 use super::span::{KeyCommands, Span};
@@ -33,6 +34,7 @@ pub async fn connection_worker(
     dataset: Arc<Dataset>,
     config: WriterConfig,
     feed: Feed,
+    restore: Option<Restoring>,
 ) -> Result<(), String> {
     let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
@@ -57,6 +59,7 @@ pub async fn connection_worker(
         if connector.mset_refused() {
             config.group = 1;
         }
+        let restore = restore.filter(|_| connector.restore_refused().is_none());
         let job = Job {
             stage: &stage,
             dataset: &dataset,
@@ -65,6 +68,7 @@ pub async fn connection_worker(
             acked_here: &acked_here,
             addr: &addr,
             io_timeout: connector.io_timeout,
+            restore,
         };
         let acked_before = acked_here.load(Relaxed);
         let outcome = match connector.data_identified(&addr).await {
@@ -106,7 +110,10 @@ pub async fn connection_worker(
                     let answered_never = retry.len().saturating_sub(still_to_send);
                     in_doubt = retry.iter().take(answered_never).cloned().collect();
                 }
-                if result.is_err() && resumes_from_count(&dataset) {
+                let refused = matches!(result, Err(SessionEnd::RestoreRefused(_)));
+                if result.is_err() && (resumes_from_count(&dataset) || refused) {
+                    // A key refused as a payload goes again as commands from what the server
+                    // holds of it (nothing: a refused RESTORE leaves nothing).
                     retry = to_resumes(retry);
                 }
                 result
@@ -126,6 +133,7 @@ pub async fn connection_worker(
             Ok(()) => return Ok(()),
             Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
             Err(SessionEnd::MsetRefused) => connector.refuse_mset(),
+            Err(SessionEnd::RestoreRefused(why)) => connector.refuse_restore(&why),
             Err(SessionEnd::Lost(reason)) => {
                 if let Feed::Node { node, router } = &feed
                     && !dataset.is_typed()

@@ -10,6 +10,7 @@ mod key_cost;
 mod lock;
 mod recheck;
 mod restart;
+mod restoring;
 mod session;
 mod socket;
 mod span;
@@ -27,9 +28,10 @@ use std::time::{Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
+use crate::dataset;
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target};
+use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
 use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
 use crate::server::Credentials;
@@ -238,6 +240,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
         keys_written: 0,
         elements_written: 0,
         partial_keys: 0,
+        restored_keys: 0,
         payload_bytes: 0,
         started_at: None,
         duration_s: 0.0,
@@ -306,8 +309,10 @@ async fn execute(
         progress,
         ..
     } = *context;
-    for (target, credentials) in plan.targets.iter().zip(credentials) {
-        let (connected, target_report) = LiveTarget::connect(target, credentials, progress).await?;
+    for (i, (target, credentials)) in plan.targets.iter().zip(credentials).enumerate() {
+        let stages: Vec<&Stage> = plan.stages.iter().filter(|s| s.target == i).collect();
+        let (connected, target_report) =
+            LiveTarget::connect(target, &stages, credentials, progress).await?;
         report.targets.insert(target.name.clone(), target_report);
         live.push(connected);
         if interrupt::requested() {
@@ -322,6 +327,26 @@ async fn execute(
             if let Some(remote) = live.remote_node().filter(|_| flushes(target, options)) {
                 return Err(remote_flush_refused(&target.name, remote));
             }
+        }
+    }
+    // write = "restore" where the target cannot take this stage's payloads: said before
+    // anything is written.
+    for stage in &plan.stages {
+        if stage.write != WriteMode::Restore {
+            continue;
+        }
+        let dataset = dataset::Dataset::new(0, &stage.name, &stage.shape, stage.keys);
+        if let Err(why) = restoring::decide(stage.write, &dataset, live[stage.target].encoding) {
+            let target = &plan.targets[stage.target].name;
+            let version = report
+                .targets
+                .get(target)
+                .and_then(|t| t.server_version.clone())
+                .map_or(String::new(), |v| format!(" (version {v})"));
+            return Err(Failure::Failed(format!(
+                "stage \"{}\" has write = \"restore\", but its keys cannot be RESTORE payloads on target \"{target}\"{version}: {why}; nothing was written. Set write = \"auto\" to write them with commands there",
+                stage.name
+            )));
         }
     }
     // until_memory goals in bytes, known before anything is written.
@@ -439,6 +464,8 @@ async fn schedule(
                     shard,
                     memory: goals[i].map(|bytes| (bytes, target.memory_probe())),
                     timeline: timeline.clone(),
+                    server: target.encoding,
+                    restore: None,
                 };
                 let task = running.spawn(run.execute());
                 tasks.insert(task.id(), i);

@@ -12,6 +12,7 @@ use super::cluster::{NodeFeed, Router};
 use super::connection::connection_worker;
 use super::feed::Feed;
 use super::key_cost;
+use super::restoring::{self, Restoring};
 use super::state::StageState;
 use super::targets::Route;
 use super::timeline::Recorder;
@@ -20,6 +21,7 @@ use crate::interrupt;
 use crate::plan::units::human_bytes;
 use crate::plan::{DataType, NodeAddr, Stage};
 use crate::progress::StageProgress;
+use crate::rdb::ServerEncoding;
 use crate::report::{self, KeyCost, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
 use crate::resp::typed::Chunking;
 use crate::server::{Connector, MemoryProbe, WrittenStage};
@@ -38,6 +40,10 @@ pub struct StageRun {
     pub memory: Option<(u64, MemoryProbe)>,
     /// Where the stage's start and end are recorded.
     pub timeline: Arc<Recorder>,
+    /// How the target's servers encode keys (`None`: not known alike for all of them).
+    pub server: Option<ServerEncoding>,
+    /// Whether the stage writes its typed keys as payloads: decided in `execute`.
+    pub restore: Option<Restoring>,
 }
 
 /// Without bars, a stalled server is reported once it has been silent this long (or half
@@ -101,16 +107,20 @@ type ClusterDrive<'a> = (
 
 impl StageRun {
     /// Runs the stage to its end (done, failed or interrupted) and reports it.
-    pub async fn execute(self) -> StageReport {
-        let stage = &self.stage;
+    pub async fn execute(mut self) -> StageReport {
         let started_at = SystemTime::now();
         let clock = Instant::now();
         let dataset = Arc::new(Dataset::new(
             self.seed,
-            &stage.name,
-            &stage.shape,
-            stage.keys,
+            &self.stage.name,
+            &self.stage.shape,
+            self.stage.keys,
         ));
+        // `run` checked `write = "restore"` against the target before anything was written.
+        self.restore = restoring::decide(self.stage.write, &dataset, self.server)
+            .ok()
+            .flatten();
+        let stage = &self.stage;
         let state = Arc::new(StageState::new(
             stage.keys,
             self.shard,
@@ -131,7 +141,7 @@ impl StageRun {
         let mut recovery = (0, 0);
         let (per_node, redirects) = match &self.route {
             Route::Standalone(addr) => {
-                let config = match typed_config(stage, &dataset) {
+                let config = match typed_config(stage, &dataset, self.restore) {
                     Some(config) => config,
                     None => WriterConfig::new(
                         stage.pipeline,
@@ -155,7 +165,7 @@ impl StageRun {
             }
             Route::Cluster(topology) => {
                 // Keys of one MSET must share a slot, so a cluster stage writes one SET per entry.
-                let config = typed_config(stage, &dataset).unwrap_or_else(|| {
+                let config = typed_config(stage, &dataset, self.restore).unwrap_or_else(|| {
                     WriterConfig::new(
                         stage.pipeline,
                         stage.shape.mean_entry_bytes(),
@@ -261,6 +271,7 @@ impl StageRun {
             dataset.clone(),
             config,
             feed,
+            self.restore,
         ));
     }
 
@@ -319,6 +330,12 @@ impl StageRun {
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
                     self.display.stalled(state.stalls.longest(), (self.connector.io_timeout / 2).min(STALL_REPORT_AFTER));
+                    if let Some(why) = self.connector.restore_warning_due() {
+                        self.display.note(&format!(
+                            "target \"{}\": the server refused a RESTORE payload ({why}); writing typed keys with commands (slower) from now on",
+                            self.target_name
+                        ));
+                    }
                     if self.connector.mset_warning_due() {
                         self.display.note(&format!(
                             "target \"{}\": the user may not run MSET; writing one SET per entry (slower) from now on",
@@ -371,9 +388,10 @@ impl StageRun {
                 match stage.shape.elemental.data_type {
                     DataType::String => String::new(),
                     data_type => format!(
-                        " ({data_type}, {} {})",
+                        " ({data_type}, {} {}{})",
                         state.elements.load(Relaxed),
-                        data_type.elements_noun()
+                        data_type.elements_noun(),
+                        restored_note(state.restored_keys.load(Relaxed), keys_written)
                     ),
                 },
                 human_bytes(payload_bytes),
@@ -421,6 +439,7 @@ impl StageRun {
                 state.elements.load(Relaxed)
             },
             partial_keys: state.partial_keys.load(Relaxed),
+            restored_keys: state.restored_keys.load(Relaxed),
             payload_bytes,
             started_at: Some(report::timestamp(started_at)),
             duration_s: elapsed.as_secs_f64(),
@@ -441,15 +460,37 @@ impl StageRun {
     }
 }
 
-/// The writer settings of a typed stage (`None` for strings).
-fn typed_config(stage: &Stage, dataset: &Dataset) -> Option<WriterConfig> {
+/// How a typed stage's end line tells the keys written as payloads: all of them, some, or
+/// none (said by nothing).
+fn restored_note(restored: u64, keys: u64) -> String {
+    match restored {
+        0 => String::new(),
+        n if n == keys => ", restored".into(),
+        n => format!(", {n} keys restored"),
+    }
+}
+
+/// The writer settings of a typed stage (`None` for strings): a write of about 64 KiB of
+/// commands, a command being a key's variadic chunk, or a whole key's `RESTORE`.
+fn typed_config(
+    stage: &Stage,
+    dataset: &Dataset,
+    restore: Option<Restoring>,
+) -> Option<WriterConfig> {
     if dataset.data_type() == DataType::String {
         return None;
     }
-    let chunking = Chunking::of(dataset);
-    let elements = (stage.shape.elemental.elements.min + stage.shape.elemental.elements.max)
-        .div_ceil(2)
-        .min(chunking.per_command);
+    let chunking = match restore {
+        Some(restore) => Chunking::restoring(dataset, &restore.server),
+        None => Chunking::of(dataset),
+    };
+    let mean =
+        (stage.shape.elemental.elements.min + stage.shape.elemental.elements.max).div_ceil(2);
+    let elements = if chunking.restores(mean) {
+        mean
+    } else {
+        mean.min(chunking.per_command)
+    };
     Some(WriterConfig::typed(
         stage.pipeline,
         elements * dataset.mean_element_bytes() + u64::from(stage.shape.key.mean_len()),

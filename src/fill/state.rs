@@ -53,6 +53,9 @@ pub struct StageState {
     /// Typed stages: the keys counted in `acked`, so that each counts once however often
     /// it is completed (a failover re-check completes again keys already counted).
     written: KeyBits,
+    /// Typed stages: the keys a `RESTORE` wrote (each once), and how many.
+    restored: KeyBits,
+    pub restored_keys: AtomicU64,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
 }
@@ -81,6 +84,8 @@ impl StageState {
             restarts: AtomicU64::new(0),
             rewritten: AtomicU64::new(0),
             written: KeyBits::new(),
+            restored: KeyBits::new(),
+            restored_keys: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -121,6 +126,14 @@ impl StageState {
     /// when it is already counted in `acked` and `elements`.
     pub fn count_key(&self, index: u64) -> bool {
         self.written.insert(self.position(index))
+    }
+
+    /// Typed key `index` was acknowledged whole by a `RESTORE`: it counts in
+    /// `restored_keys`, once however often it is restored.
+    pub fn count_restored(&self, index: u64) {
+        if self.restored.insert(self.position(index)) {
+            self.restored_keys.fetch_add(1, Relaxed);
+        }
     }
 
     /// Takes back the count of typed key `index` (its completion is in doubt: a failover

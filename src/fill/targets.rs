@@ -2,8 +2,9 @@
 //! flush, and record what each server held before and after.
 
 use crate::error::Failure;
-use crate::plan::{Mode, NodeAddr, Servers, Target};
+use crate::plan::{DataType, Mode, NodeAddr, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
+use crate::rdb::ServerEncoding;
 use crate::report::{KeptServers, NodeReport, TargetReport};
 use crate::server::connect::{self, Connected};
 use crate::server::launch::{LocalCluster, LocalServer};
@@ -33,6 +34,8 @@ pub struct LiveTarget {
     launched: Launched,
     /// The throwaway CA of a launched TLS server.
     local_tls: Option<LocalTls>,
+    /// How its servers encode keys, when every primary does alike (`RESTORE` payloads).
+    pub encoding: Option<ServerEncoding>,
 }
 
 fn failed(e: crate::server::TargetError) -> Failure {
@@ -43,6 +46,7 @@ impl LiveTarget {
     /// Launches (when the plan says so) and connects to a target, and describes it.
     pub async fn connect(
         target: &Target,
+        stages: &[&Stage],
         credentials: Credentials,
         progress: &Progress,
     ) -> Result<(LiveTarget, TargetReport), Failure> {
@@ -81,6 +85,8 @@ impl LiveTarget {
         let mut eviction_before = Vec::new();
         let mut nodes = Vec::new();
         let mut version = None;
+        let mut encodings = Vec::new();
+        let mut config_refused = false;
         for connect::Primary { mut control, slots } in primaries {
             let addr = control.addr().clone();
             let mut facts = control.facts().await.map_err(failed)?;
@@ -94,6 +100,13 @@ impl LiveTarget {
             }
             warn_about_eviction(&target.name, &addr, &facts, progress);
             version = version.or(facts.version.clone());
+            let config = control.config().await.map_err(failed)?;
+            config_refused |= config.is_none();
+            encodings.push(ServerEncoding::new(
+                facts.version.as_deref(),
+                facts.valkey,
+                &config.unwrap_or_default(),
+            ));
             nodes.push(NodeReport {
                 address: addr.to_string(),
                 role: "primary".to_string(),
@@ -115,8 +128,19 @@ impl LiveTarget {
             server_version: version,
             nodes,
             mset_refused: false,
+            restore_refused: None,
             kept: None,
         };
+        let encoding = match encodings.split_first() {
+            Some((first, rest)) if rest.iter().all(|e| e == first) => Some(*first),
+            _ => None,
+        };
+        if config_refused && writes_payloads(stages) {
+            progress.line(&format!(
+                "target {}: the user may not run CONFIG GET, so cachefill assumes the servers' default encoding limits for the RESTORE payloads of typed keys",
+                target.name
+            ));
+        }
         Ok((
             LiveTarget {
                 connector,
@@ -125,6 +149,7 @@ impl LiveTarget {
                 eviction_before,
                 launched,
                 local_tls,
+                encoding,
             },
             report,
         ))
@@ -188,6 +213,7 @@ impl LiveTarget {
     /// (the run's outcome says why).
     pub async fn record_after(&mut self, report: &mut TargetReport, progress: &Progress) {
         report.mset_refused = self.connector.mset_refused();
+        report.restore_refused = self.connector.restore_refused();
         let mut evicted = Vec::new();
         for ((control, node), (before, policy)) in self
             .controls
@@ -304,6 +330,13 @@ async fn launch(
         shown.join(", ")
     ));
     Ok((seeds, launched))
+}
+
+/// True when a typed stage of the target (`stages`, its own) may write `RESTORE` payloads.
+fn writes_payloads(stages: &[&Stage]) -> bool {
+    stages.iter().any(|stage| {
+        stage.shape.elemental.data_type != DataType::String && stage.write != WriteMode::Commands
+    })
 }
 
 fn warn_about_eviction(target: &str, addr: &NodeAddr, facts: &ServerFacts, progress: &Progress) {

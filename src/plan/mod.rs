@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 pub use fields::{MemoryGoal, Ttl, ValueSize};
 pub use key_format::KeyFormat;
-pub use typed::{DataType, Elemental, Elements, Score};
+pub use typed::{DataType, Elemental, Elements, Score, WriteMode};
 
 /// A validated plan: everything the executor needs, nothing it must check again.
 #[derive(Debug, Clone)]
@@ -79,6 +79,8 @@ pub struct Target {
     pub failover_timeout: Duration,
     /// TLS settings, when the target speaks TLS.
     pub tls: Option<TlsSpec>,
+    /// How stages write typed keys here, unless a stage says otherwise.
+    pub write: WriteMode,
 }
 
 /// The `[tls]` table of a target, with paths resolved against the plan's directory.
@@ -257,6 +259,8 @@ pub struct Stage {
     pub after: Vec<usize>,
     /// The stage's own seed, when it sets one.
     pub seed: Option<u64>,
+    /// How the stage writes typed keys: its own `write`, else its target's.
+    pub write: WriteMode,
 }
 
 /// The shape of a stage's entries: what `dataset` needs besides seed and name.

@@ -16,7 +16,7 @@ use toml::Spanned;
 use super::fields::{
     Connections, EntryFields, KeySize, KeysPerCommand, MemoryGoal, Pipeline, Ttl, ValueSize,
 };
-use super::typed::{DataType, Elements, Score};
+use super::typed::{DataType, Elements, Score, WriteMode};
 use super::units::{ByteSize, HumanDuration};
 
 /// The whole plan file.
@@ -94,6 +94,9 @@ pub struct RawTarget {
     pub failover_timeout: Option<HumanDuration>,
     /// TLS settings; the table's presence turns TLS on.
     pub tls: Option<RawTls>,
+    /// How typed keys are written: "auto" (default: RESTORE payloads in the server's own
+    /// encodings where faster, commands otherwise), "restore" (RESTORE or fail), "commands".
+    pub write: Option<WriteMode>,
 }
 
 /// TLS settings of a target.
@@ -258,4 +261,7 @@ pub struct RawStage {
     pub after: Option<Vec<String>>,
     /// This stage's seed instead of the plan's.
     pub seed: Option<u64>,
+    /// How this stage writes typed keys, instead of its target's `write`: "auto",
+    /// "restore" or "commands".
+    pub write: Option<WriteMode>,
 }

@@ -58,6 +58,32 @@ impl fmt::Display for DataType {
     }
 }
 
+/// How a stage writes its typed keys (`write` on a target, or on a stage to override it).
+/// Strings are written with `MSET`/`SET` in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// `RESTORE` payloads in the server's own encodings where cachefill measured them faster
+    /// and the server accepts them; commands otherwise (the default).
+    #[default]
+    Auto,
+    /// `RESTORE` for every key that fits in a payload, or the run fails saying why.
+    Restore,
+    /// Commands only (`HSET`, `SADD`, `ZADD`, `RPUSH`, `XADD`).
+    Commands,
+}
+
+impl WriteMode {
+    /// The word used in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Auto => "auto",
+            WriteMode::Restore => "restore",
+            WriteMode::Commands => "commands",
+        }
+    }
+}
+
 /// A stage field that only some types take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypedField {

@@ -68,6 +68,41 @@ impl BulkInteger {
     }
 }
 
+/// Appends what `write` appends as a bulk string, whose length is known only once it is
+/// written (a `RESTORE` payload): room for the header of a bulk of up to 999,999,999
+/// bytes is left before it, and the bytes move back over what the header did not need.
+#[inline]
+pub fn push_bulk_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    const ROOM: usize = 12;
+    let start = out.len();
+    out.extend_from_slice(&[0; ROOM]);
+    write(out);
+    let len = out.len() - start - ROOM;
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(len).as_bytes();
+    let header = digits.len() + 3;
+    assert!(header <= ROOM, "a bulk string of {len} bytes");
+    out[start] = b'$';
+    out[start + 1..start + header - 2].copy_from_slice(digits);
+    out[start + header - 2..start + header].copy_from_slice(b"\r\n");
+    out.copy_within(start + ROOM.., start + header);
+    out.truncate(out.len() - (ROOM - header));
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+#[test]
+fn a_bulk_written_first_gets_its_header_after() {
+    for len in [0usize, 9, 10, 99, 100, 70_000] {
+        let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut out = b"*1\r\n".to_vec();
+        push_bulk_with(&mut out, |out| out.extend_from_slice(&body));
+        let mut expected = b"*1\r\n".to_vec();
+        push_bulk(&mut expected, &body);
+        assert_eq!(out, expected, "{len}");
+    }
+}
+
 /// Appends `*<count>\r\n`, the header of a command of `count` arguments.
 #[inline]
 pub fn push_array_header(out: &mut Vec<u8>, count: u64) {

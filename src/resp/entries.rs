@@ -30,6 +30,20 @@ impl<'a> EntryEncoder<'a> {
         }
     }
 
+    /// An encoder for the entries of `dataset` that writes its typed keys as `RESTORE`
+    /// payloads for a server that encodes as `server` does (see [`KeyEncoder::restoring`]).
+    pub fn restoring(dataset: &'a Dataset, server: crate::rdb::ServerEncoding) -> Self {
+        EntryEncoder {
+            typed: KeyEncoder::restoring(dataset, server),
+            ..EntryEncoder::new(dataset)
+        }
+    }
+
+    /// How typed keys split into commands.
+    pub fn chunking(&self) -> crate::resp::typed::Chunking {
+        self.typed.chunking()
+    }
+
     /// Commands that write typed key `index` from element `from` on.
     #[inline]
     pub fn commands_of(&self, index: u64, from: u64) -> u64 {

@@ -38,6 +38,11 @@ pub struct Connector {
     mset_refused: Arc<AtomicBool>,
     /// Set once that was said to the user.
     mset_warned: Arc<AtomicBool>,
+    /// Why the server refused a `RESTORE` payload (`NOPERM`, a payload it does not load),
+    /// once it did: typed keys go as commands from then on.
+    restore_refused: Arc<Mutex<Option<String>>>,
+    /// Set once that was said to the user.
+    restore_warned: Arc<AtomicBool>,
     /// The `run_id` each server answered the latest data connection with.
     run_ids: Arc<Mutex<HashMap<NodeAddr, String>>>,
     /// Stages that wrote to this target, in the order they ended.
@@ -84,6 +89,8 @@ impl Connector {
             tls,
             mset_refused: Arc::default(),
             mset_warned: Arc::default(),
+            restore_refused: Arc::default(),
+            restore_warned: Arc::default(),
             run_ids: Arc::default(),
             written_stages: Arc::default(),
             earlier_rechecks: Arc::default(),
@@ -131,6 +138,24 @@ impl Connector {
     /// True the first time it is asked after `MSET` was refused: the one time to warn.
     pub fn mset_warning_due(&self) -> bool {
         self.mset_refused() && !self.mset_warned.swap(true, Relaxed)
+    }
+
+    /// Records that the server refused a `RESTORE` payload, and why (the first reason is
+    /// kept).
+    pub fn refuse_restore(&self, why: &str) {
+        locked(&self.restore_refused).get_or_insert_with(|| why.to_string());
+    }
+
+    /// Why the server refused `RESTORE` on this target, once it did: write commands.
+    pub fn restore_refused(&self) -> Option<String> {
+        locked(&self.restore_refused).clone()
+    }
+
+    /// The refusal the first time it is asked after `RESTORE` was refused: the one time to
+    /// say so.
+    pub fn restore_warning_due(&self) -> Option<String> {
+        self.restore_refused()
+            .filter(|_| !self.restore_warned.swap(true, Relaxed))
     }
 
     /// An error about `addr`, naming the target and the user.

@@ -2,6 +2,7 @@
 //! INFO facts, and the memory probe of `until_memory` stages. The hot path uses
 //! raw data connections instead.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -9,6 +10,7 @@ use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 
 use super::connector::{Connector, TargetError};
 use super::guarded::{BreakReason, Guarded};
+use super::value::{items, text};
 use crate::plan::NodeAddr;
 
 /// Time limit for reading a server's facts (INFO).
@@ -219,6 +221,8 @@ pub(super) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 pub struct ServerFacts {
     /// `redis_version` (or the Valkey version).
     pub version: Option<String>,
+    /// The server is Valkey (`valkey_version` in `INFO`): `version` is Valkey's.
+    pub valkey: bool,
     /// Keys in the selected database.
     pub keys: Option<u64>,
     /// `used_memory` in bytes.
@@ -261,6 +265,7 @@ impl Control {
             .or(Some(0));
         Ok(ServerFacts {
             version: field("valkey_version").or_else(|| field("redis_version")),
+            valkey: field("valkey_version").is_some(),
             keys,
             used_memory: field("used_memory").and_then(|v| v.parse().ok()),
             maxmemory: field("maxmemory").and_then(|v| v.parse().ok()),
@@ -286,6 +291,41 @@ impl Control {
             }
             tokio::time::sleep(LOADING_PAUSE).await;
         }
+    }
+
+    /// Every setting (`CONFIG GET *`), name to value; `None` when the user may not run
+    /// `CONFIG` (or it is renamed away). A broken connection is an error naming the server.
+    pub async fn config(&mut self) -> Result<Option<HashMap<String, String>>, TargetError> {
+        let mut command = redis::cmd("CONFIG");
+        command.arg("GET").arg("*");
+        let reply = match command
+            .query_async::<redis::Value>(&mut self.handle.connection)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) if is_refusal(&e) => return Ok(None),
+            Err(e) => return Err(self.failed("CONFIG GET", &e)),
+        };
+        // A flat array of names and values (RESP2), or a map (RESP3); anything else reads
+        // as no settings.
+        let mut config = HashMap::new();
+        match &reply {
+            redis::Value::Map(pairs) => {
+                for (name, value) in pairs {
+                    if let (Some(name), Some(value)) = (text(name), text(value)) {
+                        config.insert(name, value);
+                    }
+                }
+            }
+            reply => {
+                for pair in items(reply).unwrap_or_default().chunks_exact(2) {
+                    if let (Some(name), Some(value)) = (text(&pair[0]), text(&pair[1])) {
+                        config.insert(name, value);
+                    }
+                }
+            }
+        }
+        Ok(Some(config))
     }
 
     /// The server's address.

@@ -261,6 +261,11 @@ impl StageBuilder {
         self.set("elements", range(int(min), int(max)))
     }
 
+    /// The `write` the stage says, if it says one.
+    pub fn write(&self) -> Option<&str> {
+        self.table.get("write").and_then(Value::as_str)
+    }
+
     /// Any field of the stage.
     pub fn set(mut self, field: &str, value: impl Into<Value>) -> StageBuilder {
         self.table.insert(field.into(), value.into());

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::batching::{WRITE_BATCH_BYTES, WriterConfig};
 use super::feed::Feed;
 use super::lock::lock;
+use super::restoring::Restoring;
 use super::socket::ReplyThreshold;
 use super::span::Span;
 use super::stall::{ASK_REPLACED_AFTER, STALL_AFTER};
@@ -37,6 +38,9 @@ pub enum SessionEnd {
     Fatal(String),
     /// The user may not run `MSET`: what is unanswered goes again, one `SET` per entry.
     MsetRefused,
+    /// The server refused a `RESTORE` payload (why): what is unanswered goes again as
+    /// commands, each typed key resumed from what the server holds.
+    RestoreRefused(String),
 }
 
 /// What a connection works on, across its reconnections: the stage, its dataset, how to
@@ -56,6 +60,8 @@ pub struct Job<'a> {
     pub addr: &'a NodeAddr,
     /// How long the connection may wait for a reply with entries in flight.
     pub io_timeout: Duration,
+    /// Typed keys go as `RESTORE` payloads for this server (`None`: as commands).
+    pub restore: Option<Restoring>,
 }
 
 /// One connection's session: what the writing half and the reading half share.
@@ -105,7 +111,10 @@ impl<'a> Session<'a> {
             wake_writer: Notify::new(),
             abandoned: AtomicU64::new(NO_KEY),
             open_key: AtomicU64::new(NO_KEY),
-            chunking: Chunking::of(job.dataset),
+            chunking: match job.restore {
+                Some(restore) => Chunking::restoring(job.dataset, &restore.server),
+                None => Chunking::of(job.dataset),
+            },
         }
     }
 
@@ -186,7 +195,15 @@ impl<'a> Session<'a> {
             ..
         } = *self.job;
         let mut buf = Vec::with_capacity((WRITE_BATCH_BYTES * 2) as usize);
-        let encoder = EntryEncoder::new(dataset);
+        let encoder = match self.job.restore {
+            Some(restore) => EntryEncoder::restoring(dataset, restore.server),
+            None => EntryEncoder::new(dataset),
+        };
+        debug_assert_eq!(
+            encoder.chunking(),
+            self.chunking,
+            "encoder and reader agree"
+        );
         let batch = config.batch as u32;
         let mut write = Write::default();
         loop {

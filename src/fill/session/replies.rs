@@ -46,6 +46,15 @@ impl Session<'_> {
                 Some(Answered::Asking) => continue,
                 Some(Answered::Range(entries)) => entries,
                 Some(Answered::Command { key, command, last }) => {
+                    if let Reply::Error(line) = reply
+                        && self.restore_refused_for_commands(key, line)
+                    {
+                        // Not applied: the key goes again, as commands, with what follows.
+                        queue.push_front(Span::Key(KeyCommands { next: 0, ..key }));
+                        break Err(SessionEnd::RestoreRefused(
+                            String::from_utf8_lossy(line).into_owned(),
+                        ));
+                    }
                     answered += 1;
                     refused |= self.key_command_answered(reply, key, command, last, &mut tally);
                     continue;
@@ -150,6 +159,9 @@ impl Session<'_> {
             }
             tally.commands += 1;
             if last {
+                if self.chunking.restores(key.elements) {
+                    self.job.stage.count_restored(key.index);
+                }
                 if self.job.stage.count_key(key.index) {
                     tally.keys += 1;
                     tally.elements += key.elements;
@@ -177,13 +189,29 @@ impl Session<'_> {
                 return false;
             }
         }
+        let restored = self.chunking.restores(key.elements);
         let name = match elements {
+            Some(_) if restored => "RESTORE".into(),
             Some(_) => String::from_utf8_lossy(typed::write_command(dataset.data_type())),
             None => "PEXPIRE".into(),
         };
-        let message = String::from_utf8_lossy(line);
+        let mut message = String::from_utf8_lossy(line).into_owned();
+        if restored && refuses_restore_itself(line) {
+            message.push_str(
+                "; the stage has write = \"restore\": set write = \"auto\" to write with commands where the server refuses payloads",
+            );
+        }
         self.refuse_key(key.index, command > 0 || key.from > 0, &name, &message);
         true
+    }
+
+    /// True when `line` refuses the `RESTORE` of `key` itself (not its key or the server's
+    /// memory) and the stage may turn to commands: the session ends so that its target
+    /// does.
+    fn restore_refused_for_commands(&self, key: KeyCommands, line: &[u8]) -> bool {
+        self.chunking.restores(key.elements)
+            && self.job.restore.is_some_and(|restore| !restore.required)
+            && refuses_restore_itself(line)
     }
 
     /// Turns the element count of a key to resume into the commands that complete it;
@@ -208,7 +236,9 @@ impl Session<'_> {
             Feed::Node { router, .. } => router.take_restart(index),
             Feed::Stage => false,
         };
-        let from = typed::resume_from(dataset.data_type(), count, elements, restart);
+        let from = self
+            .chunking
+            .resume_from(dataset.data_type(), count, elements, restart);
         // A key a failover handed on after the lost primary had acknowledged it whole: its
         // payload counted then.
         let handed_on = match self.job.feed {
@@ -278,6 +308,10 @@ impl Session<'_> {
         let elements = dataset.entry(index).elements;
         let total = self.chunking.commands(from, elements);
         if total == 0 {
+            if self.chunking.restores(elements) {
+                // Held whole where a RESTORE of it was sent: its reply was lost, not it.
+                self.job.stage.count_restored(index);
+            }
             if self.job.stage.count_key(index) {
                 tally.keys += 1;
                 tally.elements += elements;
@@ -326,9 +360,48 @@ fn refuses_mset_itself(line: &[u8]) -> bool {
         && line.windows(6).any(|w| w.eq_ignore_ascii_case(b"'mset'"))
 }
 
+/// True for a refusal of `RESTORE` itself or of its payload: the user may not run it
+/// (`NOPERM … 'restore' command`), the command is renamed away (`unknown command`), or the
+/// server does not load the payload (`DUMP payload version or checksum are wrong`, `Bad
+/// data format`). Commands would be written; resending the payload would not.
+fn refuses_restore_itself(line: &[u8]) -> bool {
+    let has = |needle: &[u8]| {
+        line.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    match ErrorReply::parse(line) {
+        ErrorReply::NoPermission => has(b"'restore'"),
+        _ => {
+            has(b"payload version or checksum")
+                || has(b"bad data format")
+                || has(b"unknown command 'restore'")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::refuses_mset_itself;
+    use super::{refuses_mset_itself, refuses_restore_itself};
+
+    #[test]
+    fn refusals_of_the_payload_or_the_command_turn_to_commands() {
+        for refusal in [
+            "NOPERM User filler has no permissions to run the 'restore' command",
+            "ERR DUMP payload version or checksum are wrong",
+            "ERR Bad data format",
+            "ERR unknown command 'RESTORE', with args beginning with: 'k' '0'",
+        ] {
+            assert!(refuses_restore_itself(refusal.as_bytes()), "{refusal}");
+        }
+        for other in [
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "MOVED 3999 127.0.0.1:6381",
+            "BUSYKEY Target key name already exists.",
+        ] {
+            assert!(!refuses_restore_itself(other.as_bytes()), "{other}");
+        }
+    }
 
     #[test]
     fn only_the_refusal_of_the_mset_command_falls_back_to_set() {

@@ -160,6 +160,7 @@ mod tests {
             keys_per_command: None,
             after: Vec::new(),
             seed: None,
+            write: WriteMode::Auto,
         }
     }
 

@@ -57,6 +57,7 @@ pub(super) fn resolve_stage(
     let ttl = raw.ttl;
     let format = resolve_key_format(raw).map_err(|(f, m)| err(f, m))?;
     let elemental = resolve_elemental(raw, &name, value_size).map_err(|(f, m)| err(f, m))?;
+    let data_type = elemental.data_type;
     // Four times the payload of a key's elements (and value), on average.
     let elements_four_times = elemental.key_bytes_four_times(0, value_size.min, value_size.max);
 
@@ -160,7 +161,46 @@ pub(super) fn resolve_stage(
         keys_per_command: raw.keys_per_command.map(|k| k.0),
         after,
         seed: raw.seed,
+        write: resolve_write(raw, targets.values().nth(target), data_type)
+            .map_err(|(f, m)| err(f, m))?,
     })
+}
+
+/// The stage's `write`: its own, else its target's. `"restore"` needs keys cachefill can
+/// encode as payloads: refused on a stream stage (streams are written with commands), and
+/// as the stage's own on a string stage (strings are written with `MSET`/`SET`).
+fn resolve_write(
+    raw: &RawStage,
+    target: Option<&toml::Spanned<RawTarget>>,
+    data_type: DataType,
+) -> Result<WriteMode, (&'static str, String)> {
+    let target_write = target.and_then(|t| t.get_ref().write);
+    let write = raw.write.or(target_write).unwrap_or_default();
+    if write != WriteMode::Restore {
+        return Ok(write);
+    }
+    let whose = if raw.write.is_some() {
+        "it has".to_string()
+    } else {
+        "its target has".to_string()
+    };
+    match data_type {
+        DataType::Stream => Err((
+            "write",
+            format!(
+                "stage \"{}\" is a stream stage and {whose} write = \"restore\", but cachefill writes streams with XADD only: set write = \"auto\" or \"commands\" on the stage",
+                raw.name
+            ),
+        )),
+        DataType::String if raw.write.is_some() => Err((
+            "write",
+            format!(
+                "stage \"{}\" writes strings, which cachefill writes with MSET/SET in every mode (faster than RESTORE): remove write, or make the stage typed",
+                raw.name
+            ),
+        )),
+        _ => Ok(write),
+    }
 }
 
 /// `key_format`, parsed, when the stage has one; `key_prefix` and `key_size` are refused

@@ -217,6 +217,7 @@ pub(super) fn resolve_target(
             .failover_timeout
             .map_or(DEFAULT_FAILOVER_TIMEOUT, |d| d.0),
         tls,
+        write: raw.write.unwrap_or_default(),
     })
 }
 

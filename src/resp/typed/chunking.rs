@@ -1,12 +1,14 @@
 //! How a typed key splits into commands: its elements in variadic commands of bounded size
-//! (one `XADD` per stream entry), then `PEXPIRE` when the stage has a TTL. A pure function
-//! of the stage's shape and the key's element count, so the reader of replies knows which
+//! (one `XADD` per stream entry), then `PEXPIRE` when the stage has a TTL; or, when the key
+//! is written as a payload, one `RESTORE` (with its TTL). A pure function of the stage's
+//! shape, how it writes, and the key's element count, so the reader of replies knows which
 //! reply finishes a key without being told.
 
 use std::ops::Range;
 
 use crate::dataset::Dataset;
 use crate::plan::DataType;
+use crate::rdb::{Restorable, ServerEncoding, restorable};
 
 /// Payload bytes one variadic command carries, about: large enough that the per-command
 /// cost disappears, small enough that a million-member key never becomes one huge command.
@@ -14,11 +16,12 @@ pub const COMMAND_BYTES: u64 = 64 << 10;
 /// Most elements in one command.
 pub const MAX_ELEMENTS_PER_COMMAND: u64 = 1024;
 
-/// The element a typed key is written again from, given `count`, the elements the server
-/// holds of it (`LLEN`, `HLEN` …), and `elements`, the key's own. Lists and streams hold a
-/// prefix of their elements (a key's commands are applied in order), unless `restart` says
-/// a refusal may have left a gap (then the key is deleted and written whole); the other
-/// types are written again whole unless complete, which is harmless.
+/// The element a typed key written with commands is written again from, given `count`,
+/// the elements the server holds of it (`LLEN`, `HLEN` …), and `elements`, the key's own.
+/// Lists and streams hold a prefix of their elements (a key's commands are applied in
+/// order), unless `restart` says a refusal may have left a gap (then the key is deleted and
+/// written whole); the other types are written again whole unless complete, which is
+/// harmless.
 pub fn resume_from(data_type: DataType, count: u64, elements: u64, restart: bool) -> u64 {
     match data_type {
         _ if restart => 0,
@@ -35,19 +38,26 @@ pub struct Chunking {
     pub per_command: u64,
     /// A `PEXPIRE` follows the last element.
     pub ttl: bool,
+    /// The keys written as one `RESTORE` of their payload, by element count.
+    pub restore: Restorable,
 }
 
 impl Chunking {
-    /// The chunking of a stage whose elements take `mean_element_bytes` on average.
+    /// The chunking of a stage whose elements take `mean_element_bytes` on average, written
+    /// with commands.
     pub fn new(data_type: DataType, mean_element_bytes: u64, ttl: bool) -> Chunking {
         let per_command = match data_type {
             DataType::Stream | DataType::String => 1,
             _ => (COMMAND_BYTES / mean_element_bytes.max(1)).clamp(1, MAX_ELEMENTS_PER_COMMAND),
         };
-        Chunking { per_command, ttl }
+        Chunking {
+            per_command,
+            ttl,
+            restore: Restorable::NONE,
+        }
     }
 
-    /// The chunking of `dataset`'s stage.
+    /// The chunking of `dataset`'s stage, written with commands.
     pub fn of(dataset: &Dataset) -> Chunking {
         Chunking::new(
             dataset.data_type(),
@@ -56,18 +66,65 @@ impl Chunking {
         )
     }
 
-    /// Commands that write elements `from..count` of a key (and its TTL).
+    /// The chunking of `dataset`'s stage when its keys are written as payloads for a server
+    /// that encodes as `server` does: each key `rdb::restorable` picks is one `RESTORE`
+    /// (one whose payload surely fits in [`crate::rdb::MAX_PAYLOAD_BYTES`]), the others
+    /// are written with commands.
+    pub fn restoring(dataset: &Dataset, server: &ServerEncoding) -> Chunking {
+        let commands = Chunking::of(dataset);
+        Chunking {
+            restore: restorable(dataset, server, commands.per_command),
+            ..commands
+        }
+    }
+
+    /// True when a key of `count` elements is written as one `RESTORE`.
+    #[inline]
+    pub fn restores(&self, count: u64) -> bool {
+        self.restore.restores(count)
+    }
+
+    /// Commands that write elements `from..count` of a key (and its TTL): a restored key
+    /// is one `RESTORE`, or nothing when the server holds it whole.
     #[inline]
     pub fn commands(&self, from: u64, count: u64) -> u64 {
+        if self.restores(count) {
+            return u64::from(from < count);
+        }
         count.saturating_sub(from).div_ceil(self.per_command) + u64::from(self.ttl)
     }
 
     /// The elements command `c` (counted from element `from`) writes; `None` for the
-    /// `PEXPIRE` that ends the key.
+    /// `PEXPIRE` that ends the key. A `RESTORE` writes them all.
     #[inline]
     pub fn elements_of(&self, from: u64, count: u64, c: u64) -> Option<Range<u64>> {
+        if self.restores(count) {
+            return (c == 0 && from < count).then_some(0..count);
+        }
         let start = from + c * self.per_command;
         (start < count).then(|| start..(start + self.per_command).min(count))
+    }
+
+    /// The element a key is written again from, given `count`, the elements the server
+    /// holds of it (see [`resume_from`]). A restored key is restored whole unless the
+    /// server holds it whole: `RESTORE … REPLACE` leaves the same key however often it is
+    /// applied, and nothing of a refused one.
+    #[inline]
+    pub fn resume_from(
+        &self,
+        data_type: DataType,
+        count: u64,
+        elements: u64,
+        restart: bool,
+    ) -> u64 {
+        if self.restores(elements) {
+            return if !restart && count >= elements {
+                elements
+            } else {
+                0
+            };
+        }
+        resume_from(data_type, count, elements, restart)
     }
 }
 
@@ -89,5 +146,35 @@ mod tests {
         assert_eq!((big.per_command, big.commands(0, 30)), (6, 5));
         assert_eq!(big.commands(28, 30), 1, "resuming from element 28");
         assert_eq!(Chunking::new(DataType::Stream, 50, false).per_command, 1);
+    }
+
+    #[test]
+    fn a_restored_key_is_one_command_carrying_every_element() {
+        let chunking = Chunking {
+            restore: Restorable {
+                up_to: 100,
+                commands: (0, 0),
+            },
+            ..Chunking::new(DataType::List, 24, true)
+        };
+        assert!(chunking.restores(100) && !chunking.restores(101));
+        assert_eq!(chunking.commands(0, 100), 1, "the TTL rides with RESTORE");
+        assert_eq!(
+            chunking.commands(100, 100),
+            0,
+            "held whole: nothing to send"
+        );
+        assert_eq!(chunking.elements_of(0, 100, 0), Some(0..100));
+        assert_eq!(chunking.elements_of(0, 100, 1), None);
+        // A list that holds a prefix is restored whole, not carried on from its length.
+        assert_eq!(chunking.resume_from(DataType::List, 40, 100, false), 0);
+        assert_eq!(chunking.resume_from(DataType::List, 100, 100, false), 100);
+        assert_eq!(chunking.resume_from(DataType::List, 100, 100, true), 0);
+        // A key too large for a payload keeps its commands.
+        assert_eq!(
+            chunking.commands(0, 3000),
+            3000usize.div_ceil(1024) as u64 + 1
+        );
+        assert_eq!(chunking.resume_from(DataType::List, 40, 3000, false), 40);
     }
 }

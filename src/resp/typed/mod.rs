@@ -1,14 +1,16 @@
 //! The write commands of typed keys: a key's elements in variadic commands (`HSET`, `SADD`,
 //! `ZADD`, `RPUSH`; one `XADD` per stream entry) split as [`Chunking`] says, then `PEXPIRE`
-//! when the stage has a TTL; and the command that counts a key's elements. The elements
+//! when the stage has a TTL, or the whole key as one `RESTORE key ttl payload REPLACE` of
+//! the payload `rdb` encodes; and the command that counts a key's elements. The elements
 //! themselves are written by `elements.rs`.
 
 use std::ops::Range;
 
-use super::encode::{push_array_header, push_bulk};
+use super::encode::{push_array_header, push_bulk, push_bulk_with};
 use super::key_bulk::KeyBulk;
 use crate::dataset::{Dataset, Entry};
 use crate::plan::DataType;
+use crate::rdb::{PayloadEncoder, ServerEncoding};
 
 mod chunking;
 mod elements;
@@ -46,16 +48,33 @@ pub struct KeyEncoder<'a> {
     chunking: Chunking,
     frames: ElementFrames,
     keys: KeyBulk,
+    /// The payloads of the keys written with `RESTORE`.
+    payloads: Option<PayloadEncoder<'a>>,
 }
 
 impl<'a> KeyEncoder<'a> {
-    /// The encoder of `dataset`'s keys.
+    /// The encoder of `dataset`'s keys, written with commands.
     pub fn new(dataset: &'a Dataset) -> KeyEncoder<'a> {
         KeyEncoder {
             dataset,
             chunking: Chunking::of(dataset),
             frames: ElementFrames::new(dataset),
             keys: KeyBulk::new(dataset),
+            payloads: None,
+        }
+    }
+
+    /// The encoder of `dataset`'s keys written as `RESTORE` payloads for a server that
+    /// encodes as `server` does (keys too large for a payload with commands); with
+    /// commands when the keys cannot be payloads there.
+    pub fn restoring(dataset: &'a Dataset, server: ServerEncoding) -> KeyEncoder<'a> {
+        match PayloadEncoder::new(dataset, server) {
+            Ok(payloads) => KeyEncoder {
+                chunking: Chunking::restoring(dataset, &server),
+                payloads: Some(payloads),
+                ..KeyEncoder::new(dataset)
+            },
+            Err(_) => KeyEncoder::new(dataset),
         }
     }
 
@@ -68,6 +87,14 @@ impl<'a> KeyEncoder<'a> {
     pub fn push_commands(&self, entry: &Entry, from: u64, commands: Range<u64>, out: &mut Vec<u8>) {
         let dataset = self.dataset;
         dataset.prefetch_key(entry);
+        if let Some(payloads) = &self.payloads
+            && self.chunking.restores(entry.elements)
+        {
+            if commands.start == 0 && commands.end > 0 && from < entry.elements {
+                self.push_restore(payloads, entry, out);
+            }
+            return;
+        }
         if dataset.data_type() == DataType::Stream {
             return self.push_stream_commands(entry, from, commands, out);
         }
@@ -116,6 +143,16 @@ impl<'a> KeyEncoder<'a> {
             debug_assert!(self.chunking.ttl, "only a TTL follows the last entry");
             self.push_pexpire(entry, out);
         }
+    }
+
+    /// Appends `RESTORE key ttl payload REPLACE`: the whole key, its TTL with it (0: none).
+    fn push_restore(&self, payloads: &PayloadEncoder<'_>, entry: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"*5\r\n$7\r\nRESTORE\r\n");
+        self.push_key(entry, out);
+        let ms = entry.ttl_ms.unwrap_or(0);
+        push_bulk(out, itoa::Buffer::new().format(ms).as_bytes());
+        push_bulk_with(out, |out| payloads.push_payload(entry, out));
+        out.extend_from_slice(b"$7\r\nREPLACE\r\n");
     }
 
     /// Appends `PEXPIRE key ms` for `entry`'s TTL.
@@ -180,6 +217,7 @@ mod tests {
             let chunking = Chunking {
                 per_command: 7,
                 ttl: true,
+                restore: crate::rdb::Restorable::NONE,
             };
             let mut out = Vec::new();
             let mut expected = 0;

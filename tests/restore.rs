@@ -1,0 +1,536 @@
+//! Typed keys written as `RESTORE` payloads: the payloads cachefill encodes are the objects
+//! the server's own commands make, key for key (the same value, the same encoding, the same
+//! bytes in memory), on Redis 7.0 and Valkey 9, at and around every limit of the compact
+//! encodings.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cachefill::dataset::Dataset;
+use cachefill::rdb::{PayloadEncoder, ServerEncoding};
+use cachefill::resp::typed::Chunking;
+use support::*;
+
+/// The dataset of the plan's first stage, as the crate computes it.
+fn dataset_of(plan: &Path, result: &serde_json::Value) -> Dataset {
+    let plan = cachefill::plan::load(plan).unwrap();
+    let stage = &plan.stages[0];
+    let seed = result["stages"][0]["seed"].as_u64().unwrap();
+    Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
+}
+
+/// The server's encoding as cachefill learns it: its version and `CONFIG GET`.
+fn encoding_of(server: &RedisServer) -> ServerEncoding {
+    let mut conn = server.connect();
+    let info: String = redis::cmd("INFO").arg("server").query(&mut conn).unwrap();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    };
+    let valkey = field("valkey_version");
+    let version = valkey.clone().or_else(|| field("redis_version"));
+    let config: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut conn)
+        .unwrap();
+    ServerEncoding::new(version.as_deref(), valkey.is_some(), &config)
+}
+
+/// What the comparison of one stage's keys found.
+#[derive(Debug, Default)]
+struct Compared {
+    /// Keys whose payload was byte for byte the server's own `DUMP`.
+    same_dump: u64,
+    /// Keys in a table encoding (hashtable, skiplist), compared by value and encoding.
+    by_value: u64,
+    /// Encodings seen, with their keys.
+    encodings: HashMap<String, u64>,
+    /// Keys the stage writes with commands all the same (not compared).
+    commands: u64,
+}
+
+impl Compared {
+    /// Keys seen in `encoding`.
+    fn of(&self, encoding: &str) -> u64 {
+        self.encodings.get(encoding).copied().unwrap_or(0)
+    }
+}
+
+/// Fills `keys` keys of `stage` with commands on `server`, then for every key restores
+/// cachefill's payload beside it and asserts that it holds the same value
+/// (`DEBUG DIGEST-VALUE`) in the same encoding; compact encodings must also take the same
+/// memory and be byte for byte what the server's `DUMP` gives.
+fn compare_with_commands(server: &RedisServer, stage: StageBuilder, keys: u64) -> Compared {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(11)
+        .target(server.target().flush(true))
+        .stage(stage.keys(keys).set("write", "commands"));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &plan, &[]);
+    assert_eq!(result["stages"][0]["keys_written"], keys);
+    let dataset = dataset_of(&plan, &result);
+    let encoding = encoding_of(server);
+    let encoder = PayloadEncoder::new(&dataset, encoding).unwrap();
+    let chunking = Chunking::restoring(&dataset, &encoding);
+    let mut conn = server.connect();
+    let mut copies = server.connect();
+    redis::cmd("SELECT").arg(1).exec(&mut copies).unwrap();
+    let mut compared = Compared::default();
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
+    let jemalloc = info.contains("mem_allocator:jemalloc");
+    for i in 0..keys {
+        if !chunking.restores(dataset.entry(i).elements) {
+            compared.commands += 1;
+            continue;
+        }
+        let key = dataset.key(i);
+        let mut payload = Vec::new();
+        encoder.push_payload(&dataset.entry(i), &mut payload);
+        // The copy has the same name, in database 1: the same key, so the same memory.
+        redis::cmd("RESTORE")
+            .arg(&key)
+            .arg(0)
+            .arg(&payload)
+            .arg("REPLACE")
+            .exec(&mut copies)
+            .unwrap_or_else(|e| panic!("key {i}: RESTORE refused the payload: {e}"));
+        let digest = |conn: &mut redis::Connection| -> String {
+            redis::cmd("DEBUG")
+                .arg("DIGEST-VALUE")
+                .arg(&key)
+                .query::<Vec<String>>(conn)
+                .unwrap()
+                .remove(0)
+        };
+        assert_eq!(digest(&mut conn), digest(&mut copies), "key {i}");
+        let encoding = |conn: &mut redis::Connection| -> String {
+            redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(&key)
+                .query(conn)
+                .unwrap()
+        };
+        let theirs = encoding(&mut conn);
+        assert_eq!(theirs, encoding(&mut copies), "encoding of key {i}");
+        *compared.encodings.entry(theirs.clone()).or_default() += 1;
+        if matches!(theirs.as_str(), "hashtable" | "skiplist") {
+            compared.by_value += 1;
+            continue;
+        }
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut conn).unwrap();
+        // The footer differs: a DUMP carries the server's own RDB version, a payload the
+        // lowest that has its encoding.
+        assert!(
+            dump[..dump.len() - 10] == payload[..payload.len() - 10],
+            "key {i} ({theirs}): the payload differs from the server's DUMP\n ours: {:?}\nDUMP: {:?}",
+            String::from_utf8_lossy(&payload),
+            String::from_utf8_lossy(&dump)
+        );
+        let memory = |conn: &mut redis::Connection| -> u64 {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .query(conn)
+                .unwrap()
+        };
+        let (theirs_memory, ours) = (memory(&mut conn), memory(&mut copies));
+        if jemalloc {
+            assert_eq!(theirs_memory, ours, "memory of key {i}");
+        } else {
+            // glibc's malloc_usable_size of a listpack grown by realloc (commands) can exceed
+            // that of one allocated at its size (a load) by an alignment unit.
+            assert!(
+                theirs_memory.abs_diff(ours) <= 16,
+                "memory of key {i}: {theirs_memory} B by commands, {ours} B restored"
+            );
+        }
+        compared.same_dump += 1;
+    }
+    compared
+}
+
+/// A typed stage of `data_type` with `elements` and `values` ranges.
+fn stage(data_type: &str, elements: (u64, u64), values: (u64, u64)) -> StageBuilder {
+    StageBuilder::new("t")
+        .data_type(data_type)
+        .elements(elements.0, elements.1)
+        .value_range(values.0, values.1)
+}
+
+/// `DUMP`s of a server without compression are the payloads' bytes (`rdbcompression yes`
+/// compresses strings longer than 20 bytes with LZF, which cachefill does not).
+const NO_COMPRESSION: &[&str] = &["--rdbcompression", "no"];
+
+#[test]
+fn hashes_are_the_objects_hset_makes_at_every_limit() {
+    let server = RedisServer::start(NO_COMPRESSION);
+    // 511, 512 and 513 fields (hash-max-listpack-entries is 512 by default).
+    let found = compare_with_commands(&server, stage("hash", (511, 513), (10, 20)), 30);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+    // A server configured otherwise: 127, 128 and 129 fields against 128.
+    let small =
+        RedisServer::start(&[NO_COMPRESSION, &["--hash-max-listpack-entries", "128"]].concat());
+    let found = compare_with_commands(&small, stage("hash", (127, 129), (50, 64)), 60);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+    // Values of 64 and 65 bytes.
+    let found = compare_with_commands(&server, stage("hash", (1, 3), (63, 65)), 60);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+    // Short values that read as integers.
+    let found = compare_with_commands(&server, stage("hash", (1, 20), (1, 3)), 200);
+    assert_eq!(found.same_dump, 200, "{found:?}");
+}
+
+#[test]
+fn sorted_sets_are_the_objects_zadd_makes_at_every_limit() {
+    let server = RedisServer::start(NO_COMPRESSION);
+    let scores = |stage: StageBuilder| {
+        let mut range = toml::Table::new();
+        range.insert("min".into(), (-5000i64).into());
+        range.insert("max".into(), 5000i64.into());
+        stage.set("score", range)
+    };
+    let found = compare_with_commands(&server, scores(stage("zset", (127, 129), (50, 64))), 60);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+    let found = compare_with_commands(&server, scores(stage("zset", (1, 3), (63, 65))), 60);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+    // Scores equal within a key: ordered by member.
+    let narrow = stage("zset", (50, 60), (8, 8)).set("score", {
+        let mut range = toml::Table::new();
+        range.insert("min".into(), 0i64.into());
+        range.insert("max".into(), 3i64.into());
+        range
+    });
+    let found = compare_with_commands(&server, narrow, 30);
+    assert_eq!(found.same_dump, 30, "{found:?}");
+}
+
+#[test]
+fn sets_are_the_objects_sadd_makes_at_every_limit() {
+    let server = RedisServer::start(NO_COMPRESSION);
+    let found = compare_with_commands(&server, stage("set", (100, 129), (50, 64)), 60);
+    assert_eq!(found.by_value, 60, "7.0 has no listpack sets: {found:?}");
+    // Ten members of one digit: intsets.
+    let found = compare_with_commands(&server, stage("set", (1, 10), (1, 1)), 50);
+    assert_eq!(found.of("intset"), 50, "{found:?}");
+}
+
+#[test]
+fn lists_are_the_objects_rpush_makes_at_every_node_size() {
+    let server = RedisServer::start(NO_COMPRESSION);
+    let found = compare_with_commands(&server, stage("list", (1, 400), (1, 100)), 100);
+    assert_eq!(found.same_dump, 100, "{found:?}");
+}
+
+/// Valkey 9 (Redis 7.2's encodings: listpack sets, small lists as one listpack).
+#[test]
+fn valkey_objects_are_the_ones_its_commands_make() {
+    let server = RedisServer::of(ServerKind::Valkey9, NO_COMPRESSION);
+    let found = compare_with_commands(&server, stage("set", (127, 129), (10, 64)), 60);
+    assert!(
+        found.of("listpack") > 0 && found.of("hashtable") > 0,
+        "{found:?}"
+    );
+    let found = compare_with_commands(&server, stage("set", (1, 3), (63, 65)), 60);
+    assert!(
+        found.of("listpack") > 0 && found.of("hashtable") > 0,
+        "{found:?}"
+    );
+    let found = compare_with_commands(&server, stage("set", (1, 10), (1, 1)), 50);
+    assert_eq!(found.of("intset"), 50, "{found:?}");
+    // Lists of one listpack, of several nodes, and between (written with commands).
+    let found = compare_with_commands(&server, stage("list", (1, 400), (30, 100)), 150);
+    assert!(
+        found.of("listpack") > 0 && found.of("quicklist") > 0 && found.commands > 0,
+        "{found:?}"
+    );
+    let found = compare_with_commands(&server, stage("hash", (1, 600), (1, 70)), 60);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+    let found = compare_with_commands(&server, stage("zset", (1, 200), (4, 70)), 60);
+    assert!(found.same_dump > 0 && found.by_value > 0, "{found:?}");
+}
+
+/// A stage of every type but strings, `keys` keys each, half of them with a TTL.
+fn every_typed_stage(plan: PlanBuilder, keys: u64) -> PlanBuilder {
+    ["hash", "set", "zset", "list", "stream"]
+        .iter()
+        .enumerate()
+        .fold(plan, |plan, (n, data_type)| {
+            let stage = |name: String| {
+                StageBuilder::new(&name)
+                    .data_type(data_type)
+                    .keys(keys)
+                    .elements(1, 150)
+                    .value_range(4, 70)
+            };
+            let plan = plan.stage(stage(format!("{data_type}{n}")));
+            plan.stage(stage(format!("{data_type}{n}ttl")).ttl_range("1h", "2h"))
+        })
+}
+
+/// Every key's encoding, by key.
+fn encodings(conns: &mut [&mut redis::Connection]) -> HashMap<Vec<u8>, String> {
+    let mut found = HashMap::new();
+    for conn in conns {
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(*conn).unwrap();
+        for key in keys {
+            let encoding: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(&key)
+                .query(*conn)
+                .unwrap();
+            found.insert(key, encoding);
+        }
+    }
+    found
+}
+
+/// The result's `restored_keys` of every stage.
+fn restored(result: &serde_json::Value) -> Vec<u64> {
+    result["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["restored_keys"].as_u64().unwrap())
+        .collect()
+}
+
+/// What every typed stage restored: all its keys but for streams, written with commands.
+const ALL_BUT_STREAMS: [u64; 10] = [400, 400, 400, 400, 400, 400, 400, 400, 0, 0];
+
+#[test]
+fn every_type_restores_the_dataset_its_commands_write() {
+    let server = RedisServer::start(&[]);
+    let scratch = Scratch::new();
+    let plan = |write: &str| {
+        let plan = PlanBuilder::new()
+            .seed(5)
+            .target(server.target().flush(true).set("write", write));
+        scratch.plan(
+            &format!("{write}.toml"),
+            &every_typed_stage(plan, 400).build(),
+        )
+    };
+    let result = run_ok(&scratch, &plan("commands"), &[]);
+    assert_eq!(restored(&result), [0; 10]);
+    let (digest, by_commands) = (server.digest(), encodings(&mut [&mut server.connect()]));
+    let (output, result) = run_plan(&scratch, &plan("auto"), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(restored(&result), ALL_BUT_STREAMS);
+    assert_eq!(server.dbsize(), 4000);
+    assert_eq!(server.digest(), digest, "the same dataset");
+    assert_eq!(
+        encodings(&mut [&mut server.connect()]),
+        by_commands,
+        "the same encoding, key for key"
+    );
+    // The TTL rides with the RESTORE: every key of a TTL stage expires within its range.
+    let mut conn = server.connect();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*ttl:*").query(&mut conn).unwrap();
+    assert_eq!(keys.len(), 2000);
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!((3_500_000..=7_200_000).contains(&ttl), "{ttl} ms");
+    }
+    // The stage's end line says so.
+    let line = String::from_utf8_lossy(&output.stderr);
+    assert!(line.contains("stage hash0: ok, 400 keys (hash, "), "{line}");
+    assert!(line.contains(" fields, restored)"), "{line}");
+    assert_verified_stages(&scratch, &plan("auto"), &[400; 10]);
+}
+
+#[test]
+fn a_cluster_restores_the_dataset_its_commands_write() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let plan = |write: &str| {
+        let plan = PlanBuilder::new()
+            .seed(6)
+            .target(cluster.target().flush(true).set("write", write));
+        scratch.plan(
+            &format!("{write}.toml"),
+            &every_typed_stage(plan, 400).build(),
+        )
+    };
+    run_ok(&scratch, &plan("commands"), &[]);
+    let digest = cluster.digest_xor();
+    let mut conns: Vec<redis::Connection> = cluster
+        .primaries()
+        .iter()
+        .map(|(s, _)| s.connect())
+        .collect();
+    let by_commands = encodings(&mut conns.iter_mut().collect::<Vec<_>>());
+    for conn in &mut conns {
+        redis::cmd("CONFIG").arg("RESETSTAT").exec(conn).unwrap();
+    }
+    let result = run_ok(&scratch, &plan("auto"), &[]);
+    assert_eq!(restored(&result), ALL_BUT_STREAMS);
+    assert_eq!(cluster.total_keys(), 4000);
+    assert_eq!(cluster.digest_xor(), digest, "the same dataset");
+    assert_eq!(
+        encodings(&mut conns.iter_mut().collect::<Vec<_>>()),
+        by_commands
+    );
+    // Each primary restored its share: RESTORE calls summed over the primaries.
+    let calls: u64 = conns
+        .iter_mut()
+        .map(|conn| {
+            let stats: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+            let line = stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_restore:calls="))
+                .expect("every primary ran RESTORE");
+            line.split(',').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(calls, 3200);
+}
+
+/// Payloads deep-checked by the server (`sanitize-dump-payload yes`) are all accepted.
+#[test]
+fn a_server_that_deep_checks_every_payload_accepts_them_all() {
+    let server = RedisServer::start(&["--sanitize-dump-payload", "yes"]);
+    let scratch = Scratch::new();
+    let plan = every_typed_stage(
+        PlanBuilder::new()
+            .seed(7)
+            .target(server.target().flush(true)),
+        300,
+    );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let result = run_ok(&scratch, &plan, &[]);
+    assert_eq!(restored(&result), ALL_BUT_STREAMS.map(|n| n / 400 * 300));
+    let mut conn = server.connect();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+    let sanitized: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("dump_payload_sanitizations:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The server deep-checks every listpack and intset it loads: one per compact key, one
+    // per node of a list.
+    let mut listpacks = 0u64;
+    for (key, encoding) in encodings(&mut [&mut conn]) {
+        listpacks += match encoding.as_str() {
+            "listpack" | "intset" => 1,
+            "quicklist" => {
+                let object: String = redis::cmd("DEBUG")
+                    .arg("OBJECT")
+                    .arg(&key)
+                    .query(&mut conn)
+                    .unwrap();
+                object
+                    .split(' ')
+                    .find_map(|f| f.strip_prefix("ql_nodes:"))
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            }
+            _ => 0,
+        };
+    }
+    assert_eq!(sanitized, listpacks, "payloads deep-checked");
+    assert_verified_stages(&scratch, &plan, &[300; 10]);
+}
+
+/// A user who may not run `RESTORE` gets the same dataset, written with commands, and is
+/// told so once; with `write = "restore"` the stage fails instead, saying why.
+#[test]
+fn a_user_without_restore_fills_with_commands() {
+    let server = RedisServer::start(&[]);
+    let mut admin = server.connect();
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "filler", "on", ">pw", "~*", "+@all", "-restore"])
+        .exec(&mut admin)
+        .unwrap();
+    let scratch = Scratch::new();
+    let plan = |write: &str| {
+        let target = server
+            .target()
+            .flush(true)
+            .user("filler", "FILLER_PASSWORD");
+        let plan = PlanBuilder::new().seed(8).target(target).stage(
+            StageBuilder::new("h")
+                .data_type("hash")
+                .keys(5000)
+                .elements(1, 50)
+                .set("write", write),
+        );
+        scratch.plan(&format!("{write}.toml"), &plan.build())
+    };
+    let run = |write: &str| {
+        let output = cachefill(scratch.dir.path())
+            .env("FILLER_PASSWORD", "pw")
+            .args(["run", "-o", "result.json"])
+            .arg(plan(write))
+            .output()
+            .unwrap();
+        (output, read_result(&scratch.path("result.json")))
+    };
+    let (output, result) = run("commands");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let digest = server.digest();
+
+    let (output, result_auto) = run("auto");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stage = &result_auto["stages"][0];
+    assert_eq!(stage["keys_written"], 5000);
+    assert_eq!(stage["restored_keys"], 0);
+    assert_eq!(server.digest(), digest, "the same dataset");
+    let refused = result_auto["targets"]["main"]["restore_refused"]
+        .as_str()
+        .unwrap();
+    assert!(refused.starts_with("NOPERM"), "{refused}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        said.matches("refused a RESTORE payload").count(),
+        1,
+        "told once: {said}"
+    );
+    assert!(result["targets"]["main"].get("restore_refused").is_none());
+
+    let _: () = redis::cmd("FLUSHALL").query(&mut admin).unwrap();
+    let (output, result) = run("restore");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "failed");
+    assert_eq!(stage["restored_keys"], 0);
+    let error = stage["first_error"].as_str().unwrap();
+    assert!(
+        error.contains("RESTORE") && error.contains("NOPERM") && error.contains("write = \"auto\""),
+        "{error}"
+    );
+}
+
+/// Redis 6.2 predates listpacks: `auto` writes commands there, `restore` refuses to start.
+#[test]
+fn write_restore_on_a_server_before_listpacks_fails_before_writing() {
+    let server = RedisServer::of(ServerKind::Redis62, &[]);
+    server.set("before", "the run");
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(9)
+        .target(server.target().flush(true))
+        .stage(
+            StageBuilder::new("z")
+                .data_type("zset")
+                .keys(100)
+                .set("write", "restore"),
+        );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        the_reason(&stderr(&output)),
+        "cachefill: stage \"z\" has write = \"restore\", but its keys cannot be RESTORE payloads on target \"main\" (version 6.2.5): the server predates Redis 7.0's listpacks (RDB 10), the encodings cachefill writes; nothing was written. Set write = \"auto\" to write them with commands there"
+    );
+    assert_eq!(server.dbsize(), 1, "not even flushed");
+    assert_eq!(result.unwrap()["stages"][0]["status"], "pending");
+}

@@ -104,6 +104,8 @@ pub enum Command {
     /// write it (`| redis-cli --pipe` reproduces the fill).
     #[command(after_help = "Examples:
   cachefill export plan.toml | redis-cli --pipe         the same fill, by redis-cli
+  cachefill export plan.toml --rdb-version 10 | redis-cli --pipe
+                                                        typed keys as RESTORE payloads
   cachefill export plan.toml --format keys --stage carts > carts.keys")]
     Export {
         /// The plan file (TOML).
@@ -117,6 +119,12 @@ pub enum Command {
         /// Only the I-th of N disjoint parts of every stage, as `run --shard` writes it.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// Write typed keys as `run` would to a server of this RDB version with the default
+        /// encoding limits: 10 for Redis 7.0, 11 for Redis 7.2 and later and Valkey. `resp`:
+        /// the plan's `write` decides (RESTORE payloads, or commands); without it `resp`
+        /// writes commands.
+        #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u16).range(10..=11))]
+        rdb_version: Option<u16>,
         /// Where to write [default: standard output].
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,

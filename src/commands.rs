@@ -31,6 +31,7 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             stage,
             format,
             shard,
+            rdb_version,
             output,
         } => {
             let plan = plan::load(&plan)?;
@@ -39,6 +40,7 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                 stage,
                 format,
                 shard,
+                rdb_version,
                 output,
             };
             export::export(&plan, &options)

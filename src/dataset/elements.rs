@@ -221,6 +221,11 @@ impl Dataset {
         (self.value_min + self.value_span - 1) as usize
     }
 
+    /// Most elements a key of the stage has.
+    pub fn max_elements(&self) -> u64 {
+        self.elemental.elements.max
+    }
+
     /// The lowest and highest score a sorted-set member can draw.
     pub fn score_range(&self) -> (i64, i64) {
         (self.elemental.score.min, self.elemental.score.max)

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::Dataset;
 use crate::error::Failure;
-use crate::plan::{Amount, Plan};
+use crate::plan::{Amount, Plan, WriteMode};
+use crate::rdb::{PayloadEncoder, ServerEncoding};
 use crate::resp::EntryEncoder;
 use crate::shard::Shard;
 
@@ -34,6 +35,9 @@ pub struct ExportOptions {
     pub format: Format,
     /// The part of every stage to export.
     pub shard: Shard,
+    /// Typed keys as `run` writes them to a server of this RDB version (see
+    /// `ServerEncoding::of_rdb_version`): RESTORE payloads where the plan's `write` says so.
+    pub rdb_version: Option<u16>,
     /// Where to write (`None` or `-`: standard output).
     pub output: Option<PathBuf>,
 }
@@ -81,7 +85,21 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
     let written = stages.iter().try_for_each(|stage| {
         let seed = stage.seed.or(plan.seed).unwrap_or_default();
         let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
-        write_stage(&dataset, &stage.name, stage.keys, options, &mut out)
+        let server = options.rdb_version.map(ServerEncoding::of_rdb_version);
+        let encoder = match server.filter(|_| stage.write != WriteMode::Commands) {
+            Some(server) if PayloadEncoder::new(&dataset, server).is_ok() => {
+                EntryEncoder::restoring(&dataset, server)
+            }
+            _ => EntryEncoder::new(&dataset),
+        };
+        write_stage(
+            &dataset,
+            &encoder,
+            &stage.name,
+            stage.keys,
+            options,
+            &mut out,
+        )
     });
     match written.and_then(|()| out.flush()) {
         // A reader that went away (`| head`) is not an error.
@@ -95,12 +113,12 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
 /// Writes this shard's part of one stage.
 fn write_stage(
     dataset: &Dataset,
+    encoder: &EntryEncoder<'_>,
     stage: &str,
     keys: u64,
     options: &ExportOptions,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    let encoder = EntryEncoder::new(dataset);
     let mut buf = Vec::with_capacity(CHUNK * 2);
     for position in 0..options.shard.len(keys) {
         let index = options.shard.global(position);

@@ -110,8 +110,10 @@ fn element_bound(dataset: &Dataset) -> u64 {
 struct Scratch {
     /// One element's bytes (a member, or a value longer than the pool's slices).
     bytes: Vec<u8>,
-    /// A sorted set's (score, element) in the order they are written.
-    order: Vec<(i64, u64)>,
+    /// A sorted set's elements in the order they are written.
+    order: Vec<u64>,
+    /// A sorted set's (score, element), to sort them when they do not pack into one integer.
+    pairs: Vec<(i64, u64)>,
     /// A set's members as integers.
     integers: Vec<i64>,
 }
@@ -122,7 +124,61 @@ pub struct PayloadEncoder<'a> {
     server: ServerEncoding,
     /// How the server splits lists into nodes (lists only).
     nodes: Option<Nodes>,
+    /// Sorted sets: the lowest score and the bits of an element index, when a score above
+    /// the lowest and an index fit in one `u64` together (see `sort_members`).
+    packed_scores: Option<(i64, u32)>,
     scratch: RefCell<Scratch>,
+}
+
+/// Elements drawn ahead of their use.
+const AHEAD: usize = 16;
+
+/// A key's elements (of the indices given, in their order), each drawn and its pool bytes
+/// prefetched [`AHEAD`] elements before it is used: the values are cut from the pool at
+/// random offsets, so each would be a cache miss of its own, one after the other; drawn
+/// ahead, their misses overlap (as the command encoder's batches do).
+struct Ahead<'d, I> {
+    dataset: &'d Dataset,
+    entry: &'d Entry,
+    indices: I,
+    ring: [Element; AHEAD],
+    head: usize,
+    len: usize,
+}
+
+impl<'d, I: Iterator<Item = u64>> Ahead<'d, I> {
+    fn new(dataset: &'d Dataset, entry: &'d Entry, indices: I) -> Self {
+        Ahead {
+            dataset,
+            entry,
+            indices,
+            ring: [Element::default(); AHEAD],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<I: Iterator<Item = u64>> Iterator for Ahead<'_, I> {
+    type Item = Element;
+
+    #[inline]
+    fn next(&mut self) -> Option<Element> {
+        while self.len < AHEAD {
+            let Some(j) = self.indices.next() else { break };
+            let element = self.dataset.element(self.entry, j);
+            self.dataset.prefetch_element(&element);
+            self.ring[(self.head + self.len) % AHEAD] = element;
+            self.len += 1;
+        }
+        if self.len == 0 {
+            return None;
+        }
+        let element = self.ring[self.head];
+        self.head = (self.head + 1) % AHEAD;
+        self.len -= 1;
+        Some(element)
+    }
 }
 
 /// Where the elements of a hash or a set go: a listpack, or plain RDB strings.
@@ -151,6 +207,8 @@ impl Sink {
 
 /// A quicklist node holding a listpack (`QUICKLIST_NODE_CONTAINER_PACKED`).
 const QUICKLIST_PACKED: u64 = 2;
+/// A quicklist node holding one item's bytes (`QUICKLIST_NODE_CONTAINER_PLAIN`, 7.4+).
+const QUICKLIST_PLAIN: u64 = 1;
 
 /// Ends a list's node: its listpack, then the blob's length.
 fn end_node(blob: Prefixed, lp: Listpack, out: &mut Vec<u8>) {
@@ -168,6 +226,7 @@ impl<'a> PayloadEncoder<'a> {
             dataset,
             server,
             nodes: Nodes::new(server.family, server.limits.list_size),
+            packed_scores: packed_scores(dataset),
             scratch: RefCell::default(),
         })
     }
@@ -226,8 +285,8 @@ impl<'a> PayloadEncoder<'a> {
     ) {
         let dataset = self.dataset;
         let mut each = |sink: &mut Sink, out: &mut Vec<u8>| {
-            for j in 0..entry.elements {
-                push(j, &dataset.element(entry, j), scratch, sink, out);
+            for element in Ahead::new(dataset, entry, 0..entry.elements) {
+                push(element.index, &element, scratch, sink, out);
             }
         };
         if listpack {
@@ -249,49 +308,77 @@ impl<'a> PayloadEncoder<'a> {
         let limits = &self.server.limits;
         let compact =
             entry.elements <= limits.zset_entries && self.values_within(entry, limits.zset_value);
-        scratch.order.clear();
-        scratch.order.extend((0..entry.elements).map(|j| {
-            let element = dataset.element(entry, j);
-            (dataset.score(&element), j)
-        }));
-        // Members of one key start with their index, zero-padded to one width: for equal
-        // scores, their byte order is their index order.
+        self.sort_members(entry, scratch, !compact);
+        let Scratch { order, bytes, .. } = scratch;
         if compact {
-            scratch.order.sort_unstable();
             out.push(rdb_type::ZSET_LISTPACK);
             push_blob(out, |out| {
                 let mut lp = Listpack::begin(out);
-                for &(score, j) in &scratch.order {
-                    let element = dataset.element(entry, j);
-                    lp.push(out, member(dataset, &element, &mut scratch.bytes));
-                    lp.push_integer(out, score);
+                for element in Ahead::new(dataset, entry, order.iter().copied()) {
+                    lp.push(out, member(dataset, &element, bytes));
+                    lp.push_integer(out, dataset.score(&element));
                 }
                 lp.finish(out);
             });
             return RDB_LISTPACKS;
         }
-        scratch.order.sort_unstable_by(|a, b| b.cmp(a));
         out.push(rdb_type::ZSET_2);
         push_len(out, entry.elements);
-        for &(score, j) in &scratch.order {
-            let element = dataset.element(entry, j);
-            push_string(out, member(dataset, &element, &mut scratch.bytes));
-            push_binary_double(out, score as f64);
+        for element in Ahead::new(dataset, entry, order.iter().copied()) {
+            push_string(out, member(dataset, &element, bytes));
+            push_binary_double(out, dataset.score(&element) as f64);
         }
         RDB_PLAIN
+    }
+
+    /// Leaves in `scratch.order` the indices of `entry`'s members ordered by score, then
+    /// member (highest first when `descending`). Members of one key start with their index,
+    /// zero-padded to one width, so for equal scores their byte order is their index order:
+    /// each member sorts as one integer, its score above its index, when both fit in 64 bits.
+    fn sort_members(&self, entry: &Entry, scratch: &mut Scratch, descending: bool) {
+        let dataset = self.dataset;
+        let scores = (0..entry.elements).map(|j| (dataset.score(&dataset.element(entry, j)), j));
+        let order = &mut scratch.order;
+        order.clear();
+        match self.packed_scores {
+            Some((min, bits)) => {
+                order.extend(scores.map(|(score, j)| (score.wrapping_sub(min) as u64) << bits | j));
+                order.sort_unstable();
+                let mask = (1u64 << bits) - 1;
+                for key in order.iter_mut() {
+                    *key &= mask;
+                }
+            }
+            None => {
+                let pairs = &mut scratch.pairs;
+                pairs.clear();
+                pairs.extend(scores);
+                pairs.sort_unstable();
+                order.extend(pairs.iter().map(|&(_, j)| j));
+            }
+        }
+        if descending {
+            order.reverse();
+        }
     }
 
     /// A set: an intset, a listpack (7.2+) or the plain type.
     fn push_set(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
         let dataset = self.dataset;
         let limits = &self.server.limits;
-        if entry.elements <= limits.set_intset_entries && self.integer_members(entry, scratch) {
+        let integers = self.integer_members(entry, scratch);
+        if integers && entry.elements <= limits.set_intset_entries {
             scratch.integers.sort_unstable();
             out.push(rdb_type::SET_INTSET);
             push_blob(out, |out| push_intset(out, &scratch.integers));
             return RDB_PLAIN;
         }
-        let compact = self.server.family == Family::Redis72
+        // On 7.2+, a set whose first member is an integer starts as an intset, and a later
+        // member that is not turns it into a listpack of the integers so far, sorted, then the
+        // rest; or a table. The plain type loads exactly as SADD builds it.
+        let starts_intset = !scratch.integers.is_empty();
+        let compact = self.server.has_listpack_sets()
+            && !starts_intset
             && entry.elements <= limits.set_entries
             && self.values_within(entry, limits.set_value);
         out.push(if compact {
@@ -328,9 +415,18 @@ impl<'a> PayloadEncoder<'a> {
         // The node being written: its blob and its listpack.
         let mut node: Option<(Prefixed, Listpack)> = None;
         let one_node = self.small_list(entry);
-        for j in 0..entry.elements {
-            let element = dataset.element(entry, j);
+        for element in Ahead::new(dataset, entry, 0..entry.elements) {
             let item = value(dataset, &element, &mut scratch.bytes);
+            if rule.plain(item.len()) {
+                // A node of its own, its bytes as they are; the next item starts a node.
+                if let Some((blob, lp)) = node.take() {
+                    end_node(blob, lp, out);
+                }
+                push_len(out, QUICKLIST_PLAIN);
+                push_string(out, item);
+                count += 1;
+                continue;
+            }
             let joins = match &node {
                 Some((_, lp)) => one_node || rule.allows(lp.bytes(out), lp.count(), item.len()),
                 None => false,
@@ -387,8 +483,9 @@ impl<'a> PayloadEncoder<'a> {
         (0..entry.elements).all(|j| dataset.element(entry, j).len as u64 <= limit)
     }
 
-    /// True when every member of `entry` is an integer, left in `scratch.integers`. A member
-    /// starts with its index zero-padded, so unless the first is `0` itself none is.
+    /// True when every member of `entry` is an integer, left in `scratch.integers` (the
+    /// integers before the first member that is not, when one is not). A member starts with
+    /// its index zero-padded, so unless the first is `0` itself none is.
     fn integer_members(&self, entry: &Entry, scratch: &mut Scratch) -> bool {
         let dataset = self.dataset;
         scratch.integers.clear();
@@ -438,6 +535,15 @@ fn supported(dataset: &Dataset, server: &ServerEncoding) -> Result<(), Unsupport
         }
     }
     Ok(())
+}
+
+/// The lowest score of `dataset` and the bits of its largest element index, when scores
+/// above the lowest and element indices fit in one `u64` side by side.
+fn packed_scores(dataset: &Dataset) -> Option<(i64, u32)> {
+    let (min, max) = dataset.score_range();
+    let span = max.abs_diff(min);
+    let bits = u64::BITS - dataset.max_elements().leading_zeros();
+    (u64::BITS - span.leading_zeros() + bits <= u64::BITS).then_some((min, bits))
 }
 
 /// Hash field name `j`.

@@ -8,7 +8,8 @@
 //! 8 KiB); else it starts a node. Redis 7.2 and later (and Valkey) keep a small list as one
 //! listpack instead: `RPUSH` turns a list into a quicklist only when the listpack's bytes
 //! plus the raw bytes of the items it adds pass the limit, and a loaded quicklist of one
-//! node within the limit becomes a listpack again.
+//! node within the limit becomes a listpack again. Redis 7.4 and Valkey 8 put an item longer
+//! than the node limit in a plain node of its own (its bytes, not a listpack).
 
 use super::server::Family;
 
@@ -37,7 +38,7 @@ impl Nodes {
         let supported = match family {
             Family::Ziplists => false,
             Family::Redis70 => fill >= -5,
-            Family::Redis72 => (-5..0).contains(&fill),
+            Family::Redis72 | Family::Redis74 => (-5..0).contains(&fill),
         };
         supported.then_some(Nodes { family, fill })
     }
@@ -59,10 +60,17 @@ impl Nodes {
         }
     }
 
+    /// True when an item of `len` bytes is a plain node of its own (7.4 and later:
+    /// `isLargeElement`, longer than the node limit, or than 8 KiB when items are counted).
+    #[inline]
+    pub fn plain(&self, len: usize) -> bool {
+        self.family == Family::Redis74 && len > self.size_limit().unwrap_or(SAFETY_LIMIT)
+    }
+
     /// On 7.2 and later: true when a list whose items' raw bytes are `raw` in all stays one
     /// listpack (`listTypeTryConvertListpack` on a new key).
     pub fn stays_listpack(&self, raw: usize) -> bool {
-        self.family == Family::Redis72
+        self.family.has_listpack_lists()
             && self
                 .size_limit()
                 .is_some_and(|limit| EMPTY_LISTPACK + raw <= limit)
@@ -71,7 +79,7 @@ impl Nodes {
     /// The node size limit when lists may be one listpack (7.2 and later).
     pub fn listpack_limit(&self) -> Option<usize> {
         match self.family {
-            Family::Redis72 => self.size_limit(),
+            Family::Redis72 | Family::Redis74 => self.size_limit(),
             _ => None,
         }
     }
@@ -95,6 +103,14 @@ mod tests {
         );
         assert!(Nodes::new(Family::Redis72, 3).is_none());
         assert!(Nodes::new(Family::Redis70, -6).is_none());
+    }
+
+    #[test]
+    fn on_7_4_items_longer_than_a_node_are_plain_nodes() {
+        let nodes = Nodes::new(Family::Redis74, -2).unwrap();
+        assert!(!nodes.plain(8192) && nodes.plain(8193));
+        assert!(!Nodes::new(Family::Redis72, -2).unwrap().plain(100_000));
+        assert!(Nodes::new(Family::Redis74, -1).unwrap().plain(4097));
     }
 
     #[test]

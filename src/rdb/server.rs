@@ -21,9 +21,18 @@ pub enum Family {
     Ziplists,
     /// Redis 7.0: listpacks; lists are always quicklists (RDB 10).
     Redis70,
-    /// Redis 7.2 and later, Valkey 7.2 and later: listpack sets, and small lists are one
-    /// listpack (RDB 11 and later).
+    /// Redis 7.2, Valkey 7.2: listpack sets, and small lists are one listpack (RDB 11).
     Redis72,
+    /// Redis 7.4 and later, Valkey 8 and later: as 7.2, and a list item longer than a node
+    /// may be is a node of its own, a plain one (RDB 11 and later).
+    Redis74,
+}
+
+impl Family {
+    /// True for 7.2 and later: listpack sets, lists of one listpack.
+    pub fn has_listpack_lists(self) -> bool {
+        matches!(self, Family::Redis72 | Family::Redis74)
+    }
 }
 
 /// The limits past which a key leaves its compact encoding (`CONFIG GET`).
@@ -138,20 +147,39 @@ impl ServerEncoding {
     /// the payloads then gets commands).
     pub fn new(version: Option<&str>, valkey: bool, config: &HashMap<String, String>) -> Self {
         let family = match version.and_then(major_minor) {
-            // Valkey forked from Redis 7.2.
-            Some(_) if valkey => Family::Redis72,
+            // Valkey forked from Redis 7.2; its 8.0 took 7.4's plain list nodes.
+            Some((major, _)) if valkey && major < 8 => Family::Redis72,
+            Some(_) if valkey => Family::Redis74,
             Some((major, _)) if major < 7 => Family::Ziplists,
-            Some((7, 0)) | None => Family::Redis70,
-            Some(_) => Family::Redis72,
+            Some((7, 0 | 1)) | None => Family::Redis70,
+            Some((7, 2 | 3)) => Family::Redis72,
+            Some(_) => Family::Redis74,
         };
         ServerEncoding {
             family,
             rdb_version: match family {
                 Family::Ziplists => RDB_PLAIN,
                 Family::Redis70 => RDB_LISTPACKS,
-                Family::Redis72 => RDB_LISTPACK_SETS,
+                Family::Redis72 | Family::Redis74 => RDB_LISTPACK_SETS,
             },
             limits: Limits::from_config(config),
+        }
+    }
+
+    /// A server of RDB version `version` (10: Redis 7.0; 11 and later: Redis 7.2 and later,
+    /// Valkey; taken for 7.2, whose lists Redis 7.4 and Valkey 8 load alike unless an item
+    /// is longer than a node) with the default limits: for payloads made without a server
+    /// (`export`).
+    pub fn of_rdb_version(version: u16) -> Self {
+        let family = match version {
+            ..RDB_LISTPACKS => Family::Ziplists,
+            RDB_LISTPACKS => Family::Redis70,
+            _ => Family::Redis72,
+        };
+        ServerEncoding {
+            family,
+            rdb_version: version.min(RDB_LISTPACK_SETS),
+            limits: Limits::DEFAULT,
         }
     }
 
@@ -188,9 +216,11 @@ mod tests {
         assert_eq!(of("6.2.5", false), (Family::Ziplists, 9));
         assert_eq!(of("7.0.15", false), (Family::Redis70, 10));
         assert_eq!(of("7.2.4", false), (Family::Redis72, 11));
-        assert_eq!(of("8.0.0", false), (Family::Redis72, 11));
-        assert_eq!(of("9.1.2", true), (Family::Redis72, 11));
-        assert_eq!(of("8.0.1", true), (Family::Redis72, 11));
+        assert_eq!(of("7.4.1", false), (Family::Redis74, 11));
+        assert_eq!(of("8.0.0", false), (Family::Redis74, 11));
+        assert_eq!(of("9.1.2", true), (Family::Redis74, 11));
+        assert_eq!(of("8.0.1", true), (Family::Redis74, 11));
+        assert_eq!(of("7.2.5", true), (Family::Redis72, 11));
         let unknown = ServerEncoding::new(None, false, &none);
         assert_eq!((unknown.family, unknown.rdb_version), (Family::Redis70, 10));
     }

@@ -106,6 +106,7 @@ pub enum Command {
   cachefill export plan.toml | redis-cli --pipe         the same fill, by redis-cli
   cachefill export plan.toml --rdb-version 10 | redis-cli --pipe
                                                         typed keys as RESTORE payloads
+  cachefill export plan.toml --format rdb -o dump.rdb   a file to start a server on
   cachefill export plan.toml --format keys --stage carts > carts.keys")]
     Export {
         /// The plan file (TOML).
@@ -122,9 +123,19 @@ pub enum Command {
         /// Write typed keys as `run` would to a server of this RDB version with the default
         /// encoding limits: 10 for Redis 7.0, 11 for Redis 7.2 and later and Valkey. `resp`:
         /// the plan's `write` decides (RESTORE payloads, or commands); without it `resp`
-        /// writes commands.
+        /// writes commands. `rdb`: the file's version [default: 10].
         #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u16).range(10..=11))]
         rdb_version: Option<u16>,
+        /// `rdb`: only the stages of this target (needed when the plan has several).
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// `rdb`: when TTLs count from, as RFC 3339 (`2026-12-07T08:00:00Z`) or Unix
+        /// milliseconds: a key expires at this time plus its TTL [default: now].
+        #[arg(long, value_name = "TIME")]
+        base_time: Option<String>,
+        /// `rdb`: only the keys of these hash slots, e.g. `0-5460` (a cluster node's file).
+        #[arg(long, value_name = "A-B")]
+        slots: Option<String>,
         /// Where to write [default: standard output].
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,

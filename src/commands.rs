@@ -32,6 +32,9 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             format,
             shard,
             rdb_version,
+            target,
+            base_time,
+            slots,
             output,
         } => {
             let plan = plan::load(&plan)?;
@@ -41,6 +44,17 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                 format,
                 shard,
                 rdb_version,
+                target,
+                base_ms: base_time
+                    .as_deref()
+                    .map(export::parse_base_time)
+                    .transpose()
+                    .map_err(command_line)?,
+                slots: slots
+                    .as_deref()
+                    .map(export::parse_slots)
+                    .transpose()
+                    .map_err(command_line)?,
                 output,
             };
             export::export(&plan, &options)

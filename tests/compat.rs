@@ -67,8 +67,8 @@ fn a_standalone_server_is_filled_with_every_type_and_verifies(kind: ServerKind) 
     }
     let hashes = &stages[1]["memory"]["encodings"];
     assert_eq!(hashes[small_hash_encoding(kind)], 100, "{hashes}");
-    // Typed keys but streams go as RESTORE payloads where the server has listpacks (7.0+);
-    // the dataset is the one commands write.
+    // Typed keys go as RESTORE payloads where the server has listpacks (7.0+); the dataset
+    // is the one commands write.
     let restored: Vec<u64> = stages
         .iter()
         .map(|s| s["restored_keys"].as_u64().unwrap())

@@ -213,3 +213,170 @@ fn the_jsonl_export_describes_every_key_the_run_writes() {
     .collect();
     assert_eq!(compared, expected);
 }
+
+/// Every kind of stage, strings and typed keys with and without TTLs.
+fn every_kind(plan: PlanBuilder) -> PlanBuilder {
+    ["hash", "set", "zset", "list", "stream"].iter().fold(
+        plan.stage(
+            StageBuilder::new("strings")
+                .keys(5000)
+                .value_range(1, 300)
+                .ttl_range("1h", "2h"),
+        ),
+        |plan, data_type| {
+            plan.stage(
+                StageBuilder::new(data_type)
+                    .data_type(data_type)
+                    .keys(400)
+                    .elements(1, 300)
+                    .value_range(4, 80)
+                    .ttl_range("30m", "1h"),
+            )
+        },
+    )
+}
+
+/// `redis-check-rdb FILE` says the file is sound.
+fn assert_check_rdb_accepts(file: &std::path::Path, keys: u64) {
+    require("redis-check-rdb");
+    let checked = Command::new("redis-check-rdb").arg(file).output().unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{said}");
+    assert!(said.contains("RDB looks OK"), "{said}");
+    assert!(said.contains(&format!("{keys} keys read")), "{said}");
+}
+
+/// An RDB file of the plan: `redis-check-rdb` accepts it, and a server started on it holds
+/// the dataset a run writes (the same `DEBUG DIGEST`), its keys expiring at the base time
+/// plus their TTL; on Valkey 9 from an RDB 11 file too.
+#[test]
+fn a_server_started_on_the_rdb_export_holds_the_dataset_a_run_writes() {
+    for (kind, version) in [(ServerKind::Redis7, "10"), (ServerKind::Valkey9, "11")] {
+        let server = RedisServer::of(kind, &[]);
+        let scratch = Scratch::new();
+        let plan = every_kind(
+            PlanBuilder::new()
+                .seed(23)
+                .target(server.target().flush(true)),
+        );
+        let plan = scratch.plan("plan.toml", &plan.build());
+        run_ok(&scratch, &plan, &[]);
+        assert_eq!(server.dbsize(), 7000);
+        let by_run = server.digest();
+
+        // TTLs count from an hour from now: every key of a stage with TTLs expires then
+        // plus its TTL.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let base = now_ms + 3_600_000;
+        let export = cachefill(scratch.dir.path())
+            .args([
+                "export",
+                "--format",
+                "rdb",
+                "--rdb-version",
+                version,
+                "-o",
+                "dump.rdb",
+            ])
+            .args(["--base-time", &base.to_string()])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert!(export.status.success(), "{}", stderr(&export));
+        let file = scratch.path("dump.rdb");
+        if kind == ServerKind::Redis7 {
+            assert_check_rdb_accepts(&file, 7000);
+        }
+        let dir = scratch.dir.path().to_str().unwrap();
+        let loaded = RedisServer::of(kind, &["--dir", dir, "--dbfilename", "dump.rdb"]);
+        assert_eq!(loaded.dbsize(), 7000, "{kind:?}");
+        assert_eq!(loaded.digest(), by_run, "{kind:?}: the same dataset");
+        let mut conn = loaded.connect();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("hash:*").query(&mut conn).unwrap();
+        assert_eq!(keys.len(), 400);
+        for key in keys {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            // Base + 30 to 60 minutes, less the moments since `now_ms`.
+            assert!(
+                (3_600_000 + 1_700_000..=3_600_000 + 3_600_000).contains(&ttl),
+                "{kind:?}: {ttl} ms"
+            );
+        }
+    }
+}
+
+/// A cluster node's file holds the keys of its slots (`--slots`): three files of
+/// the three ranges of a 3-primary cluster hold every key once.
+#[test]
+fn rdb_files_of_slot_ranges_split_the_keys_between_them() {
+    // A cluster node tells slots (CLUSTER KEYSLOT), slots assigned or not.
+    let server = RedisServer::start(&["--cluster-enabled", "yes"]);
+    let scratch = Scratch::new();
+    let plan = every_kind(PlanBuilder::new().seed(24).target(server.target()));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let mut total = 0;
+    for (n, slots) in ["0-5460", "5461-10922", "10923-16383"].iter().enumerate() {
+        let name = format!("node{n}.rdb");
+        let export = cachefill(scratch.dir.path())
+            .args(["export", "--format", "rdb", "--slots", slots, "-o", &name])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert!(export.status.success(), "{}", stderr(&export));
+        let dir = scratch.dir.path().to_str().unwrap();
+        let loaded = RedisServer::start(&["--dir", dir, "--dbfilename", &name]);
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut loaded.connect())
+            .unwrap();
+        let (low, high) = slots.split_once('-').unwrap();
+        let range = low.parse::<u16>().unwrap()..=high.parse::<u16>().unwrap();
+        for key in &keys {
+            let slot: u16 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query(&mut server.connect())
+                .unwrap();
+            assert!(range.contains(&slot), "{slot} not in {slots}");
+        }
+        assert!(keys.len() > 2000, "{slots}: {}", keys.len());
+        total += keys.len();
+    }
+    assert_eq!(total, 7000, "every key in exactly one file");
+}
+
+/// An RDB file holds one server's keys: a plan with several targets needs `--target`.
+#[test]
+fn an_rdb_export_of_several_targets_asks_for_one() {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(TargetBuilder::standalone("a", "127.0.0.1:1"))
+        .target(TargetBuilder::standalone("b", "127.0.0.1:2"))
+        .stage(StageBuilder::new("x").keys(10).set("target", "a"))
+        .stage(StageBuilder::new("y").keys(10).set("target", "b"));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let export = cachefill(scratch.dir.path())
+        .args(["export", "--format", "rdb", "-o", "dump.rdb"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(export.status.code(), Some(2));
+    assert_eq!(
+        reason_line(&export),
+        "cachefill: the command line: --format rdb: the stages write to several targets (a, b), and an RDB file holds one server's keys: name one with --target"
+    );
+    assert!(!scratch.path("dump.rdb").exists(), "nothing written");
+    let export = cachefill(scratch.dir.path())
+        .args([
+            "export", "--format", "rdb", "--target", "b", "-o", "dump.rdb",
+        ])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_check_rdb_accepts(&scratch.path("dump.rdb"), 10);
+}

@@ -62,6 +62,16 @@ impl Dataset {
         }
     }
 
+    /// The draws of element `j` of a key whose own draws do not matter: for what depends on
+    /// `j` alone (a stream entry's ID).
+    #[inline]
+    pub fn element_at(&self, j: u64) -> Element {
+        Element {
+            index: j,
+            ..Element::default()
+        }
+    }
+
     /// Prefetches the pool bytes of an element (its value, or a member's filler) before it
     /// is written.
     #[inline]

@@ -1,15 +1,18 @@
 //! `cachefill export`: the exact dataset of a plan, without touching a server, as keys (one
 //! per line), as the RESP commands that write it (`| redis-cli --pipe` reproduces the fill),
-//! or as JSON lines.
+//! as JSON lines, or as an RDB file a server starts on.
 
 mod jsonl;
+mod rdb;
 
 use std::io::{BufWriter, ErrorKind, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dataset::Dataset;
 use crate::error::Failure;
-use crate::plan::{Amount, Plan, WriteMode};
+use crate::plan::{Amount, Mode, Plan, Stage, WriteMode};
 use crate::rdb::{PayloadEncoder, ServerEncoding};
 use crate::resp::EntryEncoder;
 use crate::shard::Shard;
@@ -24,6 +27,9 @@ pub enum Format {
     Resp,
     /// One JSON object per key: stage, key, type, TTL in ms, and the value or elements.
     Jsonl,
+    /// An RDB file of one target's keys (`--rdb-version`, `--base-time`, `--slots`): start a
+    /// server on it (`--dir`, `--dbfilename`) to hold the dataset.
+    Rdb,
 }
 
 /// Options of `cachefill export`.
@@ -38,6 +44,12 @@ pub struct ExportOptions {
     /// Typed keys as `run` writes them to a server of this RDB version (see
     /// `ServerEncoding::of_rdb_version`): RESTORE payloads where the plan's `write` says so.
     pub rdb_version: Option<u16>,
+    /// `rdb`: only the stages of this target.
+    pub target: Option<String>,
+    /// `rdb`: Unix milliseconds that TTLs count from (`None`: now).
+    pub base_ms: Option<u64>,
+    /// `rdb`: only the keys of these hash slots.
+    pub slots: Option<RangeInclusive<u16>>,
     /// Where to write (`None` or `-`: standard output).
     pub output: Option<PathBuf>,
 }
@@ -47,10 +59,24 @@ const CHUNK: usize = 256 << 10;
 
 /// Runs `cachefill export`.
 pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
+    let target = match &options.target {
+        Some(name) => Some(
+            plan.targets
+                .iter()
+                .position(|t| &t.name == name)
+                .ok_or_else(|| {
+                    Failure::Invalid(format!(
+                        "the command line: --target {name}: the plan has no such target"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let stages: Vec<_> = plan
         .stages
         .iter()
         .filter(|s| options.stage.as_ref().is_none_or(|name| &s.name == name))
+        .filter(|s| target.is_none_or(|t| s.target == t))
         .collect();
     if let Some(name) = &options.stage
         && stages.is_empty()
@@ -73,6 +99,9 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
             )));
         }
     }
+    if options.format == Format::Rdb {
+        check_rdb(plan, &stages, target)?;
+    }
     let out: Box<dyn Write> = match options.output.as_deref() {
         None => Box::new(std::io::stdout().lock()),
         Some(path) if path == Path::new("-") => Box::new(std::io::stdout().lock()),
@@ -82,25 +111,29 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
         ),
     };
     let mut out = BufWriter::with_capacity(CHUNK, out);
-    let written = stages.iter().try_for_each(|stage| {
-        let seed = stage.seed.or(plan.seed).unwrap_or_default();
-        let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
-        let server = options.rdb_version.map(ServerEncoding::of_rdb_version);
-        let encoder = match server.filter(|_| stage.write != WriteMode::Commands) {
-            Some(server) if PayloadEncoder::new(&dataset, server).is_ok() => {
-                EntryEncoder::restoring(&dataset, server)
-            }
-            _ => EntryEncoder::new(&dataset),
-        };
-        write_stage(
-            &dataset,
-            &encoder,
-            &stage.name,
-            stage.keys,
-            options,
-            &mut out,
-        )
-    });
+    let written = if options.format == Format::Rdb {
+        write_rdb(plan, &stages, options, &mut out)
+    } else {
+        stages.iter().try_for_each(|stage| {
+            let seed = stage.seed.or(plan.seed).unwrap_or_default();
+            let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
+            let server = options.rdb_version.map(ServerEncoding::of_rdb_version);
+            let encoder = match server.filter(|_| stage.write != WriteMode::Commands) {
+                Some(server) if PayloadEncoder::new(&dataset, server).is_ok() => {
+                    EntryEncoder::restoring(&dataset, server)
+                }
+                _ => EntryEncoder::new(&dataset),
+            };
+            write_stage(
+                &dataset,
+                &encoder,
+                &stage.name,
+                stage.keys,
+                options,
+                &mut out,
+            )
+        })
+    };
     match written.and_then(|()| out.flush()) {
         // A reader that went away (`| head`) is not an error.
         Err(e) if e.kind() != ErrorKind::BrokenPipe => {
@@ -132,6 +165,7 @@ fn write_stage(
             }
             Format::Resp => encoder.push_set(index, &mut buf),
             Format::Jsonl => jsonl::push_entry(dataset, stage, index, &mut buf),
+            Format::Rdb => unreachable!("an RDB file is written by write_rdb"),
         }
         if buf.len() >= CHUNK {
             out.write_all(&buf)?;
@@ -139,4 +173,87 @@ fn write_stage(
         }
     }
     out.write_all(&buf)
+}
+
+/// An RDB file holds one server's keys: the stages of one target (named with `--target`
+/// when the plan has several).
+fn check_rdb(plan: &Plan, stages: &[&Stage], target: Option<usize>) -> Result<(), Failure> {
+    let targets: std::collections::BTreeSet<usize> = stages.iter().map(|s| s.target).collect();
+    if target.is_none() && targets.len() > 1 {
+        let names: Vec<&str> = targets
+            .iter()
+            .map(|&t| plan.targets[t].name.as_str())
+            .collect();
+        return Err(Failure::Invalid(format!(
+            "the command line: --format rdb: the stages write to several targets ({}), and an RDB file holds one server's keys: name one with --target",
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the RDB file of `stages` (of one target).
+fn write_rdb(
+    plan: &Plan,
+    stages: &[&Stage],
+    options: &ExportOptions,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let target = stages.first().map(|s| &plan.targets[s.target]);
+    let server = ServerEncoding::of_rdb_version(options.rdb_version.unwrap_or(10));
+    let base_ms = options.base_ms.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    let file = rdb::RdbFile {
+        server,
+        db: target
+            .filter(|t| t.mode == Mode::Standalone)
+            .map_or(0, |t| t.db),
+        base_ms,
+        slots: options.slots.clone(),
+        shard: options.shard,
+    };
+    let stages: Vec<rdb::FileStage<'_>> = stages
+        .iter()
+        .map(|stage| rdb::FileStage {
+            stage,
+            dataset: Dataset::new(
+                stage.seed.or(plan.seed).unwrap_or_default(),
+                &stage.name,
+                &stage.shape,
+                stage.keys,
+            ),
+        })
+        .collect();
+    file.write(&stages, out)
+}
+
+/// `--base-time`: RFC 3339 (`2026-12-07T08:00:00Z`) or Unix milliseconds.
+pub fn parse_base_time(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.trim().parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map(|since| since.as_millis() as u64)
+        .ok_or_else(|| {
+            format!(
+                "--base-time {text}: give a time as RFC 3339 (2026-12-07T08:00:00Z) or Unix milliseconds"
+            )
+        })
+}
+
+/// `--slots A-B` (or one slot `A`): hash slots from 0 to 16383.
+pub fn parse_slots(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("--slots {text}: give a range of hash slots such as 0-5460 (0 to 16383)");
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let low: u16 = low.trim().parse().map_err(|_| bad())?;
+    let high: u16 = high.trim().parse().map_err(|_| bad())?;
+    if low > high || high >= crate::slot::SLOTS {
+        return Err(bad());
+    }
+    Ok(low..=high)
 }

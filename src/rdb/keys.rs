@@ -19,11 +19,11 @@ use super::encoding::{
     Prefixed, push_binary_double, push_blob, push_footer, push_len, push_string,
 };
 use super::intset::push_intset;
-use super::listpack::{Listpack, as_integer, string_entry_bytes};
+use super::listpack::{Listpack, as_integer, integer_bytes, string_entry_bytes};
 use super::object_type as rdb_type;
 use super::quicklist::{EMPTY_LISTPACK, Nodes};
 use super::server::{Family, RDB_LISTPACK_SETS, RDB_LISTPACKS, RDB_PLAIN, ServerEncoding};
-use crate::dataset::{Dataset, Element, Entry};
+use crate::dataset::{Dataset, Element, Entry, StreamValue};
 use crate::plan::DataType;
 
 /// Largest payload cachefill sends: a key whose payload could be larger is written with
@@ -98,11 +98,14 @@ pub fn restorable(dataset: &Dataset, server: &ServerEncoding, per_command: u64) 
 /// bytes, and a score.
 fn element_bound(dataset: &Dataset) -> u64 {
     let value = dataset.max_value_len() as u64;
-    let field = match dataset.data_type() {
-        DataType::Hash => dataset.field_size() as u64,
-        _ => 0,
-    };
-    field + value + 2 * 10 + 10
+    let field = dataset.field_size() as u64;
+    match dataset.data_type() {
+        DataType::Hash => field + value + 2 * 10 + 10,
+        // An entry: its values, flags, ID and count; and a node's master entry (its field
+        // names), once per entry at worst.
+        DataType::Stream => u64::from(dataset.entry_fields()) * (field + value + 2 * 10) + 64,
+        _ => value + 2 * 10 + 10,
+    }
 }
 
 /// Scratch space reused from key to key (the hot path allocates nothing per key).
@@ -116,6 +119,8 @@ struct Scratch {
     pairs: Vec<(i64, u64)>,
     /// A set's members as integers.
     integers: Vec<i64>,
+    /// A stream node's entries after its count.
+    node: Vec<u8>,
 }
 
 /// Encodes the keys of one typed stage as payloads for one server.
@@ -205,6 +210,15 @@ impl Sink {
     }
 }
 
+/// The flag of a stream entry with its node's master fields.
+const STREAM_SAMEFIELDS: i64 = 2;
+/// Largest stream node (`STREAM_LISTPACK_MAX_SIZE`).
+const STREAM_LISTPACK_MAX_SIZE: u64 = 1 << 30;
+
+/// An object written: its RDB type (the first byte of a payload) and the lowest RDB
+/// version that has it.
+type Object = (u8, u16);
+
 /// A quicklist node holding a listpack (`QUICKLIST_NODE_CONTAINER_PACKED`).
 const QUICKLIST_PACKED: u64 = 2;
 /// A quicklist node holding one item's bytes (`QUICKLIST_NODE_CONTAINER_PLAIN`, 7.4+).
@@ -231,34 +245,48 @@ impl<'a> PayloadEncoder<'a> {
         })
     }
 
-    /// Appends the `DUMP` payload of `entry`, a whole key.
+    /// Appends the `DUMP` payload of `entry`, a whole key: its object, then the footer.
     pub fn push_payload(&self, entry: &Entry, out: &mut Vec<u8>) {
         let start = out.len();
+        out.push(0);
+        let (object_type, version) = self.push_body(entry, out);
+        out[start] = object_type;
+        push_footer(out, start, version);
+    }
+
+    /// Appends `entry` as an RDB file holds a key: its object's type, `key`, then the
+    /// object. Returns the RDB version the object needs.
+    pub fn push_key_value(&self, entry: &Entry, key: &[u8], out: &mut Vec<u8>) -> u16 {
+        let start = out.len();
+        out.push(0);
+        push_string(out, key);
+        let (object_type, version) = self.push_body(entry, out);
+        out[start] = object_type;
+        version
+    }
+
+    /// Appends the serialization of `entry`'s object; returns its type and RDB version.
+    fn push_body(&self, entry: &Entry, out: &mut Vec<u8>) -> Object {
         let scratch = &mut *self.scratch.borrow_mut();
-        let version = match self.dataset.data_type() {
+        match self.dataset.data_type() {
             DataType::Hash => self.push_hash(entry, scratch, out),
             DataType::Zset => self.push_zset(entry, scratch, out),
             DataType::Set => self.push_set(entry, scratch, out),
             DataType::List => self.push_list(entry, scratch, out),
-            DataType::String | DataType::Stream => {
+            DataType::Stream => self.push_stream(entry, scratch, out),
+            DataType::String => {
                 unreachable!("PayloadEncoder::new refuses {}", self.dataset.data_type())
             }
-        };
-        push_footer(out, start, version);
+        }
     }
 
     /// A hash: a listpack, or the plain type past the limits.
-    fn push_hash(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+    fn push_hash(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> Object {
         let dataset = self.dataset;
         let limits = &self.server.limits;
         let compact = entry.elements <= limits.hash_entries
             && dataset.field_size() as u64 <= limits.hash_value
             && self.values_within(entry, limits.hash_value);
-        out.push(if compact {
-            rdb_type::HASH_LISTPACK
-        } else {
-            rdb_type::HASH
-        });
         self.push_ordered(
             entry,
             scratch,
@@ -269,7 +297,11 @@ impl<'a> PayloadEncoder<'a> {
                 sink.push(out, value(dataset, element, &mut scratch.bytes));
             },
         );
-        if compact { RDB_LISTPACKS } else { RDB_PLAIN }
+        if compact {
+            (rdb_type::HASH_LISTPACK, RDB_LISTPACKS)
+        } else {
+            (rdb_type::HASH, RDB_PLAIN)
+        }
     }
 
     /// Writes the elements of `entry` in their order, each as the pieces `push` gives them to
@@ -303,15 +335,19 @@ impl<'a> PayloadEncoder<'a> {
 
     /// A sorted set: a listpack ordered by score then member, or the plain type past the
     /// limits, highest first.
-    fn push_zset(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+    fn push_zset(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> Object {
         let dataset = self.dataset;
         let limits = &self.server.limits;
-        let compact =
-            entry.elements <= limits.zset_entries && self.values_within(entry, limits.zset_value);
+        let (low, high) = dataset.score_range();
+        // A score far from 0 is stored as the server formats doubles; the plain type leaves
+        // that to the server, which formats it as `ZADD` does when it makes the listpack.
+        let integer_scores = low >= -LISTPACK_SCORE && high <= LISTPACK_SCORE;
+        let compact = integer_scores
+            && entry.elements <= limits.zset_entries
+            && self.values_within(entry, limits.zset_value);
         self.sort_members(entry, scratch, !compact);
         let Scratch { order, bytes, .. } = scratch;
         if compact {
-            out.push(rdb_type::ZSET_LISTPACK);
             push_blob(out, |out| {
                 let mut lp = Listpack::begin(out);
                 for element in Ahead::new(dataset, entry, order.iter().copied()) {
@@ -320,15 +356,14 @@ impl<'a> PayloadEncoder<'a> {
                 }
                 lp.finish(out);
             });
-            return RDB_LISTPACKS;
+            return (rdb_type::ZSET_LISTPACK, RDB_LISTPACKS);
         }
-        out.push(rdb_type::ZSET_2);
         push_len(out, entry.elements);
         for element in Ahead::new(dataset, entry, order.iter().copied()) {
             push_string(out, member(dataset, &element, bytes));
             push_binary_double(out, dataset.score(&element) as f64);
         }
-        RDB_PLAIN
+        (rdb_type::ZSET_2, RDB_PLAIN)
     }
 
     /// Leaves in `scratch.order` the indices of `entry`'s members ordered by score, then
@@ -363,15 +398,14 @@ impl<'a> PayloadEncoder<'a> {
     }
 
     /// A set: an intset, a listpack (7.2+) or the plain type.
-    fn push_set(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+    fn push_set(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> Object {
         let dataset = self.dataset;
         let limits = &self.server.limits;
         let integers = self.integer_members(entry, scratch);
         if integers && entry.elements <= limits.set_intset_entries {
             scratch.integers.sort_unstable();
-            out.push(rdb_type::SET_INTSET);
             push_blob(out, |out| push_intset(out, &scratch.integers));
-            return RDB_PLAIN;
+            return (rdb_type::SET_INTSET, RDB_PLAIN);
         }
         // On 7.2+, a set whose first member is an integer starts as an intset, and a later
         // member that is not turns it into a listpack of the integers so far, sorted, then the
@@ -381,11 +415,6 @@ impl<'a> PayloadEncoder<'a> {
             && !starts_intset
             && entry.elements <= limits.set_entries
             && self.values_within(entry, limits.set_value);
-        out.push(if compact {
-            rdb_type::SET_LISTPACK
-        } else {
-            rdb_type::SET
-        });
         self.push_ordered(
             entry,
             scratch,
@@ -396,20 +425,19 @@ impl<'a> PayloadEncoder<'a> {
             },
         );
         if compact {
-            RDB_LISTPACK_SETS
+            (rdb_type::SET_LISTPACK, RDB_LISTPACK_SETS)
         } else {
-            RDB_PLAIN
+            (rdb_type::SET, RDB_PLAIN)
         }
     }
 
     /// A list: a quicklist of listpack nodes, split where `RPUSH` splits them; on 7.2 and
     /// later a small list is one node, which the server loads as a listpack.
-    fn push_list(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> u16 {
+    fn push_list(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> Object {
         let dataset = self.dataset;
         let rule = self
             .nodes
             .expect("PayloadEncoder::new checks the list settings");
-        out.push(rdb_type::LIST_QUICKLIST_2);
         let nodes = Prefixed::begin(out);
         let mut count = 0;
         // The node being written: its blob and its listpack.
@@ -447,7 +475,117 @@ impl<'a> PayloadEncoder<'a> {
             end_node(blob, lp, out);
         }
         nodes.finish(out, count);
-        RDB_LISTPACKS
+        (rdb_type::LIST_QUICKLIST_2, RDB_LISTPACKS)
+    }
+
+    /// A stream: its entries in listpack nodes, split where `XADD` splits them, each node
+    /// headed by its master entry (the entries' count, none deleted, the field names) and
+    /// keyed by its first entry's ID; every entry has the master's fields (`SAMEFIELDS`),
+    /// its ID as a difference from the master's, its values and its element count. Then
+    /// the stream's length, last and first IDs, nothing deleted, entries added, no consumer
+    /// group (`STREAM_LISTPACKS_2`).
+    fn push_stream(&self, entry: &Entry, scratch: &mut Scratch, out: &mut Vec<u8>) -> Object {
+        let dataset = self.dataset;
+        let limits = &self.server.limits;
+        let pairs = u64::from(dataset.entry_fields());
+        // Raw bytes of an entry's field names; an entry adds its values' to them.
+        let field_bytes = pairs * dataset.field_size() as u64;
+        let max_bytes = match limits.stream_node_bytes {
+            0 => STREAM_LISTPACK_MAX_SIZE,
+            bytes => bytes.min(STREAM_LISTPACK_MAX_SIZE),
+        };
+        let nodes = Prefixed::begin(out);
+        let mut count_nodes = 0;
+        // The open node: its first entry, its entries, and its content after the count.
+        let mut node: Option<(u64, u64)> = None;
+        let Scratch {
+            bytes,
+            node: content,
+            ..
+        } = scratch;
+        content.clear();
+        let mut lp = Listpack::begin(content);
+        for element in Ahead::new(dataset, entry, 0..entry.elements) {
+            let raw: u64 = field_bytes
+                + (0..dataset.entry_fields())
+                    .map(|k| dataset.stream_value(&element, k).len as u64)
+                    .sum::<u64>();
+            if let Some((first, count)) = node {
+                let node_bytes = lp.bytes(content) + integer_bytes(count as i64);
+                let full = node_bytes as u64 + raw >= max_bytes
+                    || (limits.stream_node_entries > 0 && count >= limits.stream_node_entries);
+                if full {
+                    self.push_stream_node(first, count, lp, content, out);
+                    count_nodes += 1;
+                    node = None;
+                    content.clear();
+                    lp = Listpack::begin(content);
+                }
+            }
+            let (first, count) = match node {
+                Some(open) => open,
+                None => {
+                    // The master entry after its count: none deleted, the fields, its end.
+                    lp.push_integer(content, 0);
+                    lp.push_integer(content, pairs as i64);
+                    for k in 0..pairs {
+                        lp.push(content, field(dataset, k, bytes));
+                    }
+                    lp.push_integer(content, 0);
+                    (element.index, 0)
+                }
+            };
+            lp.push_integer(content, STREAM_SAMEFIELDS);
+            lp.push_integer(content, (element.index - first) as i64);
+            lp.push_integer(content, 0);
+            for k in 0..dataset.entry_fields() {
+                let value = dataset.stream_value(&element, k);
+                lp.push(content, stream_value(dataset, &value, bytes));
+            }
+            lp.push_integer(content, pairs as i64 + 3);
+            node = Some((first, count + 1));
+        }
+        if let Some((first, count)) = node {
+            self.push_stream_node(first, count, lp, content, out);
+            count_nodes += 1;
+        }
+        nodes.finish(out, count_nodes);
+        let id = |j: u64| dataset.stream_id_ms(&dataset.element(entry, j));
+        push_len(out, entry.elements);
+        push_len(out, id(entry.elements.saturating_sub(1)));
+        push_len(out, 0);
+        push_len(out, id(0));
+        push_len(out, 0);
+        // Nothing deleted, every entry added, no consumer group.
+        push_len(out, 0);
+        push_len(out, 0);
+        push_len(out, entry.elements);
+        push_len(out, 0);
+        (rdb_type::STREAM_LISTPACKS_2, RDB_LISTPACKS)
+    }
+
+    /// Appends one node of a stream: the ID of its first entry (`first`), big-endian as the
+    /// radix tree keys it, then its listpack: the count of its entries, then `content`
+    /// (written by `lp` after a header of its own, which is left out).
+    fn push_stream_node(
+        &self,
+        first: u64,
+        count: u64,
+        lp: Listpack,
+        content: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let dataset = self.dataset;
+        let ms = dataset.stream_id_ms(&dataset.element_at(first));
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&ms.to_be_bytes());
+        push_string(out, &key);
+        push_blob(out, |out| {
+            let mut node = Listpack::begin(out);
+            node.push_integer(out, count as i64);
+            node.extend(out, &content[6..], lp.count());
+            node.finish(out);
+        });
     }
 
     /// True when `entry`, a list, is one listpack on the server (7.2 and later: its items'
@@ -503,7 +641,7 @@ impl<'a> PayloadEncoder<'a> {
 /// Why `dataset`'s keys cannot be payloads on `server`, if they cannot.
 fn supported(dataset: &Dataset, server: &ServerEncoding) -> Result<(), Unsupported> {
     let data_type = dataset.data_type();
-    if matches!(data_type, DataType::String | DataType::Stream) {
+    if data_type == DataType::String {
         return Err(Unsupported(format!(
             "cachefill writes {data_type} keys with commands"
         )));
@@ -514,25 +652,11 @@ fn supported(dataset: &Dataset, server: &ServerEncoding) -> Result<(), Unsupport
                 .into(),
         ));
     }
-    if data_type == DataType::List && server.limits.list_compress_depth > 0 {
-        return Err(Unsupported(format!(
-            "the server compresses list nodes (list-compress-depth {}), which cachefill does not encode",
-            server.limits.list_compress_depth
-        )));
-    }
     if data_type == DataType::List && Nodes::new(server.family, server.limits.list_size).is_none() {
         return Err(Unsupported(format!(
             "cachefill does not reproduce the list nodes of list-max-listpack-size {} on this server",
             server.limits.list_size
         )));
-    }
-    if data_type == DataType::Zset {
-        let score = dataset.score_range();
-        if score.0 < -LISTPACK_SCORE || score.1 > LISTPACK_SCORE {
-            return Err(Unsupported(format!(
-                "scores beyond ±{LISTPACK_SCORE} are stored as the server formats doubles, which cachefill does not reproduce"
-            )));
-        }
     }
     Ok(())
 }
@@ -554,6 +678,23 @@ fn field<'s>(dataset: &'s Dataset, j: u64, scratch: &'s mut Vec<u8>) -> &'s [u8]
         None => {
             scratch.clear();
             dataset.push_field_name(j, scratch);
+            scratch
+        }
+    }
+}
+
+/// A stream entry's value.
+#[inline]
+fn stream_value<'s>(
+    dataset: &'s Dataset,
+    value: &StreamValue,
+    scratch: &'s mut Vec<u8>,
+) -> &'s [u8] {
+    match dataset.stream_value_bytes(value) {
+        Some(bytes) => bytes,
+        None => {
+            scratch.clear();
+            dataset.push_stream_value(value, scratch);
             scratch
         }
     }

@@ -70,6 +70,13 @@ impl Listpack {
         self.count += 1;
     }
 
+    /// Appends `entries` entries encoded already (another listpack's, without its header).
+    #[inline]
+    pub fn extend(&mut self, out: &mut Vec<u8>, encoded: &[u8], entries: u64) {
+        out.extend_from_slice(encoded);
+        self.count += entries;
+    }
+
     /// Bytes of the listpack once finished, as it stands (with its header and end byte).
     #[inline]
     pub fn bytes(&self, out: &[u8]) -> usize {
@@ -98,9 +105,15 @@ impl Listpack {
 #[cfg(test)]
 fn entry_bytes(bytes: &[u8]) -> usize {
     match as_integer(bytes) {
-        Some(value) => encode_integer(value, &mut [0; 10]) + 1,
+        Some(value) => integer_bytes(value),
         None => string_entry_bytes(bytes.len()),
     }
+}
+
+/// Bytes of an integer entry of `value`.
+#[inline]
+pub fn integer_bytes(value: i64) -> usize {
+    encode_integer(value, &mut [0; 10]) + 1
 }
 
 /// Bytes of a string entry of `len` bytes.

@@ -36,6 +36,8 @@ pub mod object_type {
     pub const ZSET_LISTPACK: u8 = 17;
     /// A list as a quicklist of listpack nodes (RDB 10).
     pub const LIST_QUICKLIST_2: u8 = 18;
+    /// A stream as listpack nodes, with its first ID, deletions and entries added (RDB 10).
+    pub const STREAM_LISTPACKS_2: u8 = 19;
     /// A set as one listpack (RDB 11).
     pub const SET_LISTPACK: u8 = 20;
 }

@@ -55,8 +55,13 @@ pub struct Limits {
     /// `list-max-listpack-size`: positive, items per node; negative, -1 to -5 for 4 KiB to
     /// 64 KiB per node.
     pub list_size: i64,
-    /// `list-compress-depth`: nodes left uncompressed at each end (0: none compressed).
+    /// `list-compress-depth`: nodes left uncompressed at each end (0: none compressed). The
+    /// server compresses the nodes of a payload as it loads it, as its commands would.
     pub list_compress_depth: u64,
+    /// `stream-node-max-bytes` (0: no limit).
+    pub stream_node_bytes: u64,
+    /// `stream-node-max-entries` (0: no limit).
+    pub stream_node_entries: u64,
 }
 
 impl Limits {
@@ -71,6 +76,8 @@ impl Limits {
         set_value: 64,
         list_size: -2,
         list_compress_depth: 0,
+        stream_node_bytes: 4096,
+        stream_node_entries: 100,
     };
 
     /// The limits in a `CONFIG GET` reply (name → value); a missing or unreadable one keeps
@@ -116,6 +123,14 @@ impl Limits {
         read(
             ["list-compress-depth", "list-compress-depth"],
             &mut limits.list_compress_depth,
+        );
+        read(
+            ["stream-node-max-bytes", "stream-node-max-bytes"],
+            &mut limits.stream_node_bytes,
+        );
+        read(
+            ["stream-node-max-entries", "stream-node-max-entries"],
+            &mut limits.stream_node_entries,
         );
         if let Some(size) = ["list-max-listpack-size", "list-max-ziplist-size"]
             .iter()

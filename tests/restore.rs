@@ -722,3 +722,85 @@ fn random_shapes_restore_as_the_objects_commands_make() {
     }
     assert!(seen.len() >= 4, "the draw covered most types: {seen:?}");
 }
+
+/// A server whose `RESTORE` is renamed away refuses the first payload (`unknown command`):
+/// the target turns to commands and the dataset is the same.
+#[test]
+fn a_server_without_restore_gets_commands_and_the_same_dataset() {
+    let server = RedisServer::start(&["--rename-command", "RESTORE", ""]);
+    let scratch = Scratch::new();
+    let plan = |write: &str| {
+        let plan = PlanBuilder::new()
+            .seed(12)
+            .target(server.target().flush(true).set("write", write));
+        scratch.plan(
+            &format!("{write}.toml"),
+            &every_typed_stage(plan, 200).build(),
+        )
+    };
+    run_ok(&scratch, &plan("commands"), &[]);
+    let digest = server.digest();
+    let (output, result) = run_plan(&scratch, &plan("auto"), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = result.unwrap();
+    assert_eq!(restored(&result), [0; 10]);
+    assert_eq!(server.dbsize(), 2000);
+    assert_eq!(server.digest(), digest, "the same dataset");
+    let refused = result["targets"]["main"]["restore_refused"]
+        .as_str()
+        .unwrap();
+    assert!(refused.contains("unknown command"), "{refused}");
+}
+
+/// Without `CONFIG GET` the servers' default limits are assumed, and said: on a server at
+/// its defaults, the payloads are its own objects all the same.
+#[test]
+fn a_user_without_config_is_told_the_defaults_are_assumed() {
+    let server = RedisServer::start(&[]);
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "filler", "on", ">pw", "~*", "+@all", "-config"])
+        .exec(&mut server.connect())
+        .unwrap();
+    let scratch = Scratch::new();
+    let commands = every_typed_stage(
+        PlanBuilder::new()
+            .seed(13)
+            .target(server.target().flush(true).set("write", "commands")),
+        200,
+    );
+    run_ok(
+        &scratch,
+        &scratch.plan("commands.toml", &commands.build()),
+        &[],
+    );
+    let digest = server.digest();
+    let plan = every_typed_stage(
+        PlanBuilder::new().seed(13).target(
+            server
+                .target()
+                .flush(true)
+                .user("filler", "FILLER_PASSWORD"),
+        ),
+        200,
+    );
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let output = cachefill(scratch.dir.path())
+        .env("FILLER_PASSWORD", "pw")
+        .args(["run", "-o", "result.json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert_eq!(
+        said.matches(
+            "may not run CONFIG GET, so cachefill assumes the servers' default encoding limits"
+        )
+        .count(),
+        1,
+        "{said}"
+    );
+    let result = read_result(&scratch.path("result.json"));
+    assert_eq!(restored(&result), [200; 10]);
+    assert_eq!(server.digest(), digest, "the same dataset");
+}

@@ -32,6 +32,20 @@ pub(super) const fn bad(
 /// Every way a plan file can be wrong that validation must catch, one at a time.
 pub(super) const BAD_PLANS: &[BadPlan] = &[
     bad(
+        "a write mode that does not exist",
+        "write = \"fast\"",
+        "keys = 10",
+        "targets.main.write",
+        "unknown variant `fast`, expected one of `auto`, `restore`, `commands`",
+    ),
+    bad(
+        "write = restore on a string stage",
+        "",
+        "keys = 10\nwrite = \"restore\"",
+        "stages[0].write",
+        "which cachefill writes with MSET/SET in every mode (faster than RESTORE): remove write",
+    ),
+    bad(
         "io_timeout of zero",
         "io_timeout = \"0s\"",
         "keys = 10",

@@ -117,6 +117,29 @@ fn server_config_reaches_the_plan_with_names_lowercased_and_values_as_text() {
 }
 
 #[test]
+fn write_comes_from_the_stage_else_its_target() {
+    let plan = parse_text(
+        "seed = 1\n[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\nwrite = \"restore\"\n\
+         [[stages]]\nname = \"a\"\ntype = \"hash\"\nkeys = 1\n\
+         [[stages]]\nname = \"b\"\ntype = \"list\"\nkeys = 1\nwrite = \"commands\"\n\
+         [[stages]]\nname = \"c\"\nkeys = 1\n",
+    )
+    .unwrap();
+    let writes: Vec<WriteMode> = plan.stages.iter().map(|s| s.write).collect();
+    // A string stage takes its target's "restore" (it writes MSET/SET all the same).
+    assert_eq!(
+        writes,
+        [WriteMode::Restore, WriteMode::Commands, WriteMode::Restore]
+    );
+    assert_eq!(plan.targets[0].write, WriteMode::Restore);
+    let default = parse_text(
+        "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n[[stages]]\nname = \"a\"\ntype = \"set\"\nkeys = 1\n",
+    )
+    .unwrap();
+    assert_eq!(default.stages[0].write, WriteMode::Auto);
+}
+
+#[test]
 fn errors_point_at_line_and_column() {
     let text = "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n\n[[stages]]\nname = \"s\"\nkeys = 10\nkey_size = 0\n";
     let error = parse_text(text).unwrap_err();

@@ -166,9 +166,8 @@ pub(super) fn resolve_stage(
     })
 }
 
-/// The stage's `write`: its own, else its target's. `"restore"` needs keys cachefill can
-/// encode as payloads: refused on a stream stage (streams are written with commands), and
-/// as the stage's own on a string stage (strings are written with `MSET`/`SET`).
+/// The stage's `write`: its own, else its target's. `"restore"` is refused as a string
+/// stage's own (strings are written with `MSET`/`SET`, faster than `RESTORE`).
 fn resolve_write(
     raw: &RawStage,
     target: Option<&toml::Spanned<RawTarget>>,
@@ -176,31 +175,16 @@ fn resolve_write(
 ) -> Result<WriteMode, (&'static str, String)> {
     let target_write = target.and_then(|t| t.get_ref().write);
     let write = raw.write.or(target_write).unwrap_or_default();
-    if write != WriteMode::Restore {
-        return Ok(write);
-    }
-    let whose = if raw.write.is_some() {
-        "it has".to_string()
-    } else {
-        "its target has".to_string()
-    };
-    match data_type {
-        DataType::Stream => Err((
-            "write",
-            format!(
-                "stage \"{}\" is a stream stage and {whose} write = \"restore\", but cachefill writes streams with XADD only: set write = \"auto\" or \"commands\" on the stage",
-                raw.name
-            ),
-        )),
-        DataType::String if raw.write.is_some() => Err((
+    if write == WriteMode::Restore && data_type == DataType::String && raw.write.is_some() {
+        return Err((
             "write",
             format!(
                 "stage \"{}\" writes strings, which cachefill writes with MSET/SET in every mode (faster than RESTORE): remove write, or make the stage typed",
                 raw.name
             ),
-        )),
-        _ => Ok(write),
+        ));
     }
+    Ok(write)
 }
 
 /// `key_format`, parsed, when the stage has one; `key_prefix` and `key_size` are refused

@@ -305,6 +305,10 @@ fn lists_are_the_objects_rpush_makes_at_every_node_size() {
     let server = RedisServer::start(NO_COMPRESSION);
     let found = compare_with_commands(&server, stage("list", (1, 400), (1, 100)), 100);
     assert_eq!(found.same_object, 100, "{found:?}");
+    // Items of 299 bytes: a node of 26 is 7,885 bytes, and the 27th takes it to exactly
+    // the limit (7,885 + 299 + 8 = 8,192), which still admits it.
+    let found = compare_with_commands(&server, stage("list", (26, 60), (299, 299)), 40);
+    assert_eq!(found.native, 40, "{found:?}");
     assert_eq!(
         found.native, found.same_object,
         "our own listpacks: {found:?}"
@@ -337,6 +341,13 @@ fn valkey_objects_are_the_ones_its_commands_make() {
     assert!(
         found.native < found.same_object,
         "the plain type loaded as SADD builds: {found:?}"
+    );
+    // 27 items of 299 bytes are one listpack of 8,188 bytes, 28 a quicklist whose first
+    // node is exactly at the limit.
+    let found = compare_with_commands(&server, stage("list", (26, 60), (299, 299)), 40);
+    assert!(
+        found.of("listpack") > 0 && found.of("quicklist") > 0 && found.commands == 0,
+        "{found:?}"
     );
     // Items longer than a node: plain nodes of their own (Valkey 8+, Redis 7.4+).
     let found = compare_with_commands(&server, stage("list", (1, 12), (8000, 8400)), 40);
@@ -644,6 +655,25 @@ fn write_restore_on_a_server_before_listpacks_fails_before_writing() {
     );
     assert_eq!(server.dbsize(), 1, "not even flushed");
     assert_eq!(result.unwrap()["stages"][0]["status"], "pending");
+
+    // `auto` writes commands there, and says so once for the target.
+    let plan = every_typed_stage(
+        PlanBuilder::new()
+            .seed(9)
+            .target(server.target().flush(true)),
+        100,
+    );
+    let plan = scratch.plan("auto.toml", &plan.build());
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(restored(&result.unwrap()), [0; 10]);
+    assert_eq!(server.dbsize(), 1000);
+    let said = stderr(&output);
+    assert_eq!(
+        said.matches("target \"main\": typed keys are written with commands, not as RESTORE payloads: the server predates Redis 7.0's listpacks (RDB 10), the encodings cachefill writes").count(),
+        1,
+        "{said}"
+    );
 }
 
 /// Random shapes (a seeded draw of type, element counts, sizes, field names, scores, entry

@@ -336,7 +336,9 @@ async fn execute(
             continue;
         }
         let dataset = dataset::Dataset::new(0, &stage.name, &stage.shape, stage.keys);
-        if let Err(why) = restoring::decide(stage.write, &dataset, live[stage.target].encoding) {
+        if let restoring::Decision::Fallback(why) =
+            restoring::decide(stage.write, &dataset, live[stage.target].encoding)
+        {
             let target = &plan.targets[stage.target].name;
             let version = report
                 .targets

@@ -16,28 +16,31 @@ pub struct Restoring {
     pub required: bool,
 }
 
+/// How a stage writes its typed keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// As payloads.
+    Restore(Restoring),
+    /// With commands, as the plan says (or the stage writes strings).
+    Commands,
+    /// With commands, though the plan would have payloads: why not.
+    Fallback(String),
+}
+
 /// How a stage of `dataset` with `write` writes its typed keys on a server that encodes as
-/// `server` does (`None`: not known, e.g. the primaries of a cluster differ): `Ok(None)` is
-/// commands; `Err` says why `write = "restore"` cannot be honoured.
-pub fn decide(
-    write: WriteMode,
-    dataset: &Dataset,
-    server: Option<ServerEncoding>,
-) -> Result<Option<Restoring>, String> {
+/// `server` does (`None`: not known, e.g. the primaries of a cluster differ).
+pub fn decide(write: WriteMode, dataset: &Dataset, server: Option<ServerEncoding>) -> Decision {
     if write == WriteMode::Commands || !dataset.is_typed() {
-        return Ok(None);
+        return Decision::Commands;
     }
     let required = write == WriteMode::Restore;
     let Some(server) = server else {
-        return if required {
-            Err("the target's primaries differ in their versions or encoding limits (CONFIG GET), so no one payload fits them all".into())
-        } else {
-            Ok(None)
-        };
+        return Decision::Fallback(
+            "the target's primaries differ in their versions or encoding limits (CONFIG GET), so no one payload fits them all".into(),
+        );
     };
     match PayloadEncoder::new(dataset, server) {
-        Ok(_) => Ok(Some(Restoring { server, required })),
-        Err(why) if required => Err(why.0),
-        Err(_) => Ok(None),
+        Ok(_) => Decision::Restore(Restoring { server, required }),
+        Err(why) => Decision::Fallback(why.0),
     }
 }

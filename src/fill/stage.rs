@@ -12,7 +12,7 @@ use super::cluster::{NodeFeed, Router};
 use super::connection::connection_worker;
 use super::feed::Feed;
 use super::key_cost;
-use super::restoring::{self, Restoring};
+use super::restoring::{self, Decision, Restoring};
 use super::state::StageState;
 use super::targets::Route;
 use super::timeline::Recorder;
@@ -117,9 +117,19 @@ impl StageRun {
             self.stage.keys,
         ));
         // `run` checked `write = "restore"` against the target before anything was written.
-        self.restore = restoring::decide(self.stage.write, &dataset, self.server)
-            .ok()
-            .flatten();
+        self.restore = match restoring::decide(self.stage.write, &dataset, self.server) {
+            Decision::Restore(restoring) => Some(restoring),
+            Decision::Commands => None,
+            Decision::Fallback(why) => {
+                if self.connector.first_time(&why) {
+                    self.display.note(&format!(
+                        "target \"{}\": typed keys are written with commands, not as RESTORE payloads: {why}",
+                        self.target_name
+                    ));
+                }
+                None
+            }
+        };
         let stage = &self.stage;
         let state = Arc::new(StageState::new(
             stage.keys,

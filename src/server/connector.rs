@@ -43,6 +43,8 @@ pub struct Connector {
     restore_refused: Arc<Mutex<Option<String>>>,
     /// Set once that was said to the user.
     restore_warned: Arc<AtomicBool>,
+    /// What was said once about this target.
+    said: Arc<Mutex<std::collections::HashSet<String>>>,
     /// The `run_id` each server answered the latest data connection with.
     run_ids: Arc<Mutex<HashMap<NodeAddr, String>>>,
     /// Stages that wrote to this target, in the order they ended.
@@ -91,6 +93,7 @@ impl Connector {
             mset_warned: Arc::default(),
             restore_refused: Arc::default(),
             restore_warned: Arc::default(),
+            said: Arc::default(),
             run_ids: Arc::default(),
             written_stages: Arc::default(),
             earlier_rechecks: Arc::default(),
@@ -156,6 +159,11 @@ impl Connector {
     pub fn restore_warning_due(&self) -> Option<String> {
         self.restore_refused()
             .filter(|_| !self.restore_warned.swap(true, Relaxed))
+    }
+
+    /// True the first time `note` is asked about on this target: the one time to say it.
+    pub fn first_time(&self, note: &str) -> bool {
+        locked(&self.said).insert(note.to_string())
     }
 
     /// An error about `addr`, naming the target and the user.

@@ -188,11 +188,15 @@ fn resharding_is_followed_over_tls() {
     let (_cluster, ports) = tls_cluster(&certs);
     let scratch = Scratch::new();
     let keys = 400_000u64;
+    // One SET per key: entries go in the order of their index, so slots move under the
+    // fill's feet (grouped by slot, a window of 400,000 would be written slot after slot;
+    // tests/cluster.rs follows a resharding on that path).
     let stage = StageBuilder::new("s")
         .keys(keys)
         .value_size(32)
         .connections(1)
-        .pipeline(64);
+        .pipeline(64)
+        .keys_per_command(1);
     let path = scratch.plan("plan.toml", &cluster_plan(&ports, &certs, stage));
     let (child, result_path) = spawn_plan(&scratch, &path);
     let total = || {

@@ -197,6 +197,12 @@ impl Dataset {
         self.keys.prefetch(&self.pool, entry.key_offset);
     }
 
+    /// Prefetches the pool bytes of `entry`'s value, ahead of writing it.
+    #[inline]
+    pub fn prefetch_value(&self, entry: &Entry) {
+        self.pool.prefetch(entry.value_offset, entry.value_len);
+    }
+
     /// Payload bytes (key plus value, or key plus all elements) of entry `index`.
     #[inline]
     pub fn payload_bytes(&self, index: u64) -> u64 {

@@ -14,6 +14,16 @@ pub enum Span {
     Range(Range<u64>),
     /// Entries routed to one cluster node, from `start` on.
     List { indices: Vec<u64>, start: usize },
+    /// Entries routed to one cluster node in runs of one hash slot each, run `r` ending
+    /// before `indices[ends[r]]`, from entry `start` (in run `run`) on: a run goes in `MSET`s
+    /// of up to `group` entries (a lone entry: `SET`), as consecutive entries do on a
+    /// standalone server.
+    Slots {
+        indices: Vec<u64>,
+        ends: Vec<u32>,
+        start: usize,
+        run: usize,
+    },
     /// One entry a cluster node told us to send elsewhere with `ASKING` first; `asked` once
     /// the reply to ASKING came back.
     Asking { index: u64, asked: bool },
@@ -76,7 +86,9 @@ impl Span {
     pub fn len(&self) -> u64 {
         match self {
             Span::Range(r) => r.end - r.start,
-            Span::List { indices, start } => (indices.len() - start) as u64,
+            Span::List { indices, start } | Span::Slots { indices, start, .. } => {
+                (indices.len() - start) as u64
+            }
             Span::Asking { .. } | Span::Resume { .. } | Span::Restart { .. } => 1,
             Span::Key(key) => key.end - key.next,
         }
@@ -96,6 +108,47 @@ impl Span {
                     Some(Span::List {
                         indices: rest,
                         start: 0,
+                    }),
+                )
+            }
+            Span::Slots {
+                indices,
+                ends,
+                start,
+                run,
+            } if (indices.len() - start) as u64 > max => {
+                // The head is copied (a write's worth), the rest keeps the span's vectors. It
+                // ends with a run when one ends within `max`: a slot's keys stay one command.
+                let limit = start + max as usize;
+                let whole = ends.partition_point(|&end| end as usize <= limit);
+                let at = match whole.checked_sub(1).map(|last| ends[last] as usize) {
+                    Some(end) if end > start => end,
+                    _ => limit,
+                };
+                let max = (at - start) as u64;
+                let cut = ends.partition_point(|&end| end as usize <= at);
+                let mut head_ends: Vec<u32> = ends[run..cut]
+                    .iter()
+                    .map(|&end| end - start as u32)
+                    .collect();
+                if head_ends
+                    .last()
+                    .is_none_or(|&end| (end as usize) < max as usize)
+                {
+                    head_ends.push(max as u32);
+                }
+                (
+                    Span::Slots {
+                        indices: indices[start..at].to_vec(),
+                        ends: head_ends,
+                        start: 0,
+                        run: 0,
+                    },
+                    Some(Span::Slots {
+                        indices,
+                        ends,
+                        start: at,
+                        run: cut,
                     }),
                 )
             }
@@ -128,7 +181,9 @@ impl Span {
     pub fn into_indices(self) -> Vec<u64> {
         match self {
             Span::Range(range) => range.collect(),
-            Span::List { indices, start } => indices[start..].to_vec(),
+            Span::List { indices, start } | Span::Slots { indices, start, .. } => {
+                indices[start..].to_vec()
+            }
             Span::Asking { index, .. } | Span::Resume { index } | Span::Restart { index } => {
                 vec![index]
             }
@@ -148,6 +203,21 @@ impl Span {
                     encoder.push_set(index, out);
                 }
             }
+            Span::Slots {
+                indices,
+                ends,
+                start,
+                run,
+            } => {
+                let mut at = *start;
+                for &end in &ends[*run..] {
+                    while at < end as usize {
+                        let stop = (at + group as usize).min(end as usize);
+                        encoder.push_listed(&indices[at..stop], out);
+                        at = stop;
+                    }
+                }
+            }
             Span::Asking { index, .. } => encoder.push_asking_set(*index, out),
             Span::Key(key) => {
                 encoder.push_key_commands(key.index, key.from, key.next..key.end, out)
@@ -165,6 +235,8 @@ pub enum Answered {
     Asking,
     /// These entries (consecutive ones, or one routed entry).
     Range(Range<u64>),
+    /// These entries of one hash slot (an `MSET` of a cluster node's run).
+    Listed(Vec<u64>),
     /// Command `command` of a typed key (`last` when it completes the key).
     Command {
         /// The key's commands.
@@ -196,6 +268,26 @@ pub fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered>
             let index = indices[*start];
             *start += 1;
             Answered::Range(index..index + 1)
+        }
+        Span::Slots {
+            indices,
+            ends,
+            start,
+            run,
+        } => {
+            while ends[*run] as usize <= *start {
+                *run += 1;
+            }
+            let end = ends[*run] as usize;
+            let first = *start;
+            *start = (first + group as usize).min(end);
+            if *start == end {
+                *run += 1;
+            }
+            match &indices[first..*start] {
+                [index] => Answered::Range(*index..*index + 1),
+                listed => Answered::Listed(listed.to_vec()),
+            }
         }
         Span::Asking {
             asked: asked @ false,
@@ -325,18 +417,76 @@ mod tests {
         assert_eq!(asking.into_indices(), vec![4]);
     }
 
-    #[test]
-    fn every_encoded_command_gets_one_answer() {
-        use crate::dataset::Dataset;
+    /// A string stage of `keys` 8-byte keys and 3-byte values.
+    fn strings(keys: u64) -> crate::dataset::Dataset {
         use crate::plan::{Shape, ValueSize};
-        use crate::resp::{Reply, parse_reply};
         let shape = Shape {
             key: crate::plan::KeyShape::sized("k:", 8),
             value_size: ValueSize { min: 3, max: 3 },
             ttl: None,
             elemental: crate::plan::Elemental::STRING,
         };
-        let dataset = Dataset::new(1, "s", &shape, 100);
+        crate::dataset::Dataset::new(1, "s", &shape, keys)
+    }
+
+    /// A span of slot runs, split anywhere and encoded in groups of any size, gets one
+    /// answer per command, and the answers carry every entry once, each with its run.
+    #[test]
+    fn slot_runs_split_anywhere_answer_every_entry_once_within_its_run() {
+        use crate::resp::parse_reply;
+        let dataset = strings(1000);
+        let encoder = EntryEncoder::new(&dataset);
+        // Runs of 1, 5, 2 and 9 entries (their "slots" are their run numbers).
+        let indices: Vec<u64> = (100..117).rev().collect();
+        let ends = vec![1u32, 6, 8, 17];
+        let run_of = |index: u64| {
+            let at = indices.iter().position(|&i| i == index).unwrap() as u32;
+            ends.iter().position(|&end| at < end).unwrap()
+        };
+        for group in [1u64, 2, 3, 64] {
+            for cut in [1u64, 3, 6, 7, 16] {
+                let span = Span::Slots {
+                    indices: indices.clone(),
+                    ends: ends.clone(),
+                    start: 0,
+                    run: 0,
+                };
+                let (head, rest) = span.split_front(cut);
+                let mut queue = VecDeque::from([head]);
+                queue.extend(rest);
+                let mut out = Vec::new();
+                for span in &queue {
+                    span.encode(&encoder, group, &mut out);
+                }
+                let (mut commands, mut at) = (0, 0);
+                while let Some((_, used)) = parse_reply(&out[at..]).unwrap() {
+                    commands += 1;
+                    at += used;
+                }
+                let mut seen = Vec::new();
+                let mut answers = 0;
+                while let Some(answer) = take_answered(&mut queue, group) {
+                    let entries: Vec<u64> = match answer {
+                        Answered::Range(r) => r.collect(),
+                        Answered::Listed(listed) => listed,
+                        other => panic!("{other:?}"),
+                    };
+                    assert!(entries.len() as u64 <= group);
+                    let run = run_of(entries[0]);
+                    assert!(entries.iter().all(|&i| run_of(i) == run), "one slot each");
+                    seen.extend(entries);
+                    answers += 1;
+                }
+                assert_eq!(answers, commands, "group {group}, cut {cut}");
+                assert_eq!(seen, indices, "group {group}, cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_encoded_command_gets_one_answer() {
+        use crate::resp::{Reply, parse_reply};
+        let dataset = strings(100);
         let encoder = EntryEncoder::new(&dataset);
         let spans = [
             Span::Range(0..7),

@@ -174,15 +174,18 @@ impl StageRun {
                 )
             }
             Route::Cluster(topology) => {
-                // Keys of one MSET must share a slot, so a cluster stage writes one SET per entry.
+                // Keys of one MSET must share a slot: the router hands each primary its
+                // entries by slot, and its connections group each slot's keys as a
+                // standalone server's consecutive keys are grouped.
                 let config = typed_config(stage, &dataset, self.restore).unwrap_or_else(|| {
                     WriterConfig::new(
                         stage.pipeline,
                         stage.shape.mean_entry_bytes(),
-                        Some(1),
-                        true,
+                        stage.keys_per_command,
+                        stage.shape.ttl.is_some(),
                     )
                 });
+                let by_slot = !typed && config.group > 1;
                 let capacity = (stage.pipeline as usize * stage.connections as usize * 2).max(4096);
                 match Router::new(
                     state.clone(),
@@ -190,6 +193,7 @@ impl StageRun {
                     capacity,
                     self.connector.clone(),
                     dataset.clone(),
+                    by_slot,
                 ) {
                     Err(message) => {
                         state.record_failure(message);

@@ -303,6 +303,15 @@ impl StageState {
         self.stop.load(Relaxed) || interrupt::requested()
     }
 
+    /// Records the refusal of the `MSET` of `indices` (keys of one cluster slot) and stops
+    /// the stage.
+    pub fn record_listed_error(&self, dataset: &Dataset, indices: &[u64], message: &str) {
+        let Some(&first) = indices.first() else {
+            return;
+        };
+        self.record_refused(dataset, first, indices.len() as u64, "MSET", message);
+    }
+
     /// Records an error reply to the command carrying `entries` and stops the stage.
     pub fn record_error(&self, dataset: &Dataset, entries: Range<u64>, message: &str) {
         let command = if entries.end - entries.start > 1 {
@@ -322,11 +331,30 @@ impl StageState {
         command: &str,
         message: &str,
     ) {
-        self.errors.fetch_add(entries.end - entries.start, Relaxed);
-        let mut first = lock(&self.first_error);
-        if first.is_none() {
-            let key = String::from_utf8_lossy(&dataset.key(entries.start)).into_owned();
-            *first = Some(format!("the server refused {command} {key}: {message}"));
+        self.record_refused(
+            dataset,
+            entries.start,
+            entries.end - entries.start,
+            command,
+            message,
+        );
+    }
+
+    /// Records the refusal of `command` for `count` entries, the first `first`, and stops
+    /// the stage.
+    fn record_refused(
+        &self,
+        dataset: &Dataset,
+        first: u64,
+        count: u64,
+        command: &str,
+        message: &str,
+    ) {
+        self.errors.fetch_add(count, Relaxed);
+        let mut first_error = lock(&self.first_error);
+        if first_error.is_none() {
+            let key = String::from_utf8_lossy(&dataset.key(first)).into_owned();
+            *first_error = Some(format!("the server refused {command} {key}: {message}"));
         }
         self.stop.store(true, Relaxed);
         self.more.notify_waiters();

@@ -11,6 +11,9 @@ use super::key_bulk::KeyBulk;
 use super::typed::KeyEncoder;
 use crate::dataset::{Dataset, Entry};
 
+/// Entries drawn ahead of writing them in a cluster slot's `MSET`.
+const AHEAD: usize = 16;
+
 /// Encodes the entries of one stage, allocating nothing per entry.
 pub struct EntryEncoder<'a> {
     dataset: &'a Dataset,
@@ -120,6 +123,44 @@ impl<'a> EntryEncoder<'a> {
                 }
             }
             start = end;
+        }
+    }
+
+    /// Encodes `indices` as one command: `SET` for one, `MSET` for more (the keys of one
+    /// cluster slot, in any order).
+    #[inline]
+    pub fn push_listed(&self, indices: &[u64], out: &mut Vec<u8>) {
+        if let [index] = indices {
+            return self.push_set(*index, out);
+        }
+        push_array_header(out, 1 + 2 * indices.len() as u64);
+        out.extend_from_slice(b"$4\r\nMSET\r\n");
+        // The entries of a slot are far apart in the dataset: their pool bytes are fetched
+        // a batch ahead of writing them, so that their cache misses overlap.
+        let mut batches = [[None; AHEAD]; 2];
+        let mut drawn = 0;
+        for (n, chunk) in indices.chunks(AHEAD).enumerate() {
+            let batch = &mut batches[n % 2];
+            for (slot, &index) in batch.iter_mut().zip(chunk) {
+                let entry = self.dataset.entry(index);
+                self.dataset.prefetch_key(&entry);
+                self.dataset.prefetch_value(&entry);
+                *slot = Some(entry);
+            }
+            if n > 0 {
+                self.push_pairs(&batches[(n - 1) % 2][..AHEAD], out);
+            }
+            drawn = chunk.len();
+        }
+        let last = (indices.len() - 1) / AHEAD;
+        self.push_pairs(&batches[last % 2][..drawn], out);
+    }
+
+    /// Appends the key and value of each entry drawn.
+    #[inline]
+    fn push_pairs(&self, entries: &[Option<Entry>], out: &mut Vec<u8>) {
+        for entry in entries.iter().flatten() {
+            self.push_pair(entry, out);
         }
     }
 

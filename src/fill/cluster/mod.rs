@@ -44,6 +44,11 @@ pub struct Router {
     nodes: RwLock<Vec<Arc<NodeFeed>>>,
     new_nodes: mpsc::UnboundedSender<Arc<NodeFeed>>,
     capacity: usize,
+    /// Told when a primary's queue has room again.
+    room_made: Arc<tokio::sync::Notify>,
+    /// Strings without a TTL: entries are routed by slot, a window at a time, so that a
+    /// primary's connections write each slot's keys in `MSET`s (see `routing.rs`).
+    by_slot: bool,
     routed_all: AtomicBool,
     /// Since when the cluster has answered only TRYAGAIN, CLUSTERDOWN or LOADING.
     busy_since: Mutex<Option<Instant>>,
@@ -78,6 +83,7 @@ impl Router {
         capacity: usize,
         connector: Arc<Connector>,
         dataset: Arc<Dataset>,
+        by_slot: bool,
     ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), String> {
         if let Some(uncovered) = topology.uncovered() {
             return Err(format!(
@@ -85,10 +91,11 @@ impl Router {
             ));
         }
         let (new_nodes, receiver) = mpsc::unbounded_channel();
+        let room_made = Arc::new(tokio::sync::Notify::new());
         let nodes = topology
             .primaries
             .iter()
-            .map(|p| Arc::new(NodeFeed::new(p.addr.clone(), capacity)))
+            .map(|p| Arc::new(NodeFeed::new(p.addr.clone(), capacity, room_made.clone())))
             .collect();
         let slots = topology.owner.iter().map(|o| o.unwrap_or(0)).collect();
         let router = Router {
@@ -97,6 +104,8 @@ impl Router {
             nodes: RwLock::new(nodes),
             new_nodes,
             capacity,
+            room_made,
+            by_slot,
             routed_all: AtomicBool::new(false),
             busy_since: Mutex::new(None),
             moved: AtomicU64::new(0),
@@ -152,5 +161,6 @@ impl Router {
             }
             node.work.notify_waiters();
         }
+        self.room_made.notify_waiters();
     }
 }

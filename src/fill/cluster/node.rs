@@ -21,6 +21,9 @@ pub struct NodeFeed {
     pub(super) queue: Mutex<VecDeque<Span>>,
     /// Room left in `queue`: bounds what a slow primary holds back.
     pub(super) space: Semaphore,
+    /// Told when room is made in `queue` (shared by a stage's primaries: the router waits
+    /// on it when every queue it has entries for is full).
+    pub(super) room_made: Arc<Notify>,
     /// Entries sent here after MOVED, a busy reply or a lost connection.
     pub(super) moved_here: Mutex<VecDeque<u64>>,
     /// Entries to send here once each, after `ASKING`.
@@ -59,12 +62,14 @@ impl RestartScope {
 }
 
 impl NodeFeed {
-    /// An empty feed for the primary at `addr`, holding at most `capacity` routed entries.
-    pub(super) fn new(addr: NodeAddr, capacity: usize) -> NodeFeed {
+    /// An empty feed for the primary at `addr`, holding at most `capacity` routed entries;
+    /// `room_made` is told when some are taken.
+    pub(super) fn new(addr: NodeAddr, capacity: usize, room_made: Arc<Notify>) -> NodeFeed {
         NodeFeed {
             addr,
             queue: Mutex::new(VecDeque::new()),
             space: Semaphore::new(capacity),
+            room_made,
             moved_here: Mutex::new(VecDeque::new()),
             asked_here: Mutex::new(VecDeque::new()),
             work: Notify::new(),
@@ -120,6 +125,7 @@ impl NodeFeed {
         }
         let span = lock(&self.queue).pop_front()?;
         self.space.add_permits(span.len() as usize);
+        self.room_made.notify_one();
         Some(span)
     }
 

@@ -1,6 +1,7 @@
 //! Routing: every entry queued on the primary that owns its slot, and redirections
 //! followed (the slot map updated on `MOVED`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -13,9 +14,117 @@ use crate::fill::span::Span;
 use crate::plan::NodeAddr;
 use crate::resp::{ErrorReply, Redirect};
 use crate::slot::slot;
+use tokio::sync::TryAcquireError;
 
 /// Entries the router hands a primary at once.
 const ROUTE_BATCH: usize = 256;
+/// Entries sorted by slot at once when strings are grouped: a million spreads tens of keys
+/// over each of the 16,384 slots (about 14 MiB while they are sorted and queued).
+const SLOT_WINDOW: u64 = 1 << 20;
+/// Entries whose key filler is fetched ahead of making their key.
+const KEYS_AHEAD: usize = 8;
+/// Most entries in a span of slots queued on a primary.
+const SPAN_ENTRIES: usize = 4096;
+
+/// A window of entries being sorted by slot: the slot of each, by position in the window
+/// (positions follow each other: entries are handed out in order).
+#[derive(Default)]
+struct SlotWindow {
+    /// The stage position of the window's first entry.
+    first: u64,
+    slots: Vec<u16>,
+    /// Scratch: entries per slot, then where each slot's entries start.
+    starts: Vec<u32>,
+    /// Scratch: the window's offsets sorted by slot.
+    sorted: Vec<u32>,
+}
+
+impl SlotWindow {
+    fn clear(&mut self, first: u64) {
+        self.first = first;
+        self.slots.clear();
+    }
+
+    fn push(&mut self, slot: u16) {
+        self.slots.push(slot);
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Each primary's entries (`owners`: a slot's primary) in slot order, as spans of runs
+    /// of one slot, at most [`SPAN_ENTRIES`] entries each; `index` gives a stage position's
+    /// index.
+    fn spans(
+        &mut self,
+        owners: &[usize],
+        nodes: usize,
+        index: impl Fn(u64) -> u64,
+    ) -> Vec<VecDeque<Span>> {
+        let slots = usize::from(crate::slot::SLOTS);
+        self.starts.clear();
+        self.starts.resize(slots + 1, 0);
+        for &slot in &self.slots {
+            self.starts[usize::from(slot) + 1] += 1;
+        }
+        for slot in 0..slots {
+            self.starts[slot + 1] += self.starts[slot];
+        }
+        self.sorted.resize(self.slots.len(), 0);
+        let mut next = self.starts.clone();
+        for (offset, &slot) in self.slots.iter().enumerate() {
+            let at = &mut next[usize::from(slot)];
+            self.sorted[*at as usize] = offset as u32;
+            *at += 1;
+        }
+        let mut spans: Vec<VecDeque<Span>> = (0..nodes).map(|_| VecDeque::new()).collect();
+        let mut open: Vec<(Vec<u64>, Vec<u32>)> = (0..nodes).map(|_| Default::default()).collect();
+        for slot in 0..slots {
+            let run = &self.sorted[self.starts[slot] as usize..self.starts[slot + 1] as usize];
+            let Some(node) = owners.get(slot).copied().filter(|&n| n < nodes) else {
+                continue;
+            };
+            let (indices, ends) = &mut open[node];
+            // A run starts a span when it would not fit in the open one: a slot's keys go
+            // in one command where they can (a run longer than a span is cut).
+            if indices.len() + run.len() > SPAN_ENTRIES && !indices.is_empty() {
+                spans[node].push_back(Span::Slots {
+                    indices: std::mem::take(indices),
+                    ends: std::mem::take(ends),
+                    start: 0,
+                    run: 0,
+                });
+            }
+            for &offset in run {
+                indices.push(index(self.first + u64::from(offset)));
+                if indices.len() == SPAN_ENTRIES {
+                    ends.push(indices.len() as u32);
+                    spans[node].push_back(Span::Slots {
+                        indices: std::mem::take(indices),
+                        ends: std::mem::take(ends),
+                        start: 0,
+                        run: 0,
+                    });
+                }
+            }
+            if !indices.is_empty() && ends.last() != Some(&(indices.len() as u32)) {
+                ends.push(indices.len() as u32);
+            }
+        }
+        for (node, (indices, ends)) in open.into_iter().enumerate() {
+            if !indices.is_empty() {
+                spans[node].push_back(Span::Slots {
+                    indices,
+                    ends,
+                    start: 0,
+                    run: 0,
+                });
+            }
+        }
+        spans
+    }
+}
 /// How long a cluster may answer TRYAGAIN, CLUSTERDOWN or LOADING before the stage gives up.
 const BUSY_LIMIT: Duration = Duration::from_secs(30);
 /// Pause before resending an entry the cluster asked to try again.
@@ -25,6 +134,9 @@ impl Router {
     /// Walks this shard's part of the stage (entries handed out by the stage, see
     /// [`crate::shard`]) and queues every entry on its primary.
     pub async fn route(&self, dataset: &Dataset) {
+        if self.by_slot && !self.stage.is_budgeted() {
+            return self.route_by_slot(dataset).await;
+        }
         let mut key = Vec::with_capacity(dataset.key_size());
         let mut pending: Vec<Vec<u64>> = Vec::new();
         while !self.stage.should_stop() {
@@ -80,6 +192,104 @@ impl Router {
         self.wake_all();
     }
 
+    /// [`Router::route`] for strings without a TTL: takes [`SLOT_WINDOW`] entries at a time
+    /// (their keys mapped to primaries under one read of the slot map, as `route` does), sorts
+    /// them by slot (counting sort: the window's order within a slot is kept), and queues each
+    /// primary's share as [`Span::Slots`] of up to [`SPAN_ENTRIES`], whose runs of one slot its
+    /// connections write as `MSET`s. The dataset is a pure function of the index, so the
+    /// order entries are written in changes nothing; memory is bounded by the window.
+    async fn route_by_slot(&self, dataset: &Dataset) {
+        let mut key = Vec::with_capacity(dataset.key_size());
+        let mut window = SlotWindow::default();
+        while !self.stage.should_stop() {
+            let owners = {
+                let slots = read(&self.slots);
+                window.clear(self.stage.handed_out());
+                while (window.len() as u64) < SLOT_WINDOW {
+                    let Some(range) = self.stage.take(SLOT_WINDOW - window.len() as u64) else {
+                        break;
+                    };
+                    // Keys' fillers are cut from the pool at random offsets: each entry's
+                    // is fetched a few entries ahead of making its key.
+                    let mut ahead = range.clone().skip(KEYS_AHEAD);
+                    for index in range {
+                        if let Some(next) = ahead.next() {
+                            dataset.prefetch_key(&dataset.entry(next));
+                        }
+                        key.clear();
+                        dataset.push_key(&dataset.entry(index), &mut key);
+                        window.push(slot(&key));
+                    }
+                }
+                slots.clone()
+            };
+            if window.len() == 0 {
+                break;
+            }
+            let spans = window.spans(&owners, self.nodes().len(), |offset| {
+                self.stage.global(offset)
+            });
+            if !self.queue_spans(spans).await {
+                break;
+            }
+        }
+        self.routed_all.store(true, Relaxed);
+        self.wake_all();
+    }
+
+    /// Queues each primary's spans, in turn, as their queues make room (a primary whose
+    /// queue is full does not hold up the others); false when the stage stops first.
+    async fn queue_spans(&self, mut spans: Vec<VecDeque<Span>>) -> bool {
+        loop {
+            let room = self.room_made.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let (mut waiting, mut queued) = (false, false);
+            let nodes = self.nodes();
+            for (node, spans) in spans.iter_mut().enumerate() {
+                let feed = &nodes[node];
+                while let Some(span) = spans.front() {
+                    let count = (span.len() as usize).min(self.capacity) as u32;
+                    match feed.space.try_acquire_many(count) {
+                        Ok(permits) => permits.forget(),
+                        Err(TryAcquireError::NoPermits) => break,
+                        // A replaced primary's queue is closed: `push_routed` sends its
+                        // entries to the slots' new owners.
+                        Err(TryAcquireError::Closed) if feed.is_retired() => {}
+                        Err(TryAcquireError::Closed) => return false,
+                    }
+                    if let Some(span) = spans.pop_front() {
+                        self.push_routed(feed, span);
+                        queued = true;
+                    }
+                }
+                waiting |= !spans.is_empty();
+            }
+            if !waiting {
+                return true;
+            }
+            if !queued {
+                room.await;
+                if self.stage.should_stop() {
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Queues `span` on `feed`, or when its primary was replaced meanwhile, sends its
+    /// entries to the slots' new owners.
+    fn push_routed(&self, feed: &NodeFeed, span: Span) {
+        if feed.retired.load(Relaxed) {
+            for index in span.into_indices() {
+                self.reroute(index);
+            }
+            return;
+        }
+        lock(&feed.queue).push_back(span);
+        feed.work.notify_one();
+    }
+
     async fn queue(&self, node: usize, indices: Vec<u64>) {
         let feed = self.nodes()[node].clone();
         // The queue is bounded: wait for room (this is where a slow primary holds the others).
@@ -108,7 +318,11 @@ impl Router {
         if let Some(i) = nodes.iter().position(|n| &n.addr == addr) {
             return (i, nodes[i].clone());
         }
-        let feed = Arc::new(NodeFeed::new(addr.clone(), self.capacity));
+        let feed = Arc::new(NodeFeed::new(
+            addr.clone(),
+            self.capacity,
+            self.room_made.clone(),
+        ));
         nodes.push(feed.clone());
         let _ = self.new_nodes.send(feed.clone());
         (nodes.len() - 1, feed)
@@ -129,6 +343,45 @@ impl Router {
                 true
             }
             reply if reply.is_transient() => self.later(from, move |feed| feed.push_moved(index)),
+            _ => false,
+        }
+    }
+
+    /// Handles an error reply to the `MSET` of `indices` (keys of one slot) sent to `from`:
+    /// true when it was a redirection (they are on their way, one `SET` each), false for a
+    /// real error. `MOVED` sends them to the new owner; `ASK` (the slot is being migrated: a
+    /// multi-key command whose keys are split between two nodes is refused) sends each once
+    /// with `ASKING` to where the slot goes; a busy cluster gets them again after a pause.
+    pub fn redirect_listed(
+        &self,
+        indices: &[u64],
+        reply: ErrorReply<'_>,
+        from: &Arc<NodeFeed>,
+    ) -> bool {
+        match reply {
+            ErrorReply::Moved(to) => {
+                let feed = self.follow_moved(&to, from);
+                for &index in indices {
+                    feed.push_moved(index);
+                }
+                true
+            }
+            ErrorReply::Ask(to) => {
+                let (_, feed) = self.node_at(&to.addr(&from.addr));
+                self.ask.fetch_add(1, Relaxed);
+                for &index in indices {
+                    feed.push_asked(index);
+                }
+                true
+            }
+            reply if reply.is_transient() => {
+                let indices = indices.to_vec();
+                self.later(from, move |feed| {
+                    for index in indices {
+                        feed.push_moved(index);
+                    }
+                })
+            }
             _ => false,
         }
     }

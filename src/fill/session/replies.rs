@@ -45,6 +45,17 @@ impl Session<'_> {
                 }
                 Some(Answered::Asking) => continue,
                 Some(Answered::Range(entries)) => entries,
+                Some(Answered::Listed(indices)) => {
+                    if let Reply::Error(line) = reply
+                        && refuses_mset_itself(line)
+                    {
+                        queue.push_front(Span::List { indices, start: 0 });
+                        break Err(SessionEnd::MsetRefused);
+                    }
+                    answered += indices.len() as u64;
+                    refused |= self.listed_answered(reply, &indices, &mut tally);
+                    continue;
+                }
                 Some(Answered::Command { key, command, last }) => {
                     if let Reply::Error(line) = reply
                         && self.restore_refused_for_commands(key, line)
@@ -129,6 +140,39 @@ impl Session<'_> {
             router.wake_all();
         }
         end.map(|()| (at, answered))
+    }
+
+    /// Counts the reply to the `MSET` of `indices`, keys of one cluster slot; true when it
+    /// was refused. A redirection sends them all on (`MOVED`: to the new owner; `ASK` and a
+    /// busy cluster: one `SET` each, as a slot being migrated takes them).
+    fn listed_answered(&self, reply: Reply<'_>, indices: &[u64], tally: &mut Tally) -> bool {
+        let Job {
+            stage,
+            dataset,
+            feed,
+            ..
+        } = *self.job;
+        let message = match reply {
+            Reply::Ok => {
+                tally.keys += indices.len() as u64;
+                tally.bytes += indices
+                    .iter()
+                    .map(|&index| dataset.payload_bytes(index))
+                    .sum::<u64>();
+                return false;
+            }
+            Reply::Error(line) => {
+                if let Feed::Node { node, router } = feed
+                    && router.redirect_listed(indices, ErrorReply::parse(line), node)
+                {
+                    return false;
+                }
+                String::from_utf8_lossy(line)
+            }
+            Reply::Other | Reply::Integer(_) => "unexpected reply".into(),
+        };
+        stage.record_listed_error(dataset, indices, &message);
+        true
     }
 
     /// Counts the reply to command `command` of a typed key; true when it was refused.

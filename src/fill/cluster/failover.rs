@@ -130,12 +130,17 @@ impl Router {
         // switched: the router takes entries and maps them under one read of the map, so
         // the entries below `upto` went by the old map (those of the lost slots to the lost
         // primary) and the ones after it go by the new one.
-        let (lost, upto) = {
+        let (lost, upto, unsent) = {
             let index = self.nodes().iter().position(|n| Arc::ptr_eq(n, node));
             let mut slots = write(&self.slots);
             let lost: Vec<bool> = slots.iter().map(|&o| Some(o) == index).collect();
             *slots = map;
-            (lost, self.stage.handed_out())
+            let window = lock(&self.queued).clone();
+            let unsent = index.zip(window).map(|(index, window)| {
+                let queued = window.queued.get(index).copied().unwrap_or(0);
+                (window, queued)
+            });
+            (lost, self.stage.handed_out(), unsent)
         };
         node.retired.store(true, Relaxed);
         node.space.close();
@@ -156,7 +161,14 @@ impl Router {
                 router.hand_on(&node, &lost, upto, drained).await;
                 Ok(())
             } else {
-                router.recheck(&lost, upto).await
+                // What never went to the lost primary is not re-checked: the rest of the
+                // window being routed, and what waited in its queue (sent elsewhere now).
+                let mut skip = HashSet::new();
+                if let Some((window, queued)) = unsent {
+                    skip = router.not_queued_to(&lost, &window, queued);
+                }
+                skip.extend(drained);
+                router.recheck(&lost, upto, &skip).await
             };
             if let Err(e) = checked {
                 router.stage.record_failure(format!(

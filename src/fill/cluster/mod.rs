@@ -72,6 +72,19 @@ pub struct Router {
     known: Mutex<Vec<NodeAddr>>,
     /// Failover re-checks running.
     recovering: AtomicU64,
+    /// Strings routed by slot: what of the window being routed went to which queue.
+    queued: Mutex<Option<QueuedWindow>>,
+}
+
+/// The window of entries the router is routing by slot (stage positions `first` to
+/// `first + len`), and for each primary how many of its share went to its queue: its share
+/// goes in slot order, so those are the first ones of it. A failover re-checks no entry of
+/// the window that never went to the lost primary.
+#[derive(Debug, Clone, Default)]
+pub(super) struct QueuedWindow {
+    pub(super) first: u64,
+    pub(super) len: u64,
+    pub(super) queued: Vec<u64>,
 }
 
 impl Router {
@@ -125,6 +138,7 @@ impl Router {
                     .collect(),
             ),
             recovering: AtomicU64::new(0),
+            queued: Mutex::new(None),
         };
         Ok((Arc::new(router), receiver))
     }

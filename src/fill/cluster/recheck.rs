@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::Router;
 use super::node::NodeFeed;
+use super::{QueuedWindow, Router};
 use crate::fill::lock::read;
 use crate::fill::recheck::write_acknowledged;
 use crate::plan::NodeAddr;
@@ -25,7 +25,12 @@ impl Router {
     /// that are missing (acknowledged by the lost primary, never replicated). Reads go
     /// through control connections; writes through data connections, encoded by the one
     /// [`EntryEncoder`].
-    pub(super) async fn recheck(&self, lost: &[bool], upto: u64) -> Result<(), String> {
+    pub(super) async fn recheck(
+        &self,
+        lost: &[bool],
+        upto: u64,
+        skip: &HashSet<u64>,
+    ) -> Result<(), String> {
         let mut controls: HashMap<NodeAddr, Control> = HashMap::new();
         let mut writers = HashMap::new();
         let encoder = EntryEncoder::new(&self.dataset);
@@ -37,6 +42,9 @@ impl Router {
             let mut by_owner: HashMap<NodeAddr, Vec<(u64, Vec<u8>)>> = HashMap::new();
             for position in start..end {
                 let index = self.stage.global(position);
+                if skip.contains(&index) {
+                    continue;
+                }
                 key.clear();
                 self.dataset.push_key(&self.dataset.entry(index), &mut key);
                 if lost[usize::from(slot(&key))] {
@@ -95,6 +103,33 @@ impl Router {
             start = end;
         }
         Ok(())
+    }
+
+    /// The entries of `window` in the `lost` slots that never went to the lost primary's
+    /// queue: its share of the window went there in slot order, the first `queued` of it.
+    pub(super) fn not_queued_to(
+        &self,
+        lost: &[bool],
+        window: &QueuedWindow,
+        queued: u64,
+    ) -> HashSet<u64> {
+        let mut key = Vec::with_capacity(self.dataset.key_size());
+        let mut share: Vec<(u16, u64)> = (window.first..window.first + window.len)
+            .filter_map(|position| {
+                let index = self.stage.global(position);
+                key.clear();
+                self.dataset.push_key(&self.dataset.entry(index), &mut key);
+                let slot = slot(&key);
+                lost[usize::from(slot)].then_some((slot, index))
+            })
+            .collect();
+        // In slot order, and within a slot in the window's order, as the router queued it.
+        share.sort_by_key(|&(slot, _)| slot);
+        share
+            .into_iter()
+            .skip(queued as usize)
+            .map(|(_, index)| index)
+            .collect()
     }
 
     /// Hands every typed key routed to lost primary `from` to its new owner as a resume:

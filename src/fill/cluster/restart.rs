@@ -6,6 +6,7 @@
 //! its queue leave those keys to that re-check, since two writers of one list would both
 //! append its rest.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ impl Router {
         if self.dataset.is_typed() {
             self.resume_restarted(node, &scope, stream).await
         } else {
-            self.recheck(&scope.lost, scope.upto).await
+            self.recheck(&scope.lost, scope.upto, &HashSet::new()).await
         }
     }
 

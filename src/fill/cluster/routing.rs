@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::Router;
 use super::node::NodeFeed;
+use super::{QueuedWindow, Router};
 use crate::dataset::Dataset;
 use crate::fill::lock::{lock, read, write};
 use crate::fill::span::Span;
@@ -221,6 +221,13 @@ impl Router {
                         window.push(slot(&key));
                     }
                 }
+                // Noted under the read of the map: a failover that switches it reads what
+                // of this window went to which primary.
+                *lock(&self.queued) = Some(QueuedWindow {
+                    first: window.first,
+                    len: window.len() as u64,
+                    queued: Vec::new(),
+                });
                 slots.clone()
             };
             if window.len() == 0 {
@@ -259,7 +266,7 @@ impl Router {
                         Err(TryAcquireError::Closed) => return false,
                     }
                     if let Some(span) = spans.pop_front() {
-                        self.push_routed(feed, span);
+                        self.push_routed(node, feed, span);
                         queued = true;
                     }
                 }
@@ -277,14 +284,20 @@ impl Router {
         }
     }
 
-    /// Queues `span` on `feed`, or when its primary was replaced meanwhile, sends its
-    /// entries to the slots' new owners.
-    fn push_routed(&self, feed: &NodeFeed, span: Span) {
+    /// Queues `span` on `feed` (primary `node`), or when its primary was replaced
+    /// meanwhile, sends its entries to the slots' new owners.
+    fn push_routed(&self, node: usize, feed: &NodeFeed, span: Span) {
         if feed.retired.load(Relaxed) {
             for index in span.into_indices() {
                 self.reroute(index);
             }
             return;
+        }
+        if let Some(window) = lock(&self.queued).as_mut() {
+            if window.queued.len() <= node {
+                window.queued.resize(node + 1, 0);
+            }
+            window.queued[node] += span.len();
         }
         lock(&feed.queue).push_back(span);
         feed.work.notify_one();

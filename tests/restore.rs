@@ -53,8 +53,15 @@ struct Compared {
     by_value: u64,
     /// Encodings seen, with their keys.
     encodings: HashMap<String, u64>,
-    /// Keys the stage writes with commands all the same (not compared).
+    /// Keys the stage writes with commands all the same.
     commands: u64,
+    /// Restored keys whose items, not their element count, decided that they could be
+    /// (lists of 7.2 and later).
+    by_items: u64,
+    /// Keys written with commands because their items showed that a payload would load
+    /// as another object; each one's payload was restored beside it and its `DUMP`
+    /// differed.
+    not_reloadable: u64,
 }
 
 impl Compared {
@@ -79,7 +86,8 @@ fn compare_with_commands(server: &RedisServer, stage: StageBuilder, keys: u64) -
     assert_eq!(result["stages"][0]["keys_written"], keys);
     let dataset = dataset_of(&plan, &result);
     let encoding = encoding_of(server);
-    let encoder = PayloadEncoder::new(&dataset, encoding).unwrap();
+    let encoder =
+        PayloadEncoder::new(&dataset, encoding, Chunking::of(&dataset).per_command).unwrap();
     let chunking = Chunking::restoring(&dataset, &encoding);
     let mut conn = server.connect();
     let mut copies = server.connect();
@@ -87,14 +95,46 @@ fn compare_with_commands(server: &RedisServer, stage: StageBuilder, keys: u64) -
     let mut compared = Compared::default();
     let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
     let jemalloc = info.contains("mem_allocator:jemalloc");
+    let dump = |conn: &mut redis::Connection, key: &[u8]| -> Vec<u8> {
+        redis::cmd("DUMP").arg(key).query(conn).unwrap()
+    };
     for i in 0..keys {
-        if !chunking.restores(dataset.entry(i).elements) {
-            compared.commands += 1;
-            continue;
-        }
+        let entry = dataset.entry(i);
+        let by_items = chunking.restore.by_count(entry.elements).is_none();
         let key = dataset.key(i);
         let mut payload = Vec::new();
-        encoder.push_payload(&dataset.entry(i), &mut payload);
+        if !chunking.form(&dataset, &entry).restored {
+            compared.commands += 1;
+            if by_items {
+                // Its payload, laid out as the commands laid the key out, loads as
+                // another object: the server re-encodes it.
+                encoder.push_payload(&entry, &mut payload);
+                redis::cmd("RESTORE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(&payload)
+                    .arg("REPLACE")
+                    .exec(&mut copies)
+                    .unwrap_or_else(|e| panic!("key {i}: RESTORE refused the payload: {e}"));
+                // (A listpack list dumps as a quicklist of one node: the encodings tell.)
+                let object = |conn: &mut redis::Connection| {
+                    let encoding: String = redis::cmd("OBJECT")
+                        .arg("ENCODING")
+                        .arg(&key)
+                        .query(conn)
+                        .unwrap();
+                    (encoding, dump(conn, &key))
+                };
+                assert!(
+                    object(&mut conn) != object(&mut copies),
+                    "key {i}: a payload would have made the same object"
+                );
+                compared.not_reloadable += 1;
+            }
+            continue;
+        }
+        compared.by_items += u64::from(by_items);
+        encoder.push_payload(&entry, &mut payload);
         // The copy has the same name, in database 1: the same key, so the same memory; and
         // the same TTL, which DEBUG DIGEST-VALUE notes.
         let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
@@ -128,10 +168,7 @@ fn compare_with_commands(server: &RedisServer, stage: StageBuilder, keys: u64) -
             compared.by_value += 1;
             continue;
         }
-        let dump = |conn: &mut redis::Connection| -> Vec<u8> {
-            redis::cmd("DUMP").arg(&key).query(conn).unwrap()
-        };
-        let (theirs_dump, ours_dump) = (dump(&mut conn), dump(&mut copies));
+        let (theirs_dump, ours_dump) = (dump(&mut conn, &key), dump(&mut copies, &key));
         assert!(
             theirs_dump == ours_dump,
             "key {i} ({theirs}): the restored object differs from the one commands made\n ours: {:?}\nDUMP: {:?}",
@@ -350,14 +387,30 @@ fn valkey_objects_are_the_ones_its_commands_make() {
         "{found:?}"
     );
     // Items longer than a node: plain nodes of their own (Valkey 8+, Redis 7.4+).
+    // Which of one or two items stay one listpack their lengths tell.
     let found = compare_with_commands(&server, stage("list", (1, 12), (8000, 8400)), 40);
-    assert!(found.of("quicklist") > 0 && found.commands > 0, "{found:?}");
-    // Lists of one listpack, of several nodes, and between (written with commands).
-    let found = compare_with_commands(&server, stage("list", (1, 400), (30, 100)), 150);
     assert!(
-        found.of("listpack") > 0 && found.of("quicklist") > 0 && found.commands > 0,
+        found.same_object == 40 && found.of("quicklist") > 0 && found.by_items > 0,
         "{found:?}"
     );
+    // Lists of one listpack, of several nodes, and between, where the items tell (and
+    // where they show that no payload loads as the object the commands made).
+    let found = compare_with_commands(&server, stage("list", (1, 400), (30, 100)), 150);
+    assert!(
+        found.of("listpack") > 0 && found.of("quicklist") > 0 && found.by_items > 0,
+        "{found:?}"
+    );
+    assert_eq!(found.same_object + found.commands, 150, "{found:?}");
+    assert_eq!(found.commands, found.not_reloadable, "{found:?}");
+    // Items of 10 bytes (12 in a listpack) in one command each: 683 to 818 of them pass
+    // RPUSH's check of their raw bytes but make a listpack over 8 KiB, which a load would
+    // split; from 819 on, a quicklist from the first item.
+    let found = compare_with_commands(&server, stage("list", (650, 900), (10, 10)), 60);
+    assert!(
+        found.not_reloadable > 0 && found.by_items > 0 && found.of("listpack") > 0,
+        "{found:?}"
+    );
+    assert_eq!(found.commands, found.not_reloadable, "{found:?}");
     let found = compare_with_commands(&server, stage("hash", (1, 600), (1, 70)), 60);
     assert!(found.same_object > 0 && found.by_value > 0, "{found:?}");
     assert_eq!(
@@ -374,6 +427,70 @@ fn valkey_objects_are_the_ones_its_commands_make() {
         60,
     );
     assert_eq!(found.same_object, 60, "{found:?}");
+}
+
+/// On Valkey, lists of 600 to 1,000 items of 10 to 12 bytes, each in one `RPUSH`: their
+/// items decide whether the commands leave one listpack over the node limit (which no
+/// payload loads as: written with commands) or a quicklist (restored). A run restores
+/// exactly the keys cachefill's layout says, and leaves the dataset and every key's
+/// encoding the commands leave.
+#[test]
+fn lists_whose_items_decide_are_restored_where_a_load_keeps_their_object() {
+    let server = RedisServer::of(ServerKind::Valkey9, &[]);
+    let scratch = Scratch::new();
+    let plan = |write: &str| {
+        let plan = PlanBuilder::new()
+            .seed(8)
+            .target(server.target().flush(true).set("write", write))
+            .stage(stage("list", (600, 1000), (10, 12)).keys(300));
+        scratch.plan(&format!("{write}.toml"), &plan.build())
+    };
+    let result = run_ok(&scratch, &plan("commands"), &[]);
+    assert_eq!(restored(&result), [0]);
+    let (digest, by_commands) = (server.digest(), encodings(&mut [&mut server.connect()]));
+    let result = run_ok(&scratch, &plan("auto"), &[]);
+    let dataset = dataset_of(&plan("auto"), &result);
+    let chunking = Chunking::restoring(&dataset, &encoding_of(&server));
+    let restorable = (0..300)
+        .filter(|&i| chunking.form(&dataset, &dataset.entry(i)).restored)
+        .count() as u64;
+    assert!(
+        (1..300).contains(&restorable),
+        "some lists restore, some cannot: {restorable}"
+    );
+    assert!(
+        (0..300).all(|i| chunking
+            .restore
+            .by_count(dataset.entry(i).elements)
+            .is_none()),
+        "every key's items decide"
+    );
+    assert_eq!(restored(&result), [restorable]);
+    assert_eq!(server.dbsize(), 300);
+    assert_eq!(server.digest(), digest, "the same dataset");
+    let by_payloads = encodings(&mut [&mut server.connect()]);
+    let differ = by_payloads
+        .iter()
+        .filter(|(key, encoding)| by_commands.get(*key) != Some(encoding))
+        .count();
+    assert_eq!(differ, 0, "keys in another encoding than the commands'");
+    // What went with commands is what no load keeps: one listpack over the node limit.
+    let mut conn = server.connect();
+    for i in (0..300).filter(|&i| !chunking.form(&dataset, &dataset.entry(i)).restored) {
+        let key = dataset.key(i);
+        assert_eq!(by_payloads[&key], "listpack", "key {i}");
+        let object: String = redis::cmd("DEBUG")
+            .arg("OBJECT")
+            .arg(&key)
+            .query(&mut conn)
+            .unwrap();
+        let bytes: u64 = object
+            .split(' ')
+            .find_map(|f| f.strip_prefix("serializedlength:"))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(bytes > 8192, "key {i}: {object}");
+    }
 }
 
 /// A stage of every type but strings, `keys` keys each, half of them with a TTL.

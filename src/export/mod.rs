@@ -15,6 +15,7 @@ use crate::error::Failure;
 use crate::plan::{Amount, Mode, Plan, Stage, WriteMode};
 use crate::rdb::{PayloadEncoder, ServerEncoding};
 use crate::resp::EntryEncoder;
+use crate::resp::typed::Chunking;
 use crate::shard::Shard;
 
 /// What `export` writes.
@@ -119,7 +120,14 @@ pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
             let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
             let server = options.rdb_version.map(ServerEncoding::of_rdb_version);
             let encoder = match server.filter(|_| stage.write != WriteMode::Commands) {
-                Some(server) if PayloadEncoder::new(&dataset, server).is_ok() => {
+                Some(server)
+                    if PayloadEncoder::new(
+                        &dataset,
+                        server,
+                        Chunking::of(&dataset).per_command,
+                    )
+                    .is_ok() =>
+                {
                     EntryEncoder::restoring(&dataset, server)
                 }
                 _ => EntryEncoder::new(&dataset),
@@ -161,7 +169,7 @@ fn write_stage(
                 buf.push(b'\n');
             }
             Format::Resp if dataset.is_typed() => {
-                encoder.push_key_commands(index, 0, 0..encoder.commands_of(index, 0), &mut buf);
+                encoder.push_whole_key(index, &mut buf);
             }
             Format::Resp => encoder.push_set(index, &mut buf),
             Format::Jsonl => jsonl::push_entry(dataset, stage, index, &mut buf),

@@ -10,6 +10,7 @@ use std::ops::RangeInclusive;
 use crate::dataset::{Dataset, Entry};
 use crate::plan::{DataType, Stage};
 use crate::rdb::{Crc64Digest, PayloadEncoder, ServerEncoding, push_len, push_string};
+use crate::resp::typed::Chunking;
 use crate::shard::Shard;
 use crate::slot::slot;
 
@@ -83,9 +84,12 @@ impl RdbFile {
         for FileStage { stage, dataset } in stages {
             let payloads = match stage.shape.elemental.data_type {
                 DataType::String => None,
-                _ => Some(PayloadEncoder::new(dataset, self.server).map_err(|why| {
-                    io::Error::other(format!("stage \"{}\": {}", stage.name, why.0))
-                })?),
+                _ => Some(
+                    PayloadEncoder::new(dataset, self.server, Chunking::of(dataset).per_command)
+                        .map_err(|why| {
+                            io::Error::other(format!("stage \"{}\": {}", stage.name, why.0))
+                        })?,
+                ),
             };
             for index in self.indices(stage) {
                 let entry = dataset.entry(index);

@@ -372,6 +372,7 @@ fn to_resumes(spans: VecDeque<Span>) -> VecDeque<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resp::typed::KeyForm;
     use crate::shard::Shard;
 
     /// A typed stage of 100 keys whose server restarted once 10 keys were handed out.
@@ -392,7 +393,7 @@ mod tests {
         let stage = restarted_after_ten_keys();
         // Taken by a connection still writing to the old process, after the restart.
         assert_eq!(stage.take(10), Some(10..20));
-        let key = |index| Span::Key(KeyCommands::whole(index, 4, 0, 2));
+        let key = |index| Span::Key(KeyCommands::whole(index, KeyForm::commands(4), 0, 2));
         let spans = VecDeque::from([
             key(3),
             Span::Range(5..15),
@@ -424,7 +425,7 @@ mod tests {
         assert_eq!(stage.next_recheck(), Some(1));
         let spans = VecDeque::from([
             Span::Resume { index: 0 },
-            Span::Key(KeyCommands::whole(1, 4, 0, 2)),
+            Span::Key(KeyCommands::whole(1, KeyForm::commands(4), 0, 2)),
             Span::Resume { index: 2 },
         ]);
         let kept: Vec<Span> = left_after_restart(&stage, &Feed::Stage, spans).into();
@@ -443,6 +444,7 @@ mod tests {
             Span::Key(KeyCommands {
                 index,
                 elements: 10,
+                restored: false,
                 from: 0,
                 next,
                 end,

@@ -6,6 +6,7 @@
 use crate::dataset::Dataset;
 use crate::plan::WriteMode;
 use crate::rdb::{PayloadEncoder, ServerEncoding};
+use crate::resp::typed::Chunking;
 
 /// A stage that writes its typed keys as payloads for a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub fn decide(write: WriteMode, dataset: &Dataset, server: Option<ServerEncoding
             "the target's primaries differ in their versions or encoding limits (CONFIG GET), so no one payload fits them all".into(),
         );
     };
-    match PayloadEncoder::new(dataset, server) {
+    match PayloadEncoder::new(dataset, server, Chunking::of(dataset).per_command) {
         Ok(_) => Decision::Restore(Restoring { server, required }),
         Err(why) => Decision::Fallback(why.0),
     }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use crate::resp::EntryEncoder;
+use crate::resp::typed::KeyForm;
 
 /// Entries a connection sends together; the reader matches replies against them in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct KeyCommands {
     pub index: u64,
     /// Elements of the whole key (so that its replies are counted without drawing it again).
     pub elements: u64,
+    /// Written as one `RESTORE` ([`crate::resp::EntryEncoder::form`]).
+    pub restored: bool,
     /// First element these commands write.
     pub from: u64,
     /// Next command not yet answered.
@@ -58,16 +61,25 @@ pub struct KeyCommands {
 }
 
 impl KeyCommands {
-    /// All the commands of key `index` (of `elements` elements) from element `from`, of
+    /// All the commands of key `index` (written as `key` says) from element `from`, of
     /// `total` in all.
-    pub fn whole(index: u64, elements: u64, from: u64, total: u64) -> KeyCommands {
+    pub fn whole(index: u64, key: KeyForm, from: u64, total: u64) -> KeyCommands {
         KeyCommands {
             index,
-            elements,
+            elements: key.elements,
+            restored: key.restored,
             from,
             next: 0,
             end: total,
             total,
+        }
+    }
+
+    /// How the key is written.
+    pub fn form(&self) -> KeyForm {
+        KeyForm {
+            elements: self.elements,
+            restored: self.restored,
         }
     }
 }
@@ -220,7 +232,7 @@ impl Span {
             }
             Span::Asking { index, .. } => encoder.push_asking_set(*index, out),
             Span::Key(key) => {
-                encoder.push_key_commands(key.index, key.from, key.next..key.end, out)
+                encoder.push_key_commands(key.index, key.restored, key.from, key.next..key.end, out)
             }
             Span::Resume { index } => encoder.push_element_count(*index, out),
             Span::Restart { index } => encoder.push_delete(*index, out),

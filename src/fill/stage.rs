@@ -500,7 +500,7 @@ fn typed_config(
     };
     let mean =
         (stage.shape.elemental.elements.min + stage.shape.elemental.elements.max).div_ceil(2);
-    let elements = if chunking.restores(mean) {
+    let elements = if chunking.restore.by_count(mean).unwrap_or(true) {
         mean
     } else {
         mean.min(chunking.per_command)

@@ -19,9 +19,9 @@ use super::encoding::{
     Prefixed, push_binary_double, push_blob, push_footer, push_len, push_string,
 };
 use super::intset::push_intset;
-use super::listpack::{Listpack, as_integer, integer_bytes, string_entry_bytes};
+use super::listpack::{self, Listpack, as_integer, integer_bytes, string_entry_bytes};
 use super::object_type as rdb_type;
-use super::quicklist::{EMPTY_LISTPACK, Nodes};
+use super::quicklist::{EMPTY_LISTPACK, NodeSpan, Nodes};
 use super::server::{Family, RDB_LISTPACK_SETS, RDB_LISTPACKS, RDB_PLAIN, ServerEncoding};
 use crate::dataset::{Dataset, Element, Entry, StreamValue};
 use crate::plan::DataType;
@@ -42,29 +42,55 @@ const LISTPACK_SCORE: i64 = (1 << 52) - 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported(pub String);
 
-/// Which keys of a stage are written as payloads, by their element count.
+/// Which keys of a stage are written as payloads, by their element count (and for some
+/// lists, by their items).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Restorable {
     /// Keys of at most this many elements: a larger payload could pass
     /// [`MAX_PAYLOAD_BYTES`].
     pub up_to: u64,
-    /// Keys whose count is in this range are written with commands all the same: lists of
-    /// 7.2 and later that may end as one listpack over the node limit, which a server loads
-    /// as a quicklist (empty for everything else).
-    pub commands: (u64, u64),
+    /// Lists of 7.2 and later whose count is in this range may end, with commands, as one
+    /// listpack over the node limit, which a server loads as a quicklist: their items
+    /// decide ([`Restorable::restores_key`]). Empty for everything else.
+    pub ask_items: (u64, u64),
+    /// How the server lays out lists, and the items per command of the command path (which
+    /// decides the layout on 7.2 and later).
+    lists: Option<(Nodes, u64)>,
 }
 
 impl Restorable {
     /// No key: every key is written with commands.
     pub const NONE: Restorable = Restorable {
         up_to: 0,
-        commands: (0, 0),
+        ask_items: (0, 0),
+        lists: None,
     };
 
-    /// True when a key of `count` elements is written as a payload.
+    /// Whether a key of `count` elements is written as a payload, when its count says:
+    /// `None` when its items decide.
     #[inline]
-    pub fn restores(&self, count: u64) -> bool {
-        count <= self.up_to && !(self.commands.0..self.commands.1).contains(&count)
+    pub fn by_count(&self, count: u64) -> Option<bool> {
+        if count > self.up_to {
+            Some(false)
+        } else if (self.ask_items.0..self.ask_items.1).contains(&count) {
+            None
+        } else {
+            Some(true)
+        }
+    }
+
+    /// True when key `entry` of `dataset` is written as a payload (its items drawn when
+    /// its count does not say).
+    pub fn restores_key(&self, dataset: &Dataset, entry: &Entry) -> bool {
+        match (self.by_count(entry.elements), self.lists) {
+            (Some(sure), _) => sure,
+            (None, Some(lists)) => {
+                let scratch = &mut Scratch::default();
+                let listpack = list_layout(dataset, entry, lists, scratch);
+                lists.0.reloads_as(&scratch.nodes, listpack)
+            }
+            (None, None) => false,
+        }
     }
 }
 
@@ -72,25 +98,50 @@ impl Restorable {
 /// carry `per_command` elements each.
 pub fn restorable(dataset: &Dataset, server: &ServerEncoding, per_command: u64) -> Restorable {
     let up_to = (MAX_PAYLOAD_BYTES - PAYLOAD_OVERHEAD) / element_bound(dataset);
-    let mut commands = (0, 0);
-    if dataset.data_type() == DataType::List
-        && let Some(limit) = Nodes::new(server.family, server.limits.list_size)
-            .and_then(|nodes| nodes.listpack_limit())
-    {
-        // One listpack for sure: at most `small` items of the longest length.
+    let mut ask_items = (0, 0);
+    let nodes = Nodes::new(server.family, server.limits.list_size)
+        .filter(|_| dataset.data_type() == DataType::List);
+    if let Some(limit) = nodes.and_then(|nodes| nodes.listpack_limit()) {
+        // One listpack within the limit for sure: at most `small` items of the longest.
         let room = (limit - EMPTY_LISTPACK) as u64;
         let small = room / string_entry_bytes(dataset.max_value_len()) as u64;
         // A quicklist from the first item for sure: the first command's items alone pass
-        // the limit, however short.
+        // the limit, however short, and they make two nodes at least.
         let min = dataset.min_value_len().max(1) as u64;
-        let big = if per_command.saturating_mul(min) > room {
-            room / min + 1
+        let big = if per_command.saturating_mul(min) > 2 * room {
+            2 * room / min + 1
         } else {
             u64::MAX
         };
-        commands = (small + 1, big.max(small + 1));
+        ask_items = (small + 1, big.max(small + 1));
     }
-    Restorable { up_to, commands }
+    Restorable {
+        up_to,
+        ask_items,
+        lists: nodes.map(|nodes| (nodes, per_command)),
+    }
+}
+
+/// Lays out list `entry` as `RPUSH`es of `per_command` items would (see
+/// [`Nodes::layout`]), into `scratch.nodes`; true when it is one listpack.
+fn list_layout(
+    dataset: &Dataset,
+    entry: &Entry,
+    (nodes, per_command): (Nodes, u64),
+    scratch: &mut Scratch,
+) -> bool {
+    let Scratch {
+        bytes,
+        items,
+        nodes: spans,
+        ..
+    } = scratch;
+    items.clear();
+    for element in Ahead::new(dataset, entry, 0..entry.elements) {
+        let item = value(dataset, &element, bytes);
+        items.push((item.len(), listpack::entry_bytes(item)));
+    }
+    nodes.layout(items, per_command, spans)
 }
 
 /// Most bytes one element of `dataset` takes in a payload: its field and value (the longest
@@ -121,6 +172,10 @@ struct Scratch {
     integers: Vec<i64>,
     /// A stream node's entries after its count.
     node: Vec<u8>,
+    /// A list's items: length and listpack entry bytes.
+    items: Vec<(usize, usize)>,
+    /// A list's nodes.
+    nodes: Vec<NodeSpan>,
 }
 
 /// Encodes the keys of one typed stage as payloads for one server.
@@ -129,6 +184,8 @@ pub struct PayloadEncoder<'a> {
     server: ServerEncoding,
     /// How the server splits lists into nodes (lists only).
     nodes: Option<Nodes>,
+    /// Which keys the commands would lay out so that only their items tell (lists).
+    restorable: Restorable,
     /// Sorted sets: the lowest score and the bits of an element index, when a score above
     /// the lowest and an index fit in one `u64` together (see `sort_members`).
     packed_scores: Option<(i64, u32)>,
@@ -232,13 +289,19 @@ fn end_node(blob: Prefixed, lp: Listpack, out: &mut Vec<u8>) {
 }
 
 impl<'a> PayloadEncoder<'a> {
-    /// The encoder of `dataset`'s keys for `server`; `Err` says why they cannot be payloads
-    /// there.
-    pub fn new(dataset: &'a Dataset, server: ServerEncoding) -> Result<Self, Unsupported> {
+    /// The encoder of `dataset`'s keys for `server`, whose commands would carry
+    /// `per_command` elements each (which decides how lists of 7.2 and later are laid out);
+    /// `Err` says why they cannot be payloads there.
+    pub fn new(
+        dataset: &'a Dataset,
+        server: ServerEncoding,
+        per_command: u64,
+    ) -> Result<Self, Unsupported> {
         supported(dataset, &server)?;
         Ok(PayloadEncoder {
             dataset,
             server,
+            restorable: restorable(dataset, &server, per_command),
             nodes: Nodes::new(server.family, server.limits.list_size),
             packed_scores: packed_scores(dataset),
             scratch: RefCell::default(),
@@ -438,6 +501,9 @@ impl<'a> PayloadEncoder<'a> {
         let rule = self
             .nodes
             .expect("PayloadEncoder::new checks the list settings");
+        if self.restorable.by_count(entry.elements).is_none() {
+            return self.push_laid_out_list(entry, scratch, out);
+        }
         let nodes = Prefixed::begin(out);
         let mut count = 0;
         // The node being written: its blob and its listpack.
@@ -475,6 +541,40 @@ impl<'a> PayloadEncoder<'a> {
             end_node(blob, lp, out);
         }
         nodes.finish(out, count);
+        (rdb_type::LIST_QUICKLIST_2, RDB_LISTPACKS)
+    }
+
+    /// A list of 7.2 or later whose nodes its items decide: laid out as its commands would
+    /// lay it out ([`Nodes::layout`]), then written node by node (one listpack node when it
+    /// stays a listpack, which the server loads as one).
+    fn push_laid_out_list(
+        &self,
+        entry: &Entry,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Object {
+        let dataset = self.dataset;
+        let lists = self.restorable.lists.expect("lists have their layout");
+        list_layout(dataset, entry, lists, scratch);
+        let spans = std::mem::take(&mut scratch.nodes);
+        push_len(out, spans.len() as u64);
+        let mut elements = Ahead::new(dataset, entry, 0..entry.elements);
+        for span in &spans {
+            if span.plain {
+                let element = elements.next().expect("a plain node holds one item");
+                push_len(out, QUICKLIST_PLAIN);
+                push_string(out, value(dataset, &element, &mut scratch.bytes));
+                continue;
+            }
+            push_len(out, QUICKLIST_PACKED);
+            let blob = Prefixed::begin(out);
+            let mut lp = Listpack::begin(out);
+            for element in elements.by_ref().take(span.count as usize) {
+                lp.push(out, value(dataset, &element, &mut scratch.bytes));
+            }
+            end_node(blob, lp, out);
+        }
+        scratch.nodes = spans;
         (rdb_type::LIST_QUICKLIST_2, RDB_LISTPACKS)
     }
 

@@ -102,8 +102,8 @@ impl Listpack {
 }
 
 /// Bytes the entry of `bytes` takes in a listpack (encoding, data and back length).
-#[cfg(test)]
-fn entry_bytes(bytes: &[u8]) -> usize {
+#[inline]
+pub fn entry_bytes(bytes: &[u8]) -> usize {
     match as_integer(bytes) {
         Some(value) => integer_bytes(value),
         None => string_entry_bytes(bytes.len()),

@@ -22,6 +22,16 @@ const ENTRY_OVERHEAD: usize = 8;
 /// Bytes of an empty listpack.
 pub const EMPTY_LISTPACK: usize = super::listpack::EMPTY_BYTES;
 
+/// One node of a list: it ends before item `end` (it starts where the node before it ends),
+/// holds `count` items in `bytes` (its listpack's; a plain node's, its item's length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeSpan {
+    pub end: u64,
+    pub bytes: usize,
+    pub count: u64,
+    pub plain: bool,
+}
+
 /// How one server splits lists into nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nodes {
@@ -76,6 +86,90 @@ impl Nodes {
                 .is_some_and(|limit| EMPTY_LISTPACK + raw <= limit)
     }
 
+    /// The nodes `RPUSH` leaves a new list in, its `items` (each item's length and the bytes
+    /// of its listpack entry) sent `per_command` a command, into `nodes`; true when the list
+    /// stays one listpack (7.2 and later), whose bytes are then the one node's. On 7.2 and
+    /// later a command checks the raw bytes it adds before it pushes anything: a list whose
+    /// listpack would pass the limit becomes a quicklist, the listpack so far its first node
+    /// (of whatever size), and the command's items go on by the node rule from there.
+    pub fn layout(
+        &self,
+        items: &[(usize, usize)],
+        per_command: u64,
+        nodes: &mut Vec<NodeSpan>,
+    ) -> bool {
+        nodes.clear();
+        let mut listpack = self.family.has_listpack_lists();
+        let limit = self.size_limit().unwrap_or(SAFETY_LIMIT);
+        let (mut lp_bytes, mut lp_count) = (EMPTY_LISTPACK, 0u64);
+        for (n, chunk) in items.chunks(per_command.max(1) as usize).enumerate() {
+            let first = (n as u64) * per_command.max(1);
+            if listpack {
+                let raw: usize = chunk.iter().map(|&(len, _)| len).sum();
+                if lp_bytes + raw <= limit {
+                    lp_bytes += chunk.iter().map(|&(_, entry)| entry).sum::<usize>();
+                    lp_count += chunk.len() as u64;
+                    continue;
+                }
+                listpack = false;
+                if lp_count > 0 {
+                    nodes.push(NodeSpan {
+                        end: first,
+                        bytes: lp_bytes,
+                        count: lp_count,
+                        plain: false,
+                    });
+                }
+            }
+            for (k, &(len, entry)) in chunk.iter().enumerate() {
+                let end = first + k as u64 + 1;
+                if self.plain(len) {
+                    nodes.push(NodeSpan {
+                        end,
+                        bytes: len,
+                        count: 1,
+                        plain: true,
+                    });
+                    continue;
+                }
+                match nodes.last_mut() {
+                    Some(tail) if !tail.plain && self.allows(tail.bytes, tail.count, len) => {
+                        tail.bytes += entry;
+                        tail.count += 1;
+                        tail.end = end;
+                    }
+                    _ => nodes.push(NodeSpan {
+                        end,
+                        bytes: EMPTY_LISTPACK + entry,
+                        count: 1,
+                        plain: false,
+                    }),
+                }
+            }
+        }
+        if listpack {
+            nodes.push(NodeSpan {
+                end: items.len() as u64,
+                bytes: lp_bytes,
+                count: lp_count,
+                plain: false,
+            });
+        }
+        listpack
+    }
+
+    /// True when a payload of `nodes` loads as the object `RPUSH` made (`listpack`: one
+    /// listpack): a server of 7.2 and later turns a loaded quicklist of one listpack node
+    /// within the limit into a listpack, so a listpack over the limit, or a quicklist of one
+    /// such node, cannot be sent as what it is.
+    pub fn reloads_as(&self, nodes: &[NodeSpan], listpack: bool) -> bool {
+        let Some(limit) = self.listpack_limit() else {
+            return true;
+        };
+        let one_small_node = matches!(nodes, [node] if !node.plain && node.bytes <= limit);
+        one_small_node == listpack
+    }
+
     /// The node size limit when lists may be one listpack (7.2 and later).
     pub fn listpack_limit(&self) -> Option<usize> {
         match self.family {
@@ -111,6 +205,38 @@ mod tests {
         assert!(!nodes.plain(8192) && nodes.plain(8193));
         assert!(!Nodes::new(Family::Redis72, -2).unwrap().plain(100_000));
         assert!(Nodes::new(Family::Redis74, -1).unwrap().plain(4097));
+    }
+
+    /// Items of 100 bytes (103-byte entries): 79 fit in one listpack; a command that adds
+    /// the 80th makes a quicklist whose first node is the listpack so far.
+    #[test]
+    fn a_command_that_passes_the_limit_wraps_the_listpack_so_far() {
+        let nodes = Nodes::new(Family::Redis72, -2).unwrap();
+        let items = vec![(100, 103); 200];
+        let mut spans = Vec::new();
+        // One command of all 200: the list is a quicklist from the first item.
+        assert!(!nodes.layout(&items, 1024, &mut spans));
+        assert_eq!(spans[0].end, 79);
+        assert!(nodes.reloads_as(&spans, false));
+        // Commands of 50: the first stays a listpack (5,157 bytes); the second, which
+        // would take it past the limit, wraps it as node 1, and its items go on by the node
+        // rule: 29 more into node 1 (8,144 bytes), then new nodes.
+        assert!(!nodes.layout(&items, 50, &mut spans));
+        assert_eq!(
+            spans.iter().map(|n| (n.end, n.count)).collect::<Vec<_>>(),
+            [(79, 79), (158, 79), (200, 42)]
+        );
+        // 79 items: one listpack within the limit; 80 in one command of raw 8,000 bytes:
+        // one listpack of 8,247 bytes, which a load would make a quicklist.
+        assert!(nodes.layout(&items[..79], 1024, &mut spans));
+        assert!(nodes.reloads_as(&spans, true));
+        assert!(nodes.layout(&items[..80], 1024, &mut spans));
+        assert_eq!(spans[0].bytes, 7 + 80 * 103);
+        assert!(!nodes.reloads_as(&spans, true));
+        // 7.0 has no listpack lists: batching makes no difference.
+        let old = Nodes::new(Family::Redis70, -2).unwrap();
+        assert!(!old.layout(&items[..80], 1024, &mut spans));
+        assert_eq!(spans.len(), 2);
     }
 
     #[test]

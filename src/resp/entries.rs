@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::encode::{push_array_header, push_bulk, push_bulk_header, push_command};
 use super::key_bulk::KeyBulk;
-use super::typed::KeyEncoder;
+use super::typed::{KeyEncoder, KeyForm};
 use crate::dataset::{Dataset, Entry};
 
 /// Entries drawn ahead of writing them in a cluster slot's `MSET`.
@@ -47,34 +47,38 @@ impl<'a> EntryEncoder<'a> {
         self.typed.chunking()
     }
 
-    /// Commands that write typed key `index` from element `from` on.
-    #[inline]
-    pub fn commands_of(&self, index: u64, from: u64) -> u64 {
-        self.commands(from, self.elements_of(index))
+    /// Encodes every command of typed key `index`.
+    pub fn push_whole_key(&self, index: u64, out: &mut Vec<u8>) {
+        let entry = self.dataset.entry(index);
+        let key = self.form(&entry);
+        self.push_entry_commands(&entry, key.restored, 0, 0..self.commands(0, key), out);
     }
 
-    /// Elements of typed key `index`.
+    /// How typed key `entry` is written: its elements, and whether as one `RESTORE` (its
+    /// items drawn when its element count does not say).
     #[inline]
-    pub fn elements_of(&self, index: u64) -> u64 {
-        self.dataset.entry(index).elements
+    pub fn form(&self, entry: &Entry) -> KeyForm {
+        self.typed.form(entry)
     }
 
-    /// Commands that write elements `from..elements` of a typed key (and its TTL).
+    /// Commands that write elements `from..` of typed key `key` (and its TTL).
     #[inline]
-    pub fn commands(&self, from: u64, elements: u64) -> u64 {
-        self.typed.chunking().commands(from, elements)
+    pub fn commands(&self, from: u64, key: KeyForm) -> u64 {
+        self.typed.chunking().commands(from, key)
     }
 
-    /// Encodes `commands` of typed key `index`, counted from element `from`.
+    /// Encodes `commands` of typed key `index`, counted from element `from`, written as
+    /// `restored` says ([`EntryEncoder::form`]).
     #[inline]
     pub fn push_key_commands(
         &self,
         index: u64,
+        restored: bool,
         from: u64,
         commands: Range<u64>,
         out: &mut Vec<u8>,
     ) {
-        self.push_entry_commands(&self.dataset.entry(index), from, commands, out);
+        self.push_entry_commands(&self.dataset.entry(index), restored, from, commands, out);
     }
 
     /// [`EntryEncoder::push_key_commands`] of a key drawn already (`Dataset::entry`).
@@ -82,11 +86,13 @@ impl<'a> EntryEncoder<'a> {
     pub fn push_entry_commands(
         &self,
         entry: &Entry,
+        restored: bool,
         from: u64,
         commands: Range<u64>,
         out: &mut Vec<u8>,
     ) {
-        self.typed.push_commands(entry, from, commands, out);
+        self.typed
+            .push_commands(entry, restored, from, commands, out);
     }
 
     /// The draws of entry `index` (its element count among them), to encode it with

@@ -19,7 +19,7 @@ use crate::fill::lock::{lock, write};
 use crate::fill::recheck::exchange;
 use crate::fill::span::Span;
 use crate::plan::NodeAddr;
-use crate::resp::typed::{count_command, resume_from};
+use crate::resp::typed::{KeyForm, count_command, resume_from};
 use crate::resp::{EntryEncoder, Reply};
 use crate::server::cluster::discover;
 
@@ -230,8 +230,9 @@ impl Router {
                     encoder.push_delete(index, &mut writes.commands);
                     writes.replies += 1;
                 }
-                let total = encoder.commands(from, elements);
-                encoder.push_key_commands(index, from, 0..total, &mut writes.commands);
+                // With commands (`encoder` restores nothing), from where the key stopped.
+                let total = encoder.commands(from, KeyForm::commands(elements));
+                encoder.push_key_commands(index, false, from, 0..total, &mut writes.commands);
                 writes.replies += total;
                 writes.keys.push((index, from < elements));
                 if writes.commands.len() >= WRITE_BYTES {

@@ -9,7 +9,7 @@ use crate::fill::cluster::KeyRefused;
 use crate::fill::feed::Feed;
 use crate::fill::lock::lock;
 use crate::fill::span::{Answered, KeyCommands, Span, take_answered};
-use crate::resp::typed;
+use crate::resp::typed::{self, KeyForm};
 use crate::resp::{self, ErrorReply, Reply};
 
 impl Session<'_> {
@@ -195,7 +195,7 @@ impl Session<'_> {
             }
             return false;
         }
-        let elements = self.chunking.elements_of(key.from, key.elements, command);
+        let elements = self.chunking.elements_of(key.from, key.form(), command);
         let Reply::Error(line) = reply else {
             // +OK, an integer (HSET, SADD, RPUSH …) or an ID (XADD): written.
             if let Some(range) = elements {
@@ -203,7 +203,7 @@ impl Session<'_> {
             }
             tally.commands += 1;
             if last {
-                if self.chunking.restores(key.elements) {
+                if key.restored {
                     self.job.stage.count_restored(key.index);
                 }
                 if self.job.stage.count_key(key.index) {
@@ -233,7 +233,7 @@ impl Session<'_> {
                 return false;
             }
         }
-        let restored = self.chunking.restores(key.elements);
+        let restored = key.restored;
         let name = match elements {
             Some(_) if restored => "RESTORE".into(),
             Some(_) => String::from_utf8_lossy(typed::write_command(dataset.data_type())),
@@ -253,7 +253,7 @@ impl Session<'_> {
     /// memory) and the stage may turn to commands: the session ends so that its target
     /// does.
     fn restore_refused_for_commands(&self, key: KeyCommands, line: &[u8]) -> bool {
-        self.chunking.restores(key.elements)
+        key.restored
             && self.job.restore.is_some_and(|restore| !restore.required)
             && refuses_restore_itself(line)
     }
@@ -275,14 +275,15 @@ impl Session<'_> {
             }
             Err(None) => return false,
         };
-        let elements = dataset.entry(index).elements;
+        let key = self.chunking.form(dataset, &dataset.entry(index));
+        let elements = key.elements;
         let restart = match self.job.feed {
             Feed::Node { router, .. } => router.take_restart(index),
             Feed::Stage => false,
         };
         let from = self
             .chunking
-            .resume_from(dataset.data_type(), count, elements, restart);
+            .resume_from(dataset.data_type(), count, key, restart);
         // A key a failover handed on after the lost primary had acknowledged it whole: its
         // payload counted then.
         let handed_on = match self.job.feed {
@@ -296,7 +297,7 @@ impl Session<'_> {
             lock(&self.resumed).push_back(Span::Restart { index });
             self.wake_writer.notify_one();
         } else {
-            self.carry_on(index, from, handed_on, tally);
+            self.carry_on(index, key, from, handed_on, tally);
         }
         false
     }
@@ -305,7 +306,11 @@ impl Session<'_> {
     /// the `DEL` was refused.
     fn restart_answered(&self, reply: Reply<'_>, index: u64, tally: &mut Tally) -> bool {
         match self.settled(reply, index) {
-            Ok(_) => self.carry_on(index, 0, false, tally),
+            Ok(_) => {
+                let dataset = self.job.dataset;
+                let key = self.chunking.form(dataset, &dataset.entry(index));
+                self.carry_on(index, key, 0, false, tally);
+            }
             Err(Some(line)) => {
                 self.refuse_key(index, true, "DEL", &String::from_utf8_lossy(line));
                 return true;
@@ -345,27 +350,25 @@ impl Session<'_> {
         }
     }
 
-    /// Writes typed key `index` from element `from` on (it counts at once when the server
-    /// holds it whole).
-    fn carry_on(&self, index: u64, from: u64, handed_on: bool, tally: &mut Tally) {
+    /// Writes typed key `index` (written as `key` says) from element `from` on (it counts
+    /// at once when the server holds it whole).
+    fn carry_on(&self, index: u64, key: KeyForm, from: u64, handed_on: bool, tally: &mut Tally) {
         let dataset = self.job.dataset;
-        let elements = dataset.entry(index).elements;
-        let total = self.chunking.commands(from, elements);
+        let total = self.chunking.commands(from, key);
         if total == 0 {
-            if self.chunking.restores(elements) {
+            if key.restored {
                 // Held whole where a RESTORE of it was sent: its reply was lost, not it.
                 self.job.stage.count_restored(index);
             }
             if self.job.stage.count_key(index) {
                 tally.keys += 1;
-                tally.elements += elements;
+                tally.elements += key.elements;
             }
             if !handed_on {
                 tally.bytes += dataset.payload_bytes(index);
             }
         } else {
-            lock(&self.resumed)
-                .push_back(Span::Key(KeyCommands::whole(index, elements, from, total)));
+            lock(&self.resumed).push_back(Span::Key(KeyCommands::whole(index, key, from, total)));
             self.wake_writer.notify_one();
         }
     }

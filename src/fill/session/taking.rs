@@ -101,18 +101,14 @@ impl Session<'_> {
         while !range.is_empty() && write.held > 0 && (buf.len() as u64) < WRITE_BATCH_BYTES {
             let entry = encoder.entry(range.start);
             range.start += 1;
-            let key = KeyCommands::whole(
-                entry.index,
-                entry.elements,
-                0,
-                encoder.commands(0, entry.elements),
-            );
+            let form = encoder.form(&entry);
+            let key = KeyCommands::whole(entry.index, form, 0, encoder.commands(0, form));
             // As many of its commands as the permits allow (`Span::split_front`).
             let sent = KeyCommands {
                 end: key.total.min(u64::from(write.held)),
                 ..key
             };
-            encoder.push_entry_commands(&entry, 0, sent.next..sent.end, buf);
+            encoder.push_entry_commands(&entry, form.restored, 0, sent.next..sent.end, buf);
             write.spans.push(Span::Key(sent));
             write.held -= sent.end as u32;
             write.units += sent.end;
@@ -157,11 +153,11 @@ fn first_key(span: Span, encoder: &EntryEncoder<'_>, retry: &mut VecDeque<Span>)
         Span::Asking { index, .. } => return Span::Resume { index },
         span => return span,
     };
-    let elements = encoder.elements_of(index);
+    let form = encoder.form(&encoder.entry(index));
     Span::Key(KeyCommands::whole(
         index,
-        elements,
+        form,
         0,
-        encoder.commands(0, elements),
+        encoder.commands(0, form),
     ))
 }

@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, Entry};
 use crate::plan::DataType;
 use crate::rdb::{Restorable, ServerEncoding, restorable};
 
@@ -78,17 +78,22 @@ impl Chunking {
         }
     }
 
-    /// True when a key of `count` elements is written as one `RESTORE`.
+    /// How `entry`, a key of `dataset`, is written: one `RESTORE` or its commands (its
+    /// items drawn when its element count does not say; see [`Restorable`]).
     #[inline]
-    pub fn restores(&self, count: u64) -> bool {
-        self.restore.restores(count)
+    pub fn form(&self, dataset: &Dataset, entry: &Entry) -> KeyForm {
+        KeyForm {
+            elements: entry.elements,
+            restored: self.restore.restores_key(dataset, entry),
+        }
     }
 
-    /// Commands that write elements `from..count` of a key (and its TTL): a restored key
-    /// is one `RESTORE`, or nothing when the server holds it whole.
+    /// Commands that write elements `from..` of a key (and its TTL): a restored key is one
+    /// `RESTORE`, or nothing when the server holds it whole.
     #[inline]
-    pub fn commands(&self, from: u64, count: u64) -> u64 {
-        if self.restores(count) {
+    pub fn commands(&self, from: u64, key: KeyForm) -> u64 {
+        let count = key.elements;
+        if key.restored {
             return u64::from(from < count);
         }
         count.saturating_sub(from).div_ceil(self.per_command) + u64::from(self.ttl)
@@ -97,8 +102,9 @@ impl Chunking {
     /// The elements command `c` (counted from element `from`) writes; `None` for the
     /// `PEXPIRE` that ends the key. A `RESTORE` writes them all.
     #[inline]
-    pub fn elements_of(&self, from: u64, count: u64, c: u64) -> Option<Range<u64>> {
-        if self.restores(count) {
+    pub fn elements_of(&self, from: u64, key: KeyForm, c: u64) -> Option<Range<u64>> {
+        let count = key.elements;
+        if key.restored {
             return (c == 0 && from < count).then_some(0..count);
         }
         let start = from + c * self.per_command;
@@ -110,14 +116,9 @@ impl Chunking {
     /// server holds it whole: `RESTORE … REPLACE` leaves the same key however often it is
     /// applied, and nothing of a refused one.
     #[inline]
-    pub fn resume_from(
-        &self,
-        data_type: DataType,
-        count: u64,
-        elements: u64,
-        restart: bool,
-    ) -> u64 {
-        if self.restores(elements) {
+    pub fn resume_from(&self, data_type: DataType, count: u64, key: KeyForm, restart: bool) -> u64 {
+        let elements = key.elements;
+        if key.restored {
             return if !restart && count >= elements {
                 elements
             } else {
@@ -125,6 +126,23 @@ impl Chunking {
             };
         }
         resume_from(data_type, count, elements, restart)
+    }
+}
+
+/// A typed key as its commands see it: its elements, and whether it is one `RESTORE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyForm {
+    pub elements: u64,
+    pub restored: bool,
+}
+
+impl KeyForm {
+    /// A key of `elements` written with commands.
+    pub const fn commands(elements: u64) -> KeyForm {
+        KeyForm {
+            elements,
+            restored: false,
+        }
     }
 }
 
@@ -136,45 +154,63 @@ mod tests {
     fn chunking_splits_keys_into_bounded_commands_then_the_ttl() {
         let chunking = Chunking::new(DataType::Zset, 24, true);
         assert_eq!(chunking.per_command, 1024);
-        assert_eq!(chunking.commands(0, 1_000_000), 977 + 1);
+        assert_eq!(chunking.commands(0, KeyForm::commands(1_000_000)), 977 + 1);
         assert_eq!(
-            chunking.elements_of(0, 1_000_000, 976),
+            chunking.elements_of(0, KeyForm::commands(1_000_000), 976),
             Some(999_424..1_000_000)
         );
-        assert_eq!(chunking.elements_of(0, 1_000_000, 977), None);
+        assert_eq!(
+            chunking.elements_of(0, KeyForm::commands(1_000_000), 977),
+            None
+        );
         let big = Chunking::new(DataType::Hash, 10_000, false);
-        assert_eq!((big.per_command, big.commands(0, 30)), (6, 5));
-        assert_eq!(big.commands(28, 30), 1, "resuming from element 28");
+        assert_eq!(
+            (big.per_command, big.commands(0, KeyForm::commands(30))),
+            (6, 5)
+        );
+        assert_eq!(
+            big.commands(28, KeyForm::commands(30)),
+            1,
+            "resuming from element 28"
+        );
         assert_eq!(Chunking::new(DataType::Stream, 50, false).per_command, 1);
     }
 
     #[test]
     fn a_restored_key_is_one_command_carrying_every_element() {
-        let chunking = Chunking {
-            restore: Restorable {
-                up_to: 100,
-                commands: (0, 0),
-            },
-            ..Chunking::new(DataType::List, 24, true)
+        let chunking = Chunking::new(DataType::List, 24, true);
+        let restored = KeyForm {
+            elements: 100,
+            restored: true,
         };
-        assert!(chunking.restores(100) && !chunking.restores(101));
-        assert_eq!(chunking.commands(0, 100), 1, "the TTL rides with RESTORE");
         assert_eq!(
-            chunking.commands(100, 100),
+            chunking.commands(0, restored),
+            1,
+            "the TTL rides with RESTORE"
+        );
+        assert_eq!(
+            chunking.commands(100, restored),
             0,
             "held whole: nothing to send"
         );
-        assert_eq!(chunking.elements_of(0, 100, 0), Some(0..100));
-        assert_eq!(chunking.elements_of(0, 100, 1), None);
+        assert_eq!(chunking.elements_of(0, restored, 0), Some(0..100));
+        assert_eq!(chunking.elements_of(0, restored, 1), None);
         // A list that holds a prefix is restored whole, not carried on from its length.
-        assert_eq!(chunking.resume_from(DataType::List, 40, 100, false), 0);
-        assert_eq!(chunking.resume_from(DataType::List, 100, 100, false), 100);
-        assert_eq!(chunking.resume_from(DataType::List, 100, 100, true), 0);
-        // A key too large for a payload keeps its commands.
+        assert_eq!(chunking.resume_from(DataType::List, 40, restored, false), 0);
         assert_eq!(
-            chunking.commands(0, 3000),
+            chunking.resume_from(DataType::List, 100, restored, false),
+            100
+        );
+        assert_eq!(chunking.resume_from(DataType::List, 100, restored, true), 0);
+        // A key written with commands carries on from its length.
+        let commands = KeyForm::commands(3000);
+        assert_eq!(
+            chunking.commands(0, commands),
             3000usize.div_ceil(1024) as u64 + 1
         );
-        assert_eq!(chunking.resume_from(DataType::List, 40, 3000, false), 40);
+        assert_eq!(
+            chunking.resume_from(DataType::List, 40, commands, false),
+            40
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::rdb::{PayloadEncoder, ServerEncoding};
 mod chunking;
 mod elements;
 
-pub use chunking::{COMMAND_BYTES, Chunking, MAX_ELEMENTS_PER_COMMAND, resume_from};
+pub use chunking::{COMMAND_BYTES, Chunking, KeyForm, MAX_ELEMENTS_PER_COMMAND, resume_from};
 use elements::ElementFrames;
 
 /// The command that writes a type's elements.
@@ -68,7 +68,7 @@ impl<'a> KeyEncoder<'a> {
     /// encodes as `server` does (keys too large for a payload with commands); with
     /// commands when the keys cannot be payloads there.
     pub fn restoring(dataset: &'a Dataset, server: ServerEncoding) -> KeyEncoder<'a> {
-        match PayloadEncoder::new(dataset, server) {
+        match PayloadEncoder::new(dataset, server, Chunking::of(dataset).per_command) {
             Ok(payloads) => KeyEncoder {
                 chunking: Chunking::restoring(dataset, &server),
                 payloads: Some(payloads),
@@ -83,12 +83,30 @@ impl<'a> KeyEncoder<'a> {
         self.chunking
     }
 
-    /// Appends commands `commands` (counted from element `from`) of `entry`.
-    pub fn push_commands(&self, entry: &Entry, from: u64, commands: Range<u64>, out: &mut Vec<u8>) {
+    /// How `entry` is written (see [`Chunking::form`]).
+    #[inline]
+    pub fn form(&self, entry: &Entry) -> KeyForm {
+        self.chunking.form(self.dataset, entry)
+    }
+
+    /// Appends commands `commands` (counted from element `from`) of `entry`, written as
+    /// `restored` says (from [`KeyEncoder::form`]).
+    pub fn push_commands(
+        &self,
+        entry: &Entry,
+        restored: bool,
+        from: u64,
+        commands: Range<u64>,
+        out: &mut Vec<u8>,
+    ) {
         let dataset = self.dataset;
         dataset.prefetch_key(entry);
+        let key = KeyForm {
+            elements: entry.elements,
+            restored,
+        };
         if let Some(payloads) = &self.payloads
-            && self.chunking.restores(entry.elements)
+            && restored
         {
             if commands.start == 0 && commands.end > 0 && from < entry.elements {
                 self.push_restore(payloads, entry, out);
@@ -104,7 +122,7 @@ impl<'a> KeyEncoder<'a> {
             _ => 1,
         };
         for c in commands {
-            let Some(elements) = self.chunking.elements_of(from, entry.elements, c) else {
+            let Some(elements) = self.chunking.elements_of(from, key, c) else {
                 self.push_pexpire(entry, out);
                 continue;
             };
@@ -223,7 +241,7 @@ mod tests {
             let mut expected = 0;
             for i in 0..100 {
                 let entry = dataset.entry(i);
-                let commands = chunking.commands(0, entry.elements);
+                let commands = chunking.commands(0, KeyForm::commands(entry.elements));
                 let commands = if data_type == DataType::Stream {
                     entry.elements + 1
                 } else {
@@ -232,7 +250,7 @@ mod tests {
                 expected += commands;
                 let mut encoder = KeyEncoder::new(&dataset);
                 encoder.chunking = chunking_for(data_type, chunking);
-                encoder.push_commands(&entry, 0, 0..commands, &mut out);
+                encoder.push_commands(&entry, false, 0, 0..commands, &mut out);
             }
             let (mut at, mut parsed) = (0, 0);
             while at < out.len() {
@@ -301,7 +319,7 @@ mod tests {
             let encoder = EntryEncoder::new(&dataset);
             let mut out = Vec::new();
             for i in 0..keys {
-                encoder.push_key_commands(i, 0, 0..encoder.commands_of(i, 0), &mut out);
+                encoder.push_whole_key(i, &mut out);
             }
             digests.push(crate::mix::fnv1a64(&out));
         }

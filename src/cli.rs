@@ -61,10 +61,12 @@ pub enum Command {
     /// Validate the plan without touching the network and show what it would write.
     #[command(after_help = "Examples:
   cachefill check plans/shop.toml                  what each stage writes, no network
+  cachefill check plans/*.toml                     every plan in the folder
   cachefill check plan.toml --shards 8 --no-flush  the plan can run as eight shards")]
     Check {
-        /// The plan file (TOML).
-        plan: PathBuf,
+        /// The plan files (TOML): each is checked; exit 2 when any is invalid.
+        #[arg(required = true, value_name = "PLAN")]
+        plans: Vec<PathBuf>,
         /// Also check that the plan can run as N shards (seeded, no flush in the shards).
         #[arg(long, value_name = "N")]
         shards: Option<u64>,
@@ -194,30 +196,60 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff).
-    #[command(after_help = "Example:
-  cachefill man > ~/.local/share/man/man1/cachefill.1 && man cachefill")]
-    Man,
+    /// Print the manual page (roff): cachefill(1), or a subcommand's; or write them all.
+    #[command(after_help = "Examples:
+  cachefill man --dir ~/.local/share/man/man1 && man cachefill-run
+  cachefill man > cachefill.1                      the overview page alone
+  cachefill man run | man -l -                     one subcommand's page")]
+    Man {
+        /// The subcommand whose page to print (cachefill-run(1) …) instead of cachefill(1).
+        #[arg(value_name = "SUBCOMMAND", value_parser = clap::builder::PossibleValuesParser::new(SUBCOMMANDS))]
+        subcommand: Option<String>,
+        /// Write every page (cachefill.1, cachefill-run.1 …) into this folder instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "subcommand")]
+        dir: Option<PathBuf>,
+    },
 }
 
-/// Prints a command-line error as one line (help and version as they are) and gives the
-/// exit code: 2 for a bad command line, 0 for `--help` and `--version`.
+/// Every subcommand's name, in the order of `cachefill --help`.
+pub const SUBCOMMANDS: [&str; 11] = [
+    "run",
+    "flush",
+    "check",
+    "verify",
+    "merge",
+    "export",
+    "report",
+    "profile",
+    "schema",
+    "completions",
+    "man",
+];
+
+/// Prints a command-line error as clap renders it (the argument, the valid values, a
+/// suggestion, the usage and where the help is) and gives the exit code: 2 for a bad
+/// command line, 0 for `--help` and `--version`.
 pub fn exit_on_parse_error(error: &clap::Error) -> std::process::ExitCode {
-    use clap::error::ErrorKind;
-    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        let _ = error.print();
-        return std::process::ExitCode::from(2);
-    }
-    if error.use_stderr() {
-        // One line, like every other error; --help has the details.
-        let text = error.to_string();
-        let first = text.lines().next().unwrap_or("invalid command line");
-        eprintln!(
-            "cachefill: {}; see cachefill --help",
-            first.trim_start_matches("error: ")
-        );
-        return std::process::ExitCode::from(2);
-    }
     let _ = error.print();
-    std::process::ExitCode::SUCCESS
+    if error.use_stderr() {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn subcommands_names_every_subcommand() {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, SUBCOMMANDS);
+    }
 }

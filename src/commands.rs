@@ -19,13 +19,7 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut Cli::command(), "cachefill", &mut script);
             print_stdout(&String::from_utf8_lossy(&script))
         }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut page)
-                .map_err(|e| Failure::Failed(format!("cannot render the manual page: {e}")))?;
-            print_stdout(&String::from_utf8_lossy(&page))
-        }
+        Command::Man { subcommand, dir } => man(subcommand.as_deref(), dir.as_deref()),
         Command::Export {
             plan,
             stage,
@@ -60,17 +54,10 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             export::export(&plan, &options)
         }
         Command::Check {
-            plan,
+            plans,
             shards,
             no_flush,
-        } => {
-            let plan = plan::load(&plan)?;
-            if let Some(count) = shards {
-                let shard = Shard::new(0, count).map_err(command_line)?;
-                fill::check_sharding(&plan, shard, no_flush)?;
-            }
-            check::print(&plan)
-        }
+        } => check_plans(&plans, shards, no_flush),
         Command::Merge { results, output } => merge::merge(&results, output.as_deref()),
         Command::Report { result, output } => {
             let run = report::read(&result).map_err(Failure::Invalid)?;
@@ -151,6 +138,85 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             };
             fill_run(&plan, &options)
         }
+    }
+}
+
+/// `cachefill man`: cachefill(1) or `subcommand`'s page on standard output, or every page
+/// written into `dir` (the pages cachefill(1) refers to, cachefill-run(1) …).
+fn man(subcommand: Option<&str>, dir: Option<&Path>) -> Result<(), Failure> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let page = |command: clap::Command| {
+        clap_mangen::Man::new(command)
+            .source(format!("cachefill {}", env!("CARGO_PKG_VERSION")))
+            .manual("cachefill manual")
+    };
+    if let Some(dir) = dir {
+        let mut pages: Vec<clap::Command> = cli.get_subcommands().cloned().collect();
+        pages.insert(0, cli);
+        for command in pages {
+            page(command).generate_to(dir).map_err(|e| {
+                Failure::Failed(format!(
+                    "cannot write the manual pages into {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        eprintln!(
+            "cachefill: wrote cachefill.1 and a page per subcommand into {}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let command = match subcommand {
+        Some(name) => cli
+            .find_subcommand(name)
+            .cloned()
+            .ok_or_else(|| Failure::Invalid(format!("no subcommand {name}")))?,
+        None => cli,
+    };
+    let mut text = Vec::new();
+    page(command)
+        .render(&mut text)
+        .map_err(|e| Failure::Failed(format!("cannot render the manual page: {e}")))?;
+    print_stdout(&String::from_utf8_lossy(&text))
+}
+
+/// `cachefill check` of each plan in turn: what a valid one writes on standard output, why
+/// an invalid one is invalid on standard error (one line each); with several plans, the
+/// count of invalid ones ends it.
+fn check_plans(plans: &[PathBuf], shards: Option<u64>, no_flush: bool) -> Result<(), Failure> {
+    let shard = shards
+        .map(|count| Shard::new(0, count))
+        .transpose()
+        .map_err(command_line)?;
+    let check = |path: &PathBuf| -> Result<(), Failure> {
+        let plan = plan::load(path)?;
+        if let Some(shard) = shard {
+            fill::check_sharding(&plan, shard, no_flush)?;
+        }
+        check::print(&plan)
+    };
+    if let [path] = plans {
+        return check(path);
+    }
+    let mut invalid = 0;
+    for path in plans {
+        match check(path) {
+            Ok(()) => {}
+            Err(failure @ Failure::Invalid(_)) => {
+                eprintln!("cachefill: {failure}");
+                invalid += 1;
+            }
+            Err(failure) => return Err(failure),
+        }
+    }
+    match invalid {
+        0 => Ok(()),
+        n => Err(Failure::Invalid(format!(
+            "{n} of {} plans are invalid",
+            plans.len()
+        ))),
     }
 }
 

@@ -7,18 +7,7 @@ use std::path::{Path, PathBuf};
 
 use support::*;
 
-/// Every subcommand.
-const SUBCOMMANDS: [&str; 9] = [
-    "run",
-    "flush",
-    "check",
-    "verify",
-    "merge",
-    "export",
-    "schema",
-    "completions",
-    "man",
-];
+use cachefill::cli::SUBCOMMANDS;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -141,19 +130,131 @@ fn completions_for_each_shell_know_every_subcommand() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "invalid value 'tcsh' for '<SHELL>'\n  [possible values: bash, elvish, fish, powershell, zsh]"
+        ),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn the_manual_page_and_every_subcommands_help_show_how_to_use_it() {
     let page = stdout_of(&["man"]);
     assert!(page.contains(".TH cachefill 1"), "{page}");
+    // Every page cachefill(1) refers to is written by `man --dir`, and printed by `man NAME`.
+    let scratch = Scratch::new();
+    let dir = scratch.path("man1");
+    std::fs::create_dir(&dir).unwrap();
+    stdout_of(&["man", "--dir", dir.to_str().unwrap()]);
+    let mut written: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    let mut expected: Vec<String> = SUBCOMMANDS
+        .iter()
+        .map(|s| format!("cachefill-{s}.1"))
+        .chain(["cachefill.1".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(written, expected);
     for subcommand in SUBCOMMANDS {
-        assert!(page.contains(subcommand), "the page lists {subcommand}");
+        assert!(
+            page.contains(&format!("cachefill\\-{subcommand}(1)")),
+            "the page refers to cachefill-{subcommand}(1)"
+        );
+        let own = stdout_of(&["man", subcommand]);
+        assert!(
+            own.contains(&format!(".TH cachefill-{subcommand} 1")),
+            "{own}"
+        );
+        assert_eq!(
+            own,
+            std::fs::read_to_string(dir.join(format!("cachefill-{subcommand}.1"))).unwrap()
+        );
         let help = stdout_of(&[subcommand, "--help"]);
         assert!(
             help.contains("Example") && help.contains(&format!("cachefill {subcommand}")),
             "{subcommand} --help has no example:\n{help}"
         );
     }
+}
+
+/// A bad command line is clap's own error: the argument, the valid values, a near match,
+/// the usage, where the help is; exit 2.
+#[test]
+fn usage_errors_name_the_argument_the_values_and_a_suggestion() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run"],
+            "error: the following required arguments were not provided:\n  <PLAN>\n\nUsage: cachefill run <PLAN>",
+        ),
+        (
+            &["chek", "plan.toml"],
+            "error: unrecognized subcommand 'chek'\n\n  tip: some similar subcommands exist: 'schema', 'check'",
+        ),
+        (
+            &["export", "--format", "csv", "plan.toml"],
+            "error: invalid value 'csv' for '--format <FORMAT>'\n  [possible values: keys, resp, jsonl, rdb]",
+        ),
+        (
+            &["verify", "plan.toml", "--sampel", "3"],
+            "error: unexpected argument '--sampel' found\n\n  tip: a similar argument exists: '--sample'",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = cachefill(repo()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = stderr(&output);
+        assert!(text.starts_with(expected), "{args:?}:\n{text}");
+        assert!(
+            text.contains("For more information, try '--help'."),
+            "{text}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// `check` takes several plans: each valid one's summary on standard output, each invalid
+/// one's line on standard error, and exit 2 when any is invalid.
+#[test]
+fn check_takes_several_plans_and_fails_when_any_is_invalid() {
+    let plans = repository_plans();
+    let mut args = vec!["check".to_string()];
+    args.extend(plans.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary = stdout_of(&args);
+    assert_eq!(
+        summary.lines().filter(|l| l.ends_with(": valid")).count(),
+        plans.len(),
+        "{summary}"
+    );
+    let scratch = Scratch::new();
+    let bad = scratch.plan("bad.toml", "name = \"bad\"\nstagez = []\n");
+    let quickstart = repo().join("plans/quickstart.toml");
+    let output = cachefill(repo())
+        .args(["check", quickstart.to_str().unwrap(), bad.to_str().unwrap()])
+        .args([quickstart.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "cachefill: {}:2:1: stagez: unknown field",
+            bad.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(lines[1], "cachefill: 1 of 3 plans are invalid");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(": valid")).count(),
+        2,
+        "{out}"
+    );
 }

@@ -14,8 +14,21 @@ macro_rules! out {
     }};
 }
 
-/// Prints the plan's targets and stages (stdout) in the order they would run.
+/// Prints the plan's targets and stages (stdout) in the order they would run; refuses a
+/// plan whose payload cannot fit a launched target's `maxmemory` (noeviction).
 pub fn print(plan: &Plan) -> Result<(), Failure> {
+    for (i, target) in plan.targets.iter().enumerate() {
+        let payload = crate::fill::planned_payload(plan, i);
+        if let Some(max) = launched_limit(target)
+            && payload > max
+        {
+            return Err(Failure::Invalid(crate::fill::cannot_fit(
+                &target.name,
+                payload,
+                max,
+            )));
+        }
+    }
     let mut text = String::new();
     out!(text, "plan {} ({}): valid", plan.name, plan.path.display());
     match plan.seed {
@@ -112,6 +125,54 @@ pub fn print(plan: &Plan) -> Result<(), Failure> {
         human_bytes(total_bytes)
     );
     crate::output::print_stdout(&text)
+}
+
+/// `maxmemory` of all the primaries a target launches, when they refuse writes once full
+/// (`maxmemory-policy noeviction`, the servers' default).
+fn launched_limit(target: &crate::plan::Target) -> Option<u64> {
+    let Servers::Launch {
+        primaries,
+        server_config,
+        ..
+    } = &target.servers
+    else {
+        return None;
+    };
+    let setting = |name: &str| {
+        server_config
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.value.as_str())
+    };
+    let max = redis_bytes(setting("maxmemory")?)?;
+    let policy = setting("maxmemory-policy").unwrap_or("noeviction");
+    let primaries = if target.mode == Mode::Standalone {
+        1
+    } else {
+        u64::from(*primaries)
+    };
+    (max > 0 && policy.eq_ignore_ascii_case("noeviction")).then(|| max.saturating_mul(primaries))
+}
+
+/// A memory size as `redis.conf` reads it: a number with an optional unit, `k` 1000 and `kb`
+/// 1024 (and `m`, `mb`, `g`, `gb` likewise), any case.
+fn redis_bytes(value: &str) -> Option<u64> {
+    let value = value.trim().to_ascii_lowercase();
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let number: u64 = value[..digits].parse().ok()?;
+    let unit = match &value[digits..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1000 * 1000,
+        "mb" => 1 << 20,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// `, with maxmemory 64mb, maxmemory-policy allkeys-lru`, or nothing without settings.

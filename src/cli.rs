@@ -85,7 +85,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         result: Option<PathBuf>,
         /// Check N entries spread over each stage instead of all of them.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         sample: Option<u64>,
         /// Write a JSON report here.
         #[arg(short, long, value_name = "FILE")]
@@ -167,7 +167,8 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
         /// Keys to sample in all (spread over a cluster's primaries by their key counts).
-        #[arg(long, value_name = "N", default_value_t = crate::profile::DEFAULT_SAMPLE)]
+        #[arg(long, value_name = "N", default_value_t = crate::profile::DEFAULT_SAMPLE,
+              value_parser = clap::value_parser!(u64).range(1..))]
         sample: u64,
         /// Write this fraction of the server's keys (1: as many as it has).
         #[arg(long, value_name = "F", conflicts_with = "size")]

@@ -31,7 +31,7 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             slots,
             output,
         } => {
-            let plan = plan::load(&plan)?;
+            let plan = plan::load_with_stages(&plan)?;
             let shard = shard::resolve(shard.as_deref(), None, None).map_err(command_line)?;
             let options = export::ExportOptions {
                 stage,
@@ -72,7 +72,7 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             sample,
             output,
         } => {
-            let plan = plan::load(&plan)?;
+            let plan = plan::load_with_stages(&plan)?;
             let options = verify::VerifyOptions {
                 result,
                 sample,
@@ -110,7 +110,7 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             shards,
             no_flush,
         } => {
-            let plan = plan::load(&plan)?;
+            let plan = plan::load_with_stages(&plan)?;
             let job_index = std::env::var(shard::JOB_INDEX_VARIABLE).ok();
             let shard = shard::resolve(shard.as_deref(), shards, job_index.as_deref())
                 .map_err(command_line)?;
@@ -191,7 +191,7 @@ fn check_plans(plans: &[PathBuf], shards: Option<u64>, no_flush: bool) -> Result
         .transpose()
         .map_err(command_line)?;
     let check = |path: &PathBuf| -> Result<(), Failure> {
-        let plan = plan::load(path)?;
+        let plan = plan::load_with_stages(path)?;
         if let Some(shard) = shard {
             fill::check_sharding(&plan, shard, no_flush)?;
         }

@@ -13,6 +13,32 @@ fn long_stage() -> StageBuilder {
     StageBuilder::new("long").keys(50_000_000).value_size(10)
 }
 
+/// A payload that fits `maxmemory` (16.8 MB of 20 MiB) but whose keys take more memory than
+/// that (each key's table entry and allocations): the server refuses writes mid-stage.
+/// A plan whose payload alone is more than a noeviction server holds is refused before the
+/// flush, naming the target, the payload and the limit.
+#[test]
+fn a_plan_that_cannot_fit_a_noeviction_server_is_refused_before_anything_is_written() {
+    let server = RedisServer::start(&["--maxmemory", "20mb", "--maxmemory-policy", "noeviction"]);
+    server.set("keep", "me");
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .seed(1)
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("big").keys(100_000).value_size(1000));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let (output, result) = run_plan(&scratch, &plan, &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        reason_line(&output),
+        "cachefill: target \"main\": its stages write ~98.42 MiB of payload, more than its maxmemory of 20.00 MiB (maxmemory-policy noeviction): the server would refuse writes once full. Lower the stages' size or keys, raise maxmemory, or fill with until_memory; nothing was written"
+    );
+    assert_eq!(server.dbsize(), 1, "the flush or a write happened");
+    let result = result.expect("a refused run writes its result");
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["stages"][0]["keys_written"], 0);
+}
+
 #[test]
 fn out_of_memory_fails_the_stage_and_counts_only_what_the_server_holds() {
     let server = RedisServer::start(&["--maxmemory", "20mb", "--maxmemory-policy", "noeviction"]);
@@ -20,7 +46,7 @@ fn out_of_memory_fails_the_stage_and_counts_only_what_the_server_holds() {
     let plan = PlanBuilder::new()
         .seed(1)
         .target(server.target().flush(true))
-        .stage(StageBuilder::new("big").keys(100_000).value_size(1000));
+        .stage(StageBuilder::new("big").keys(400_000).value_size(10));
     let plan = scratch.plan("plan.toml", &plan.build());
     let (output, result) = run_plan(&scratch, &plan, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -39,7 +65,7 @@ fn out_of_memory_fails_the_stage_and_counts_only_what_the_server_holds() {
     assert!(stage["errors"].as_u64().unwrap() > 0);
     assert!(stage["first_error"].as_str().unwrap().contains("OOM"));
     let written = stage["keys_written"].as_u64().unwrap();
-    assert!(written > 0 && written < 100_000);
+    assert!(written > 0 && written < 400_000);
     assert_eq!(
         server.dbsize(),
         written,

@@ -178,3 +178,56 @@ fn garbage_for_flushall_fails_flush() {
         assert_eq!(result.expect("a result")["status"], "failed", "{what}");
     }
 }
+
+/// Accepts connections on a free loopback port and never answers on them (a stopped
+/// server's listen queue): returns its address; the connections live as long as the test.
+fn silent_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// A server that accepts connections and answers nothing fails the login within
+/// `connect_timeout`, naming the step that got no answer (not `FLUSHALL` or `CONFIG GET`
+/// after `io_timeout`), and the failed run writes its result.
+#[test]
+fn a_server_that_never_answers_fails_the_login_naming_the_step() {
+    let addr = silent_server();
+    let scratch = Scratch::new();
+    let password = scratch.plan("password", "secret-pw\n");
+    let plain = TargetBuilder::standalone("main", &addr);
+    let with_password = TargetBuilder::standalone("main", &addr)
+        .set("username", "filler")
+        .set("password_file", password.to_str().unwrap());
+    for (target, server, step) in [
+        (plain, addr.clone(), "PING"),
+        (with_password, format!("{addr}, user \"filler\""), "AUTH"),
+    ] {
+        let plan = PlanBuilder::new()
+            .seed(1)
+            .target(
+                target
+                    .flush(true)
+                    .set("connect_timeout", "1s")
+                    .set("io_timeout", "1h"),
+            )
+            .stage(StageBuilder::new("s").keys(10));
+        let plan = scratch.plan("plan.toml", &plan.build());
+        let (output, result) = run_plan(&scratch, &plan, &[]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let expected = format!(
+            "target \"main\" ({server}): the server accepted the connection but did not answer {step} within 1s (connect_timeout)"
+        );
+        assert_eq!(reason_line(&output), format!("cachefill: {expected}"));
+        let result = result.expect("a failed run writes its result");
+        assert_eq!(result["status"], "failed");
+        assert_eq!(result["error"], expected);
+        assert!(!stderr(&output).contains("secret-pw"));
+    }
+}

@@ -479,6 +479,8 @@ fn assert_round_trip(truth: &BTreeMap<String, Truth>, first: &str, second: &str)
 
 /// The read commands profile may send (as `INFO commandstats` names them).
 const READS: &[&str] = &[
+    // The end of a control connection's login: the server answers before it counts.
+    "ping",
     "dbsize",
     "scan",
     "type",
@@ -546,9 +548,10 @@ fn a_profiled_server_is_reproduced_by_the_plan_and_only_read() {
     assert_eq!(calls["lrange"], of("feed-recent"));
     assert_eq!(calls["xrange"], of("events"));
     assert_eq!(calls["dbsize"], 1);
+    // The login's PING is not one of profile's reads.
     let reads: u64 = calls
         .iter()
-        .filter(|(c, _)| READS.contains(&c.as_str()))
+        .filter(|(c, _)| READS.contains(&c.as_str()) && c.as_str() != "ping")
         .map(|(_, n)| n)
         .sum();
     assert!(

@@ -104,6 +104,67 @@ fn a_missing_plan_file_is_a_clear_error() {
     assert!(stderr(&output).contains("nowhere.toml") && stderr(&output).contains("cannot read"));
 }
 
+/// A plan without stages would write nothing: `run`, `check`, `verify` and `export` refuse
+/// it (`profile` and `flush` need only its targets).
+#[test]
+fn a_plan_without_stages_is_refused() {
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new().target(TargetBuilder::standalone("main", "127.0.0.1:1"));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    for command in ["run", "check", "verify", "export"] {
+        let output = cachefill(scratch.dir.path())
+            .arg(command)
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "cachefill: {}: stages: the plan has no stages, so it would write nothing: add a [[stages]] table (docs/plan-format.md)\n",
+                plan.display()
+            ),
+            "{command}"
+        );
+        assert_eq!(std::fs::read_dir(scratch.dir.path()).unwrap().count(), 1);
+    }
+}
+
+/// `check` refuses a plan whose payload is more than the servers it launches hold, when
+/// they refuse writes once full (noeviction, the default); an eviction policy fills past it.
+#[test]
+fn check_refuses_a_plan_that_cannot_fit_its_launched_servers() {
+    let scratch = Scratch::new();
+    let plan = |policy: Option<&str>| {
+        let mut settings = vec![("maxmemory", "16mb".into())];
+        if let Some(policy) = policy {
+            settings.push(("maxmemory-policy", policy.into()));
+        }
+        let plan = PlanBuilder::new()
+            .seed(9)
+            .target(TargetBuilder::launch_cluster("main", 3, 0).server_config(&settings))
+            .stage(StageBuilder::new("big").keys(100_000).value_size(1000));
+        scratch.plan("plan.toml", &plan.build())
+    };
+    let output = cachefill(scratch.dir.path())
+        .arg("check")
+        .arg(plan(None))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "cachefill: target \"main\": its stages write ~98.42 MiB of payload, more than its maxmemory of 48.00 MiB (maxmemory-policy noeviction): the server would refuse writes once full. Lower the stages' size or keys, raise maxmemory, or fill with until_memory\n"
+    );
+    assert!(output.stdout.is_empty());
+    let output = cachefill(scratch.dir.path())
+        .arg("check")
+        .arg(plan(Some("allkeys-lru")))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
 #[test]
 fn check_shows_what_the_plan_would_write() {
     let scratch = Scratch::new();

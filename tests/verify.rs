@@ -131,6 +131,32 @@ fn an_unseeded_plan_is_verified_with_the_seed_from_the_result() {
     let (output, report) = verify(&scratch, &plan, &["--result", result.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(report.unwrap()["stages"][0]["missing"], 0);
+    // The result of another plan file (another seed would check other keys) is refused,
+    // and so is a sample of nothing.
+    let other = PlanBuilder::new()
+        .name("other")
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(3000));
+    let other = scratch.plan("other.toml", &other.build());
+    let (output, report) = verify(&scratch, &other, &["--result", result.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        reason_line(&output),
+        format!(
+            "cachefill: {}: the result is of another plan than {} (it records plan \"plan\" from {}, whose file's SHA-256 differs): pass the result of a run of this plan file as it is now",
+            result.display(),
+            other.display(),
+            plan.display()
+        )
+    );
+    assert!(report.is_none(), "a refused verify writes no report");
+    let (output, _) = verify(&scratch, &plan, &["--sample", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).starts_with("error: invalid value '0' for '--sample <N>': 0 is not in 1.."),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -219,7 +245,7 @@ fn verify_while_a_primary_dies(
     cluster: &mut RedisCluster,
     victim: usize,
 ) -> std::process::Output {
-    let before = cluster.servers[victim].clients();
+    let before = cluster.servers[victim].calls("ping");
     let child = cachefill(scratch.dir.path())
         .arg("verify")
         .arg(path)
@@ -228,10 +254,11 @@ fn verify_while_a_primary_dies(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Logged in: its control connection's login ends with a PING the server answers.
     wait_until(
         "verify has connected to the primary",
         Duration::from_secs(30),
-        || cluster.servers[victim].clients() > before,
+        || cluster.servers[victim].calls("ping") > before,
     );
     cluster.servers[victim].kill();
     wait_for_exit(child, Duration::from_secs(120))

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use crate::dataset;
 use crate::error::Failure;
 use crate::interrupt;
+use crate::plan::units::human_bytes;
 use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
 use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
@@ -297,6 +298,25 @@ fn stage_failure(plan: &Plan, report: &RunReport) -> Option<Failure> {
     None
 }
 
+/// Why a plan cannot fit target `name`, whose primaries refuse writes once they hold `max`
+/// bytes in all: its stages write `payload`.
+pub fn cannot_fit(name: &str, payload: u64, max: u64) -> String {
+    format!(
+        "target \"{name}\": its stages write ~{} of payload, more than its maxmemory of {} (maxmemory-policy noeviction): the server would refuse writes once full. Lower the stages' size or keys, raise maxmemory, or fill with until_memory",
+        human_bytes(payload),
+        human_bytes(max)
+    )
+}
+
+/// Payload the stages of target `target` write, about (`until_memory` stages not counted).
+pub fn planned_payload(plan: &Plan, target: usize) -> u64 {
+    plan.stages
+        .iter()
+        .filter(|s| s.target == target && !matches!(s.amount, Amount::UntilMemory(_)))
+        .map(|s| s.keys.saturating_mul(s.shape.mean_entry_bytes()))
+        .fold(0, u64::saturating_add)
+}
+
 async fn execute(
     context: &RunContext<'_>,
     credentials: Vec<Credentials>,
@@ -348,6 +368,20 @@ async fn execute(
             return Err(Failure::Failed(format!(
                 "stage \"{}\" has write = \"restore\", but its keys cannot be RESTORE payloads on target \"{target}\"{version}: {why}; nothing was written. Set write = \"auto\" to write them with commands there",
                 stage.name
+            )));
+        }
+    }
+    // A plan that cannot fit: more payload than a target that refuses writes once full
+    // (noeviction) can hold, even empty. Payload is less than the memory it takes.
+    for (i, (target, live)) in plan.targets.iter().zip(live.iter_mut()).enumerate() {
+        let payload = planned_payload(plan, i);
+        if payload > 0
+            && let Some(max) = live.refusing_limit().await?
+            && payload > max
+        {
+            return Err(Failure::Invalid(format!(
+                "{}; nothing was written",
+                cannot_fit(&target.name, payload, max)
             )));
         }
     }

@@ -172,6 +172,21 @@ impl LiveTarget {
         Ok(Some(total))
     }
 
+    /// `maxmemory` summed over the primaries when every primary refuses writes once full
+    /// (`maxmemory-policy noeviction`); `None` when one evicts instead, has no limit or
+    /// hides it.
+    pub async fn refusing_limit(&mut self) -> Result<Option<u64>, Failure> {
+        let mut total = 0u64;
+        for control in &mut self.controls {
+            let facts = control.facts().await.map_err(failed)?;
+            match (facts.maxmemory, facts.maxmemory_policy.as_deref()) {
+                (Some(max), Some("noeviction")) if max > 0 => total = total.saturating_add(max),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(total))
+    }
+
     /// A primary of the target that is not on this machine, if any.
     pub fn remote_node(&self) -> Option<&NodeAddr> {
         self.controls

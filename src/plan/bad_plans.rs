@@ -32,6 +32,20 @@ pub(super) const fn bad(
 /// Every way a plan file can be wrong that validation must catch, one at a time.
 pub(super) const BAD_PLANS: &[BadPlan] = &[
     bad(
+        "a size no deployment holds (a unit typed wrong)",
+        "",
+        "size = \"5000TB\"",
+        "stages[0].size",
+        "4547.47 TiB is more than any Redis deployment holds (cachefill writes at most 1 PiB per stage); check the unit",
+    ),
+    bad(
+        "a key count no deployment holds",
+        "",
+        "keys = 2000000000000",
+        "stages[0].keys",
+        "2000000000000 keys are more than any Redis deployment holds",
+    ),
+    bad(
         "a write mode that does not exist",
         "write = \"fast\"",
         "keys = 10",

@@ -393,6 +393,21 @@ fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Plan, PlanError> {
     validate::parse(path, &text, sha256)
 }
 
+/// Reads and validates the plan at `path` for a command that writes or reads its dataset
+/// (`run`, `check`, `verify`, `export`): it needs a stage. (`profile` and `flush` only need
+/// its targets.)
+pub fn load_with_stages(path: &Path) -> Result<Plan, PlanError> {
+    let plan = load(path)?;
+    if plan.stages.is_empty() {
+        return Err(PlanError {
+            location: path.display().to_string(),
+            field: "stages".into(),
+            message: "the plan has no stages, so it would write nothing: add a [[stages]] table (docs/plan-format.md)".into(),
+        });
+    }
+    Ok(plan)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

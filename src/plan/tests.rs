@@ -97,7 +97,7 @@ fn the_same_plan_without_the_fault_is_valid() {
 
 #[test]
 fn server_config_reaches_the_plan_with_names_lowercased_and_values_as_text() {
-    let text = "[targets.main]\nmode = \"cluster\"\nlaunch = { primaries = 2 }\nserver_config = { MaxMemory = \"64mb\", \"maxmemory-policy\" = \"allkeys-lru\", hz = 50 }\n";
+    let text = "[targets.main]\nmode = \"cluster\"\nlaunch = { primaries = 2 }\nserver_config = { MaxMemory = \"64mb\", \"maxmemory-policy\" = \"allkeys-lru\", hz = 50 }\n[[stages]]\nname = \"s\"\nkeys = 1\n";
     let plan = parse_text(text).unwrap();
     let Servers::Launch { server_config, .. } = &plan.targets[0].servers else {
         panic!("not launched: {:?}", plan.targets[0].servers);
@@ -145,6 +145,43 @@ fn errors_point_at_line_and_column() {
     let error = parse_text(text).unwrap_err();
     assert_eq!(error.location, "dir/bad.toml:8:12");
     assert_eq!(error.field, "stages[0].key_size");
+}
+
+/// An error about a field points at the field's own line, not its table's header.
+#[test]
+fn errors_point_at_the_fields_own_line() {
+    let head = "[targets.main]\nmode = \"standalone\"\n";
+    let stage = "\n[[stages]]\nname = \"s\"\nkeys = 10\n";
+    for (text, location, field) in [
+        (
+            format!("{head}nodes = [\"127.0.0.1:1\"]\npassword = \"x\"\n{stage}"),
+            "4:1",
+            "targets.main.password",
+        ),
+        (
+            format!("{head}nodes = [\"127.0.0.1:99999\"]\n{stage}"),
+            "3:1",
+            "targets.main.nodes",
+        ),
+        (
+            format!("{head}nodes = [\"127.0.0.1:1\"]\n{stage}elements = 5\n"),
+            "8:1",
+            "stages[0].elements",
+        ),
+        (
+            format!("{head}nodes = [\"127.0.0.1:1\"]\ntls = {{ cert_file = \"c.pem\" }}\n{stage}"),
+            "4:9",
+            "targets.main.tls.cert_file",
+        ),
+    ] {
+        let error = parse_text(&text).unwrap_err();
+        assert_eq!(error.field, field, "{error}");
+        assert_eq!(
+            error.location,
+            format!("dir/bad.toml:{location}"),
+            "{error}"
+        );
+    }
 }
 
 #[test]

@@ -40,16 +40,39 @@ impl Connector {
         if let Some(password) = &self.credentials.password {
             settings = settings.set_password(password.expose());
         }
+        // The whole login (connection, TLS, AUTH and SELECT, then a PING that a server must
+        // answer, even with an error) within connect_timeout: a stopped server accepts
+        // connections and answers nothing.
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let stream = Guarded::new(self.connect(addr).await?);
         let broken = stream.reason();
+        let silent = |step: &str| {
+            self.fail(
+                addr,
+                format!(
+                    "the server accepted the connection but did not answer {step} within {} (connect_timeout)",
+                    humantime::format_duration(self.connect_timeout)
+                ),
+            )
+        };
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.io_timeout));
         let login = MultiplexedConnection::new_with_config(&settings, stream, config);
-        let (connection, driver) = match tokio::time::timeout(self.connect_timeout, login).await {
+        let (mut connection, driver) = match tokio::time::timeout_at(deadline, login).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e, &broken))),
-            Err(_) => return Err(self.fail(addr, "the server did not answer the login in time")),
+            Err(_) => return Err(silent(self.login_steps())),
         };
         tokio::spawn(driver);
+        let ping_command = redis::cmd("PING");
+        let ping = ping_command.query_async::<redis::Value>(&mut connection);
+        match tokio::time::timeout_at(deadline, ping).await {
+            // Any reply: `LOADING` from a server reading its dataset, `NOPERM` from a user
+            // without PING, are answers.
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if is_refusal(&e) => {}
+            Ok(Err(e)) => return Err(self.fail(addr, describe_redis_error(&e, &broken))),
+            Err(_) => return Err(silent("PING")),
+        }
         Ok(Control {
             handle: ControlHandle {
                 addr: addr.clone(),
@@ -58,6 +81,19 @@ impl Connector {
             },
             connector: self.clone(),
         })
+    }
+}
+
+impl Connector {
+    /// The commands the `redis` crate's login sends: `AUTH` with a password, `SELECT` for
+    /// another database than 0.
+    fn login_steps(&self) -> &'static str {
+        match (self.credentials.password.is_some(), self.db != 0) {
+            (true, true) => "AUTH and SELECT",
+            (true, false) => "AUTH",
+            (false, true) => "SELECT",
+            (false, false) => "the login",
+        }
     }
 }
 

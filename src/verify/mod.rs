@@ -130,8 +130,19 @@ struct RecordedRun {
     servers: HashMap<String, (Vec<NodeAddr>, Option<PathBuf>)>,
 }
 
-fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
+/// The recorded run of `path`, which must be a result of `plan` (the same plan file: its
+/// SHA-256 as the result records it).
+fn read_result(path: &Path, plan: &Plan) -> Result<RecordedRun, Failure> {
     let report = report::read(path).map_err(Failure::Invalid)?;
+    if report.plan.sha256 != plan.sha256 {
+        return Err(Failure::Invalid(format!(
+            "{}: the result is of another plan than {} (it records plan \"{}\" from {}, whose file's SHA-256 differs): pass the result of a run of this plan file as it is now",
+            path.display(),
+            plan.path.display(),
+            report.plan.name,
+            report.plan.path,
+        )));
+    }
     let mut recorded = RecordedRun {
         seeds: HashMap::new(),
         counts: HashMap::new(),
@@ -158,7 +169,11 @@ fn read_result(path: &Path) -> Result<RecordedRun, Failure> {
 
 /// Runs `cachefill verify`.
 pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure> {
-    let recorded = options.result.as_deref().map(read_result).transpose()?;
+    let recorded = options
+        .result
+        .as_deref()
+        .map(|path| read_result(path, plan))
+        .transpose()?;
     let mut readers = Vec::new();
     for target in &plan.targets {
         let credentials = Credentials::resolve(&target.name, &target.auth)

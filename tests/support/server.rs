@@ -146,6 +146,19 @@ impl RedisServer {
             .unwrap();
     }
 
+    /// Calls of `command` the server has served (`INFO commandstats`; lowercase, `config|get`
+    /// for a subcommand).
+    pub fn calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connect())
+            .unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Clients connected now (`CLIENT LIST`), this connection included.
     pub fn clients(&self) -> usize {
         let list: String = redis::cmd("CLIENT")

@@ -27,9 +27,11 @@ impl Source<'_> {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> PlanError {
+        let field = field.into();
         let location = match span {
             Some(span) => {
-                let before = &self.text[..span.start.min(self.text.len())];
+                let at = self.field_offset(span.start, &field).unwrap_or(span.start);
+                let before = &self.text[..at.min(self.text.len())];
                 let line = before.matches('\n').count() + 1;
                 let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
                 format!("{}:{line}:{column}", self.path.display())
@@ -38,9 +40,40 @@ impl Source<'_> {
         };
         PlanError {
             location,
-            field: field.into(),
+            field,
             message: message.into(),
         }
+    }
+
+    /// Where the key of `field` (its last part: `nodes` of `targets.main.nodes`) is set in
+    /// the table that starts at `start`, up to the next table header: the field's own line
+    /// rather than the table's header.
+    fn field_offset(&self, start: usize, field: &str) -> Option<usize> {
+        let key = field.rsplit('.').next()?.split('[').next()?;
+        if key.is_empty() {
+            return None;
+        }
+        let mut offset = start.min(self.text.len());
+        for (n, line) in self.text[offset..].split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if n > 0 && trimmed.starts_with('[') {
+                return None;
+            }
+            // `key = …` on its own line, or inside an inline table `{ key = … }`.
+            let mut from = 0;
+            while let Some(found) = line[from..].find(key) {
+                let at = from + found;
+                let before = line[..at].trim_end();
+                let after = line[at + key.len()..].trim_start();
+                let starts = before.is_empty() || before.ends_with(['{', ',']);
+                if starts && after.starts_with('=') && !after.starts_with("==") {
+                    return Some(offset + at);
+                }
+                from = at + key.len();
+            }
+            offset += line.len();
+        }
+        None
     }
 }
 

@@ -7,6 +7,7 @@ use super::super::raw::{RawStage, RawTarget};
 use super::super::typed::{self, TypedField};
 use super::super::*;
 use super::Source;
+use crate::plan::units::human_bytes;
 
 pub(super) fn is_valid_stage_name(name: &str) -> bool {
     !name.is_empty()
@@ -93,6 +94,27 @@ pub(super) fn resolve_stage(
             ));
         }
     };
+
+    // A bound no deployment comes near: a unit typed wrong (`5000TB`) is not a plan.
+    if let Amount::Size(bytes) = amount
+        && bytes > MAX_STAGE_BYTES
+    {
+        return Err(err(
+            "size",
+            format!(
+                "{} is more than any Redis deployment holds (cachefill writes at most 1 PiB per stage); check the unit",
+                human_bytes(bytes),
+            ),
+        ));
+    }
+    if keys > MAX_STAGE_KEYS && amount == Amount::Keys {
+        return Err(err(
+            "keys",
+            format!(
+                "{keys} keys are more than any Redis deployment holds (cachefill writes at most {MAX_STAGE_KEYS} per stage)"
+            ),
+        ));
+    }
 
     let key = match format {
         Some(format) => {
@@ -228,6 +250,11 @@ fn keys_of_size(format: &KeyFormat, size: u64, elements_four_times: u128) -> u64
     }
     low
 }
+
+/// Most payload one stage may write: 1 PiB.
+const MAX_STAGE_BYTES: u64 = 1 << 50;
+/// Most keys one stage may write: 2^40, a thousand primaries of a billion keys.
+const MAX_STAGE_KEYS: u64 = 1 << 40;
 
 /// The stage's type and element fields: fields of other types refused, defaults filled in,
 /// and sizes checked to leave room for the element index that keeps names unique in a key.

@@ -115,6 +115,9 @@ pub struct TargetReport {
 pub struct KeptServers {
     /// Every server's client address (a cluster's primaries first, then replicas).
     pub addresses: Vec<String>,
+    /// Their process ids, in the same order (`kill` stops them; their folders go then).
+    #[serde(default)]
+    pub pids: Vec<u32>,
     /// The throwaway CA certificate of launched TLS servers; null without TLS.
     pub ca_file: Option<String>,
 }

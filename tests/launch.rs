@@ -4,6 +4,7 @@
 mod support;
 
 use std::net::TcpStream;
+use std::time::Duration;
 
 use support::*;
 
@@ -28,15 +29,26 @@ fn a_launched_server_is_filled_and_stopped_afterwards() {
     );
 }
 
+/// `--keep` leaves the server running and says where, its pid and how to stop it; once it
+/// is stopped its temporary folder goes.
 #[test]
-fn keep_leaves_the_launched_server_running_and_prints_its_address() {
+fn keep_leaves_the_launched_server_running_and_says_how_to_stop_it() {
     let scratch = Scratch::new();
     let plan = scratch.plan("plan.toml", &launched_plan(500).build());
     let (output, result) = run_plan(&scratch, &plan, &["--keep"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let port = node_port(&result.unwrap(), "local", 0);
+    let result = result.unwrap();
+    let port = node_port(&result, "local", 0);
+    let pids = result["targets"]["local"]["kept"]["pids"]
+        .as_array()
+        .unwrap();
+    assert_eq!(pids.len(), 1, "{result}");
+    let pid = pids[0].as_u64().unwrap();
     assert!(
-        stderr(&output).contains(&format!("127.0.0.1:{port}")),
+        stderr(&output).lines().any(|l| l
+            == format!(
+                "target local keeps running at 127.0.0.1:{port} (--keep): pid {pid}; stop it with `kill {pid}`; its temporary folders go when it stops"
+            )),
         "{}",
         stderr(&output)
     );
@@ -46,8 +58,27 @@ fn keep_leaves_the_launched_server_running_and_prints_its_address() {
         .unwrap();
     let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
     assert_eq!(keys, 500);
-    redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut conn).ok();
-    remove_kept_folders(&port.to_string());
+    let folders = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("cachefill-") && name.ends_with(&format!("-{port}"))
+            })
+            .count()
+    };
+    assert_eq!(folders(), 1, "the kept server's folder");
+    // SAFETY: kill(2) of the server this test's run left running; no memory is shared.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    wait_until(
+        "the kept server's folder is removed once it stopped",
+        Duration::from_secs(20),
+        || folders() == 0,
+    );
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
 #[test]

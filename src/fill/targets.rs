@@ -1,13 +1,15 @@
 //! Targets for a run: launch local servers, connect (through [`crate::server::connect`]),
 //! flush, and record what each server held before and after.
 
+use std::path::{Path, PathBuf};
+
 use crate::error::Failure;
 use crate::plan::{DataType, Mode, NodeAddr, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
 use crate::rdb::ServerEncoding;
 use crate::report::{KeptServers, NodeReport, TargetReport};
 use crate::server::connect::{self, Connected};
-use crate::server::launch::{LocalCluster, LocalServer};
+use crate::server::launch::{self, LocalCluster, LocalServer};
 use crate::server::launch_settings;
 use crate::server::local_tls::{LocalTls, TlsFiles};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
@@ -263,24 +265,46 @@ impl LiveTarget {
         if !keep {
             return None;
         }
-        let addrs = match self.launched {
+        let kept = match self.launched {
             Launched::Nothing => return None,
             Launched::Server(server) => vec![server.keep()],
             Launched::Cluster(cluster) => cluster.keep(),
         };
-        let addresses: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let addresses: Vec<String> = kept.iter().map(|k| k.addr.to_string()).collect();
+        let pids: Vec<u32> = kept.iter().filter_map(|k| k.pid).collect();
         let ca_file = self.local_tls.map(LocalTls::keep);
+        let mut dirs: Vec<PathBuf> = kept.into_iter().map(|k| k.dir).collect();
+        dirs.extend(
+            ca_file
+                .as_deref()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf),
+        );
         let ca = match &ca_file {
             Some(path) => format!(", TLS with the CA certificate {}", path.display()),
             None => String::new(),
         };
+        let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let cleanup = match launch::watch_kept(&pids, &dirs) {
+            Ok(()) => "its temporary folders go when it stops".to_string(),
+            Err(e) => format!(
+                "remove {} once it stops (cannot watch it: {e})",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        };
         progress.line(&format!(
-            "target {} keeps running at {}{ca} (--keep)",
+            "target {} keeps running at {}{ca} (--keep): pid {}; stop it with `kill {}`; {cleanup}",
             self.connector.name,
-            addresses.join(", ")
+            addresses.join(", "),
+            pid_list.join(", "),
+            pid_list.join(" "),
         ));
         Some(KeptServers {
             addresses,
+            pids,
             ca_file: ca_file.map(|p| p.display().to_string()),
         })
     }

@@ -218,14 +218,51 @@ impl LocalServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Leaves the server running after cachefill exits; returns its address.
-    pub fn keep(mut self) -> NodeAddr {
+    /// Leaves the server running after cachefill exits; returns its address, process id and
+    /// folder (which [`watch_kept`] removes once it stops).
+    pub fn keep(mut self) -> Kept {
         cleanup::untrack(&self.dir);
-        if let Some(child) = self.child.take() {
+        let pid = self.child.take().map(|child| {
+            let pid = child.id();
             std::mem::forget(child);
+            pid
+        });
+        Kept {
+            addr: self.client_addr(),
+            pid,
+            dir: self.dir.clone(),
         }
-        self.client_addr()
     }
+}
+
+/// A launched server left running with `--keep`.
+pub struct Kept {
+    /// Its client address.
+    pub addr: NodeAddr,
+    /// Its process id.
+    pub pid: Option<u32>,
+    /// Its folder (log, cluster configuration).
+    pub dir: PathBuf,
+}
+
+/// Removes `dirs` once every process of `pids` has exited (polled each second by a small
+/// shell process of its own, which outlives cachefill): the folders of servers kept with
+/// `--keep`, and their throwaway CA, go when the servers stop.
+pub fn watch_kept(pids: &[u32], dirs: &[PathBuf]) -> std::io::Result<()> {
+    const WATCH: &str = r#"for p in $1; do while kill -0 "$p" 2>/dev/null; do sleep 1; done; done; shift; rm -rf -- "$@""#;
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    Command::new("sh")
+        .arg("-c")
+        .arg(WATCH)
+        .arg("cachefill-keep")
+        .arg(pids.join(" "))
+        .args(dirs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
 }
 
 /// The file in a launched server's folder that holds its standard error.
@@ -439,8 +476,8 @@ impl LocalCluster {
         self.servers.iter().map(LocalServer::client_addr).collect()
     }
 
-    /// Leaves the servers running after cachefill exits; returns their addresses.
-    pub fn keep(self) -> Vec<NodeAddr> {
+    /// Leaves the servers running after cachefill exits (see [`LocalServer::keep`]).
+    pub fn keep(self) -> Vec<Kept> {
         self.servers.into_iter().map(LocalServer::keep).collect()
     }
 }

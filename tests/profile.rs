@@ -790,3 +790,43 @@ fn on_a_terminal_profile_shows_a_bar_of_the_keys_sampled() {
         "{screen}"
     );
 }
+
+/// cachefill's own keys (prefix, zero-padded index, random filler up to `key_size`) profile
+/// as one pattern per stage, every key counted, not as thousands of keys in `other`.
+#[test]
+fn cachefill_default_keys_profile_as_their_stages() {
+    require("redis-server");
+    let scratch = Scratch::new();
+    let server = RedisServer::start(&[]);
+    let plan = support::PlanBuilder::new()
+        .target(server.target())
+        .stage(
+            support::StageBuilder::new("users")
+                .keys(3000)
+                .key_size(24)
+                .value_size(40),
+        )
+        .stage(
+            support::StageBuilder::new("carts")
+                .keys(1200)
+                .key_size(40)
+                .value_size(200),
+        )
+        .build();
+    run_plan(&scratch, "defaults.toml", &plan);
+    assert_eq!(server.dbsize(), 4200);
+
+    let (profiled, said) = full_profile(&scratch, server.target(), "defaults.profile.toml", &[]);
+    let stages = stages(&profiled);
+    let found: BTreeMap<&str, u64> = stages.iter().map(|(n, s)| (n.as_str(), keys(s))).collect();
+    assert_eq!(
+        found.values().copied().collect::<Vec<_>>(),
+        vec![1200, 3000],
+        "{said}\n{profiled}"
+    );
+    assert!(!found.keys().any(|n| n.contains("other")), "{profiled}");
+    for (stage, size) in [(1200, 200.0), (3000, 40.0)] {
+        let stage = stages.values().find(|s| keys(s) == stage).unwrap();
+        assert_eq!(mean(stage, "value_size"), size);
+    }
+}

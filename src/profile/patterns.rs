@@ -53,7 +53,7 @@ pub fn split(key: &[u8]) -> SplitKey {
                 .take_while(|b| b.is_ascii_alphanumeric())
                 .count();
             let run = &text[i..end];
-            if is_hex_id(run) {
+            if is_hex_id(run) || is_random_id(run) {
                 id(&mut pattern, &mut literal, run);
             } else {
                 let mut rest = run;
@@ -104,6 +104,33 @@ fn is_hex_id(run: &str) -> bool {
     run.len() >= 8
         && run.bytes().all(|b| b.is_ascii_hexdigit())
         && run.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Random alphanumerics (base62 ids, cachefill's own key filler after its index): 8 or more
+/// letters and digits that switch between letters and digits three times or more
+/// (`RHzz92oBUo5A`), twice with mixed case (`Kq7Tzp2Lm`), or that start with 4 or more
+/// digits (an index run into a tail: `000042Ab`). Words with a number in them (`item42x`,
+/// `order2024summary`) stay words and digits.
+fn is_random_id(run: &str) -> bool {
+    let bytes = run.as_bytes();
+    if bytes.len() < 8 || !bytes.iter().any(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let leading_digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let switches = bytes
+        .windows(2)
+        .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+        .count();
+    let case_changes = bytes
+        .windows(2)
+        .filter(|w| {
+            w[0].is_ascii_alphabetic()
+                && w[1].is_ascii_alphabetic()
+                && w[0].is_ascii_uppercase() != w[1].is_ascii_uppercase()
+        })
+        .count();
+    bytes.iter().any(u8::is_ascii_digit)
+        && (switches >= 3 || (switches >= 2 && case_changes >= 2) || leading_digits >= 4)
 }
 
 /// What the keys of one pattern held at each id position.
@@ -367,6 +394,24 @@ mod tests {
         // Words stay words, even hex-looking ones; digits inside words are ids.
         assert_eq!(split(b"cafebabe:page").ids, Vec::<String>::new());
         assert_eq!(split(b"item42x").ids, vec!["42"]);
+        assert_eq!(split(b"order2024summary:x").ids, vec!["2024"]);
+    }
+
+    /// cachefill's own default keys (prefix, zero-padded index, random filler) are one
+    /// pattern, as are base62 ids: the random tail is part of the id.
+    #[test]
+    fn random_alphanumeric_tails_are_ids() {
+        let keys = [
+            "users:000000RHzz92oBUo5A",
+            "users:00001DI29RPCZlkZZc",
+            "users:00002AxGxpqsa4NxpA",
+            "users:000031bcdefghijklm",
+        ];
+        let (label, format) = format_of(&keys, 100_000);
+        assert_eq!(label, "users:*");
+        assert_eq!(format, "users:{i:018}");
+        assert_eq!(split(b"link:aB3dE5fG").ids, vec!["aB3dE5fG"]);
+        assert_eq!(split(b"s:Kq7Tzp2Lm").ids, vec!["Kq7Tzp2Lm"]);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             output,
         } => {
             let plan = plan::load_with_stages(&plan)?;
+            if let Some(path) = &output {
+                output::check_writable(path, "the export")?;
+            }
             let shard = shard::resolve(shard.as_deref(), None, None).map_err(command_line)?;
             let options = export::ExportOptions {
                 stage,
@@ -58,11 +61,17 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             shards,
             no_flush,
         } => check_plans(&plans, shards, no_flush),
-        Command::Merge { results, output } => merge::merge(&results, output.as_deref()),
+        Command::Merge { results, output } => {
+            if let Some(path) = &output {
+                output::check_writable(path, "the merged result")?;
+            }
+            merge::merge(&results, output.as_deref())
+        }
         Command::Report { result, output } => {
+            let path = output.unwrap_or_else(|| result.with_extension("html"));
+            output::check_writable(&path, "the report")?;
             let run = report::read(&result).map_err(Failure::Invalid)?;
             let page = html::render(&run).map_err(Failure::Failed)?;
-            let path = output.unwrap_or_else(|| result.with_extension("html"));
             output::write(page.as_bytes(), &path)
                 .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))
         }
@@ -73,6 +82,9 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             output,
         } => {
             let plan = plan::load_with_stages(&plan)?;
+            if let Some(path) = &output {
+                output::check_writable(path, "the verify report")?;
+            }
             let options = verify::VerifyOptions {
                 result,
                 sample,
@@ -90,13 +102,15 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             output,
         } => {
             let plan = plan::load(&plan)?;
+            let output =
+                output.unwrap_or_else(|| PathBuf::from(format!("{}.shape.toml", plan.name)));
+            output::check_writable(&output, "the profiled plan")?;
             let options = profile::ProfileOptions {
                 target,
                 sample: sample.max(1),
                 amount: profile_amount(scale, size.as_deref())?,
                 max_ops: (max_ops > 0).then_some(max_ops),
-                output: output
-                    .unwrap_or_else(|| PathBuf::from(format!("{}.shape.toml", plan.name))),
+                output,
             };
             runtime()?.block_on(profile::profile(&plan, &options))
         }
@@ -248,6 +262,7 @@ fn output_or(output: Option<PathBuf>, plan_name: &str, what: &str) -> PathBuf {
 }
 
 fn fill_run(plan: &plan::Plan, options: &fill::RunOptions) -> Result<(), Failure> {
+    output::check_writable(&options.output, "the result")?;
     runtime()?.block_on(async {
         interrupt::install()
             .map_err(|e| Failure::Failed(format!("cannot install signal handlers: {e}")))?;

@@ -2,7 +2,7 @@
 //! that went away (`cachefill check plan.toml | head`, `-o - | head`) is not an error.
 
 use std::io::{ErrorKind, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Failure;
 
@@ -40,6 +40,61 @@ pub fn write(bytes: &[u8], path: &Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     written
+}
+
+/// Refuses, before any work, an output path that cannot be written: a missing folder, a
+/// file where its folder should be, a folder where the file should be, a folder or file
+/// the user may not write (or on a read-only file system). `what` names the output in the
+/// line (`the result`). `-` (standard output) is always fine.
+pub fn check_writable(path: &Path, what: &str) -> Result<(), Failure> {
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Failure::Invalid(format!(
+            "cannot write {what} to {}: {why}; nothing was done",
+            path.display()
+        ))
+    };
+    // A link is judged by the file it names; a link to nothing yet by its own folder.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    match std::fs::metadata(&target) {
+        Ok(found) if found.is_dir() => return Err(refuse("it is a folder".into())),
+        // A device or a pipe is written in place: it needs only to be writable itself.
+        Ok(found) if !found.is_file() => {
+            return may_write(&target).map_err(|e| refuse(e.to_string()));
+        }
+        _ => {}
+    }
+    let folder = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::metadata(&folder) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(refuse(format!(
+            "the folder {} does not exist (create it first)",
+            folder.display()
+        ))),
+        Err(e) => Err(refuse(format!("{}: {e}", folder.display()))),
+        Ok(found) if !found.is_dir() => Err(refuse(format!(
+            "{} is a file, not a folder",
+            folder.display()
+        ))),
+        // The file is written beside itself and renamed: its folder must take new files.
+        Ok(_) => may_write(&folder).map_err(|e| refuse(format!("{}: {e}", folder.display()))),
+    }
+}
+
+/// Whether this process may write `path` (`access(2)`, which also says a read-only file
+/// system).
+fn may_write(path: &Path) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    match unsafe { libc::access(name.as_ptr(), libc::W_OK) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 fn write_in_place(bytes: &[u8], path: &Path) -> std::io::Result<()> {
@@ -125,6 +180,53 @@ mod tests {
         write(b"new", &link).unwrap();
         assert_is_symlink(&link);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_written_is_refused_before_any_work() {
+        use super::check_writable;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let refused = |path: &std::path::Path| check_writable(path, "the result").unwrap_err();
+        let missing = dir.path().join("missing").join("r.json");
+        assert_eq!(
+            refused(&missing).to_string(),
+            format!(
+                "cannot write the result to {}: the folder {} does not exist (create it \
+                 first); nothing was done",
+                missing.display(),
+                dir.path().join("missing").display()
+            )
+        );
+        assert_eq!(
+            refused(dir.path()).to_string(),
+            format!(
+                "cannot write the result to {}: it is a folder; nothing was done",
+                dir.path().display()
+            )
+        );
+        let under_file = file.join("r.json");
+        assert_eq!(
+            refused(&under_file).to_string(),
+            format!(
+                "cannot write the result to {}: {} is a file, not a folder; nothing was done",
+                under_file.display(),
+                file.display()
+            )
+        );
+        assert_eq!(refused(&missing).exit_code(), 2);
+        for fine in [
+            file.clone(),
+            dir.path().join("new.json"),
+            "-".into(),
+            "/dev/null".into(),
+            "relative.json".into(),
+        ] {
+            check_writable(&fine, "the result").unwrap();
+        }
+        // Nothing was made by checking.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

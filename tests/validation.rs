@@ -291,3 +291,74 @@ fn command_line_errors_name_the_argument_with_exit_2() {
     );
     assert_eq!(std::fs::read_dir(scratch.dir.path()).unwrap().count(), 0);
 }
+
+/// Every output path is checked before any work: a run to a missing folder neither flushes
+/// nor fills (before, it did both and then lost its result), and `profile`, `verify`,
+/// `export`, `flush`, `merge` and `report` refuse before they read or write anything.
+#[test]
+fn an_output_path_that_cannot_be_written_is_refused_before_any_work() {
+    let server = RedisServer::start(&[]);
+    server.set("sentinel", "1");
+    let digest = server.digest();
+    let pings = server.calls("ping");
+    let scratch = Scratch::new();
+    let plan = PlanBuilder::new()
+        .target(server.target().flush(true))
+        .stage(StageBuilder::new("s").keys(10));
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let plan = plan.to_str().unwrap();
+    std::fs::write(scratch.path("plain"), "x").unwrap();
+    let cases: [(&[&str], &str, &str); 8] = [
+        (&["run", plan, "-o"], "missing/r.json", "the result"),
+        (&["run", plan, "-o"], "plain/r.json", "the result"),
+        (
+            &["flush", "--yes", plan, "-o"],
+            "missing/f.json",
+            "the result",
+        ),
+        (
+            &["verify", plan, "-o"],
+            "missing/v.json",
+            "the verify report",
+        ),
+        (
+            &["profile", plan, "-o"],
+            "missing/p.toml",
+            "the profiled plan",
+        ),
+        (&["export", plan, "-o"], "missing/e.resp", "the export"),
+        (
+            &["merge", "a.json", "-o"],
+            "missing/m.json",
+            "the merged result",
+        ),
+        (&["report", "a.json", "-o"], "missing/r.html", "the report"),
+    ];
+    for (args, path, what) in cases {
+        let output = cachefill(scratch.dir.path())
+            .args(args)
+            .arg(path)
+            .output()
+            .unwrap();
+        let why = match path.split_once('/') {
+            Some(("plain", _)) => "plain is a file, not a folder".to_string(),
+            _ => "the folder missing does not exist (create it first)".to_string(),
+        };
+        assert_eq!(
+            (output.status.code(), stderr(&output)),
+            (
+                Some(2),
+                format!("cachefill: cannot write {what} to {path}: {why}; nothing was done\n")
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(server.dbsize(), 1, "the server was flushed or filled");
+    assert_eq!(server.digest(), digest);
+    assert_eq!(server.calls("ping"), pings, "cachefill logged in");
+    let left: Vec<_> = std::fs::read_dir(scratch.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}

@@ -8,7 +8,7 @@ use crate::cli::{Cli, Command};
 use crate::error::Failure;
 use crate::output::print_stdout;
 use crate::shard::{self, Shard};
-use crate::{check, export, fill, html, interrupt, merge, output, plan, profile, report, verify};
+use crate::{check, export, fill, interrupt, merge, output, plan, profile, report, result, verify};
 
 /// Runs one subcommand; `Err` is the one line the user sees and the exit code.
 pub fn execute(command: Command) -> Result<(), Failure> {
@@ -70,8 +70,8 @@ pub fn execute(command: Command) -> Result<(), Failure> {
         Command::Report { result, output } => {
             let path = output.unwrap_or_else(|| result.with_extension("html"));
             output::check_writable(&path, "the report")?;
-            let run = report::read(&result).map_err(Failure::Invalid)?;
-            let page = html::render(&run).map_err(Failure::Failed)?;
+            let run = result::read(&result).map_err(Failure::Invalid)?;
+            let page = report::render(&run).map_err(Failure::Failed)?;
             output::write(page.as_bytes(), &path)
                 .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))
         }

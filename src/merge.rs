@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::Failure;
-use crate::report::{self, NodeKeys, RunReport, ShardInfo, ShardTimeline, StageReport, Status};
+use crate::result::{self, NodeKeys, RunResult, ShardInfo, ShardTimeline, StageReport, Status};
 
 fn invalid(path: &Path, message: impl std::fmt::Display) -> Failure {
     Failure::Invalid(format!("{}: {message}", path.display()))
@@ -32,7 +32,7 @@ fn rank(status: Status) -> u8 {
 pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
     let mut results = Vec::new();
     for path in files {
-        results.push((path.clone(), report::read(path).map_err(Failure::Invalid)?));
+        results.push((path.clone(), result::read(path).map_err(Failure::Invalid)?));
     }
     let Some((first_path, first)) = results.first() else {
         return Err(Failure::Invalid(
@@ -52,8 +52,8 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
         .filter_map(|(_, r)| time(&r.finished_at))
         .max();
     if let (Some(start), Some(end)) = (start, end) {
-        merged.started_at = report::timestamp(start);
-        merged.finished_at = report::timestamp(end);
+        merged.started_at = result::timestamp(start);
+        merged.finished_at = result::timestamp(end);
         merged.duration_s = end.duration_since(start).unwrap_or_default().as_secs_f64();
     }
     // The largest of the shards' processes (each ran on its own machine).
@@ -101,7 +101,7 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
     let path = output
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(format!("{}.result.json", merged.plan.name)));
-    report::write(&merged, &path).map_err(|e| {
+    result::write(&merged, &path).map_err(|e| {
         Failure::Failed(format!(
             "cannot write the merged result to {}: {e}",
             path.display()
@@ -120,7 +120,7 @@ pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
 /// Each shard's timeline, in shard order whatever the order of the files: the shards' samples
 /// were taken at their own moments and cannot be added up. Shards without one (results of an
 /// older cachefill) are left out.
-fn shard_timelines(results: &[(PathBuf, RunReport)]) -> Vec<ShardTimeline> {
+fn shard_timelines(results: &[(PathBuf, RunResult)]) -> Vec<ShardTimeline> {
     let mut timelines: Vec<ShardTimeline> = results
         .iter()
         .filter_map(|(_, r)| {
@@ -137,9 +137,9 @@ fn shard_timelines(results: &[(PathBuf, RunReport)]) -> Vec<ShardTimeline> {
 /// Refuses results of other plan files, of another shard count, or with a shard given twice
 /// or missing.
 fn check_complete(
-    results: &[(PathBuf, RunReport)],
+    results: &[(PathBuf, RunResult)],
     first_path: &Path,
-    first: &RunReport,
+    first: &RunResult,
 ) -> Result<(), Failure> {
     let count = first.shard.count;
     let mut seen = vec![false; count as usize];
@@ -190,7 +190,7 @@ fn check_complete(
 fn merge_stage(
     i: usize,
     stage: &StageReport,
-    results: &[(PathBuf, RunReport)],
+    results: &[(PathBuf, RunResult)],
 ) -> Result<StageReport, Failure> {
     let mut total = stage.clone();
     let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
@@ -255,7 +255,7 @@ fn merge_stage(
             .duration_since(begin)
             .unwrap_or_default()
             .as_secs_f64();
-        total.started_at = Some(report::timestamp(begin));
+        total.started_at = Some(result::timestamp(begin));
         total.duration_s = seconds;
         let seconds = seconds.max(1e-9);
         total.keys_per_s = total.keys_written as f64 / seconds;

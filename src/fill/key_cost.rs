@@ -18,7 +18,7 @@ use super::state::StageState;
 use super::targets::Route;
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
-use crate::report::KeyCost;
+use crate::result::KeyCost;
 use crate::server::Connector;
 use crate::server::value::{Detour, detour};
 use crate::slot::slot;

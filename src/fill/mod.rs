@@ -34,7 +34,7 @@ use crate::interrupt;
 use crate::plan::units::human_bytes;
 use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
-use crate::report::{self, PlanInfo, Redirects, RunReport, ShardInfo, StageReport, Status};
+use crate::result::{self, PlanInfo, Redirects, RunResult, ShardInfo, StageReport, Status};
 use crate::server::Credentials;
 use crate::shard::Shard;
 use stage::StageRun;
@@ -77,7 +77,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     let progress = Progress::new(options.quiet);
     let started_at = SystemTime::now();
     let clock = Instant::now();
-    let mut report = RunReport {
+    let mut report = RunResult {
         cachefill_version: env!("CARGO_PKG_VERSION").to_string(),
         status: Status::Ok,
         error: None,
@@ -92,7 +92,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
             count: options.shard.count,
             merged: None,
         },
-        started_at: report::timestamp(started_at),
+        started_at: result::timestamp(started_at),
         finished_at: String::new(),
         duration_s: 0.0,
         client_peak_rss_bytes: None,
@@ -138,10 +138,10 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         Some(_) => Status::Failed,
     };
     report.error = failure.as_ref().map(ToString::to_string);
-    report.finished_at = report::timestamp(SystemTime::now());
+    report.finished_at = result::timestamp(SystemTime::now());
     report.duration_s = clock.elapsed().as_secs_f64();
-    report.client_peak_rss_bytes = report::peak_rss_bytes();
-    report::write(&report, &options.output).map_err(|e| {
+    report.client_peak_rss_bytes = result::peak_rss_bytes();
+    result::write(&report, &options.output).map_err(|e| {
         Failure::Failed(format!(
             "cannot write the result to {}: {e}",
             options.output.display()
@@ -262,7 +262,7 @@ fn pending_stage(plan: &Plan, stage: &Stage, run_seed: u64, shard: Shard) -> Sta
 }
 
 /// The run's failure from its stages: the first stage that failed, or an interrupt.
-fn stage_failure(plan: &Plan, report: &RunReport) -> Option<Failure> {
+fn stage_failure(plan: &Plan, report: &RunResult) -> Option<Failure> {
     if let Some(stage) = report.stages.iter().find(|s| s.status == Status::Failed) {
         let addr = match stage.per_node.as_slice() {
             [node] => format!(" ({})", node.address),
@@ -320,7 +320,7 @@ pub fn planned_payload(plan: &Plan, target: usize) -> u64 {
 async fn execute(
     context: &RunContext<'_>,
     credentials: Vec<Credentials>,
-    report: &mut RunReport,
+    report: &mut RunResult,
     live: &mut Vec<LiveTarget>,
 ) -> Result<(), Failure> {
     let RunContext {
@@ -437,7 +437,7 @@ async fn execute(
 /// Starts every stage once the stages it runs `after` have finished, in parallel otherwise.
 async fn schedule(
     context: &RunContext<'_>,
-    report: &mut RunReport,
+    report: &mut RunResult,
     live: &[LiveTarget],
     goals: &[Option<u64>],
     timeline: &Arc<Recorder>,

@@ -22,8 +22,8 @@ use crate::plan::units::human_bytes;
 use crate::plan::{DataType, NodeAddr, Stage};
 use crate::progress::StageProgress;
 use crate::rdb::ServerEncoding;
-use crate::report::{self, KeyCost, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
 use crate::resp::typed::Chunking;
+use crate::result::{self, KeyCost, NodeKeys, Redirects, StageReport, Status, UntilMemoryReport};
 use crate::server::{Connector, MemoryProbe, WrittenStage};
 use crate::shard::Shard;
 
@@ -455,7 +455,7 @@ impl StageRun {
             partial_keys: state.partial_keys.load(Relaxed),
             restored_keys: state.restored_keys.load(Relaxed),
             payload_bytes,
-            started_at: Some(report::timestamp(started_at)),
+            started_at: Some(result::timestamp(started_at)),
             duration_s: elapsed.as_secs_f64(),
             keys_per_s: keys_written as f64 / seconds,
             mb_per_s: payload_bytes as f64 / 1e6 / seconds,

@@ -7,7 +7,7 @@ use crate::error::Failure;
 use crate::plan::{DataType, Mode, NodeAddr, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
 use crate::rdb::ServerEncoding;
-use crate::report::{KeptServers, NodeReport, TargetReport};
+use crate::result::{KeptServers, NodeReport, TargetReport};
 use crate::server::connect::{self, Connected};
 use crate::server::launch::{self, LocalCluster, LocalServer};
 use crate::server::launch_settings;

@@ -15,7 +15,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::lock::lock;
 use super::state::StageState;
-use crate::report::{self, StageEvent, StageSample, TargetSample, Timeline, TimelineSample};
+use crate::result::{self, StageEvent, StageSample, TargetSample, Timeline, TimelineSample};
 use crate::server::{InfoFigures, MemoryProbe};
 
 /// How often a sample is taken besides the stages' starts and ends.
@@ -174,7 +174,7 @@ impl Sampler {
         let _ = self.task.await;
         let samples = std::mem::take(&mut lock(&self.recorder.inner).samples);
         Timeline {
-            started_at: report::timestamp(self.recorder.started_at),
+            started_at: result::timestamp(self.recorder.started_at),
             samples,
         }
     }

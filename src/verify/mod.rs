@@ -13,7 +13,7 @@ use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
 use crate::progress::Progress;
-use crate::report;
+use crate::result;
 use crate::server::Credentials;
 use crate::server::connect::{self, Route};
 
@@ -133,7 +133,7 @@ struct RecordedRun {
 /// The recorded run of `path`, which must be a result of `plan` (the same plan file: its
 /// SHA-256 as the result records it).
 fn read_result(path: &Path, plan: &Plan) -> Result<RecordedRun, Failure> {
-    let report = report::read(path).map_err(Failure::Invalid)?;
+    let report = result::read(path).map_err(Failure::Invalid)?;
     if report.plan.sha256 != plan.sha256 {
         return Err(Failure::Invalid(format!(
             "{}: the result is of another plan than {} (it records plan \"{}\" from {}, whose file's SHA-256 differs): pass the result of a run of this plan file as it is now",

@@ -2,10 +2,10 @@
 //! target's memory and evictions did meanwhile.
 
 use super::charts::{self, Series};
-use crate::report::{RunReport, StageEvent, Timeline};
+use crate::result::{RunResult, StageEvent, Timeline};
 
 /// `(heading, svg)` of every chart the run's timeline gives; none without a timeline.
-pub fn charts(run: &RunReport) -> Result<Vec<(String, String)>, String> {
+pub fn charts(run: &RunResult) -> Result<Vec<(String, String)>, String> {
     let Some(timeline) = &run.timeline else {
         return Ok(Vec::new());
     };
@@ -120,7 +120,7 @@ fn removed_series(timeline: &Timeline, target: &str) -> Vec<Series> {
 fn field(
     timeline: &Timeline,
     target: &str,
-    pick: impl Fn(&crate::report::TargetSample) -> Option<u64>,
+    pick: impl Fn(&crate::result::TargetSample) -> Option<u64>,
 ) -> Vec<(f64, f64)> {
     timeline
         .samples

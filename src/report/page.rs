@@ -6,10 +6,10 @@ use std::fmt::Write;
 use super::charts;
 use super::timeline;
 use crate::plan::units::human_bytes;
-use crate::report::{RunReport, StageReport, Status};
+use crate::result::{RunResult, StageReport, Status};
 
 /// The whole page for `run`.
-pub fn render(run: &RunReport) -> Result<String, String> {
+pub fn render(run: &RunResult) -> Result<String, String> {
     let mut page = String::with_capacity(64 << 10);
     let title = format!("cachefill report: {}", run.plan.name);
     let _ = write!(
@@ -59,7 +59,7 @@ pub fn render(run: &RunReport) -> Result<String, String> {
     Ok(page)
 }
 
-fn summary(run: &RunReport, page: &mut String) {
+fn summary(run: &RunResult, page: &mut String) {
     let _ = write!(
         page,
         "<p class=\"summary\"><span class=\"status {status}\">{status}</span> started {} · {:.2} s",
@@ -128,7 +128,7 @@ fn stage_table(stages: &[StageReport], page: &mut String) {
 
 /// Each target's primaries before and after the run: keys, memory, and the keys they
 /// evicted meanwhile ("–" where `INFO` was not allowed).
-fn server_table(run: &RunReport, page: &mut String) {
+fn server_table(run: &RunResult, page: &mut String) {
     page.push_str(
         "<table>\n<thead><tr><th>server</th><th>target</th><th>keys before</th>\
          <th>keys after</th><th>memory before</th><th>memory after</th>\

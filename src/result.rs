@@ -11,7 +11,7 @@ use crate::plan::DataType;
 
 /// The whole result file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
+pub struct RunResult {
     /// Version of the binary that wrote the result.
     pub cachefill_version: String,
     /// "ok", "failed" or "interrupted".
@@ -338,7 +338,7 @@ pub struct TargetSample {
 
 /// Reads a result file back; errors are one line naming the file and what is wrong (for a
 /// result of another format, the field that is missing or malformed).
-pub fn read(path: &Path) -> Result<RunReport, String> {
+pub fn read(path: &Path) -> Result<RunResult, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the result file: {e}", path.display()))?;
     let mut json = serde_json::Deserializer::from_str(&text);
@@ -378,7 +378,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Writes `report` to `path` (`-`: standard output) through a temporary file and a rename,
 /// so a reader never sees half a result.
-pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
+pub fn write(report: &RunResult, path: &Path) -> std::io::Result<()> {
     let mut json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
     json.push(b'\n');
     crate::output::write(&json, path)

@@ -16,7 +16,7 @@ macro_rules! out {
 
 /// Prints the plan's targets and stages (stdout) in the order they would run; refuses a
 /// plan whose payload cannot fit a launched target's `maxmemory` (noeviction).
-pub fn print(plan: &Plan) -> Result<(), Failure> {
+pub(crate) fn print(plan: &Plan) -> Result<(), Failure> {
     for (i, target) in plan.targets.iter().enumerate() {
         let payload = crate::fill::planned_payload(plan, i);
         if let Some(max) = launched_limit(target)

@@ -6,7 +6,9 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::error::Failure;
+use crate::fill::{AfterRun, Flushes, RemoteFlush};
 use crate::output::print_stdout;
+use crate::progress::Display;
 use crate::shard::{self, Shard};
 use crate::{check, export, fill, interrupt, merge, output, plan, profile, report, result, verify};
 
@@ -86,11 +88,27 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                 output::check_writable(path, "the verify report")?;
             }
             let options = verify::VerifyOptions {
-                result,
+                result: result
+                    .as_deref()
+                    .map(|path| verify::read_result(path, &plan))
+                    .transpose()?,
                 sample,
-                output,
+                display: Display::Bars,
             };
-            runtime()?.block_on(verify::verify(&plan, &options))
+            let report = runtime()?.block_on(verify::verify(&plan, &options))?;
+            if let Some(path) = &output {
+                let json = serde_json::to_vec_pretty(&report)
+                    .map_err(|e| Failure::Failed(e.to_string()))?;
+                output::write(&json, path).map_err(|e| {
+                    Failure::Failed(format!(
+                        "cannot write the report to {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            report
+                .problem()
+                .map_or(Ok(()), |problem| Err(Failure::Failed(problem)))
         }
         Command::Profile {
             plan,
@@ -129,28 +147,27 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             let shard = shard::resolve(shard.as_deref(), shards, job_index.as_deref())
                 .map_err(command_line)?;
             let options = fill::RunOptions {
-                output: output_or(output, &plan.name, "result"),
-                yes,
-                quiet,
-                keep,
+                display: if quiet { Display::Lines } else { Display::Bars },
+                remote_flush: confirmed(yes),
+                launched: if keep { AfterRun::Keep } else { AfterRun::Stop },
                 shard,
-                no_flush,
-                flush_only: false,
+                flushes: if no_flush {
+                    Flushes::Skip
+                } else {
+                    Flushes::AsPlanned
+                },
             };
-            fill_run(&plan, &options)
+            fill_run(&plan, &options, &output_or(output, &plan.name, "result"))
         }
         Command::Flush { plan, output, yes } => {
             let plan = plan::load(&plan)?;
             let options = fill::RunOptions {
-                output: output_or(output, &plan.name, "flush"),
-                yes,
-                quiet: true,
-                keep: false,
-                shard: Shard::WHOLE,
-                no_flush: false,
-                flush_only: true,
+                display: Display::Lines,
+                remote_flush: confirmed(yes),
+                flushes: Flushes::Only,
+                ..fill::RunOptions::default()
             };
-            fill_run(&plan, &options)
+            fill_run(&plan, &options, &output_or(output, &plan.name, "flush"))
         }
     }
 }
@@ -261,13 +278,38 @@ fn output_or(output: Option<PathBuf>, plan_name: &str, what: &str) -> PathBuf {
     output.unwrap_or_else(|| Path::new(&format!("{plan_name}.{what}.json")).to_path_buf())
 }
 
-fn fill_run(plan: &plan::Plan, options: &fill::RunOptions) -> Result<(), Failure> {
-    output::check_writable(&options.output, "the result")?;
-    runtime()?.block_on(async {
+fn confirmed(yes: bool) -> RemoteFlush {
+    if yes {
+        RemoteFlush::Confirmed
+    } else {
+        RemoteFlush::Refuse
+    }
+}
+
+/// Runs the plan, then writes its result to `path` (also a failed or interrupted run's)
+/// and says where.
+fn fill_run(plan: &plan::Plan, options: &fill::RunOptions, path: &Path) -> Result<(), Failure> {
+    output::check_writable(path, "the result")?;
+    let (result, failure) = runtime()?.block_on(async {
         interrupt::install()
             .map_err(|e| Failure::Failed(format!("cannot install signal handlers: {e}")))?;
-        fill::run(plan, options).await
-    })
+        Ok::<_, Failure>(match fill::run(plan, options).await {
+            Ok(result) => (Some(result), None),
+            Err((failure, result)) => (result, Some(failure)),
+        })
+    })?;
+    if let Some(result) = result {
+        result::write(&result, path).map_err(|e| {
+            Failure::Failed(format!(
+                "cannot write the result to {}: {e}",
+                path.display()
+            ))
+        })?;
+        if path.as_os_str() != "-" {
+            eprintln!("result written to {}", path.display());
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -10,17 +10,17 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 8081828384858687888990919293949596979899";
 
 /// Most digits of a u64.
-pub const MAX_DIGITS: usize = 20;
+pub(crate) const MAX_DIGITS: usize = 20;
 
 /// How many decimal digits `n` has.
 #[inline(always)]
-pub fn digits(n: u64) -> usize {
+pub(crate) fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// The two digits of `n`, below 100.
 #[inline(always)]
-pub fn pair(n: u64) -> [u8; 2] {
+pub(crate) fn pair(n: u64) -> [u8; 2] {
     let at = 2 * n as usize;
     [PAIRS[at], PAIRS[at + 1]]
 }
@@ -28,7 +28,7 @@ pub fn pair(n: u64) -> [u8; 2] {
 /// Writes `n` in decimal so that it ends just before `buf[end]`; returns where it starts.
 /// `buf[..end]` must have room for its digits ([`MAX_DIGITS`] at most).
 #[inline(always)]
-pub fn write_back(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+pub(crate) fn write_back(buf: &mut [u8], end: usize, mut n: u64) -> usize {
     let mut at = end;
     while n >= 100 {
         let pair = 2 * (n % 100) as usize;

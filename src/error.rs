@@ -16,7 +16,7 @@ pub enum Failure {
 }
 
 /// `text` on one line: each line break, with the blanks around it, becomes one space.
-pub fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.split(['\r', '\n'])
         .map(str::trim)
         .filter(|line| !line.is_empty())

@@ -2,16 +2,15 @@
 
 use std::process::ExitCode;
 
-use cachefill::cli::{self, Cli};
-use cachefill::commands;
+use cachefill::__private::{Cli, execute, exit_on_parse_error};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return cli::exit_on_parse_error(&e),
+        Err(e) => return exit_on_parse_error(&e),
     };
-    match commands::execute(cli.command) {
+    match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("cachefill: {failure}");

@@ -29,7 +29,7 @@ fn rank(status: Status) -> u8 {
 }
 
 /// Reads shard results, checks they belong together, and writes the merged result.
-pub fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
+pub(crate) fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
     let mut results = Vec::new();
     for path in files {
         results.push((path.clone(), result::read(path).map_err(Failure::Invalid)?));

@@ -10,7 +10,7 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 
 /// FNV-1a, 64 bit (the dataset hashes stage names with it).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

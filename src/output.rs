@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Failure;
 
 /// Writes `text` to standard output.
-pub fn print_stdout(text: &str) -> Result<(), Failure> {
+pub(crate) fn print_stdout(text: &str) -> Result<(), Failure> {
     tolerating_closed_reader(&mut std::io::stdout().lock(), text.as_bytes())
         .map_err(|e| Failure::Failed(format!("cannot write to standard output: {e}")))
 }
@@ -18,7 +18,7 @@ pub fn print_stdout(text: &str) -> Result<(), Failure> {
 /// to nothing yet gets its file made in place). Anything else (`/dev/null`, `/dev/stdout`,
 /// a named pipe) is opened and written in place: a rename would put a regular file where
 /// the device or pipe was.
-pub fn write(bytes: &[u8], path: &Path) -> std::io::Result<()> {
+pub(crate) fn write(bytes: &[u8], path: &Path) -> std::io::Result<()> {
     if path == Path::new("-") {
         return tolerating_closed_reader(&mut std::io::stdout().lock(), bytes);
     }
@@ -46,7 +46,7 @@ pub fn write(bytes: &[u8], path: &Path) -> std::io::Result<()> {
 /// file where its folder should be, a folder where the file should be, a folder or file
 /// the user may not write (or on a read-only file system). `what` names the output in the
 /// line (`the result`). `-` (standard output) is always fine.
-pub fn check_writable(path: &Path, what: &str) -> Result<(), Failure> {
+pub(crate) fn check_writable(path: &Path, what: &str) -> Result<(), Failure> {
     if path == Path::new("-") {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! What a run shows while it works: a bar per running stage on a terminal, otherwise (or
-//! with `--quiet`) one line when a stage starts and one when it ends. All on stderr.
+//! with `--quiet`) one line when a stage starts and one when it ends; nothing at all when
+//! called as a library ([`Display::Silent`]). All on stderr.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -10,34 +11,54 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::plan::NodeAddr;
 use crate::plan::units::human_bytes;
 
+/// What a run, a verify or a profile shows on standard error while it works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Display {
+    /// Nothing: the caller reads the outcome from what the call returns (the default of
+    /// the library).
+    #[default]
+    Silent,
+    /// One line when a stage starts and one when it ends, and notes such as a stall
+    /// (`--quiet`, or standard error is not a terminal).
+    Lines,
+    /// A bar per running stage when standard error is a terminal, lines otherwise (the
+    /// command line's default).
+    Bars,
+}
+
 /// The run's display.
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     bars: Option<MultiProgress>,
+    lines: bool,
 }
 
 impl Progress {
-    /// Bars when stderr is a terminal and `quiet` is off; log lines otherwise.
-    pub fn new(quiet: bool) -> Progress {
-        let bars = (!quiet && std::io::stderr().is_terminal())
+    /// Bars when asked for and stderr is a terminal; log lines otherwise, unless silent.
+    pub(crate) fn new(display: Display) -> Progress {
+        let bars = (display == Display::Bars && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
-        Progress { bars }
+        Progress {
+            bars,
+            lines: display != Display::Silent,
+        }
     }
 
     /// Prints a line without tearing the bars.
-    pub fn line(&self, message: &str) {
+    pub(crate) fn line(&self, message: &str) {
         match &self.bars {
             Some(bars) => {
                 let _ = bars.println(message);
             }
-            None => eprintln!("{message}"),
+            None if self.lines => eprintln!("{message}"),
+            None => {}
         }
     }
 
     /// Shows a stage that starts now: `keys` keys and `bytes` of payload as planned (an
     /// estimate when sizes are ranges), or, with `until_memory`, about `keys` keys until the
     /// target holds `bytes`.
-    pub fn stage(
+    pub(crate) fn stage(
         &self,
         name: &str,
         target: &str,
@@ -45,7 +66,7 @@ impl Progress {
         until_memory: bool,
     ) -> StageProgress {
         let bar = self.bar(name, keys, "{pos}/{len} keys · {msg} · ETA {eta}");
-        if bar.is_none() {
+        if bar.is_none() && self.lines {
             if until_memory {
                 eprintln!(
                     "stage {name} → {target}: started, until {} in memory (about {keys} keys)",
@@ -60,6 +81,7 @@ impl Progress {
         }
         StageProgress {
             bar,
+            lines: self.lines,
             name: name.to_string(),
             planned_bytes: bytes,
             stall: Mutex::new(None),
@@ -88,7 +110,7 @@ impl Progress {
     /// Shows work counted in keys (`verify` reading a stage back: "checked"; `profile`
     /// sampling a server: "sampled"): a bar on a terminal, nothing otherwise (both print a
     /// line when they are done).
-    pub fn counting(&self, name: &str, keys: u64, verb: &str) -> CountProgress {
+    pub(crate) fn counting(&self, name: &str, keys: u64, verb: &str) -> CountProgress {
         let rest = format!("{{pos}}/{{len}} keys {verb} · {{msg}} · ETA {{eta}}");
         CountProgress {
             counter: Counter(self.bar(name, keys, &rest)),
@@ -98,18 +120,18 @@ impl Progress {
 
 /// A bar of keys counted as they are done (see [`Progress::counting`]); cleared when it is
 /// dropped, whether the work ended or not, so the line that follows stands alone.
-pub struct CountProgress {
+pub(crate) struct CountProgress {
     counter: Counter,
 }
 
 impl CountProgress {
     /// `keys` more are done.
-    pub fn add(&self, keys: u64) {
+    pub(crate) fn add(&self, keys: u64) {
         self.counter.add(keys);
     }
 
     /// A handle that counts on this bar from another task.
-    pub fn counter(&self) -> Counter {
+    pub(crate) fn counter(&self) -> Counter {
         self.counter.clone()
     }
 }
@@ -124,11 +146,11 @@ impl Drop for CountProgress {
 
 /// Counts keys done on a [`CountProgress`] bar (nothing without one).
 #[derive(Clone)]
-pub struct Counter(Option<ProgressBar>);
+pub(crate) struct Counter(Option<ProgressBar>);
 
 impl Counter {
     /// `keys` more are done.
-    pub fn add(&self, keys: u64) {
+    pub(crate) fn add(&self, keys: u64) {
         if let Some(bar) = &self.0 {
             let seconds = bar.elapsed().as_secs_f64().max(1e-3);
             let done = bar.position() + keys;
@@ -139,8 +161,10 @@ impl Counter {
 }
 
 /// The display of one stage.
-pub struct StageProgress {
+pub(crate) struct StageProgress {
     bar: Option<ProgressBar>,
+    /// Lines without bars (not silent).
+    lines: bool,
     name: String,
     planned_bytes: u64,
     /// The stall shown now: on the bar, or (without bars) already printed.
@@ -149,7 +173,7 @@ pub struct StageProgress {
 
 impl StageProgress {
     /// Updates the bar with what the server acknowledged so far.
-    pub fn update(&self, keys: u64, bytes: u64, elapsed: Duration) {
+    pub(crate) fn update(&self, keys: u64, bytes: u64, elapsed: Duration) {
         if let Some(bar) = &self.bar {
             let seconds = elapsed.as_secs_f64().max(1e-3);
             bar.set_position(keys);
@@ -165,7 +189,7 @@ impl StageProgress {
 
     /// Shows the server that has been silent the longest with writes in flight, if any:
     /// on the bar at once; without bars, one line per stall once it lasts `report_after`.
-    pub fn stalled(&self, stall: Option<(NodeAddr, Duration)>, report_after: Duration) {
+    pub(crate) fn stalled(&self, stall: Option<(NodeAddr, Duration)>, report_after: Duration) {
         let mut shown = self.stall.lock().unwrap_or_else(|e| e.into_inner());
         let Some((addr, silent)) = stall else {
             if shown.take().is_some()
@@ -182,7 +206,9 @@ impl StageProgress {
                 *shown = Some(addr);
             }
             None if silent >= report_after && shown.as_ref() != Some(&addr) => {
-                eprintln!("stage {}: {text}, still waiting", self.name);
+                if self.lines {
+                    eprintln!("stage {}: {text}, still waiting", self.name);
+                }
                 *shown = Some(addr);
             }
             None => {}
@@ -190,18 +216,20 @@ impl StageProgress {
     }
 
     /// Prints a line about the stage without tearing the bars.
-    pub fn note(&self, message: &str) {
+    pub(crate) fn note(&self, message: &str) {
         match &self.bar {
             Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
+            None if self.lines => eprintln!("{message}"),
+            None => {}
         }
     }
 
     /// Ends the display of the stage with a one-line summary.
-    pub fn finish(&self, summary: &str) {
+    pub(crate) fn finish(&self, summary: &str) {
         match &self.bar {
             Some(bar) => bar.abandon_with_message(summary.to_string()),
-            None => eprintln!("stage {}: {summary}", self.name),
+            None if self.lines => eprintln!("stage {}: {summary}", self.name),
+            None => {}
         }
     }
 }

@@ -49,8 +49,11 @@ pub struct RunResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Everything planned was written and acknowledged.
     Ok,
+    /// A server failed it, or a stage did not finish; `error` says why.
     Failed,
+    /// SIGINT or SIGTERM stopped it.
     Interrupted,
     /// A stage that never started because a stage it runs after did not finish.
     Skipped,
@@ -120,6 +123,25 @@ pub struct KeptServers {
     pub pids: Vec<u32>,
     /// The throwaway CA certificate of launched TLS servers; null without TLS.
     pub ca_file: Option<String>,
+}
+
+impl KeptServers {
+    /// Stops the kept servers (SIGTERM to each process id; their folders go once they
+    /// have stopped). A server that already stopped is not an error.
+    pub fn stop(&self) -> std::io::Result<()> {
+        for &pid in &self.pids {
+            let pid = libc::pid_t::try_from(pid)
+                .map_err(|_| std::io::Error::other(format!("no such process id {pid}")))?;
+            // SAFETY: kill(2) with a process id and a signal number has no memory effects.
+            if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+                let error = std::io::Error::last_os_error();
+                if error.raw_os_error() != Some(libc::ESRCH) {
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One server of a target.

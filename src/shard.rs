@@ -6,11 +6,11 @@
 use std::ops::Range;
 
 /// The variable Kubernetes Indexed Jobs set to the job's index, read with `--shards N`.
-pub const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
+pub(crate) const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
 
 /// The shard a process writes: `--shard I/N`, or `--shards N` with the index from
 /// `job_index` (the value of [`JOB_INDEX_VARIABLE`]), or the whole dataset.
-pub fn resolve(
+pub(crate) fn resolve(
     shard: Option<&str>,
     shards: Option<u64>,
     job_index: Option<&str>,
@@ -40,7 +40,7 @@ pub fn resolve(
 }
 
 /// Entries per chunk.
-pub const CHUNK: u64 = 4096;
+pub(crate) const CHUNK: u64 = 4096;
 
 /// The part of every stage's dataset this process writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,13 @@ pub struct Shard {
     pub index: u32,
     /// How many parts.
     pub count: u32,
+}
+
+impl Default for Shard {
+    /// The whole dataset.
+    fn default() -> Shard {
+        Shard::WHOLE
+    }
 }
 
 impl Shard {

@@ -1,7 +1,7 @@
 //! Redis Cluster hash slots: `CRC16(key) mod 16384`, with Redis's hash-tag rule.
 
 /// Number of hash slots in a Redis Cluster.
-pub const SLOTS: u16 = 16384;
+pub(crate) const SLOTS: u16 = 16384;
 
 /// CRC-16/XMODEM (polynomial 0x1021, initial 0), the checksum Redis Cluster uses.
 const fn crc16_table() -> [u16; 256] {

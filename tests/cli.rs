@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use support::*;
 
-use cachefill::cli::SUBCOMMANDS;
+use cachefill::__private::SUBCOMMANDS;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

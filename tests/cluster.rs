@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cachefill::server::launch::free_port;
+use cachefill::__private::free_port;
 use support::*;
 
 #[test]
@@ -78,12 +78,12 @@ fn a_cluster_holds_the_same_data_as_a_standalone_server() {
     let mut conn = server.connect();
     assert_eq!(cluster.digest_xor(), server.digest(), "the datasets differ");
     // The keys of a slot went in one MSET (a lone one in a SET): one command per slot.
-    let plan = cachefill::plan::load(&scratch.path("plan.toml")).unwrap();
+    let plan = cachefill::__private::load(&scratch.path("plan.toml")).unwrap();
     let stage = &plan.stages[0];
-    let dataset = cachefill::dataset::Dataset::new(77, &stage.name, &stage.shape, stage.keys);
+    let dataset = cachefill::__private::Dataset::new(77, &stage.name, &stage.shape, stage.keys);
     let mut per_slot = vec![0u32; 16384];
     for i in 0..50_000 {
-        per_slot[usize::from(cachefill::slot::slot(&dataset.key(i)))] += 1;
+        per_slot[usize::from(cachefill::__private::slot(&dataset.key(i)))] += 1;
     }
     let expected_msets = per_slot.iter().filter(|&&n| n > 1).count() as u64;
     let expected_sets = per_slot.iter().filter(|&&n| n == 1).count() as u64;

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use cachefill::server::launch::free_port;
+use cachefill::__private::free_port;
 use support::*;
 
 /// A stage far too long to finish: the tests stop it, or its server, while it writes.

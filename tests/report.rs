@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use cachefill::plan::units::human_bytes;
+use cachefill::__private::human_bytes;
 use support::*;
 
 /// Draws `result` and returns the page.

@@ -8,14 +8,14 @@ mod support;
 use std::collections::HashMap;
 use std::path::Path;
 
-use cachefill::dataset::Dataset;
-use cachefill::rdb::{PayloadEncoder, ServerEncoding};
-use cachefill::resp::typed::Chunking;
+use cachefill::__private::Chunking;
+use cachefill::__private::Dataset;
+use cachefill::__private::{PayloadEncoder, ServerEncoding};
 use support::*;
 
 /// The dataset of the plan's first stage, as the crate computes it.
 fn dataset_of(plan: &Path, result: &serde_json::Value) -> Dataset {
-    let plan = cachefill::plan::load(plan).unwrap();
+    let plan = cachefill::__private::load(plan).unwrap();
     let stage = &plan.stages[0];
     let seed = result["stages"][0]["seed"].as_u64().unwrap();
     Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
@@ -806,7 +806,7 @@ fn random_shapes_restore_as_the_objects_commands_make() {
             .and_then(|seed| seed.parse().ok())
             .unwrap_or(0x5EED_u64);
         move |below: u64| {
-            state = cachefill::mix::mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
+            state = cachefill::__private::mix64(state.wrapping_add(0x9E37_79B9_7F4A_7C15));
             state % below
         }
     };

@@ -2,7 +2,7 @@
 
 mod support;
 
-use cachefill::server::launch::LocalCluster;
+use cachefill::__private::LocalCluster;
 use support::tls::tls_cli;
 use support::*;
 use toml::Value;

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cachefill::dataset::Dataset;
+use cachefill::__private::Dataset;
 use redis::Value;
 use support::*;
 
@@ -38,7 +38,7 @@ fn typed_stage(data_type: &str, keys: u64) -> StageBuilder {
 
 /// The dataset the plan's first stage wrote, as the crate computes it.
 fn dataset_of(plan: &Path, result: &serde_json::Value) -> Dataset {
-    let plan = cachefill::plan::load(plan).unwrap();
+    let plan = cachefill::__private::load(plan).unwrap();
     let stage = &plan.stages[0];
     let seed = result["stages"][0]["seed"].as_u64().unwrap();
     Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
@@ -394,7 +394,7 @@ fn verify_finds_exactly_what_was_broken_in_typed_keys() {
         assert_eq!(stage["wrong_value"], 0, "{stage}");
     }
 
-    let plan = cachefill::plan::load(&path).unwrap();
+    let plan = cachefill::__private::load(&path).unwrap();
     let dataset = |i: usize| {
         let stage = &plan.stages[i];
         let seed = result["stages"][i]["seed"].as_u64().unwrap();
@@ -433,7 +433,7 @@ fn verify_finds_exactly_what_was_broken_in_typed_keys() {
     // 2 stream entries deleted.
     let streams = dataset(4);
     for i in 30..32 {
-        let id = format!("{}-0", cachefill::dataset::STREAM_BASE_MS + 1);
+        let id = format!("{}-0", cachefill::__private::STREAM_BASE_MS + 1);
         run(&[b"XDEL", &streams.key(i), id.as_bytes()]);
     }
     // 1 set replaced by a string.

@@ -58,10 +58,10 @@ fn complete_keys(primary: &RedisServer, length: &str, elements: u64, count: usiz
 
 /// The indexes of the keys of the plan's first stage that no primary holds.
 fn missing_keys(cluster: &RedisCluster, plan: &std::path::Path) -> Vec<u64> {
-    let plan = cachefill::plan::load(plan).unwrap();
+    let plan = cachefill::__private::load(plan).unwrap();
     let stage = &plan.stages[0];
     let seed = plan.seed.unwrap();
-    let dataset = cachefill::dataset::Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
+    let dataset = cachefill::__private::Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
     let mut routes = cluster.routes();
     (0..stage.keys)
         .filter(|&i| {

@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use cachefill::dataset::Dataset;
-use cachefill::mix::mix64;
+use cachefill::__private::Dataset;
+use cachefill::__private::mix64;
 use support::*;
 
 /// The dataset of the plan's first stage, as `run` writes it with the plan's seed.
 fn first_stage(plan: &Path) -> Dataset {
-    let plan = cachefill::plan::load(plan).unwrap();
+    let plan = cachefill::__private::load(plan).unwrap();
     let stage = &plan.stages[0];
     let seed = stage.seed.or(plan.seed).expect("the plan is seeded");
     Dataset::new(seed, &stage.name, &stage.shape, stage.keys)
@@ -344,7 +344,7 @@ fn verify_reads_the_keys_of_a_migrating_slot_where_they_went() {
 
     // Every key is in the slot of `{moving}`: half of them go to another primary, and the
     // slot stays migrating.
-    let slot = cachefill::slot::slot(b"{moving}");
+    let slot = cachefill::__private::slot(b"{moving}");
     let routes = cluster.routes();
     let source = routes.server_for(b"{moving}");
     let (target, _) = *cluster

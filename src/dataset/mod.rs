@@ -11,7 +11,8 @@ mod keys;
 mod modulus;
 mod pool;
 
-pub use elements::{Element, STREAM_BASE_MS, StreamValue};
+pub use elements::STREAM_BASE_MS;
+pub(crate) use elements::{Element, StreamValue};
 
 use crate::decimal::{MAX_DIGITS, write_back};
 use crate::mix::{fnv1a64, mix64};

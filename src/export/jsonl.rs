@@ -14,7 +14,7 @@ use crate::dataset::{Dataset, Entry};
 use crate::plan::DataType;
 
 /// Appends entry `index` of `dataset` (stage `stage`) as one line of JSON.
-pub fn push_entry(dataset: &Dataset, stage: &str, index: u64, out: &mut Vec<u8>) {
+pub(super) fn push_entry(dataset: &Dataset, stage: &str, index: u64, out: &mut Vec<u8>) {
     let entry = dataset.entry(index);
     let data_type = dataset.data_type();
     let mut scratch = Vec::new();

@@ -35,7 +35,7 @@ pub enum Format {
 
 /// Options of `cachefill export`.
 #[derive(Debug, Clone)]
-pub struct ExportOptions {
+pub(crate) struct ExportOptions {
     /// Only this stage.
     pub stage: Option<String>,
     /// Keys or commands.
@@ -59,7 +59,7 @@ pub struct ExportOptions {
 const CHUNK: usize = 256 << 10;
 
 /// Runs `cachefill export`.
-pub fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
+pub(crate) fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
     let target = match &options.target {
         Some(name) => Some(
             plan.targets
@@ -239,7 +239,7 @@ fn write_rdb(
 }
 
 /// `--base-time`: RFC 3339 (`2026-12-07T08:00:00Z`) or Unix milliseconds.
-pub fn parse_base_time(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_base_time(text: &str) -> Result<u64, String> {
     if let Ok(ms) = text.trim().parse::<u64>() {
         return Ok(ms);
     }
@@ -255,7 +255,7 @@ pub fn parse_base_time(text: &str) -> Result<u64, String> {
 }
 
 /// `--slots A-B` (or one slot `A`): hash slots from 0 to 16383.
-pub fn parse_slots(text: &str) -> Result<RangeInclusive<u16>, String> {
+pub(crate) fn parse_slots(text: &str) -> Result<RangeInclusive<u16>, String> {
     let bad = || format!("--slots {text}: give a range of hash slots such as 0-5460 (0 to 16383)");
     let (low, high) = text.split_once('-').unwrap_or((text, text));
     let low: u16 = low.trim().parse().map_err(|_| bad())?;

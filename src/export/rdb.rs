@@ -24,7 +24,7 @@ const EOF: u8 = 0xFF;
 const TYPE_STRING: u8 = 0;
 
 /// What an RDB file holds beyond the plan.
-pub struct RdbFile {
+pub(super) struct RdbFile {
     /// The RDB version (10 or 11) and the encodings of its keys.
     pub server: ServerEncoding,
     /// The database the keys are in.
@@ -38,7 +38,7 @@ pub struct RdbFile {
 }
 
 /// One stage of the file: its dataset and its keys.
-pub struct FileStage<'a> {
+pub(super) struct FileStage<'a> {
     /// The stage.
     pub stage: &'a Stage,
     /// Its dataset.
@@ -50,7 +50,7 @@ const CHUNK: usize = 256 << 10;
 
 impl RdbFile {
     /// Writes the file of `stages` to `out`.
-    pub fn write(&self, stages: &[FileStage<'_>], out: &mut impl Write) -> io::Result<()> {
+    pub(super) fn write(&self, stages: &[FileStage<'_>], out: &mut impl Write) -> io::Result<()> {
         let mut file = Hashed {
             out,
             crc: Crc64Digest::new(),

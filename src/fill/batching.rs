@@ -1,11 +1,11 @@
 //! How a connection batches, groups and windows its entries.
 
 /// Bytes encoded per write, about.
-pub const WRITE_BATCH_BYTES: u64 = 64 << 10;
+pub(super) const WRITE_BATCH_BYTES: u64 = 64 << 10;
 
 /// How a connection batches, groups and windows its entries.
 #[derive(Debug, Clone, Copy)]
-pub struct WriterConfig {
+pub(super) struct WriterConfig {
     /// Entries encoded and written at once.
     pub batch: u64,
     /// Entries per command: 1 writes `SET`, more write `MSET` (one reply per command).
@@ -24,7 +24,7 @@ impl WriterConfig {
     /// a whole window to drain. Entries with a TTL need `SET … PX`, so they are never grouped.
     /// Without `keys_per_command`, entries are grouped by bytes, the rule that also splits
     /// typed keys: an `MSET` carries about 64 KiB (at most 1024 entries and the window).
-    pub fn new(
+    pub(super) fn new(
         pipeline: u32,
         mean_entry_bytes: u64,
         keys_per_command: Option<u32>,
@@ -52,7 +52,7 @@ impl WriterConfig {
 
     /// A typed stage: the window counts commands, a write carries about 64 KiB of them
     /// (at most a quarter of the window), one reply per command.
-    pub fn typed(pipeline: u32, command_bytes: u64) -> WriterConfig {
+    pub(super) fn typed(pipeline: u32, command_bytes: u64) -> WriterConfig {
         let by_bytes = (WRITE_BATCH_BYTES / command_bytes.max(1)).max(1);
         let by_window = u64::from(pipeline / 4).max(1);
         WriterConfig {

@@ -27,7 +27,7 @@ const MAX_RECONNECTS: u32 = 3;
 
 /// Writes entries from the stage's index range over one connection (reconnecting when it
 /// breaks) until the range is used up or the stage stops. `Err` is the stage's failure.
-pub async fn connection_worker(
+pub(super) async fn connection_worker(
     connector: Arc<Connector>,
     addr: NodeAddr,
     stage: Arc<StageState>,

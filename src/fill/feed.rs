@@ -9,7 +9,7 @@ use super::state::StageState;
 
 /// Where a connection's entries come from.
 #[derive(Clone)]
-pub enum Feed {
+pub(super) enum Feed {
     /// A standalone stage: ranges handed out by the stage (after a restart, the typed keys
     /// to re-check first, one resume each).
     Stage,
@@ -22,7 +22,7 @@ pub enum Feed {
 
 impl Feed {
     /// Up to `max` entries to send now; `None` when there is nothing right now.
-    pub fn next(&self, stage: &StageState, max: u64) -> Option<Span> {
+    pub(super) fn next(&self, stage: &StageState, max: u64) -> Option<Span> {
         match self {
             Feed::Stage => match stage.next_recheck() {
                 Some(index) => Some(Span::Resume { index }),
@@ -33,7 +33,7 @@ impl Feed {
     }
 
     /// Waits for more entries; false when this feed will never have any again.
-    pub async fn wait(&self, stage: &StageState) -> bool {
+    pub(super) async fn wait(&self, stage: &StageState) -> bool {
         match self {
             Feed::Stage => stage.recheck_pending() || stage.wait_for_budget().await,
             Feed::Node { node, router } => node.wait(|| router.finished()).await,

@@ -15,18 +15,18 @@ const WORDS_PER_PAGE: usize = (PAGE_KEYS / 64) as usize;
 
 /// A set of positions, safe to change from several connections at once.
 #[derive(Debug, Default)]
-pub struct KeyBits {
+pub(super) struct KeyBits {
     pages: RwLock<Vec<Box<[AtomicU64]>>>,
 }
 
 impl KeyBits {
     /// An empty set; nothing is allocated until a position is added.
-    pub fn new() -> KeyBits {
+    pub(super) fn new() -> KeyBits {
         KeyBits::default()
     }
 
     /// Adds `position`; true when it was not in the set.
-    pub fn insert(&self, position: u64) -> bool {
+    pub(super) fn insert(&self, position: u64) -> bool {
         let (page, word, bit) = place(position);
         {
             let pages = read(&self.pages);
@@ -42,7 +42,7 @@ impl KeyBits {
     }
 
     /// Removes `position`; true when it was in the set.
-    pub fn remove(&self, position: u64) -> bool {
+    pub(super) fn remove(&self, position: u64) -> bool {
         let (page, word, bit) = place(position);
         read(&self.pages)
             .get(page)
@@ -50,7 +50,7 @@ impl KeyBits {
     }
 
     /// True when `position` is in the set.
-    pub fn contains(&self, position: u64) -> bool {
+    pub(super) fn contains(&self, position: u64) -> bool {
         let (page, word, bit) = place(position);
         read(&self.pages)
             .get(page)
@@ -58,7 +58,7 @@ impl KeyBits {
     }
 
     /// Empties the set, calling `each` with every position it held, in increasing order.
-    pub fn drain(&self, mut each: impl FnMut(u64)) {
+    pub(super) fn drain(&self, mut each: impl FnMut(u64)) {
         let pages = read(&self.pages);
         for (page, words) in (0u64..).zip(pages.iter()) {
             for (word, bits) in (0u64..).zip(words.iter()) {

@@ -29,7 +29,7 @@ const SAMPLE: u64 = 100;
 /// Elements (a list's: nodes) `MEMORY USAGE` walks per key, at most: its `SAMPLES`.
 /// A million-member sorted set took 0.24 s with `SAMPLES 0` and under 1 ms with this,
 /// estimated within 0.03 % (docs/cli-and-result.md).
-pub const ELEMENTS_WALKED: u32 = 4096;
+pub(super) const ELEMENTS_WALKED: u32 = 4096;
 
 /// The longest one round trip of the sample may take. The sample is nice to have: a
 /// primary gone silent (paused, even once its replica took over its slots) leaves the
@@ -42,7 +42,7 @@ const KEYS_PER_ROUND_TRIP: usize = 10;
 
 /// Samples the stage's written keys; `None` when nothing was written or the server refused
 /// the commands (an ACL user without `MEMORY` or `OBJECT`).
-pub async fn sample(
+pub(super) async fn sample(
     connector: &Connector,
     route: &Route,
     dataset: &Dataset,

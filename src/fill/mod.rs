@@ -22,7 +22,6 @@ mod timeline;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -33,7 +32,7 @@ use crate::error::Failure;
 use crate::interrupt;
 use crate::plan::units::human_bytes;
 use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target, WriteMode};
-use crate::progress::Progress;
+use crate::progress::{Display, Progress};
 use crate::result::{self, PlanInfo, Redirects, RunResult, ShardInfo, StageReport, Status};
 use crate::server::Credentials;
 use crate::shard::Shard;
@@ -41,28 +40,73 @@ use stage::StageRun;
 use targets::LiveTarget;
 use timeline::{Recorder, Sampler};
 
-/// Options of `cachefill run` beyond the plan.
-#[derive(Debug, Clone)]
+/// How a run goes beyond what its plan says: what it shows, which flushes it does, what
+/// becomes of the servers it launched, which part of the dataset it writes.
+/// `RunOptions::default()` is a quiet run of the whole plan, as a test fixture wants it.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RunOptions {
-    /// Where the JSON result goes (`-`: standard output).
-    pub output: PathBuf,
-    /// Confirms flushing targets that are not on loopback.
-    pub yes: bool,
-    /// No progress bars, only a line per stage start and end.
-    pub quiet: bool,
-    /// Leave launched servers running.
-    pub keep: bool,
-    /// The part of every stage to write.
+    /// What the run shows on standard error (default: nothing).
+    pub display: Display,
+    /// Whether targets not on a loopback address may be flushed (`--yes`).
+    pub remote_flush: RemoteFlush,
+    /// What becomes of the servers the run launched once it ends (`--keep`).
+    pub launched: AfterRun,
+    /// The part of every stage to write (`--shard`; default: all of it).
     pub shard: Shard,
-    /// Skip the plan's flushes (they were done once, before the shards started).
-    pub no_flush: bool,
-    /// Only flush: `cachefill flush`.
-    pub flush_only: bool,
+    /// Which of the plan's flushes the run does (`--no-flush`, `cachefill flush`).
+    pub flushes: Flushes,
 }
 
-/// Runs a plan: checks what needs the environment, connects, flushes, fills, and writes the
-/// result file, also when the run fails or is interrupted.
-pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
+/// Whether a run may flush a server that is not on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemoteFlush {
+    /// Refuse before anything is written (the default).
+    #[default]
+    Refuse,
+    /// The user confirmed it (`--yes`).
+    Confirmed,
+}
+
+/// What becomes of the servers a run launched (`launch = true`) once it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfterRun {
+    /// Stopped, their folders removed (the default).
+    #[default]
+    Stop,
+    /// Left running (`--keep`): the result's `targets.NAME.kept` says where, and their
+    /// process ids (their folders go when they stop).
+    Keep,
+}
+
+/// Which of the plan's flushes a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flushes {
+    /// Flush the targets with `flush = true`, then fill (the default).
+    #[default]
+    AsPlanned,
+    /// Flush nothing (`--no-flush`: the shards of a run flushed once before).
+    Skip,
+    /// Only flush, write no stage (`cachefill flush`).
+    Only,
+}
+
+/// Runs a plan: checks what needs the environment, connects, flushes, fills, and returns
+/// the result, also when the run fails or is interrupted (inside the error then). An error
+/// without a result means nothing was written.
+pub(crate) async fn run(
+    plan: &Plan,
+    options: &RunOptions,
+) -> Result<RunResult, (Failure, Option<RunResult>)> {
+    run_plan(plan, options)
+        .await
+        .map_err(|failure| (failure, None))?
+}
+
+async fn run_plan(
+    plan: &Plan,
+    options: &RunOptions,
+) -> Result<Result<RunResult, (Failure, Option<RunResult>)>, Failure> {
     let credentials = plan
         .targets
         .iter()
@@ -74,7 +118,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     let run_seed = plan
         .seed
         .unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
-    let progress = Progress::new(options.quiet);
+    let progress = Progress::new(options.display);
     let started_at = SystemTime::now();
     let clock = Instant::now();
     let mut report = RunResult {
@@ -97,7 +141,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         duration_s: 0.0,
         client_peak_rss_bytes: None,
         targets: BTreeMap::new(),
-        stages: if options.flush_only {
+        stages: if options.flushes == Flushes::Only {
             Vec::new()
         } else {
             plan.stages
@@ -125,7 +169,7 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
         }
     }
     for (target, live) in plan.targets.iter().zip(live) {
-        let kept = live.finish(options.keep, &progress);
+        let kept = live.finish(options.launched == AfterRun::Keep, &progress);
         if let Some(target_report) = report.targets.get_mut(&target.name) {
             target_report.kept = kept;
         }
@@ -141,16 +185,10 @@ pub async fn run(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
     report.finished_at = result::timestamp(SystemTime::now());
     report.duration_s = clock.elapsed().as_secs_f64();
     report.client_peak_rss_bytes = result::peak_rss_bytes();
-    result::write(&report, &options.output).map_err(|e| {
-        Failure::Failed(format!(
-            "cannot write the result to {}: {e}",
-            options.output.display()
-        ))
-    })?;
-    if options.output.as_os_str() != "-" {
-        progress.line(&format!("result written to {}", options.output.display()));
-    }
-    failure.map_or(Ok(()), Err)
+    Ok(match failure {
+        None => Ok(report),
+        Some(failure) => Err((failure, Some(report))),
+    })
 }
 
 /// What every step of one run reads: the plan, the options, the display, the run's seed,
@@ -173,12 +211,12 @@ fn remote_flush_refused(target: &str, remote: &NodeAddr) -> Failure {
 
 /// True when this run flushes `target`.
 fn flushes(target: &Target, options: &RunOptions) -> bool {
-    target.flush && !options.no_flush
+    target.flush && options.flushes != Flushes::Skip
 }
 
 /// Refuses a sharded run that could not write one dataset: a flush that could erase what
 /// other shards already wrote, or a stage without a seed (each shard would draw its own).
-pub fn check_sharding(plan: &Plan, shard: Shard, no_flush: bool) -> Result<(), Failure> {
+pub(crate) fn check_sharding(plan: &Plan, shard: Shard, no_flush: bool) -> Result<(), Failure> {
     if shard.count <= 1 {
         return Ok(());
     }
@@ -212,8 +250,8 @@ pub fn check_sharding(plan: &Plan, shard: Shard, no_flush: bool) -> Result<(), F
 
 /// Refuses what could write a wrong dataset or flush the wrong server, before connecting.
 fn check_flush_safety(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
-    check_sharding(plan, options.shard, options.no_flush)?;
-    if options.yes {
+    check_sharding(plan, options.shard, options.flushes == Flushes::Skip)?;
+    if options.remote_flush == RemoteFlush::Confirmed {
         return Ok(());
     }
     for target in plan.targets.iter().filter(|t| flushes(t, options)) {
@@ -300,7 +338,7 @@ fn stage_failure(plan: &Plan, report: &RunResult) -> Option<Failure> {
 
 /// Why a plan cannot fit target `name`, whose primaries refuse writes once they hold `max`
 /// bytes in all: its stages write `payload`.
-pub fn cannot_fit(name: &str, payload: u64, max: u64) -> String {
+pub(crate) fn cannot_fit(name: &str, payload: u64, max: u64) -> String {
     format!(
         "target \"{name}\": its stages write ~{} of payload, more than its maxmemory of {} (maxmemory-policy noeviction): the server would refuse writes once full. Lower the stages' size or keys, raise maxmemory, or fill with until_memory",
         human_bytes(payload),
@@ -309,7 +347,7 @@ pub fn cannot_fit(name: &str, payload: u64, max: u64) -> String {
 }
 
 /// Payload the stages of target `target` write, about (`until_memory` stages not counted).
-pub fn planned_payload(plan: &Plan, target: usize) -> u64 {
+pub(crate) fn planned_payload(plan: &Plan, target: usize) -> u64 {
     plan.stages
         .iter()
         .filter(|s| s.target == target && !matches!(s.amount, Amount::UntilMemory(_)))
@@ -342,7 +380,7 @@ async fn execute(
         }
     }
     // A cluster reached through a loopback seed can still have remote primaries.
-    if !options.yes {
+    if options.remote_flush == RemoteFlush::Refuse {
         for (target, live) in plan.targets.iter().zip(live.iter()) {
             if let Some(remote) = live.remote_node().filter(|_| flushes(target, options)) {
                 return Err(remote_flush_refused(&target.name, remote));
@@ -417,7 +455,7 @@ async fn execute(
         ));
     }
 
-    if options.flush_only {
+    if options.flushes == Flushes::Only {
         return Ok(());
     }
     let sampler = Sampler::start(

@@ -10,7 +10,7 @@ use crate::resp::typed::Chunking;
 
 /// A stage that writes its typed keys as payloads for a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restoring {
+pub(super) struct Restoring {
     /// How the server encodes keys.
     pub server: ServerEncoding,
     /// `write = "restore"`: a refusal fails the stage instead of turning it to commands.
@@ -19,7 +19,7 @@ pub struct Restoring {
 
 /// How a stage writes its typed keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(super) enum Decision {
     /// As payloads.
     Restore(Restoring),
     /// With commands, as the plan says (or the stage writes strings).
@@ -30,7 +30,11 @@ pub enum Decision {
 
 /// How a stage of `dataset` with `write` writes its typed keys on a server that encodes as
 /// `server` does (`None`: not known, e.g. the primaries of a cluster differ).
-pub fn decide(write: WriteMode, dataset: &Dataset, server: Option<ServerEncoding>) -> Decision {
+pub(super) fn decide(
+    write: WriteMode,
+    dataset: &Dataset,
+    server: Option<ServerEncoding>,
+) -> Decision {
     if write == WriteMode::Commands || !dataset.is_typed() {
         return Decision::Commands;
     }

@@ -9,14 +9,14 @@ use super::batching::WriterConfig;
 const MIN_REPLY_BYTES: u64 = 4;
 
 /// The `SO_RCVLOWAT` of one data connection's socket.
-pub struct ReplyThreshold {
+pub(super) struct ReplyThreshold {
     fd: Option<std::os::fd::RawFd>,
     current: usize,
 }
 
 impl ReplyThreshold {
     /// A threshold for a TCP socket.
-    pub fn for_socket(stream: &tokio::net::TcpStream) -> ReplyThreshold {
+    pub(super) fn for_socket(stream: &tokio::net::TcpStream) -> ReplyThreshold {
         use std::os::fd::AsRawFd;
         ReplyThreshold {
             fd: Some(stream.as_raw_fd()),
@@ -26,7 +26,7 @@ impl ReplyThreshold {
 
     /// Wakes the reader once `commands` replies (at most a quarter window's) could be there;
     /// 0 means "as soon as anything arrives" (a reply is partly read).
-    pub fn update(&mut self, commands: u64, config: &WriterConfig) {
+    pub(super) fn update(&mut self, commands: u64, config: &WriterConfig) {
         let Some(fd) = self.fd else { return };
         let bytes = threshold_bytes(commands, config);
         if bytes == self.current {

@@ -10,7 +10,7 @@ use crate::resp::typed::KeyForm;
 
 /// Entries a connection sends together; the reader matches replies against them in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Span {
+pub(super) enum Span {
     /// Consecutive entries (standalone stages).
     Range(Range<u64>),
     /// Entries routed to one cluster node, from `start` on.
@@ -43,7 +43,7 @@ pub enum Span {
 /// Commands `next..end` of the `total` that write one typed key, counted from element
 /// `from` (0, or past what the server already held when the key was resumed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyCommands {
+pub(super) struct KeyCommands {
     /// The key's index in its stage.
     pub index: u64,
     /// Elements of the whole key (so that its replies are counted without drawing it again).
@@ -63,7 +63,7 @@ pub struct KeyCommands {
 impl KeyCommands {
     /// All the commands of key `index` (written as `key` says) from element `from`, of
     /// `total` in all.
-    pub fn whole(index: u64, key: KeyForm, from: u64, total: u64) -> KeyCommands {
+    pub(super) fn whole(index: u64, key: KeyForm, from: u64, total: u64) -> KeyCommands {
         KeyCommands {
             index,
             elements: key.elements,
@@ -76,7 +76,7 @@ impl KeyCommands {
     }
 
     /// How the key is written.
-    pub fn form(&self) -> KeyForm {
+    pub(super) fn form(&self) -> KeyForm {
         KeyForm {
             elements: self.elements,
             restored: self.restored,
@@ -86,7 +86,7 @@ impl KeyCommands {
 
 impl Span {
     /// The list of `indices` without those `dropped` picks; `None` when none is left.
-    pub fn list_without(indices: &[u64], dropped: impl Fn(u64) -> bool) -> Option<Span> {
+    pub(super) fn list_without(indices: &[u64], dropped: impl Fn(u64) -> bool) -> Option<Span> {
         let kept: Vec<u64> = indices.iter().copied().filter(|&i| !dropped(i)).collect();
         (!kept.is_empty()).then_some(Span::List {
             indices: kept,
@@ -95,7 +95,7 @@ impl Span {
     }
 
     /// Entries not yet answered.
-    pub fn len(&self) -> u64 {
+    pub(super) fn len(&self) -> u64 {
         match self {
             Span::Range(r) => r.end - r.start,
             Span::List { indices, start } | Span::Slots { indices, start, .. } => {
@@ -107,7 +107,7 @@ impl Span {
     }
 
     /// Splits off the first `max` entries when there are more.
-    pub fn split_front(self, max: u64) -> (Span, Option<Span>) {
+    pub(super) fn split_front(self, max: u64) -> (Span, Option<Span>) {
         match self {
             Span::Range(r) if r.end - r.start > max => (
                 Span::Range(r.start..r.start + max),
@@ -179,7 +179,7 @@ impl Span {
     }
 
     /// The span to send again on a new connection (ASKING is sent again too).
-    pub fn resend(self) -> Span {
+    pub(super) fn resend(self) -> Span {
         match self {
             Span::Asking { index, .. } => Span::Asking {
                 index,
@@ -190,7 +190,7 @@ impl Span {
     }
 
     /// The entries not yet answered, one by one (to hand them to another connection).
-    pub fn into_indices(self) -> Vec<u64> {
+    pub(super) fn into_indices(self) -> Vec<u64> {
         match self {
             Span::Range(range) => range.collect(),
             Span::List { indices, start } | Span::Slots { indices, start, .. } => {
@@ -207,7 +207,7 @@ impl Span {
     /// entries (counted from the span's start, as [`take_answered`] counts the replies),
     /// routed ones one `SET` each, an asked one after `ASKING`.
     #[inline]
-    pub fn encode(&self, encoder: &EntryEncoder<'_>, group: u64, out: &mut Vec<u8>) {
+    pub(super) fn encode(&self, encoder: &EntryEncoder<'_>, group: u64, out: &mut Vec<u8>) {
         match self {
             Span::Range(range) => encoder.push_grouped(range.clone(), group, out),
             Span::List { indices, start } => {
@@ -242,7 +242,7 @@ impl Span {
 
 /// What one reply answered.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Answered {
+pub(super) enum Answered {
     /// The reply to ASKING, which answers no entry.
     Asking,
     /// These entries (consecutive ones, or one routed entry).
@@ -265,7 +265,7 @@ pub enum Answered {
 }
 
 /// Takes the entries the next reply answers from the front of `queue`.
-pub fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered> {
+pub(super) fn take_answered(queue: &mut VecDeque<Span>, group: u64) -> Option<Answered> {
     while queue.front().is_some_and(|span| span.len() == 0) {
         queue.pop_front();
     }

@@ -28,7 +28,7 @@ use crate::server::{Connector, MemoryProbe, WrittenStage};
 use crate::shard::Shard;
 
 /// Everything one running stage needs.
-pub struct StageRun {
+pub(super) struct StageRun {
     pub stage: Stage,
     pub seed: u64,
     pub target_name: String,
@@ -107,7 +107,7 @@ type ClusterDrive<'a> = (
 
 impl StageRun {
     /// Runs the stage to its end (done, failed or interrupted) and reports it.
-    pub async fn execute(mut self) -> StageReport {
+    pub(super) async fn execute(mut self) -> StageReport {
         let started_at = SystemTime::now();
         let clock = Instant::now();
         let dataset = Arc::new(Dataset::new(

@@ -10,39 +10,39 @@ use super::lock::lock;
 use crate::plan::NodeAddr;
 
 /// How long a connection waits for a reply before it is listed as stalled.
-pub const STALL_AFTER: Duration = Duration::from_secs(1);
+pub(super) const STALL_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a cluster primary may stay silent with writes in flight before its connections
 /// ask, once a second, whether the cluster replaced it (`Router::replaced`): a replica
 /// promoted while it was paused or cut off is followed without waiting for `io_timeout`.
-pub const ASK_REPLACED_AFTER: Duration = Duration::from_secs(2);
+pub(super) const ASK_REPLACED_AFTER: Duration = Duration::from_secs(2);
 
 /// The stalled connections of a stage.
 #[derive(Debug, Default)]
-pub struct Stalls {
+pub(super) struct Stalls {
     next_token: AtomicU64,
     waiting: Mutex<Vec<(u64, NodeAddr, Instant)>>,
 }
 
 /// One connection's entry in [`Stalls`], removed by [`Stalls::end`].
 #[derive(Debug)]
-pub struct StallToken(u64);
+pub(super) struct StallToken(u64);
 
 impl Stalls {
     /// Lists a connection to `addr` as silent since `since`.
-    pub fn begin(&self, addr: &NodeAddr, since: Instant) -> StallToken {
+    pub(super) fn begin(&self, addr: &NodeAddr, since: Instant) -> StallToken {
         let token = self.next_token.fetch_add(1, Relaxed);
         lock(&self.waiting).push((token, addr.clone(), since));
         StallToken(token)
     }
 
     /// The connection answered again (or gave up waiting).
-    pub fn end(&self, token: StallToken) {
+    pub(super) fn end(&self, token: StallToken) {
         lock(&self.waiting).retain(|(t, ..)| *t != token.0);
     }
 
     /// The server silent the longest, and for how long.
-    pub fn longest(&self) -> Option<(NodeAddr, Duration)> {
+    pub(super) fn longest(&self) -> Option<(NodeAddr, Duration)> {
         lock(&self.waiting)
             .iter()
             .min_by_key(|(_, _, since)| *since)

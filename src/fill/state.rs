@@ -17,7 +17,7 @@ use crate::shard::Shard;
 
 /// Shared state of a running stage.
 #[derive(Debug)]
-pub struct StageState {
+pub(super) struct StageState {
     next: AtomicU64,
     end: AtomicU64,
     shard: Shard,
@@ -63,7 +63,7 @@ pub struct StageState {
 impl StageState {
     /// State for writing this shard's part of a stage of `keys` entries; `budgeted` stages
     /// hand out entries only as a memory monitor allows.
-    pub fn new(keys: u64, shard: Shard, budgeted: bool) -> StageState {
+    pub(super) fn new(keys: u64, shard: Shard, budgeted: bool) -> StageState {
         StageState {
             next: AtomicU64::new(0),
             end: AtomicU64::new(shard.len(keys)),
@@ -93,7 +93,7 @@ impl StageState {
 
     /// Hands out the next at most `count` consecutive entries (stage indexes), or `None`
     /// when all are handed out.
-    pub fn take(&self, count: u64) -> Option<Range<u64>> {
+    pub(super) fn take(&self, count: u64) -> Option<Range<u64>> {
         let mut position = self.next.load(Relaxed);
         loop {
             let end = self.end.load(Relaxed).min(self.limit.load(Relaxed));
@@ -113,24 +113,24 @@ impl StageState {
     }
 
     /// The stage index of this shard's `position`-th entry.
-    pub fn global(&self, position: u64) -> u64 {
+    pub(super) fn global(&self, position: u64) -> u64 {
         self.shard.global(position)
     }
 
     /// This shard's position of stage index `index`.
-    pub fn position(&self, index: u64) -> u64 {
+    pub(super) fn position(&self, index: u64) -> u64 {
         self.shard.position(index)
     }
 
     /// Typed key `index` was found complete: true when it counts now (the first time), false
     /// when it is already counted in `acked` and `elements`.
-    pub fn count_key(&self, index: u64) -> bool {
+    pub(super) fn count_key(&self, index: u64) -> bool {
         self.written.insert(self.position(index))
     }
 
     /// Typed key `index` was acknowledged whole by a `RESTORE`: it counts in
     /// `restored_keys`, once however often it is restored.
-    pub fn count_restored(&self, index: u64) {
+    pub(super) fn count_restored(&self, index: u64) {
         if self.restored.insert(self.position(index)) {
             self.restored_keys.fetch_add(1, Relaxed);
         }
@@ -139,7 +139,7 @@ impl StageState {
     /// Takes back the count of typed key `index` (its completion is in doubt: a failover
     /// lost the primary that acknowledged it), so that it counts again once complete on
     /// its new owner; true when it had counted.
-    pub fn take_back(&self, dataset: &Dataset, index: u64) -> bool {
+    pub(super) fn take_back(&self, dataset: &Dataset, index: u64) -> bool {
         let counted = self.written.remove(self.position(index));
         if counted {
             self.acked.fetch_sub(1, Relaxed);
@@ -151,22 +151,22 @@ impl StageState {
 
     /// Entries this process writes for the stage (for `until_memory`: so far allowed, and
     /// the final count once closed).
-    pub fn planned(&self) -> u64 {
+    pub(super) fn planned(&self) -> u64 {
         self.end.load(Relaxed)
     }
 
     /// True for `until_memory` stages.
-    pub fn is_budgeted(&self) -> bool {
+    pub(super) fn is_budgeted(&self) -> bool {
         self.budgeted
     }
 
     /// Positions handed out so far.
-    pub fn handed_out(&self) -> u64 {
+    pub(super) fn handed_out(&self) -> u64 {
         self.next.load(Relaxed).min(self.planned())
     }
 
     /// Waits until a budgeted stage may hand out more; false when it never will.
-    pub async fn wait_for_budget(&self) -> bool {
+    pub(super) async fn wait_for_budget(&self) -> bool {
         if !self.budgeted {
             return false;
         }
@@ -185,7 +185,7 @@ impl StageState {
     }
 
     /// Lets a budgeted stage hand out entries up to position `limit`.
-    pub fn raise_limit(&self, limit: u64) {
+    pub(super) fn raise_limit(&self, limit: u64) {
         if self.limit.fetch_max(limit, Relaxed) < limit {
             self.more.notify_waiters();
         }
@@ -193,7 +193,7 @@ impl StageState {
 
     /// Ends a budgeted stage: nothing more is handed out, and what was handed out is the
     /// stage's count (a prefix of the index range).
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         self.closed.store(true, Relaxed);
         loop {
             let handed = self.next.load(Relaxed);
@@ -212,7 +212,7 @@ impl StageState {
     /// stage knew another process there: it restarted. With `recheck_keys` (a standalone
     /// typed stage) every key handed out so far is then re-checked, each resumed once (see
     /// [`Self::next_recheck`]).
-    pub fn note_run_id(
+    pub(super) fn note_run_id(
         &self,
         addr: &NodeAddr,
         run_id: &str,
@@ -227,7 +227,7 @@ impl StageState {
     /// [`Self::note_run_id`] for a primary of a cluster stage: when it restarted,
     /// `on_restart` runs under the same lock as the note (the router records there which
     /// typed keys the primary's re-check resumes).
-    pub fn note_node_run_id(
+    pub(super) fn note_node_run_id(
         &self,
         addr: &NodeAddr,
         run_id: &str,
@@ -242,30 +242,30 @@ impl StageState {
 
     /// Positions below this were handed out before the latest restart: their keys are the
     /// re-check's, whoever held them then.
-    pub fn recheck_upto(&self) -> u64 {
+    pub(super) fn recheck_upto(&self) -> u64 {
         self.processes.recheck_upto()
     }
 
     /// True while typed keys remain to be re-checked after a restart.
-    pub fn recheck_pending(&self) -> bool {
+    pub(super) fn recheck_pending(&self) -> bool {
         self.processes.pending()
     }
 
     /// The next typed key (stage index) to re-check after a restart, if any.
-    pub fn next_recheck(&self) -> Option<u64> {
+    pub(super) fn next_recheck(&self) -> Option<u64> {
         self.processes.next().map(|position| self.global(position))
     }
 
     /// True when typed key `index` was handed out as a re-check resume (after a restart)
     /// whose element count has not come back: whoever holds it resumes it.
-    pub fn is_recheck_resume(&self, index: u64) -> bool {
+    pub(super) fn is_recheck_resume(&self, index: u64) -> bool {
         self.processes.is_resuming(self.position(index))
     }
 
     /// The element count of typed key `index` came back, `short` of the dataset's. For a
     /// key re-checked after a restart: its count is taken back (it counts again once whole),
     /// and a short one is `rewritten`. True when it had counted (its payload with it).
-    pub fn rechecked_counted(&self, dataset: &Dataset, index: u64, short: bool) -> bool {
+    pub(super) fn rechecked_counted(&self, dataset: &Dataset, index: u64, short: bool) -> bool {
         if !self.processes.counted(self.position(index)) {
             return false;
         }
@@ -279,7 +279,7 @@ impl StageState {
     /// interrupt, or a failure, stopped it) are in doubt, the restarted server may hold them
     /// or not. Those that counted before the restart no longer count as written; they are
     /// `unacknowledged` instead.
-    pub fn give_up_rechecks(&self, dataset: &Dataset) {
+    pub(super) fn give_up_rechecks(&self, dataset: &Dataset) {
         let mut unchecked = 0;
         self.processes.give_up(|position| {
             unchecked += u64::from(self.in_doubt(dataset, self.global(position)));
@@ -290,7 +290,7 @@ impl StageState {
     /// Takes back the count of typed key `index`, its payload with it, when it counted as
     /// written (a restart's re-check could not confirm it); true when it had counted. The
     /// caller counts it `unacknowledged`.
-    pub fn in_doubt(&self, dataset: &Dataset, index: u64) -> bool {
+    pub(super) fn in_doubt(&self, dataset: &Dataset, index: u64) -> bool {
         let counted = self.take_back(dataset, index);
         if counted {
             self.bytes.fetch_sub(dataset.payload_bytes(index), Relaxed);
@@ -299,13 +299,13 @@ impl StageState {
     }
 
     /// True when connections should send nothing more: an error, or an interrupt.
-    pub fn should_stop(&self) -> bool {
+    pub(super) fn should_stop(&self) -> bool {
         self.stop.load(Relaxed) || interrupt::requested()
     }
 
     /// Records the refusal of the `MSET` of `indices` (keys of one cluster slot) and stops
     /// the stage.
-    pub fn record_listed_error(&self, dataset: &Dataset, indices: &[u64], message: &str) {
+    pub(super) fn record_listed_error(&self, dataset: &Dataset, indices: &[u64], message: &str) {
         let Some(&first) = indices.first() else {
             return;
         };
@@ -313,7 +313,7 @@ impl StageState {
     }
 
     /// Records an error reply to the command carrying `entries` and stops the stage.
-    pub fn record_error(&self, dataset: &Dataset, entries: Range<u64>, message: &str) {
+    pub(super) fn record_error(&self, dataset: &Dataset, entries: Range<u64>, message: &str) {
         let command = if entries.end - entries.start > 1 {
             "MSET"
         } else {
@@ -324,7 +324,7 @@ impl StageState {
 
     /// Records the refusal of `command` for `entries` (typed keys: one key) and stops the
     /// stage.
-    pub fn record_refusal(
+    pub(super) fn record_refusal(
         &self,
         dataset: &Dataset,
         entries: Range<u64>,
@@ -361,7 +361,7 @@ impl StageState {
     }
 
     /// Records a failure that is not an error reply (a connection that could not be mended).
-    pub fn record_failure(&self, message: String) {
+    pub(super) fn record_failure(&self, message: String) {
         let mut first = lock(&self.first_error);
         if first.is_none() {
             *first = Some(message);
@@ -371,7 +371,7 @@ impl StageState {
     }
 
     /// The first error of the stage, if any.
-    pub fn first_error(&self) -> Option<String> {
+    pub(super) fn first_error(&self) -> Option<String> {
         lock(&self.first_error).clone()
     }
 }

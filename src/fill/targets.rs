@@ -14,7 +14,7 @@ use crate::server::launch_settings;
 use crate::server::local_tls::{LocalTls, TlsFiles};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
-pub use crate::server::connect::Route;
+pub(super) use crate::server::connect::Route;
 
 /// Servers cachefill started for this run.
 enum Launched {
@@ -24,7 +24,7 @@ enum Launched {
 }
 
 /// One target, connected and ready to be written to.
-pub struct LiveTarget {
+pub(super) struct LiveTarget {
     /// Connection settings shared by every connection to the target.
     pub connector: std::sync::Arc<Connector>,
     /// Where entries go.
@@ -46,7 +46,7 @@ fn failed(e: crate::server::TargetError) -> Failure {
 
 impl LiveTarget {
     /// Launches (when the plan says so) and connects to a target, and describes it.
-    pub async fn connect(
+    pub(super) async fn connect(
         target: &Target,
         stages: &[&Stage],
         credentials: Credentials,
@@ -158,12 +158,12 @@ impl LiveTarget {
     }
 
     /// A probe of the primaries' memory.
-    pub fn memory_probe(&self) -> MemoryProbe {
+    pub(super) fn memory_probe(&self) -> MemoryProbe {
         MemoryProbe::new(&self.controls)
     }
 
     /// `maxmemory` summed over the primaries; `None` when a primary has none (or hides it).
-    pub async fn maxmemory(&mut self) -> Result<Option<u64>, Failure> {
+    pub(super) async fn maxmemory(&mut self) -> Result<Option<u64>, Failure> {
         let mut total = 0u64;
         for control in &mut self.controls {
             match control.facts().await.map_err(failed)?.maxmemory {
@@ -177,7 +177,7 @@ impl LiveTarget {
     /// `maxmemory` summed over the primaries when every primary refuses writes once full
     /// (`maxmemory-policy noeviction`); `None` when one evicts instead, has no limit or
     /// hides it.
-    pub async fn refusing_limit(&mut self) -> Result<Option<u64>, Failure> {
+    pub(super) async fn refusing_limit(&mut self) -> Result<Option<u64>, Failure> {
         let mut total = 0u64;
         for control in &mut self.controls {
             let facts = control.facts().await.map_err(failed)?;
@@ -190,7 +190,7 @@ impl LiveTarget {
     }
 
     /// A primary of the target that is not on this machine, if any.
-    pub fn remote_node(&self) -> Option<&NodeAddr> {
+    pub(super) fn remote_node(&self) -> Option<&NodeAddr> {
         self.controls
             .iter()
             .map(Control::addr)
@@ -199,7 +199,7 @@ impl LiveTarget {
 
     /// FLUSHALL ASYNC on every primary, then waits until each has freed what it flushed
     /// (see `server::flush`), saying so when that takes more than a second.
-    pub async fn flush(&mut self, progress: &Progress) -> Result<(), Failure> {
+    pub(super) async fn flush(&mut self, progress: &Progress) -> Result<(), Failure> {
         for control in &mut self.controls {
             control.flushall().await.map_err(failed)?;
         }
@@ -228,7 +228,7 @@ impl LiveTarget {
     /// Records keys, memory and evictions after the run in the target's report, and warns
     /// when servers evicted keys during it; what a server no longer answers stays unknown
     /// (the run's outcome says why).
-    pub async fn record_after(&mut self, report: &mut TargetReport, progress: &Progress) {
+    pub(super) async fn record_after(&mut self, report: &mut TargetReport, progress: &Progress) {
         report.mset_refused = self.connector.mset_refused();
         report.restore_refused = self.connector.restore_refused();
         let mut evicted = Vec::new();
@@ -261,7 +261,7 @@ impl LiveTarget {
 
     /// Stops launched servers, or with `keep` leaves them running, says where, and returns
     /// them for the result.
-    pub fn finish(self, keep: bool, progress: &Progress) -> Option<KeptServers> {
+    pub(super) fn finish(self, keep: bool, progress: &Progress) -> Option<KeptServers> {
         if !keep {
             return None;
         }

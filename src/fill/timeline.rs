@@ -22,7 +22,7 @@ use crate::server::{InfoFigures, MemoryProbe};
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where stages record their start and end; shared by the stages and the sampling task.
-pub struct Recorder {
+pub(super) struct Recorder {
     clock: Instant,
     started_at: SystemTime,
     targets: Vec<String>,
@@ -48,7 +48,7 @@ struct Watched {
 
 impl Recorder {
     /// Records the start of stage `name`, whose connections will share `state`.
-    pub fn stage_started(&self, name: &str, state: &Arc<StageState>, typed: bool) {
+    pub(super) fn stage_started(&self, name: &str, state: &Arc<StageState>, typed: bool) {
         self.record(
             Some(StageEvent::Start(name.to_string())),
             Some(Watched {
@@ -60,7 +60,7 @@ impl Recorder {
     }
 
     /// Records the end of stage `name`; its counters must be final by now.
-    pub fn stage_ended(&self, name: &str) {
+    pub(super) fn stage_ended(&self, name: &str) {
         self.record(Some(StageEvent::End(name.to_string())), None);
     }
 
@@ -130,7 +130,7 @@ fn counts(stage: &Watched) -> StageSample {
 }
 
 /// The task that takes the once-a-second samples and reads the targets' figures.
-pub struct Sampler {
+pub(super) struct Sampler {
     recorder: Arc<Recorder>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -139,7 +139,7 @@ pub struct Sampler {
 impl Sampler {
     /// Starts sampling the run that started at `started_at` (`clock`), with the targets' probes
     /// by name.
-    pub fn start(
+    pub(super) fn start(
         started_at: SystemTime,
         clock: Instant,
         targets: Vec<(String, MemoryProbe)>,
@@ -163,13 +163,13 @@ impl Sampler {
     }
 
     /// Where stages record their start and end.
-    pub fn recorder(&self) -> Arc<Recorder> {
+    pub(super) fn recorder(&self) -> Arc<Recorder> {
         self.recorder.clone()
     }
 
     /// Stops sampling once the samples taken so far have their figures, and returns the
     /// timeline.
-    pub async fn finish(self) -> Timeline {
+    pub(super) async fn finish(self) -> Timeline {
         let _ = self.stop.send(());
         let _ = self.task.await;
         let samples = std::mem::take(&mut lock(&self.recorder.inner).samples);

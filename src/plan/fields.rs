@@ -15,7 +15,7 @@ use super::units::{ByteSize, HumanDuration};
 /// Longest TTL: 100 years (the server refuses expiry times it cannot represent).
 const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 /// Largest value a stage may write: 64 MiB.
-pub const MAX_VALUE_SIZE: u64 = 64 << 20;
+pub(crate) const MAX_VALUE_SIZE: u64 = 64 << 20;
 
 /// `until_memory`: an absolute size or a percentage of `maxmemory`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,7 +60,7 @@ macro_rules! bounded_integer {
     ($(#[$doc:meta])* $name:ident, $field:literal, $min:expr, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub struct $name(pub u32);
+        pub(crate) struct $name(pub(crate) u32);
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

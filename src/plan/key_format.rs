@@ -5,10 +5,10 @@
 use std::fmt;
 
 /// Most digits of a zero-padded index (`{i:020}`): those of the largest u64.
-pub const MAX_INDEX_WIDTH: u8 = 20;
+pub(crate) const MAX_INDEX_WIDTH: u8 = 20;
 
 /// Most bytes of the literal text of a format (the same bound as `key_size`).
-pub const MAX_LITERAL_BYTES: usize = 65536;
+pub(crate) const MAX_LITERAL_BYTES: usize = 65536;
 
 /// A parsed `key_format`: literal bytes and the entry index, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,12 +178,12 @@ impl fmt::Display for KeyFormat {
 }
 
 /// Decimal digits of `n` (1 for 0).
-pub fn digits(n: u64) -> u32 {
+pub(crate) fn digits(n: u64) -> u32 {
     n.checked_ilog10().unwrap_or(0) + 1
 }
 
 /// Number of decimal digits of the largest index of a stage of `keys` entries.
-pub fn index_width(keys: u64) -> u32 {
+pub(crate) fn index_width(keys: u64) -> u32 {
     digits(keys.saturating_sub(1))
 }
 

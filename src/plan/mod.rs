@@ -1,14 +1,14 @@
 //! Plans: the file people keep in their repositories, read, checked and resolved into the
 //! typed [`Plan`] that the rest of the program works from.
 
-pub mod fields;
-pub mod key_format;
-pub mod raw;
-pub mod typed;
-pub mod units;
+pub(crate) mod fields;
+pub(crate) mod key_format;
+pub(crate) mod raw;
+pub(crate) mod typed;
+pub(crate) mod units;
 mod validate;
 
-pub use key_format::index_width;
+pub(crate) use key_format::index_width;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub use fields::{MemoryGoal, Ttl, ValueSize};
-pub use key_format::KeyFormat;
-pub use typed::{DataType, Elemental, Elements, Score, WriteMode};
+pub(crate) use fields::{MemoryGoal, Ttl, ValueSize};
+pub(crate) use key_format::KeyFormat;
+pub(crate) use typed::{DataType, Elemental, Elements, Score, WriteMode};
 
 /// A validated plan: everything the executor needs, nothing it must check again.
 #[derive(Debug, Clone)]
@@ -233,7 +233,7 @@ pub enum Amount {
 
 /// The index range of an `until_memory` stage: never reached, it only fixes the index width
 /// (12 digits), so the keys do not depend on the server the stage fills.
-pub const UNTIL_MEMORY_KEYS: u64 = 1_000_000_000_000;
+pub(crate) const UNTIL_MEMORY_KEYS: u64 = 1_000_000_000_000;
 
 /// One stage of data, resolved.
 #[derive(Debug, Clone)]
@@ -326,21 +326,21 @@ impl KeyShape {
 }
 
 /// Default `key_size`.
-pub const DEFAULT_KEY_SIZE: u32 = 32;
+pub(crate) const DEFAULT_KEY_SIZE: u32 = 32;
 /// Default `value_size`.
-pub const DEFAULT_VALUE_SIZE: u64 = 512;
+pub(crate) const DEFAULT_VALUE_SIZE: u64 = 512;
 /// Default `connections`.
-pub const DEFAULT_CONNECTIONS: u32 = 4;
+pub(crate) const DEFAULT_CONNECTIONS: u32 = 4;
 /// Default `pipeline`.
-pub const DEFAULT_PIPELINE: u32 = 1024;
+pub(crate) const DEFAULT_PIPELINE: u32 = 1024;
 /// Primaries of `launch = true` on a cluster target.
-pub const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
+pub(crate) const DEFAULT_LAUNCH_PRIMARIES: u32 = 3;
 /// Default `failover_timeout`.
-pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `io_timeout`.
-pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `connect_timeout`.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An invalid plan: where, which field, what is wrong and what would be valid. One line:
 /// control characters from the plan (a name holding a line break) are shown escaped.
@@ -396,16 +396,57 @@ fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Plan, PlanError> {
 /// Reads and validates the plan at `path` for a command that writes or reads its dataset
 /// (`run`, `check`, `verify`, `export`): it needs a stage. (`profile` and `flush` only need
 /// its targets.)
-pub fn load_with_stages(path: &Path) -> Result<Plan, PlanError> {
+pub(crate) fn load_with_stages(path: &Path) -> Result<Plan, PlanError> {
     let plan = load(path)?;
-    if plan.stages.is_empty() {
-        return Err(PlanError {
-            location: path.display().to_string(),
-            field: "stages".into(),
-            message: "the plan has no stages, so it would write nothing: add a [[stages]] table (docs/plan-format.md)".into(),
-        });
-    }
+    plan.with_stages()?;
     Ok(plan)
+}
+
+impl Plan {
+    /// Parses and validates a plan from its TOML text (docs/plan-format.md). `origin` is
+    /// the name errors give it (`fixture.toml:4:1: stages[0].keys: …`) and the file that
+    /// relative paths in it (TLS files) are relative to.
+    ///
+    /// ```
+    /// let plan = cachefill::Plan::parse(
+    ///     "[targets.main]\nmode = \"standalone\"\nnodes = [\"127.0.0.1:6379\"]\n[[stages]]\nname = \"s\"\nkeys = 10\n",
+    ///     "inline.toml",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(plan.name(), "inline");
+    /// let error = cachefill::Plan::parse("[[stages]]\nname = \"s\"\n", "bad.toml").unwrap_err();
+    /// assert!(error.to_string().starts_with("bad.toml"));
+    /// ```
+    pub fn parse(text: &str, origin: &str) -> Result<Plan, PlanError> {
+        from_bytes(Path::new(origin), text.as_bytes().to_vec())
+    }
+
+    /// Reads, parses and validates the plan file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Plan, PlanError> {
+        load(path.as_ref())
+    }
+
+    /// The plan's `name`, or its file's stem.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The SHA-256 of the plan's text (hex), as its results record it.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Refuses a plan without stages for what writes or reads its dataset.
+    pub(crate) fn with_stages(&self) -> Result<(), PlanError> {
+        if self.stages.is_empty() {
+            return Err(PlanError {
+                location: self.path.display().to_string(),
+                field: "stages".into(),
+                message: "the plan has no stages, so it would write nothing: add a [[stages]] table (docs/plan-format.md)".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -413,7 +454,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The JSON Schema of the plan format, pretty-printed.
-pub fn json_schema() -> String {
+pub(crate) fn json_schema() -> String {
     let schema = schemars::schema_for!(raw::RawPlan);
     serde_json::to_string_pretty(&schema).unwrap_or_default()
 }

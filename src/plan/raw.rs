@@ -26,7 +26,7 @@ use super::units::{ByteSize, HumanDuration};
     title = "cachefill plan",
     description = "A cachefill plan (format version 1)."
 )]
-pub struct RawPlan {
+pub(crate) struct RawPlan {
     /// Plan format version; only 1 exists.
     #[schemars(with = "Option<i64>")]
     pub version: Option<Spanned<i64>>,
@@ -47,7 +47,7 @@ pub struct RawPlan {
 /// Standalone server or Redis Cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum RawMode {
+pub(crate) enum RawMode {
     /// One server (or a primary with replicas behind one address).
     Standalone,
     /// A Redis Cluster reached through one or more seed nodes.
@@ -57,7 +57,7 @@ pub enum RawMode {
 /// One server or cluster to write to.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawTarget {
+pub(crate) struct RawTarget {
     /// "standalone" or "cluster".
     pub mode: RawMode,
     /// host:port, [ipv6]:port or a bare host; standalone: exactly one, cluster: seed nodes.
@@ -102,7 +102,7 @@ pub struct RawTarget {
 /// TLS settings of a target.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(crate) struct RawTls {
     /// PEM bundle of trusted CAs; default: the system's roots.
     pub ca_file: Option<String>,
     /// Client certificate for mutual TLS; needs `key_file`.
@@ -117,7 +117,7 @@ pub struct RawTls {
 
 /// `launch = true`, or for a cluster `launch = { primaries = 3, replicas = 0 }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawLaunch {
+pub(crate) enum RawLaunch {
     /// `launch = true` / `false`.
     Enabled(bool),
     /// A local cluster of this shape.
@@ -127,7 +127,7 @@ pub enum RawLaunch {
 /// The shape of a launched local cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawLaunchCluster {
+pub(crate) struct RawLaunchCluster {
     /// Number of primaries.
     pub primaries: Option<u32>,
     /// Replicas per primary.
@@ -171,7 +171,7 @@ impl JsonSchema for RawLaunch {
 
 /// The value of one `server_config` setting: a string or an integer, as in redis.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawSetting(pub String);
+pub(crate) struct RawSetting(pub String);
 
 impl<'de> Deserialize<'de> for RawSetting {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -212,7 +212,7 @@ impl JsonSchema for RawSetting {
 /// One stage of data.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawStage {
+pub(crate) struct RawStage {
     /// Unique name, [A-Za-z0-9_.-]+.
     pub name: String,
     /// Target name; required when the plan has more than one target.

@@ -86,7 +86,7 @@ impl WriteMode {
 
 /// A stage field that only some types take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TypedField {
+pub(crate) enum TypedField {
     /// `elements`.
     Elements,
     /// `field_size`.
@@ -101,7 +101,7 @@ pub enum TypedField {
 
 impl TypedField {
     /// The field's name in the plan.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             TypedField::Elements => "elements",
             TypedField::FieldSize => "field_size",
@@ -112,7 +112,7 @@ impl TypedField {
     }
 
     /// The types the field belongs to.
-    pub fn types(self) -> &'static [DataType] {
+    pub(crate) fn types(self) -> &'static [DataType] {
         use DataType::*;
         match self {
             TypedField::Elements => &[Hash, Set, Zset, List, Stream],
@@ -124,7 +124,7 @@ impl TypedField {
     }
 
     /// `Err` with the one-line reason when `data_type` does not take this field.
-    pub fn check(self, data_type: DataType, stage: &str) -> Result<(), String> {
+    pub(crate) fn check(self, data_type: DataType, stage: &str) -> Result<(), String> {
         let types = self.types();
         if types.contains(&data_type) {
             return Ok(());
@@ -143,24 +143,24 @@ impl TypedField {
 }
 
 /// Default `elements` per key.
-pub const DEFAULT_ELEMENTS: u64 = 10;
+pub(crate) const DEFAULT_ELEMENTS: u64 = 10;
 /// Default `field_size`.
-pub const DEFAULT_FIELD_SIZE: u32 = 8;
+pub(crate) const DEFAULT_FIELD_SIZE: u32 = 8;
 /// Default `score` range.
-pub const DEFAULT_SCORE: Score = Score {
+pub(crate) const DEFAULT_SCORE: Score = Score {
     min: 0,
     max: 1_000_000,
 };
 /// Default `entry_fields`.
-pub const DEFAULT_ENTRY_FIELDS: u32 = 1;
+pub(crate) const DEFAULT_ENTRY_FIELDS: u32 = 1;
 /// Most elements one key may have.
-pub const MAX_ELEMENTS: u64 = 100_000_000;
+pub(crate) const MAX_ELEMENTS: u64 = 100_000_000;
 /// Largest magnitude of a score: integers up to 2^53 are exact as doubles.
-pub const MAX_SCORE: i64 = 1 << 53;
+pub(crate) const MAX_SCORE: i64 = 1 << 53;
 /// Payload bytes a sorted-set member's score counts for.
-pub const SCORE_BYTES: u64 = 8;
+pub(crate) const SCORE_BYTES: u64 = 8;
 /// Payload bytes a stream entry's ID counts for.
-pub const STREAM_ID_BYTES: u64 = 16;
+pub(crate) const STREAM_ID_BYTES: u64 = 16;
 
 /// Elements per key: fixed, or drawn per key from `[min, max]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

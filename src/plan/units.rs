@@ -8,12 +8,12 @@ use serde::de::{self, Deserializer, Visitor};
 
 /// A number of bytes, written in a plan as an integer or as a string with a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub u64);
 
 impl ByteSize {
     /// Parses `"5GiB"`, `"1.5 MB"`, `"512"`, `"64kib"`: decimal units are powers of 1000,
     /// binary units powers of 1024, case-insensitive.
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
+    pub(crate) fn parse(text: &str) -> Result<ByteSize, String> {
         let trimmed = text.trim();
         let split = trimmed
             .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
@@ -118,7 +118,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// A duration written as a humantime string ("500ms", "1h 30m").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
+pub(crate) struct HumanDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

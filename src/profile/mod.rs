@@ -16,24 +16,24 @@ use crate::server::Credentials;
 use crate::server::connect;
 use crate::server::reconnecting::Reconnecting;
 
-pub mod patterns;
-pub mod rate;
+pub(crate) mod patterns;
+pub(crate) mod rate;
 mod replies;
-pub mod sampling;
-pub mod shape;
-pub mod statistics;
-pub mod writer;
+pub(crate) mod sampling;
+pub(crate) mod shape;
+pub(crate) mod statistics;
+pub(crate) mod writer;
 
-pub use writer::Amount;
+pub(crate) use writer::Amount;
 
 /// Keys sampled when `--sample` is not given.
-pub const DEFAULT_SAMPLE: u64 = 10_000;
+pub(crate) const DEFAULT_SAMPLE: u64 = 10_000;
 /// Commands per second per server when `--max-ops` is not given.
-pub const DEFAULT_MAX_OPS: u64 = 5_000;
+pub(crate) const DEFAULT_MAX_OPS: u64 = 5_000;
 
 /// Options of `cachefill profile`.
 #[derive(Debug, Clone)]
-pub struct ProfileOptions {
+pub(crate) struct ProfileOptions {
     /// The target to profile (may be omitted when the plan has one).
     pub target: Option<String>,
     /// Keys to sample in all.
@@ -47,7 +47,7 @@ pub struct ProfileOptions {
 }
 
 /// Runs `cachefill profile`.
-pub async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failure> {
+pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failure> {
     let target = pick_target(plan, options.target.as_deref())?;
     let Servers::Nodes(seeds) = &target.servers else {
         return Err(Failure::Invalid(format!(
@@ -87,7 +87,11 @@ pub async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failur
             u64::try_from(quota).unwrap_or(u64::MAX).min(*dbsize)
         })
         .collect();
-    let display = Progress::new(false).counting(&target.name, quotas.iter().sum(), "sampled");
+    let display = Progress::new(crate::progress::Display::Bars).counting(
+        &target.name,
+        quotas.iter().sum(),
+        "sampled",
+    );
     let mut tasks = JoinSet::new();
     for ((sampler, cap, dbsize), quota) in servers.into_iter().zip(quotas) {
         tasks.spawn(sampler.sample(quota, dbsize, cap, display.counter()));

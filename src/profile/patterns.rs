@@ -7,7 +7,7 @@ use crate::plan::key_format::MAX_INDEX_WIDTH;
 
 /// One piece of a key pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Piece {
+pub(crate) enum Piece {
     /// Text every key of the pattern has here (braces included: a hash tag stays a tag).
     Text(String),
     /// An id: a run of digits, a hex id of 8 or more characters, or a UUID.
@@ -16,7 +16,7 @@ pub enum Piece {
 
 /// A key split into its pattern and the text of each of its ids, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitKey {
+pub(crate) struct SplitKey {
     /// The pattern.
     pub pattern: Vec<Piece>,
     /// The text of each [`Piece::Id`].
@@ -25,7 +25,7 @@ pub struct SplitKey {
 
 /// Splits a key. Bytes that are not UTF-8 become U+FFFD and control characters `?`: a
 /// `key_format` holds neither, and the pattern only has to look like the key.
-pub fn split(key: &[u8]) -> SplitKey {
+pub(crate) fn split(key: &[u8]) -> SplitKey {
     let text: String = String::from_utf8_lossy(key)
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
@@ -135,7 +135,7 @@ fn is_random_id(run: &str) -> bool {
 
 /// What the keys of one pattern held at each id position.
 #[derive(Debug, Clone, Default)]
-pub struct IdsSeen {
+pub(crate) struct IdsSeen {
     keys: u64,
     slots: Vec<IdSlot>,
 }
@@ -150,7 +150,7 @@ struct IdSlot {
 
 impl IdsSeen {
     /// Notes the ids of one key of the pattern.
-    pub fn add(&mut self, ids: &[String]) {
+    pub(crate) fn add(&mut self, ids: &[String]) {
         self.slots.resize_with(ids.len(), IdSlot::default);
         for (slot, id) in self.slots.iter_mut().zip(ids) {
             match &slot.same {
@@ -189,7 +189,7 @@ impl IdsSeen {
 }
 
 /// The pattern for people: the index as `*`, e.g. `user:*:cart`.
-pub fn label(pattern: &[Piece], seen: &IdsSeen) -> String {
+pub(crate) fn label(pattern: &[Piece], seen: &IdsSeen) -> String {
     render(pattern, seen, |_| "*".into(), |text| text.to_string())
 }
 
@@ -225,7 +225,7 @@ fn render(
 /// other stage's first index has, so at that position its keys are longer than any of the
 /// other's (and those of two such stages differ in the digit or the length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Apart {
+pub(crate) struct Apart {
     /// The digit in front (`1`, `2`, …).
     pub digit: char,
     /// The fewest digits of the index after it.
@@ -235,7 +235,12 @@ pub struct Apart {
 /// The `key_format` of `count` keys of the pattern: text with its braces doubled (a hash tag
 /// stays a tag), each id the entry index zero-padded so that the keys' mean length is the
 /// observed one. A pattern without ids gets the index at its end.
-pub fn key_format(pattern: &[Piece], seen: &IdsSeen, count: u64, apart: Option<Apart>) -> String {
+pub(crate) fn key_format(
+    pattern: &[Piece],
+    seen: &IdsSeen,
+    count: u64,
+    apart: Option<Apart>,
+) -> String {
     let first = seen.index_slots().iter().position(|i| *i);
     let index = |slot: usize| {
         let mean = seen.mean_length(slot);
@@ -253,7 +258,7 @@ pub fn key_format(pattern: &[Piece], seen: &IdsSeen, count: u64, apart: Option<A
 }
 
 /// The most digits the first index of [`key_format`]`(pattern, seen, count, None)` has.
-pub fn first_index_digits(pattern: &[Piece], seen: &IdsSeen, count: u64) -> u32 {
+pub(crate) fn first_index_digits(pattern: &[Piece], seen: &IdsSeen, count: u64) -> u32 {
     let width = match seen.index_slots().iter().position(|i| *i) {
         Some(slot) if pattern.contains(&Piece::Id) => index_width(seen.mean_length(slot), count),
         _ => 1,
@@ -268,7 +273,7 @@ fn other_text(type_name: &str) -> String {
 
 /// The `key_format` of `count` keys of the merged small patterns of one type:
 /// `other:TYPE:` and the index, padded to the keys' observed mean length.
-pub fn other_format(
+pub(crate) fn other_format(
     type_name: &str,
     mean_key_length: f64,
     count: u64,
@@ -283,7 +288,7 @@ pub fn other_format(
 }
 
 /// The most digits the index of [`other_format`]`(…, None)` has.
-pub fn other_index_digits(type_name: &str, mean_key_length: f64, count: u64) -> u32 {
+pub(crate) fn other_index_digits(type_name: &str, mean_key_length: f64, count: u64) -> u32 {
     let id_length = (mean_key_length - other_text(type_name).len() as f64).max(1.0);
     index_width(id_length, count).max(largest_index_digits(count))
 }
@@ -342,7 +347,7 @@ fn mean_digits(width: u32, count: u64) -> f64 {
 }
 
 /// A stage name from a pattern's label: its text, runs of other characters as `-`.
-pub fn stage_name(label: &str) -> String {
+pub(crate) fn stage_name(label: &str) -> String {
     let mut name = String::new();
     for c in label.chars() {
         if c.is_ascii_alphanumeric() || c == '_' || c == '.' {

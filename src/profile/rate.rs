@@ -9,7 +9,7 @@ use tokio::time::Instant;
 /// `burst + rate × t` commands have been sent, where the burst is a tenth of a second's
 /// worth (at least 1).
 #[derive(Debug)]
-pub struct RateCap {
+pub(crate) struct RateCap {
     per_second: Option<u64>,
     start: Instant,
     sent: u64,
@@ -17,7 +17,7 @@ pub struct RateCap {
 
 impl RateCap {
     /// A cap of `per_second` commands per second; `None` sends as fast as the server answers.
-    pub fn new(per_second: Option<u64>) -> RateCap {
+    pub(crate) fn new(per_second: Option<u64>) -> RateCap {
         RateCap {
             per_second,
             start: Instant::now(),
@@ -31,13 +31,13 @@ impl RateCap {
     }
 
     /// The most commands worth sending together: a burst, or `unlimited` without a cap.
-    pub fn batch(&self, unlimited: u64) -> u64 {
+    pub(crate) fn batch(&self, unlimited: u64) -> u64 {
         self.per_second
             .map_or(unlimited, |rate| Self::burst(rate).min(unlimited))
     }
 
     /// Waits until `commands` more stay within the cap, then counts them as sent.
-    pub async fn admit(&mut self, commands: u64) {
+    pub(crate) async fn admit(&mut self, commands: u64) {
         if let Some(rate) = self.per_second {
             tokio::time::sleep_until(self.start + earliest(self.sent + commands, rate)).await;
         }
@@ -45,7 +45,7 @@ impl RateCap {
     }
 
     /// Commands counted so far.
-    pub fn sent(&self) -> u64 {
+    pub(crate) fn sent(&self) -> u64 {
         self.sent
     }
 }

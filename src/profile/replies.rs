@@ -9,10 +9,10 @@ use crate::server::value::{int, items, text};
 
 /// Elements read per key to measure element sizes (`HRANDFIELD`, `SRANDMEMBER`,
 /// `ZRANDMEMBER`, `LRANGE`, `XRANGE` with this count).
-pub const ELEMENT_SAMPLE: usize = 5;
+pub(crate) const ELEMENT_SAMPLE: usize = 5;
 /// What was seen of one key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KeyObservation {
+pub(crate) struct KeyObservation {
     /// The key (kept only to find its pattern).
     pub key: Vec<u8>,
     /// Its type.

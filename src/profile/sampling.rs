@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use redis::Value;
 
 use super::rate::RateCap;
-pub use super::replies::{ELEMENT_SAMPLE, KeyObservation};
+pub(crate) use super::replies::KeyObservation;
 use super::replies::{describe, read_second, scan_reply, second_commands};
 use crate::error::Failure;
 use crate::plan::DataType;
@@ -25,7 +25,7 @@ const FIRST_COMMANDS: u64 = 4;
 
 /// The sample of one server.
 #[derive(Debug, Default)]
-pub struct ServerSample {
+pub(crate) struct ServerSample {
     /// Its `DBSIZE` at the start.
     pub dbsize: u64,
     /// The keys measured.
@@ -37,7 +37,7 @@ pub struct ServerSample {
 }
 
 /// A server to sample and how.
-pub struct Sampler {
+pub(crate) struct Sampler {
     /// Its control connection, made again when its link breaks (profiling only reads).
     pub control: Reconnecting,
     /// The target's name, for messages.
@@ -48,7 +48,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// `DBSIZE` of the server (one command, within the cap).
-    pub async fn dbsize(&mut self, cap: &mut RateCap) -> Result<u64, Failure> {
+    pub(crate) async fn dbsize(&mut self, cap: &mut RateCap) -> Result<u64, Failure> {
         cap.admit(1).await;
         let reply = self.query(&redis::cmd("DBSIZE"), "DBSIZE").await?;
         int(&reply)
@@ -58,7 +58,7 @@ impl Sampler {
 
     /// Measures up to `quota` keys: the first ones `SCAN` returns (it visits keys in the
     /// order of their hashes, unrelated to their names, so these are a uniform sample).
-    pub async fn sample(
+    pub(crate) async fn sample(
         mut self,
         quota: u64,
         dbsize: u64,

@@ -11,12 +11,12 @@ use crate::plan::DataType;
 
 /// A group below both shares (of the sampled memory and of the sampled keys) is merged into
 /// its type's "other" group.
-pub const MIN_SHARE: f64 = 0.01;
+pub(crate) const MIN_SHARE: f64 = 0.01;
 /// Most groups kept apart (the largest by memory); the rest are merged.
-pub const MAX_GROUPS: usize = 24;
+pub(crate) const MAX_GROUPS: usize = 24;
 
 /// A key observed on a server, with the number of the server's keys it stands for.
-pub struct Weighted {
+pub(crate) struct Weighted {
     /// What was seen.
     pub key: KeyObservation,
     /// Keys of the server per sampled key (`DBSIZE` / keys sampled there).
@@ -25,7 +25,7 @@ pub struct Weighted {
 
 /// How a group's keys are named.
 #[derive(Debug, Clone)]
-pub enum Naming {
+pub(crate) enum Naming {
     /// One pattern, with what its ids held.
     Pattern(Vec<Piece>, IdsSeen),
     /// Patterns merged into "other".
@@ -37,7 +37,7 @@ pub enum Naming {
 
 /// One group of keys: a stage of the plan to be.
 #[derive(Debug, Clone)]
-pub struct Group {
+pub(crate) struct Group {
     /// The pattern for people (`user:*:cart`), or `other`.
     pub label: String,
     /// How its keys are named.
@@ -147,7 +147,7 @@ type GroupKey = (Vec<Piece>, &'static str, bool);
 
 /// The groups of a sample, largest by memory first (by estimated keys when the server
 /// does not answer `MEMORY USAGE`).
-pub fn groups(sample: &[Weighted]) -> Vec<Group> {
+pub(crate) fn groups(sample: &[Weighted]) -> Vec<Group> {
     let mut by_pattern: HashMap<GroupKey, (IdsSeen, Vec<usize>)> = HashMap::new();
     for (i, observed) in sample.iter().enumerate() {
         let split = patterns::split(&observed.key.key);

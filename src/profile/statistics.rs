@@ -3,14 +3,14 @@
 
 /// Numbers observed for one measure of one stage.
 #[derive(Debug, Clone, Default)]
-pub struct Distribution {
+pub(crate) struct Distribution {
     values: Vec<f64>,
     sorted: bool,
 }
 
 /// The figures of a [`Distribution`] a plan and its comments need.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Values observed.
     pub count: usize,
     /// Their mean.
@@ -27,24 +27,19 @@ pub struct Summary {
 
 impl Distribution {
     /// Adds one observed value.
-    pub fn push(&mut self, value: f64) {
+    pub(crate) fn push(&mut self, value: f64) {
         self.values.push(value);
         self.sorted = false;
     }
 
     /// Adds every value of `other`.
-    pub fn merge(&mut self, other: &Distribution) {
+    pub(crate) fn merge(&mut self, other: &Distribution) {
         self.values.extend_from_slice(&other.values);
         self.sorted = false;
     }
 
-    /// True when nothing was observed.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// Mean, percentiles and count; `None` when nothing was observed.
-    pub fn summary(&mut self) -> Option<Summary> {
+    pub(crate) fn summary(&mut self) -> Option<Summary> {
         if self.values.is_empty() {
             return None;
         }
@@ -71,7 +66,7 @@ impl Distribution {
 /// `(min + max) / 2` is the observed mean (to the nearest half): as wide as p5..p95 allows on
 /// the side of the mean nearer to it (a skewed distribution gets a narrower, centred range,
 /// never the mean of p5 and p95), and never below `floor`.
-pub fn mean_preserving_range(summary: &Summary, floor: u64) -> (u64, u64) {
+pub(crate) fn mean_preserving_range(summary: &Summary, floor: u64) -> (u64, u64) {
     let mean = summary.mean.max(floor as f64);
     let twice = (2.0 * mean).round() as u64;
     let half_width = (mean - summary.p5).min(summary.p95 - mean).max(0.0);

@@ -10,7 +10,7 @@ use super::statistics::{Summary, mean_preserving_range};
 use crate::plan::{DataType, Elemental, Elements, Mode, Score};
 
 /// The seed of every written plan: the same profile writes the same plan.
-pub const SEED: u64 = 1;
+pub(crate) const SEED: u64 = 1;
 /// Largest score a plan takes (exact as a double).
 const MAX_SCORE: f64 = 9_007_199_254_740_992.0;
 /// Largest element count a plan takes.
@@ -22,7 +22,7 @@ const MAX_FIELD_SIZE: u64 = 65_536;
 const MAX_ENTRY_FIELDS: u64 = 1024;
 
 /// What was profiled, for the plan's header.
-pub struct Source {
+pub(crate) struct Source {
     /// The plan file named on the command line.
     pub plan: String,
     /// The target's name.
@@ -45,7 +45,7 @@ pub struct Source {
 
 /// How many keys the plan writes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Amount {
+pub(crate) enum Amount {
     /// The source's counts times this factor.
     Scale(f64),
     /// About this much payload (keys plus elements) in all.
@@ -64,7 +64,7 @@ struct Stage<'a> {
 }
 
 /// The plan's text.
-pub fn write(groups: &mut [Group], source: &Source, amount: Amount) -> String {
+pub(crate) fn write(groups: &mut [Group], source: &Source, amount: Amount) -> String {
     let mut stages: Vec<Stage> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for group in groups.iter_mut() {

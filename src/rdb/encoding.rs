@@ -9,26 +9,26 @@ use crc_fast::CrcAlgorithm::Crc64Redis;
 /// `crc_fast` folds with carry-less multiplication: 5 GB/s on a 500-byte payload here,
 /// twice a 16-table lookup's, and most of a payload's cost before it was.
 #[inline]
-pub fn crc64(bytes: &[u8]) -> u64 {
+pub(crate) fn crc64(bytes: &[u8]) -> u64 {
     crc_fast::checksum(Crc64Redis, bytes)
 }
 
 /// A running CRC-64 over several pieces (an RDB file written as it goes).
-pub struct Crc64Digest(crc_fast::Digest);
+pub(crate) struct Crc64Digest(crc_fast::Digest);
 
 impl Crc64Digest {
     /// A CRC-64 of nothing yet.
-    pub fn new() -> Crc64Digest {
+    pub(crate) fn new() -> Crc64Digest {
         Crc64Digest(crc_fast::Digest::new(Crc64Redis))
     }
 
     /// Adds `bytes`.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
     /// The CRC-64 of everything added.
-    pub fn finish(self) -> u64 {
+    pub(crate) fn finish(self) -> u64 {
         self.0.finalize()
     }
 }
@@ -67,7 +67,7 @@ fn encode_len(len: u64, buf: &mut [u8; MAX_LEN_BYTES]) -> usize {
 
 /// Appends `len` as an RDB length.
 #[inline]
-pub fn push_len(out: &mut Vec<u8>, len: u64) {
+pub(crate) fn push_len(out: &mut Vec<u8>, len: u64) {
     let mut buf = [0; MAX_LEN_BYTES];
     let used = encode_len(len, &mut buf);
     out.extend_from_slice(&buf[..used]);
@@ -77,7 +77,7 @@ pub fn push_len(out: &mut Vec<u8>, len: u64) {
 /// integers as integer strings and compresses long strings with LZF; it loads raw strings
 /// all the same.)
 #[inline]
-pub fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
     push_len(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
@@ -85,7 +85,7 @@ pub fn push_string(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Appends what `write` appends as an RDB string: its length first, known only once it is
 /// written (see [`Prefixed`]).
 #[inline]
-pub fn push_blob(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn push_blob(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let blob = Prefixed::begin(out);
     write(out);
     let len = blob.written(out);
@@ -95,7 +95,7 @@ pub fn push_blob(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
 /// An RDB length written before what it counts (a blob's bytes, a list's nodes), known only
 /// once that is written: room for a 5-byte length is left, then what follows moves back over
 /// what the length did not need (a copy: cheaper than measuring twice).
-pub struct Prefixed {
+pub(super) struct Prefixed {
     start: usize,
 }
 
@@ -105,7 +105,7 @@ const ROOM: usize = 5;
 impl Prefixed {
     /// Leaves room for the length at the end of `out`.
     #[inline]
-    pub fn begin(out: &mut Vec<u8>) -> Prefixed {
+    pub(super) fn begin(out: &mut Vec<u8>) -> Prefixed {
         let start = out.len();
         out.extend_from_slice(&[0; ROOM]);
         Prefixed { start }
@@ -113,13 +113,13 @@ impl Prefixed {
 
     /// Bytes written since [`Prefixed::begin`].
     #[inline]
-    pub fn written(&self, out: &[u8]) -> u64 {
+    pub(super) fn written(&self, out: &[u8]) -> u64 {
         (out.len() - self.start - ROOM) as u64
     }
 
     /// Writes `len` as the length.
     #[inline]
-    pub fn finish(self, out: &mut Vec<u8>, len: u64) {
+    pub(super) fn finish(self, out: &mut Vec<u8>, len: u64) {
         let start = self.start;
         let mut header = [0; MAX_LEN_BYTES];
         let used = encode_len(len, &mut header);
@@ -136,7 +136,7 @@ impl Prefixed {
 
 /// Appends `value` as an 8-byte little-endian IEEE 754 double (`rdbSaveBinaryDoubleValue`).
 #[inline]
-pub fn push_binary_double(out: &mut Vec<u8>, value: f64) {
+pub(super) fn push_binary_double(out: &mut Vec<u8>, value: f64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
@@ -144,7 +144,7 @@ pub fn push_binary_double(out: &mut Vec<u8>, value: f64) {
 /// bytes, little-endian), then the CRC-64 of the payload and the version (eight bytes,
 /// little-endian), as `createDumpPayload` does.
 #[inline]
-pub fn push_footer(out: &mut Vec<u8>, start: usize, rdb_version: u16) {
+pub(super) fn push_footer(out: &mut Vec<u8>, start: usize, rdb_version: u16) {
     out.extend_from_slice(&rdb_version.to_le_bytes());
     let crc = crc64(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());

@@ -3,7 +3,7 @@
 //! ascending order; everything little-endian.
 
 /// Appends the intset of `values`, which must be sorted ascending and distinct.
-pub fn push_intset(out: &mut Vec<u8>, values: &[i64]) {
+pub(super) fn push_intset(out: &mut Vec<u8>, values: &[i64]) {
     debug_assert!(
         values.windows(2).all(|w| w[0] < w[1]),
         "sorted and distinct"

@@ -28,7 +28,7 @@ use crate::plan::DataType;
 
 /// Largest payload cachefill sends: a key whose payload could be larger is written with
 /// commands (a payload is one argument, which the server holds whole while loading it).
-pub const MAX_PAYLOAD_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_PAYLOAD_BYTES: u64 = 1 << 20;
 
 /// Bytes of a payload besides its elements, at most: type, lengths, listpack headers, the
 /// footer.
@@ -96,7 +96,11 @@ impl Restorable {
 
 /// Which keys of `dataset` are written as payloads for `server`, when the stage's commands
 /// carry `per_command` elements each.
-pub fn restorable(dataset: &Dataset, server: &ServerEncoding, per_command: u64) -> Restorable {
+pub(crate) fn restorable(
+    dataset: &Dataset,
+    server: &ServerEncoding,
+    per_command: u64,
+) -> Restorable {
     let up_to = (MAX_PAYLOAD_BYTES - PAYLOAD_OVERHEAD) / element_bound(dataset);
     let mut ask_items = (0, 0);
     let nodes = Nodes::new(server.family, server.limits.list_size)

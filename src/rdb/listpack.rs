@@ -4,7 +4,7 @@
 //! that is a canonical 64-bit integer is stored as an integer, as the server stores it.
 
 /// A listpack being written at the end of a buffer; [`Listpack::finish`] fills in its header.
-pub struct Listpack {
+pub(super) struct Listpack {
     /// Where it starts in the buffer.
     start: usize,
     /// Entries so far.
@@ -19,12 +19,12 @@ const COUNT_UNKNOWN: u16 = u16::MAX;
 const END: u8 = 0xFF;
 
 /// Bytes of an empty listpack.
-pub const EMPTY_BYTES: usize = HEADER + 1;
+pub(super) const EMPTY_BYTES: usize = HEADER + 1;
 
 impl Listpack {
     /// Starts a listpack at the end of `out`.
     #[inline]
-    pub fn begin(out: &mut Vec<u8>) -> Listpack {
+    pub(super) fn begin(out: &mut Vec<u8>) -> Listpack {
         let start = out.len();
         out.extend_from_slice(&[0; HEADER]);
         Listpack { start, count: 0 }
@@ -32,7 +32,7 @@ impl Listpack {
 
     /// Appends an element: as an integer when `bytes` are one (see [`as_integer`]).
     #[inline]
-    pub fn push(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+    pub(super) fn push(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         match as_integer(bytes) {
             Some(value) => self.push_integer(out, value),
             None => self.push_string(out, bytes),
@@ -41,7 +41,7 @@ impl Listpack {
 
     /// Appends an integer element in the smallest of the listpack's integer encodings.
     #[inline]
-    pub fn push_integer(&mut self, out: &mut Vec<u8>, value: i64) {
+    pub(super) fn push_integer(&mut self, out: &mut Vec<u8>, value: i64) {
         let mut buf = [0u8; 10];
         let len = encode_integer(value, &mut buf);
         // Integer entries are at most 9 bytes: their back length is one byte.
@@ -52,7 +52,7 @@ impl Listpack {
 
     /// Appends a string element (its bytes as they are, even when they read as an integer).
     #[inline]
-    pub fn push_string(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+    pub(super) fn push_string(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         let len = bytes.len();
         let header = if len < 64 {
             out.push(0x80 | len as u8);
@@ -72,26 +72,26 @@ impl Listpack {
 
     /// Appends `entries` entries encoded already (another listpack's, without its header).
     #[inline]
-    pub fn extend(&mut self, out: &mut Vec<u8>, encoded: &[u8], entries: u64) {
+    pub(super) fn extend(&mut self, out: &mut Vec<u8>, encoded: &[u8], entries: u64) {
         out.extend_from_slice(encoded);
         self.count += entries;
     }
 
     /// Bytes of the listpack once finished, as it stands (with its header and end byte).
     #[inline]
-    pub fn bytes(&self, out: &[u8]) -> usize {
+    pub(super) fn bytes(&self, out: &[u8]) -> usize {
         out.len() - self.start + 1
     }
 
     /// Entries so far.
     #[inline]
-    pub fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.count
     }
 
     /// Ends the listpack: its end byte, then its header.
     #[inline]
-    pub fn finish(self, out: &mut Vec<u8>) {
+    pub(super) fn finish(self, out: &mut Vec<u8>) {
         out.push(END);
         let total = (out.len() - self.start) as u32;
         // 65,535 and more: unknown (`lpSetNumElements` leaves it so).
@@ -103,7 +103,7 @@ impl Listpack {
 
 /// Bytes the entry of `bytes` takes in a listpack (encoding, data and back length).
 #[inline]
-pub fn entry_bytes(bytes: &[u8]) -> usize {
+pub(super) fn entry_bytes(bytes: &[u8]) -> usize {
     match as_integer(bytes) {
         Some(value) => integer_bytes(value),
         None => string_entry_bytes(bytes.len()),
@@ -112,13 +112,13 @@ pub fn entry_bytes(bytes: &[u8]) -> usize {
 
 /// Bytes of an integer entry of `value`.
 #[inline]
-pub fn integer_bytes(value: i64) -> usize {
+pub(super) fn integer_bytes(value: i64) -> usize {
     encode_integer(value, &mut [0; 10]) + 1
 }
 
 /// Bytes of a string entry of `len` bytes.
 #[inline]
-pub fn string_entry_bytes(len: usize) -> usize {
+pub(super) fn string_entry_bytes(len: usize) -> usize {
     let header = match len {
         0..64 => 1,
         64..4096 => 2,
@@ -187,7 +187,7 @@ fn push_back_len(out: &mut Vec<u8>, len: u64) {
 /// (`string2ll`, `lpStringToInt64`): at most 20 bytes, an optional `-`, no `+`, no leading
 /// zero (but `0` itself), no `-0`, nothing else, within `i64`.
 #[inline]
-pub fn as_integer(bytes: &[u8]) -> Option<i64> {
+pub(super) fn as_integer(bytes: &[u8]) -> Option<i64> {
     let (&first, _) = bytes.split_first()?;
     // Most elements are rejected by their first byte or their length.
     if bytes.len() > 20 || !(first.is_ascii_digit() || first == b'-') {

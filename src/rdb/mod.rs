@@ -16,28 +16,29 @@ mod listpack;
 mod quicklist;
 mod server;
 
-pub use encoding::{Crc64Digest, crc64, push_blob, push_len, push_string};
-pub use keys::{MAX_PAYLOAD_BYTES, PayloadEncoder, Restorable, Unsupported, restorable};
-pub use server::{Family, Limits, ServerEncoding};
+pub(crate) use encoding::{Crc64Digest, push_len, push_string};
+pub use keys::PayloadEncoder;
+pub(crate) use keys::{Restorable, restorable};
+pub use server::ServerEncoding;
 
 /// RDB object types (`rdb.h`), the first byte of a payload.
-pub mod object_type {
+pub(crate) mod object_type {
     /// A set, member by member.
-    pub const SET: u8 = 2;
+    pub(crate) const SET: u8 = 2;
     /// A hash, field and value by field and value.
-    pub const HASH: u8 = 4;
+    pub(crate) const HASH: u8 = 4;
     /// A sorted set, member and binary score by member and binary score.
-    pub const ZSET_2: u8 = 5;
+    pub(crate) const ZSET_2: u8 = 5;
     /// A set of integers as an intset.
-    pub const SET_INTSET: u8 = 11;
+    pub(crate) const SET_INTSET: u8 = 11;
     /// A hash as one listpack (RDB 10).
-    pub const HASH_LISTPACK: u8 = 16;
+    pub(crate) const HASH_LISTPACK: u8 = 16;
     /// A sorted set as one listpack (RDB 10).
-    pub const ZSET_LISTPACK: u8 = 17;
+    pub(crate) const ZSET_LISTPACK: u8 = 17;
     /// A list as a quicklist of listpack nodes (RDB 10).
-    pub const LIST_QUICKLIST_2: u8 = 18;
+    pub(crate) const LIST_QUICKLIST_2: u8 = 18;
     /// A stream as listpack nodes, with its first ID, deletions and entries added (RDB 10).
-    pub const STREAM_LISTPACKS_2: u8 = 19;
+    pub(crate) const STREAM_LISTPACKS_2: u8 = 19;
     /// A set as one listpack (RDB 11).
-    pub const SET_LISTPACK: u8 = 20;
+    pub(crate) const SET_LISTPACK: u8 = 20;
 }

@@ -20,12 +20,12 @@ const SAFETY_LIMIT: usize = 8192;
 /// What `quicklist.c` adds to an item's length for its entry's overhead.
 const ENTRY_OVERHEAD: usize = 8;
 /// Bytes of an empty listpack.
-pub const EMPTY_LISTPACK: usize = super::listpack::EMPTY_BYTES;
+pub(super) const EMPTY_LISTPACK: usize = super::listpack::EMPTY_BYTES;
 
 /// One node of a list: it ends before item `end` (it starts where the node before it ends),
 /// holds `count` items in `bytes` (its listpack's; a plain node's, its item's length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeSpan {
+pub(super) struct NodeSpan {
     pub end: u64,
     pub bytes: usize,
     pub count: u64,
@@ -34,7 +34,7 @@ pub struct NodeSpan {
 
 /// How one server splits lists into nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nodes {
+pub(super) struct Nodes {
     family: Family,
     /// `list-max-listpack-size`.
     fill: i64,
@@ -44,7 +44,7 @@ impl Nodes {
     /// The rule of a server of `family` with `list-max-listpack-size` `fill`; `None` for
     /// settings cachefill does not reproduce: sizes beyond -5, and on 7.2 and later item
     /// counts (whose listpacks and quicklists are bounded by other rules).
-    pub fn new(family: Family, fill: i64) -> Option<Nodes> {
+    pub(super) fn new(family: Family, fill: i64) -> Option<Nodes> {
         let supported = match family {
             Family::Ziplists => false,
             Family::Redis70 => fill >= -5,
@@ -61,7 +61,7 @@ impl Nodes {
     /// True when an item of `len` bytes goes into a tail node of `bytes` bytes and `count`
     /// items (`_quicklistNodeAllowInsert`).
     #[inline]
-    pub fn allows(&self, bytes: usize, count: u64, len: usize) -> bool {
+    pub(super) fn allows(&self, bytes: usize, count: u64, len: usize) -> bool {
         let new_bytes = bytes + len + ENTRY_OVERHEAD;
         match self.size_limit() {
             Some(limit) => new_bytes <= limit,
@@ -73,13 +73,13 @@ impl Nodes {
     /// True when an item of `len` bytes is a plain node of its own (7.4 and later:
     /// `isLargeElement`, longer than the node limit, or than 8 KiB when items are counted).
     #[inline]
-    pub fn plain(&self, len: usize) -> bool {
+    pub(super) fn plain(&self, len: usize) -> bool {
         self.family == Family::Redis74 && len > self.size_limit().unwrap_or(SAFETY_LIMIT)
     }
 
     /// On 7.2 and later: true when a list whose items' raw bytes are `raw` in all stays one
     /// listpack (`listTypeTryConvertListpack` on a new key).
-    pub fn stays_listpack(&self, raw: usize) -> bool {
+    pub(super) fn stays_listpack(&self, raw: usize) -> bool {
         self.family.has_listpack_lists()
             && self
                 .size_limit()
@@ -92,7 +92,7 @@ impl Nodes {
     /// later a command checks the raw bytes it adds before it pushes anything: a list whose
     /// listpack would pass the limit becomes a quicklist, the listpack so far its first node
     /// (of whatever size), and the command's items go on by the node rule from there.
-    pub fn layout(
+    pub(super) fn layout(
         &self,
         items: &[(usize, usize)],
         per_command: u64,
@@ -162,7 +162,7 @@ impl Nodes {
     /// listpack): a server of 7.2 and later turns a loaded quicklist of one listpack node
     /// within the limit into a listpack, so a listpack over the limit, or a quicklist of one
     /// such node, cannot be sent as what it is.
-    pub fn reloads_as(&self, nodes: &[NodeSpan], listpack: bool) -> bool {
+    pub(super) fn reloads_as(&self, nodes: &[NodeSpan], listpack: bool) -> bool {
         let Some(limit) = self.listpack_limit() else {
             return true;
         };
@@ -171,7 +171,7 @@ impl Nodes {
     }
 
     /// The node size limit when lists may be one listpack (7.2 and later).
-    pub fn listpack_limit(&self) -> Option<usize> {
+    pub(super) fn listpack_limit(&self) -> Option<usize> {
         match self.family {
             Family::Redis72 | Family::Redis74 => self.size_limit(),
             _ => None,

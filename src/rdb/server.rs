@@ -7,12 +7,12 @@ use std::collections::HashMap;
 
 /// The RDB version whose payloads carry listpack hashes and sorted sets and quicklist 2
 /// lists (Redis 7.0).
-pub const RDB_LISTPACKS: u16 = 10;
+pub(super) const RDB_LISTPACKS: u16 = 10;
 /// The RDB version whose payloads carry listpack sets (Redis 7.2).
-pub const RDB_LISTPACK_SETS: u16 = 11;
+pub(super) const RDB_LISTPACK_SETS: u16 = 11;
 /// The RDB version of the plain types and intsets that cachefill writes: the oldest server
 /// it supports (Redis 6.2) loads them.
-pub const RDB_PLAIN: u16 = 9;
+pub(super) const RDB_PLAIN: u16 = 9;
 
 /// Which server family a server is, by its version: what its RDB and its lists are like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ const PALETTE: [RGBColor; 7] = [
 ];
 
 /// One named line: (x, y) points in x order.
-pub struct Series {
+pub(crate) struct Series {
     /// The legend's label.
     pub name: String,
     /// The points.
@@ -27,7 +27,7 @@ pub struct Series {
 }
 
 /// A line chart of `series` over `x_label`, as an SVG document.
-pub fn lines(
+pub(crate) fn lines(
     title: &str,
     x_label: &str,
     y_label: &str,
@@ -94,7 +94,7 @@ pub fn lines(
 }
 
 /// A bar chart of `(label, value)`, as an SVG document.
-pub fn bars(title: &str, y_label: &str, values: &[(String, f64)]) -> Result<String, String> {
+pub(crate) fn bars(title: &str, y_label: &str, values: &[(String, f64)]) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -143,7 +143,7 @@ pub fn bars(title: &str, y_label: &str, values: &[(String, f64)]) -> Result<Stri
 }
 
 /// 1234567 → "1.2M", 4096 → "4.1k".
-pub fn short_number(value: f64) -> String {
+pub(crate) fn short_number(value: f64) -> String {
     let abs = value.abs();
     if abs >= 1e9 {
         format!("{:.1}G", value / 1e9)

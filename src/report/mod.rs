@@ -1,8 +1,8 @@
 //! `cachefill report`: a result as one self-contained HTML page (inline SVG charts drawn with
 //! plotters, inline CSS, no scripts, nothing fetched).
 
-pub mod charts;
+pub(crate) mod charts;
 mod page;
 mod timeline;
 
-pub use page::{escape, render};
+pub(crate) use page::render;

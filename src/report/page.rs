@@ -9,7 +9,7 @@ use crate::plan::units::human_bytes;
 use crate::result::{RunResult, StageReport, Status};
 
 /// The whole page for `run`.
-pub fn render(run: &RunResult) -> Result<String, String> {
+pub(crate) fn render(run: &RunResult) -> Result<String, String> {
     let mut page = String::with_capacity(64 << 10);
     let title = format!("cachefill report: {}", run.plan.name);
     let _ = write!(
@@ -166,7 +166,7 @@ fn status_name(status: Status) -> &'static str {
 }
 
 /// `text` with the characters HTML gives a meaning escaped.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

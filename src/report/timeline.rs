@@ -5,7 +5,7 @@ use super::charts::{self, Series};
 use crate::result::{RunResult, StageEvent, Timeline};
 
 /// `(heading, svg)` of every chart the run's timeline gives; none without a timeline.
-pub fn charts(run: &RunResult) -> Result<Vec<(String, String)>, String> {
+pub(super) fn charts(run: &RunResult) -> Result<Vec<(String, String)>, String> {
     let Some(timeline) = &run.timeline else {
         return Ok(Vec::new());
     };

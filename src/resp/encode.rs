@@ -4,7 +4,7 @@ use crate::decimal::write_back;
 
 /// Appends `$<len>\r\n`, the header of a bulk string.
 #[inline]
-pub fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
     // Short lengths (members, scores, IDs, field names) without formatting a number.
     if len < 10 {
         out.extend_from_slice(&[b'$', b'0' + len as u8, b'\r', b'\n']);
@@ -22,7 +22,7 @@ pub fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
 
 /// Appends a whole bulk string.
 #[inline]
-pub fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     push_bulk_header(out, bytes.len());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
@@ -32,7 +32,7 @@ pub fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
 /// A batch of elements has its scores made while they are drawn, ahead of writing them:
 /// made as they are written, a score's digits would hold up everything written after it.
 #[derive(Clone, Copy)]
-pub struct BulkInteger {
+pub(super) struct BulkInteger {
     /// "$" + up to 2 digits of length + "\r\n" + sign + up to 19 digits + "\r\n", at the end.
     buf: [u8; 32],
     /// Where the bulk string starts in `buf`.
@@ -42,7 +42,7 @@ pub struct BulkInteger {
 impl BulkInteger {
     /// `value` in decimal as a bulk string.
     #[inline]
-    pub fn new(value: i64) -> BulkInteger {
+    pub(super) fn new(value: i64) -> BulkInteger {
         const END: usize = 32;
         let mut buf = [0u8; END];
         buf[END - 2..].copy_from_slice(b"\r\n");
@@ -63,7 +63,7 @@ impl BulkInteger {
 
     /// The bulk string's bytes.
     #[inline]
-    pub fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         &self.buf[usize::from(self.start)..]
     }
 }
@@ -72,7 +72,7 @@ impl BulkInteger {
 /// written (a `RESTORE` payload): room for the header of a bulk of up to 999,999,999
 /// bytes is left before it, and the bytes move back over what the header did not need.
 #[inline]
-pub fn push_bulk_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn push_bulk_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     const ROOM: usize = 12;
     let start = out.len();
     out.extend_from_slice(&[0; ROOM]);
@@ -105,14 +105,14 @@ fn a_bulk_written_first_gets_its_header_after() {
 
 /// Appends `*<count>\r\n`, the header of a command of `count` arguments.
 #[inline]
-pub fn push_array_header(out: &mut Vec<u8>, count: u64) {
+pub(crate) fn push_array_header(out: &mut Vec<u8>, count: u64) {
     out.push(b'*');
     out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a command given as its arguments.
-pub fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+pub(crate) fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     push_array_header(out, args.len() as u64);
     for arg in args {
         push_bulk(out, arg);

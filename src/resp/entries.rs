@@ -15,7 +15,7 @@ use crate::dataset::{Dataset, Entry};
 const AHEAD: usize = 16;
 
 /// Encodes the entries of one stage, allocating nothing per entry.
-pub struct EntryEncoder<'a> {
+pub(crate) struct EntryEncoder<'a> {
     dataset: &'a Dataset,
     /// The keys as bulk strings.
     keys: KeyBulk,
@@ -25,7 +25,7 @@ pub struct EntryEncoder<'a> {
 
 impl<'a> EntryEncoder<'a> {
     /// An encoder for the entries of `dataset`.
-    pub fn new(dataset: &'a Dataset) -> EntryEncoder<'a> {
+    pub(crate) fn new(dataset: &'a Dataset) -> EntryEncoder<'a> {
         EntryEncoder {
             dataset,
             keys: KeyBulk::new(dataset),
@@ -35,7 +35,7 @@ impl<'a> EntryEncoder<'a> {
 
     /// An encoder for the entries of `dataset` that writes its typed keys as `RESTORE`
     /// payloads for a server that encodes as `server` does (see [`KeyEncoder::restoring`]).
-    pub fn restoring(dataset: &'a Dataset, server: crate::rdb::ServerEncoding) -> Self {
+    pub(crate) fn restoring(dataset: &'a Dataset, server: crate::rdb::ServerEncoding) -> Self {
         EntryEncoder {
             typed: KeyEncoder::restoring(dataset, server),
             ..EntryEncoder::new(dataset)
@@ -43,12 +43,12 @@ impl<'a> EntryEncoder<'a> {
     }
 
     /// How typed keys split into commands.
-    pub fn chunking(&self) -> crate::resp::typed::Chunking {
+    pub(crate) fn chunking(&self) -> crate::resp::typed::Chunking {
         self.typed.chunking()
     }
 
     /// Encodes every command of typed key `index`.
-    pub fn push_whole_key(&self, index: u64, out: &mut Vec<u8>) {
+    pub(crate) fn push_whole_key(&self, index: u64, out: &mut Vec<u8>) {
         let entry = self.dataset.entry(index);
         let key = self.form(&entry);
         self.push_entry_commands(&entry, key.restored, 0, 0..self.commands(0, key), out);
@@ -57,20 +57,20 @@ impl<'a> EntryEncoder<'a> {
     /// How typed key `entry` is written: its elements, and whether as one `RESTORE` (its
     /// items drawn when its element count does not say).
     #[inline]
-    pub fn form(&self, entry: &Entry) -> KeyForm {
+    pub(crate) fn form(&self, entry: &Entry) -> KeyForm {
         self.typed.form(entry)
     }
 
     /// Commands that write elements `from..` of typed key `key` (and its TTL).
     #[inline]
-    pub fn commands(&self, from: u64, key: KeyForm) -> u64 {
+    pub(crate) fn commands(&self, from: u64, key: KeyForm) -> u64 {
         self.typed.chunking().commands(from, key)
     }
 
     /// Encodes `commands` of typed key `index`, counted from element `from`, written as
     /// `restored` says ([`EntryEncoder::form`]).
     #[inline]
-    pub fn push_key_commands(
+    pub(crate) fn push_key_commands(
         &self,
         index: u64,
         restored: bool,
@@ -83,7 +83,7 @@ impl<'a> EntryEncoder<'a> {
 
     /// [`EntryEncoder::push_key_commands`] of a key drawn already (`Dataset::entry`).
     #[inline]
-    pub fn push_entry_commands(
+    pub(crate) fn push_entry_commands(
         &self,
         entry: &Entry,
         restored: bool,
@@ -98,24 +98,24 @@ impl<'a> EntryEncoder<'a> {
     /// The draws of entry `index` (its element count among them), to encode it with
     /// [`EntryEncoder::push_entry_commands`] without drawing it twice.
     #[inline]
-    pub fn entry(&self, index: u64) -> Entry {
+    pub(crate) fn entry(&self, index: u64) -> Entry {
         self.dataset.entry(index)
     }
 
     /// Encodes the command that counts typed key `index`'s elements on the server.
-    pub fn push_element_count(&self, index: u64, out: &mut Vec<u8>) {
+    pub(crate) fn push_element_count(&self, index: u64, out: &mut Vec<u8>) {
         self.typed.push_count(&self.dataset.entry(index), out);
     }
 
     /// Encodes `DEL` of typed key `index`, before writing it again from its first element.
-    pub fn push_delete(&self, index: u64, out: &mut Vec<u8>) {
+    pub(crate) fn push_delete(&self, index: u64, out: &mut Vec<u8>) {
         self.typed.push_delete(&self.dataset.entry(index), out);
     }
 
     /// Encodes `entries` as commands of up to `group` entries each, counted from the start
     /// (one reply per command): `SET` for a lone entry, `MSET` for more.
     #[inline]
-    pub fn push_grouped(&self, entries: Range<u64>, group: u64, out: &mut Vec<u8>) {
+    pub(crate) fn push_grouped(&self, entries: Range<u64>, group: u64, out: &mut Vec<u8>) {
         let mut start = entries.start;
         while start < entries.end {
             let end = (start + group).min(entries.end);
@@ -135,7 +135,7 @@ impl<'a> EntryEncoder<'a> {
     /// Encodes `indices` as one command: `SET` for one, `MSET` for more (the keys of one
     /// cluster slot, in any order).
     #[inline]
-    pub fn push_listed(&self, indices: &[u64], out: &mut Vec<u8>) {
+    pub(crate) fn push_listed(&self, indices: &[u64], out: &mut Vec<u8>) {
         if let [index] = indices {
             return self.push_set(*index, out);
         }
@@ -171,14 +171,14 @@ impl<'a> EntryEncoder<'a> {
     }
 
     /// Encodes `ASKING` and then `SET` of entry `index`: two commands, two replies.
-    pub fn push_asking_set(&self, index: u64, out: &mut Vec<u8>) {
+    pub(crate) fn push_asking_set(&self, index: u64, out: &mut Vec<u8>) {
         push_command(out, &[b"ASKING"]);
         self.push_set(index, out);
     }
 
     /// Encodes `SET key value`, with `PX ms` when the entry has a TTL.
     #[inline]
-    pub fn push_set(&self, index: u64, out: &mut Vec<u8>) {
+    pub(crate) fn push_set(&self, index: u64, out: &mut Vec<u8>) {
         let entry = self.dataset.entry(index);
         out.extend_from_slice(if entry.ttl_ms.is_some() {
             b"*5\r\n$3\r\nSET\r\n"

@@ -5,7 +5,7 @@ use crate::plan::NodeAddr;
 
 /// Where a `MOVED` or `ASK` reply sends a command, borrowed from the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Redirect<'a> {
+pub(crate) struct Redirect<'a> {
     /// The hash slot the command's key is in.
     pub slot: u16,
     /// The node's host, without brackets; empty means the node that answered.
@@ -16,7 +16,7 @@ pub struct Redirect<'a> {
 
 /// An error reply (the line without its `-`), classified by its first word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorReply<'a> {
+pub(crate) enum ErrorReply<'a> {
     /// `MOVED <slot> <host>:<port>`: the slot lives elsewhere now.
     Moved(Redirect<'a>),
     /// `ASK <slot> <host>:<port>`: this one command goes elsewhere, after `ASKING`.
@@ -37,7 +37,7 @@ pub enum ErrorReply<'a> {
 
 impl<'a> ErrorReply<'a> {
     /// Classifies an error line such as `MOVED 3999 127.0.0.1:6381` (without the `-`).
-    pub fn parse(line: &'a [u8]) -> ErrorReply<'a> {
+    pub(crate) fn parse(line: &'a [u8]) -> ErrorReply<'a> {
         let mut words = line
             .split(u8::is_ascii_whitespace)
             .filter(|word| !word.is_empty());
@@ -57,7 +57,7 @@ impl<'a> ErrorReply<'a> {
 
     /// True for refusals that clear up on their own (a migration, a failover, a restart):
     /// the command is worth sending again after a pause.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(
             self,
             ErrorReply::TryAgain | ErrorReply::ClusterDown | ErrorReply::Loading
@@ -79,7 +79,7 @@ impl<'a> Redirect<'a> {
     }
 
     /// The node the redirection names; an empty host means the node that answered.
-    pub fn addr(&self, answered: &NodeAddr) -> NodeAddr {
+    pub(crate) fn addr(&self, answered: &NodeAddr) -> NodeAddr {
         let host = if self.host.is_empty() {
             answered.host.clone()
         } else {

@@ -29,7 +29,7 @@ enum State {
 
 /// Follows the replies of one connection; see the module documentation.
 #[derive(Debug, Clone)]
-pub struct FrameCheck {
+pub(crate) struct FrameCheck {
     /// The longest reply accepted.
     max_reply: u64,
     state: State,
@@ -46,7 +46,7 @@ pub struct FrameCheck {
 
 impl FrameCheck {
     /// A check that refuses replies longer than `max_reply` bytes.
-    pub fn new(max_reply: u64) -> FrameCheck {
+    pub(crate) fn new(max_reply: u64) -> FrameCheck {
         FrameCheck {
             max_reply,
             state: State::Kind,
@@ -59,18 +59,19 @@ impl FrameCheck {
     }
 
     /// Replies completed so far.
-    pub fn replies(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn replies(&self) -> u64 {
         self.replies
     }
 
     /// True when a reply has begun and not ended: the stream must not end here.
-    pub fn in_reply(&self) -> bool {
+    pub(crate) fn in_reply(&self) -> bool {
         self.reply_bytes > 0
     }
 
     /// Follows `bytes`, the next bytes of the stream. After an error the stream is broken:
     /// the check is not to be fed again.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ProtocolError> {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ProtocolError> {
         while !bytes.is_empty() {
             let used = self
                 .step(bytes)

@@ -6,14 +6,14 @@ use super::encode::push_bulk_header;
 use crate::dataset::{Dataset, Entry};
 
 /// Writes a stage's keys as bulk strings.
-pub struct KeyBulk {
+pub(super) struct KeyBulk {
     /// `$<len>\r\n`, when every key of the stage has the same length.
     header: Option<Vec<u8>>,
 }
 
 impl KeyBulk {
     /// The key writer of `dataset`.
-    pub fn new(dataset: &Dataset) -> KeyBulk {
+    pub(super) fn new(dataset: &Dataset) -> KeyBulk {
         KeyBulk {
             header: dataset.fixed_key_len().map(|len| {
                 let mut header = Vec::new();
@@ -25,7 +25,7 @@ impl KeyBulk {
 
     /// Appends the key of `entry` as a bulk string (inline: it is most of a `SET`).
     #[inline(always)]
-    pub fn push(&self, dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
+    pub(super) fn push(&self, dataset: &Dataset, entry: &Entry, out: &mut Vec<u8>) {
         match &self.header {
             Some(header) => out.extend_from_slice(header),
             None => push_bulk_header(out, dataset.key_len(entry.index)),

@@ -13,11 +13,10 @@ mod key_bulk;
 mod protocol;
 mod reply;
 mod room;
-pub mod typed;
+pub(crate) mod typed;
 
-pub use encode::{push_array_header, push_bulk, push_bulk_header, push_command};
-pub use entries::EntryEncoder;
-pub use error_reply::{ErrorReply, Redirect};
-pub use frames::FrameCheck;
-pub use protocol::{MAX_DEPTH, MAX_LINE_BYTES, Problem, ProtocolError};
-pub use reply::{MAX_REPLY_BYTES, Reply, parse_reply};
+pub(crate) use encode::push_command;
+pub(crate) use entries::EntryEncoder;
+pub(crate) use error_reply::{ErrorReply, Redirect};
+pub(crate) use frames::FrameCheck;
+pub(crate) use reply::{MAX_REPLY_BYTES, Reply, parse_reply};

@@ -6,18 +6,18 @@
 use std::fmt;
 
 /// The longest line a reply may have (a simple string, an error, an integer or a length).
-pub const MAX_LINE_BYTES: usize = 64 << 10;
+pub(crate) const MAX_LINE_BYTES: usize = 64 << 10;
 
 /// How deeply arrays may nest in a reply (the deepest cachefill reads, `CLUSTER SHARDS`
 /// in RESP2, nests four levels).
-pub const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
 
 /// How many bytes of a reply an error shows.
 const SHOWN_BYTES: usize = 24;
 
 /// The line that starts a reply, after its type byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Header {
+pub(super) enum Header {
     /// `+…`: a simple string.
     Simple,
     /// `-…`: an error.
@@ -32,7 +32,7 @@ pub enum Header {
 
 impl Header {
     /// The header of type `kind` whose line (without the type byte and CRLF) is `line`.
-    pub fn parse(kind: u8, line: &[u8]) -> Result<Header, Problem> {
+    pub(super) fn parse(kind: u8, line: &[u8]) -> Result<Header, Problem> {
         Header::known_type(kind)?;
         match kind {
             b'+' => Ok(Header::Simple),
@@ -44,7 +44,7 @@ impl Header {
     }
 
     /// `Ok` when `kind` is a RESP2 type byte, so a reply can be refused before its line ends.
-    pub fn known_type(kind: u8) -> Result<(), Problem> {
+    pub(super) fn known_type(kind: u8) -> Result<(), Problem> {
         match kind {
             b'+' | b'-' | b':' | b'$' | b'*' => Ok(()),
             other => Err(Problem::UnknownType(other)),
@@ -52,13 +52,13 @@ impl Header {
     }
 
     /// True when the type byte `kind` starts a line whose number matters (`:`, `$`, `*`).
-    pub fn has_number(kind: u8) -> bool {
+    pub(super) fn has_number(kind: u8) -> bool {
         matches!(kind, b':' | b'$' | b'*')
     }
 }
 
 /// Digits of the longest number a header may hold (`-9223372036854775808`).
-pub const MAX_NUMBER_BYTES: usize = 20;
+pub(super) const MAX_NUMBER_BYTES: usize = 20;
 
 fn number(line: &[u8]) -> Result<i64, Problem> {
     if line.len() > MAX_NUMBER_BYTES {
@@ -80,7 +80,7 @@ fn length(line: &[u8]) -> Result<Option<u64>, Problem> {
 
 /// What is wrong with a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// A type byte RESP2 does not have.
     UnknownType(u8),
     /// A length or integer that is not a number in range.
@@ -129,7 +129,7 @@ fn human(bytes: u64) -> String {
 /// not help. One line: the first bytes of the reply (and what followed) are shown escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the server sent {problem} (at {start:?}); is this a Redis server?")]
-pub struct ProtocolError {
+pub(crate) struct ProtocolError {
     /// What is wrong.
     pub problem: Problem,
     /// The first bytes of the reply, lossily decoded.
@@ -138,7 +138,7 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     /// The error `problem` in the reply that starts with `reply`.
-    pub fn new(problem: Problem, reply: &[u8]) -> ProtocolError {
+    pub(crate) fn new(problem: Problem, reply: &[u8]) -> ProtocolError {
         let shown = &reply[..reply.len().min(SHOWN_BYTES)];
         ProtocolError {
             problem,
@@ -149,26 +149,26 @@ impl ProtocolError {
 
 /// The first bytes of a reply read in pieces, kept for [`ProtocolError`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ReplyStart {
+pub(super) struct ReplyStart {
     bytes: [u8; SHOWN_BYTES],
     len: usize,
 }
 
 impl ReplyStart {
     /// Keeps what fits of `bytes`, which follow what was kept so far.
-    pub fn keep(&mut self, bytes: &[u8]) {
+    pub(super) fn keep(&mut self, bytes: &[u8]) {
         let take = bytes.len().min(SHOWN_BYTES - self.len);
         self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
         self.len += take;
     }
 
     /// Forgets the reply, for the next one.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.len = 0;
     }
 
     /// The error `problem` in this reply, whose next bytes are `next`.
-    pub fn error(&self, problem: Problem, next: &[u8]) -> ProtocolError {
+    pub(super) fn error(&self, problem: Problem, next: &[u8]) -> ProtocolError {
         let mut shown = *self;
         shown.keep(next);
         ProtocolError::new(problem, &shown.bytes[..shown.len])

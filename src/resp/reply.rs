@@ -6,11 +6,11 @@ use super::protocol::{Header, MAX_DEPTH, MAX_LINE_BYTES, Problem, ProtocolError}
 
 /// The longest reply [`parse_reply`] accepts. Data connections and logins read the replies
 /// to write commands, `AUTH`, `SELECT`, `EXISTS` and counts: a few bytes each.
-pub const MAX_REPLY_BYTES: usize = 1 << 20;
+pub(crate) const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// One reply, borrowed from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply<'a> {
+pub(crate) enum Reply<'a> {
     /// `+OK`.
     Ok,
     /// `-ERR …`: the line without the `-`.
@@ -76,7 +76,7 @@ fn short_reply(buf: &[u8]) -> Option<(Reply<'static>, usize)> {
 /// reply and how many bytes it took. `Ok(None)` only while `buf` is shorter than
 /// [`MAX_REPLY_BYTES`], so a reader that keeps only the unparsed rest never holds more than
 /// that and one read.
-pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
+pub(crate) fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ProtocolError> {
     match parse_at(buf, 0) {
         Ok(None) if buf.len() >= MAX_REPLY_BYTES => Err(Problem::TooLong(MAX_REPLY_BYTES as u64)),
         other => other,

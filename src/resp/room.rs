@@ -12,7 +12,7 @@ use crate::decimal;
 
 /// Appends to a `Vec` through room reserved ahead; the `Vec`'s length follows when the
 /// `Room` is dropped.
-pub struct Room<'a> {
+pub(super) struct Room<'a> {
     out: &'a mut Vec<u8>,
     /// The `Vec`'s allocation.
     start: *mut u8,
@@ -26,7 +26,7 @@ impl<'a> Room<'a> {
     /// Room for about `bytes` more bytes in `out`. Appending more is allowed (the buffer
     /// grows), only slower.
     #[inline]
-    pub fn new(out: &'a mut Vec<u8>, bytes: usize) -> Room<'a> {
+    pub(super) fn new(out: &'a mut Vec<u8>, bytes: usize) -> Room<'a> {
         out.reserve(bytes);
         Room {
             start: out.as_mut_ptr(),
@@ -38,7 +38,7 @@ impl<'a> Room<'a> {
 
     /// Appends `piece`.
     #[inline(always)]
-    pub fn put(&mut self, piece: &[u8]) {
+    pub(super) fn put(&mut self, piece: &[u8]) {
         let n = piece.len();
         if n > self.capacity - self.len {
             self.grow(n);
@@ -54,7 +54,7 @@ impl<'a> Room<'a> {
     /// digits go straight into the buffer: made in a small buffer first, they would be
     /// read back right after being stored byte by byte, which stalls the CPU.
     #[inline(always)]
-    pub fn put_digits(&mut self, mut n: u64, count: usize) {
+    pub(super) fn put_digits(&mut self, mut n: u64, count: usize) {
         if count > self.capacity - self.len {
             self.grow(count);
         }
@@ -78,7 +78,7 @@ impl<'a> Room<'a> {
 
     /// Appends `$<len>\r\n`, the header of a bulk string.
     #[inline(always)]
-    pub fn put_bulk_header(&mut self, len: usize) {
+    pub(super) fn put_bulk_header(&mut self, len: usize) {
         self.put(b"$");
         self.put_digits(len as u64, decimal::digits(len as u64));
         self.put(b"\r\n");
@@ -86,7 +86,7 @@ impl<'a> Room<'a> {
 
     /// Lends the buffer (holding exactly what was written so far) to `write`, for a rare
     /// piece made with the `Vec`'s own functions.
-    pub fn with_vec(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+    pub(super) fn with_vec(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         self.settle();
         // Until `refresh`, the `Vec` keeps its own length: should `write` panic, dropping
         // the `Room` leaves it as `write` left it.

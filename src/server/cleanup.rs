@@ -46,7 +46,7 @@ impl Registry {
 
 /// Records a launched server (`pid`) or folder (`dir`) so [`stop_all`] can remove it.
 /// Errors when the process is already exiting: the thing is then removed at once.
-pub fn track(pid: Option<u32>, dir: &Path) -> Result<(), String> {
+pub(crate) fn track(pid: Option<u32>, dir: &Path) -> Result<(), String> {
     let entry = Launched {
         pid,
         dir: dir.to_path_buf(),
@@ -60,13 +60,13 @@ pub fn track(pid: Option<u32>, dir: &Path) -> Result<(), String> {
 }
 
 /// Forgets `dir`: it was removed, or it stays on purpose (`--keep`).
-pub fn untrack(dir: &Path) {
+pub(crate) fn untrack(dir: &Path) {
     registry().launched.retain(|l| l.dir != dir);
 }
 
 /// Stops every tracked server and removes every tracked folder; later registrations are
 /// removed at once. Called on the way out when drops will not run.
-pub fn stop_all() {
+pub(crate) fn stop_all() {
     let launched = registry().close();
     for entry in &launched {
         remove(entry);

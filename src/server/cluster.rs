@@ -14,7 +14,7 @@ use crate::slot::SLOTS;
 
 /// One node of a cluster as it announces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterNode {
+pub(crate) struct ClusterNode {
     /// Node id.
     pub id: String,
     /// Where it is reached: its announced connector.
@@ -23,7 +23,7 @@ pub struct ClusterNode {
 
 /// The slot map of a cluster.
 #[derive(Debug, Clone)]
-pub struct Topology {
+pub(crate) struct Topology {
     /// The primaries that serve slots.
     pub primaries: Vec<ClusterNode>,
     /// Their replicas (not written to).
@@ -35,23 +35,23 @@ pub struct Topology {
 impl Topology {
     /// True when every slot is served and `addr` is not among the primaries: a replica (or
     /// another primary) took over what `addr` served.
-    pub fn replaced(&self, addr: &NodeAddr) -> bool {
+    pub(crate) fn replaced(&self, addr: &NodeAddr) -> bool {
         self.uncovered().is_none() && !self.primaries.iter().any(|p| p.addr == *addr)
     }
 
     /// Number of slots primary `index` serves.
-    pub fn slot_count(&self, index: usize) -> u32 {
+    pub(crate) fn slot_count(&self, index: usize) -> u32 {
         self.owner.iter().filter(|o| **o == Some(index)).count() as u32
     }
 
     /// Slot ranges no primary serves, as "0-5460, 10923".
-    pub fn uncovered(&self) -> Option<String> {
+    pub(crate) fn uncovered(&self) -> Option<String> {
         ranges(self.owner.iter().map(Option::is_none))
     }
 }
 
 /// Ranges of the slots for which `flags` is true, e.g. "0-5460, 10923".
-pub fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
+pub(crate) fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
     let mut out = Vec::new();
     let mut start = None;
     for (slot, set) in flags.chain(std::iter::once(false)).enumerate() {
@@ -78,7 +78,7 @@ const SUCCESSOR_POLL: Duration = Duration::from_millis(250);
 /// slots to other nodes (a replica took over), reading the topology from `seeds()` every
 /// 250 ms: the topology then, or `None` when the time ran out or `stop()` turned true. The
 /// fill's and verify's one wait for a successor.
-pub async fn successor_topology(
+pub(crate) async fn successor_topology(
     connector: &Connector,
     lost: &NodeAddr,
     mut seeds: impl FnMut() -> Vec<NodeAddr>,
@@ -102,7 +102,10 @@ pub async fn successor_topology(
 }
 
 /// Reads the topology from the first seed that answers. Seeds that are down are skipped.
-pub async fn discover(connector: &Connector, seeds: &[NodeAddr]) -> Result<Topology, TargetError> {
+pub(crate) async fn discover(
+    connector: &Connector,
+    seeds: &[NodeAddr],
+) -> Result<Topology, TargetError> {
     let mut errors = Vec::new();
     for seed in seeds {
         let mut control = match connector.control(seed).await {

@@ -15,7 +15,7 @@ use crate::plan::{Mode, NodeAddr, Target};
 
 /// Where a stage's entries go.
 #[derive(Debug, Clone)]
-pub enum Route {
+pub(crate) enum Route {
     /// Every entry to one server.
     Standalone(NodeAddr),
     /// Every entry to the primary owning its slot.
@@ -23,7 +23,7 @@ pub enum Route {
 }
 
 /// A primary of a connected target.
-pub struct Primary {
+pub(crate) struct Primary {
     /// Its control connection.
     pub control: Control,
     /// Hash slots it serves (cluster); `None` on a standalone server.
@@ -31,7 +31,7 @@ pub struct Primary {
 }
 
 /// A target whose servers answered: how to reach them, where entries go, and its primaries.
-pub struct Connected {
+pub(crate) struct Connected {
     /// Connection settings shared by every connection to the target.
     pub connector: Arc<Connector>,
     /// Where entries go.
@@ -42,7 +42,7 @@ pub struct Connected {
 
 /// The connector of `target`; `ca_file` replaces the plan's CA (the throwaway CA of a
 /// launched TLS server). Errors (a TLS file that is wrong) name the target.
-pub fn connector(
+pub(crate) fn connector(
     target: &Target,
     credentials: Credentials,
     ca_file: Option<&Path>,
@@ -58,7 +58,7 @@ pub fn connector(
 
 /// Connects to a target through `seeds`: its only server on a standalone target, any nodes
 /// of a cluster (the topology comes from the first that answers).
-pub async fn connect(
+pub(crate) async fn connect(
     connector: Arc<Connector>,
     mode: Mode,
     seeds: &[NodeAddr],

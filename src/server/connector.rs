@@ -19,7 +19,7 @@ use crate::shard::Shard;
 
 /// How to reach the servers of one target; shared by every connection to it.
 #[derive(Debug, Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     /// Target name from the plan.
     pub name: String,
     /// Credentials for every connection.
@@ -58,7 +58,7 @@ pub struct Connector {
 /// A stage that ended having written to a target: what a restart of the target's server
 /// may have taken from it.
 #[derive(Debug, Clone)]
-pub struct WrittenStage {
+pub(crate) struct WrittenStage {
     /// The stage's name.
     pub name: String,
     /// Its entries; `None` when they cannot be re-checked (a typed stage, or one that did
@@ -69,12 +69,12 @@ pub struct WrittenStage {
 /// A failure to reach or use a server, already phrased for the user.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct TargetError(pub String);
+pub(crate) struct TargetError(pub String);
 
 impl Connector {
     /// Builds a connector (and its TLS client) from a plan target and its credentials.
     /// Errors name the target and the TLS file that is wrong.
-    pub fn new(target: &Target, credentials: Credentials) -> Result<Connector, String> {
+    pub(crate) fn new(target: &Target, credentials: Credentials) -> Result<Connector, String> {
         let tls = match &target.tls {
             Some(spec) => {
                 Some(Tls::new(spec).map_err(|e| format!("targets.{}.tls: {e}", target.name))?)
@@ -102,24 +102,24 @@ impl Connector {
 
     /// Records that `addr` answered as process `run_id`; returns the process it answered as
     /// before, if any.
-    pub fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
+    pub(crate) fn note_run_id(&self, addr: &NodeAddr, run_id: &str) -> Option<String> {
         locked(&self.run_ids).insert(addr.clone(), run_id.to_string())
     }
 
     /// Records that `stage` ended having written to this target.
-    pub fn stage_written(&self, stage: WrittenStage) {
+    pub(crate) fn stage_written(&self, stage: WrittenStage) {
         locked(&self.written_stages).push(stage);
     }
 
     /// The stages that ended having written to this target so far.
-    pub fn written_stages(&self) -> Vec<WrittenStage> {
+    pub(crate) fn written_stages(&self) -> Vec<WrittenStage> {
         locked(&self.written_stages).clone()
     }
 
     /// True for the first caller after the server at `addr` restarted as process `run_id`:
     /// that one re-checks the stages written before the restart, the others leave them to
     /// it (two stages re-checking them at once would both write a lost entry again).
-    pub fn claim_earlier_recheck(&self, addr: &NodeAddr, run_id: &str) -> bool {
+    pub(crate) fn claim_earlier_recheck(&self, addr: &NodeAddr, run_id: &str) -> bool {
         let mut claims = locked(&self.earlier_rechecks);
         if claims.get(addr).is_some_and(|claimed| claimed == run_id) {
             return false;
@@ -129,40 +129,40 @@ impl Connector {
     }
 
     /// Records that the server refused `MSET` to this user (`NOPERM`).
-    pub fn refuse_mset(&self) {
+    pub(crate) fn refuse_mset(&self) {
         self.mset_refused.store(true, Relaxed);
     }
 
     /// True once `MSET` was refused on this target: write one `SET` per entry.
-    pub fn mset_refused(&self) -> bool {
+    pub(crate) fn mset_refused(&self) -> bool {
         self.mset_refused.load(Relaxed)
     }
 
     /// True the first time it is asked after `MSET` was refused: the one time to warn.
-    pub fn mset_warning_due(&self) -> bool {
+    pub(crate) fn mset_warning_due(&self) -> bool {
         self.mset_refused() && !self.mset_warned.swap(true, Relaxed)
     }
 
     /// Records that the server refused a `RESTORE` payload, and why (the first reason is
     /// kept).
-    pub fn refuse_restore(&self, why: &str) {
+    pub(crate) fn refuse_restore(&self, why: &str) {
         locked(&self.restore_refused).get_or_insert_with(|| why.to_string());
     }
 
     /// Why the server refused `RESTORE` on this target, once it did: write commands.
-    pub fn restore_refused(&self) -> Option<String> {
+    pub(crate) fn restore_refused(&self) -> Option<String> {
         locked(&self.restore_refused).clone()
     }
 
     /// The refusal the first time it is asked after `RESTORE` was refused: the one time to
     /// say so.
-    pub fn restore_warning_due(&self) -> Option<String> {
+    pub(crate) fn restore_warning_due(&self) -> Option<String> {
         self.restore_refused()
             .filter(|_| !self.restore_warned.swap(true, Relaxed))
     }
 
     /// True the first time `note` is asked about on this target: the one time to say it.
-    pub fn first_time(&self, note: &str) -> bool {
+    pub(crate) fn first_time(&self, note: &str) -> bool {
         locked(&self.said).insert(note.to_string())
     }
 
@@ -203,7 +203,7 @@ impl Connector {
 }
 
 /// The data behind `mutex`, even if a panic poisoned it (every update is one statement).
-pub fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

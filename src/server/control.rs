@@ -17,10 +17,10 @@ use crate::plan::NodeAddr;
 const FACTS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The pause before asking a server that is loading its dataset again.
-pub const LOADING_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const LOADING_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why cachefill stopped waiting for a server loading its dataset from disk.
-pub fn still_loading(io_timeout: Duration) -> String {
+pub(crate) fn still_loading(io_timeout: Duration) -> String {
     format!(
         "the server was still loading its dataset from disk after {} (io_timeout); run again once it has loaded, or raise io_timeout",
         humantime::format_duration(io_timeout)
@@ -30,7 +30,7 @@ pub fn still_loading(io_timeout: Duration) -> String {
 impl Connector {
     /// Opens the control connection (INFO, FLUSHALL, topology) over the same kind of
     /// connection as the data plane, logged in by the `redis` crate.
-    pub async fn control(&self, addr: &NodeAddr) -> Result<Control, TargetError> {
+    pub(crate) async fn control(&self, addr: &NodeAddr) -> Result<Control, TargetError> {
         let mut settings = RedisConnectionInfo::default()
             .set_db(i64::from(self.db))
             .set_skip_set_lib_name();
@@ -112,7 +112,7 @@ fn describe_redis_error(error: &redis::RedisError, broken: &BreakReason) -> Stri
 
 /// True for an error reply of the server (a refusal such as `NOPERM` or an unknown
 /// command), as opposed to a broken connection or a reply that is not RESP.
-pub fn is_refusal(error: &redis::RedisError) -> bool {
+pub(crate) fn is_refusal(error: &redis::RedisError) -> bool {
     matches!(
         error.kind(),
         redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
@@ -120,7 +120,7 @@ pub fn is_refusal(error: &redis::RedisError) -> bool {
 }
 
 /// A control connection to one server.
-pub struct Control {
+pub(crate) struct Control {
     pub(super) handle: ControlHandle,
     pub(super) connector: Connector,
 }
@@ -128,7 +128,7 @@ pub struct Control {
 /// A control connection for concurrent use (verify's reads, the memory probe): the server,
 /// the connection, and why it broke, so that errors name both.
 #[derive(Clone)]
-pub struct ControlHandle {
+pub(crate) struct ControlHandle {
     /// The server.
     pub addr: NodeAddr,
     /// The connection (multiplexed: clones share it).
@@ -139,13 +139,13 @@ pub struct ControlHandle {
 impl ControlHandle {
     /// What `error` of this connection means: the reply that broke the connection when one
     /// did (the `redis` crate says only "broken pipe" to the requests caught up in it).
-    pub fn explain(&self, error: &redis::RedisError) -> String {
+    pub(crate) fn explain(&self, error: &redis::RedisError) -> String {
         self.broken.explain(error)
     }
 
     /// True when a reply that broke the rules of RESP closed this connection (a new one
     /// would read the same reply), not the link.
-    pub fn broke_on_bad_reply(&self) -> bool {
+    pub(crate) fn broke_on_bad_reply(&self) -> bool {
         self.broken.bad_reply()
     }
 }
@@ -153,13 +153,13 @@ impl ControlHandle {
 /// Reads `INFO` figures summed over a target's primaries on their control connections: for
 /// `until_memory` stages and the run's timeline.
 #[derive(Clone)]
-pub struct MemoryProbe {
+pub(crate) struct MemoryProbe {
     controls: Vec<ControlHandle>,
 }
 
 /// What the timeline reads from a target once a second, summed over its primaries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InfoFigures {
+pub(crate) struct InfoFigures {
     /// `used_memory`.
     pub used_memory: u64,
     /// `maxmemory` (0: no limit).
@@ -194,14 +194,14 @@ impl InfoFigures {
 
 impl MemoryProbe {
     /// A probe over these control connections.
-    pub fn new(controls: &[Control]) -> MemoryProbe {
+    pub(crate) fn new(controls: &[Control]) -> MemoryProbe {
         MemoryProbe {
             controls: controls.iter().map(Control::handle).collect(),
         }
     }
 
     /// The sum of `used_memory` now. Errors name the server.
-    pub async fn used(&mut self) -> Result<u64, String> {
+    pub(crate) async fn used(&mut self) -> Result<u64, String> {
         let mut total = 0u64;
         for control in &mut self.controls {
             let addr = &control.addr;
@@ -222,7 +222,7 @@ impl MemoryProbe {
     /// primaries: one `INFO` on each, all at once, each bounded by `limit`. `None` when a
     /// primary refuses `INFO` or does not answer in time (a paused primary, even one its
     /// replica replaced, must not hold up the caller for its `io_timeout`).
-    pub async fn figures(&self, limit: Duration) -> Option<InfoFigures> {
+    pub(crate) async fn figures(&self, limit: Duration) -> Option<InfoFigures> {
         let mut readings = tokio::task::JoinSet::new();
         for control in &self.controls {
             let mut connection = control.connection.clone();
@@ -254,7 +254,7 @@ pub(super) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 
 /// Facts about one server, read with INFO.
 #[derive(Debug, Clone, Default)]
-pub struct ServerFacts {
+pub(crate) struct ServerFacts {
     /// `redis_version` (or the Valkey version).
     pub version: Option<String>,
     /// The server is Valkey (`valkey_version` in `INFO`): `version` is Valkey's.
@@ -279,7 +279,7 @@ impl Control {
     /// Reads version, key count and memory; a user that may not run INFO (or a server that
     /// does not answer quickly) gets unknowns. A broken connection, or a reply that is not
     /// RESP or not text, is an error naming the server.
-    pub async fn facts(&mut self) -> Result<ServerFacts, TargetError> {
+    pub(crate) async fn facts(&mut self) -> Result<ServerFacts, TargetError> {
         let mut command = redis::cmd("INFO");
         let query = command
             .arg("all")
@@ -313,7 +313,7 @@ impl Control {
 
     /// The facts once the server has loaded its dataset: asked again every 100 ms while
     /// `INFO` says `loading:1`, for up to `io_timeout`, then an error naming the server.
-    pub async fn facts_once_loaded(&mut self) -> Result<ServerFacts, TargetError> {
+    pub(crate) async fn facts_once_loaded(&mut self) -> Result<ServerFacts, TargetError> {
         let start = std::time::Instant::now();
         loop {
             let facts = self.facts().await?;
@@ -331,7 +331,7 @@ impl Control {
 
     /// Every setting (`CONFIG GET *`), name to value; `None` when the user may not run
     /// `CONFIG` (or it is renamed away). A broken connection is an error naming the server.
-    pub async fn config(&mut self) -> Result<Option<HashMap<String, String>>, TargetError> {
+    pub(crate) async fn config(&mut self) -> Result<Option<HashMap<String, String>>, TargetError> {
         let mut command = redis::cmd("CONFIG");
         command.arg("GET").arg("*");
         let reply = match command
@@ -365,22 +365,22 @@ impl Control {
     }
 
     /// The server's address.
-    pub fn addr(&self) -> &NodeAddr {
+    pub(crate) fn addr(&self) -> &NodeAddr {
         &self.handle.addr
     }
 
     /// A handle on the connection for concurrent pipelines (verify).
-    pub fn connection(&self) -> MultiplexedConnection {
+    pub(crate) fn connection(&self) -> MultiplexedConnection {
         self.handle.connection.clone()
     }
 
     /// The connection with its server, for concurrent users.
-    pub fn handle(&self) -> ControlHandle {
+    pub(crate) fn handle(&self) -> ControlHandle {
         self.handle.clone()
     }
 
     /// What `error` of this connection means (see [`ControlHandle::explain`]).
-    pub fn explain(&self, error: &redis::RedisError) -> String {
+    pub(crate) fn explain(&self, error: &redis::RedisError) -> String {
         self.handle.explain(error)
     }
 
@@ -399,12 +399,12 @@ impl Control {
     }
 
     /// Runs any command and returns its reply.
-    pub async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+    pub(crate) async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
         command.query_async(&mut self.handle.connection).await
     }
 
     /// Runs a pipeline and returns its replies.
-    pub async fn pipeline<T: redis::FromRedisValue>(
+    pub(crate) async fn pipeline<T: redis::FromRedisValue>(
         &mut self,
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {

@@ -7,7 +7,7 @@ use crate::plan::{Auth, PasswordSource};
 
 /// A password read at run time. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// The password itself, for the login only.
@@ -24,7 +24,7 @@ impl fmt::Debug for Secret {
 
 /// ACL user and password of a target, resolved from the environment or a file.
 #[derive(Debug, Clone, Default)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// ACL user; `None` is the default user.
     pub username: Option<String>,
     /// The password, if any.
@@ -33,7 +33,7 @@ pub struct Credentials {
 
 impl Credentials {
     /// Reads the password a target names. Errors name the target and the variable or file.
-    pub fn resolve(target: &str, auth: &Auth) -> Result<Credentials, String> {
+    pub(crate) fn resolve(target: &str, auth: &Auth) -> Result<Credentials, String> {
         let password = match &auth.password {
             None => None,
             Some(PasswordSource::Env(var)) => match std::env::var(var) {
@@ -61,7 +61,7 @@ impl Credentials {
     }
 
     /// `, user "name"` for messages, or nothing for the default user.
-    pub fn describe_user(&self) -> String {
+    pub(crate) fn describe_user(&self) -> String {
         match &self.username {
             Some(user) => format!(", user \"{user}\""),
             None => String::new(),

@@ -105,7 +105,7 @@ impl Watch {
 impl Control {
     /// `FLUSHALL ASYNC`: empties every database of the server at once and frees their
     /// memory in the background (see [`Control::wait_freed`]).
-    pub async fn flushall(&mut self) -> Result<(), TargetError> {
+    pub(crate) async fn flushall(&mut self) -> Result<(), TargetError> {
         let flushed = redis::cmd("FLUSHALL")
             .arg("ASYNC")
             .query_async::<()>(&mut self.handle.connection)
@@ -118,7 +118,10 @@ impl Control {
     /// `waiting` hears the pending objects once, when the wait has lasted a second. A user
     /// that may not run `INFO`, or a server that does not report lazily freed objects,
     /// leaves nothing to wait for.
-    pub async fn wait_freed(&mut self, mut waiting: impl FnMut(u64)) -> Result<(), TargetError> {
+    pub(crate) async fn wait_freed(
+        &mut self,
+        mut waiting: impl FnMut(u64),
+    ) -> Result<(), TargetError> {
         let start = Instant::now();
         let Some(first) = self.freeing().await? else {
             return Ok(());

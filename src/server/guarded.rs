@@ -15,12 +15,12 @@ use crate::resp::FrameCheck;
 /// The longest reply a control connection accepts: 512 MiB, the longest string a Redis
 /// server accepts by default (`proto-max-bulk-len`). Values are at most 64 MiB, and verify
 /// reads typed keys in chunks that stay well below this.
-pub const MAX_CONTROL_REPLY_BYTES: u64 = 512 << 20;
+pub(crate) const MAX_CONTROL_REPLY_BYTES: u64 = 512 << 20;
 
 /// Why a guarded stream broke. The `redis` crate hands the error to one request and tells
 /// the others only that the connection is gone; this keeps the reason for all of them.
 #[derive(Debug, Clone, Default)]
-pub struct BreakReason(Arc<OnceLock<Break>>);
+pub(crate) struct BreakReason(Arc<OnceLock<Break>>);
 
 /// What broke a guarded stream.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl BreakReason {
     }
 
     /// Why the stream broke, if it did; else `error` (a refusal, a timeout …).
-    pub fn explain(&self, error: &dyn std::fmt::Display) -> String {
+    pub(crate) fn explain(&self, error: &dyn std::fmt::Display) -> String {
         self.0
             .get()
             .map_or_else(|| error.to_string(), |broke| broke.reason.clone())
@@ -56,13 +56,13 @@ impl BreakReason {
 
     /// True when a reply that broke the rules of RESP broke the stream: reading the same
     /// reply again would break a new one the same way.
-    pub fn bad_reply(&self) -> bool {
+    pub(crate) fn bad_reply(&self) -> bool {
         self.0.get().is_some_and(|broke| broke.bad_reply)
     }
 }
 
 /// A stream whose incoming bytes are checked as RESP2 replies.
-pub struct Guarded<S> {
+pub(crate) struct Guarded<S> {
     inner: S,
     check: FrameCheck,
     /// Set on the first error: the stream stays broken after it.
@@ -71,7 +71,7 @@ pub struct Guarded<S> {
 
 impl<S> Guarded<S> {
     /// Checks the replies read from `inner`.
-    pub fn new(inner: S) -> Guarded<S> {
+    pub(crate) fn new(inner: S) -> Guarded<S> {
         Guarded {
             inner,
             check: FrameCheck::new(MAX_CONTROL_REPLY_BYTES),
@@ -80,7 +80,7 @@ impl<S> Guarded<S> {
     }
 
     /// Why the stream broke, readable after the stream has been handed on.
-    pub fn reason(&self) -> BreakReason {
+    pub(crate) fn reason(&self) -> BreakReason {
         self.broken.clone()
     }
 }

@@ -248,7 +248,7 @@ pub struct Kept {
 /// Removes `dirs` once every process of `pids` has exited (polled each second by a small
 /// shell process of its own, which outlives cachefill): the folders of servers kept with
 /// `--keep`, and their throwaway CA, go when the servers stop.
-pub fn watch_kept(pids: &[u32], dirs: &[PathBuf]) -> std::io::Result<()> {
+pub(crate) fn watch_kept(pids: &[u32], dirs: &[PathBuf]) -> std::io::Result<()> {
     const WATCH: &str = r#"for p in $1; do while kill -0 "$p" 2>/dev/null; do sleep 1; done; done; shift; rm -rf -- "$@""#;
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     Command::new("sh")

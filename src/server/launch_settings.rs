@@ -6,7 +6,7 @@ use super::control::Control;
 use crate::plan::ServerSetting;
 
 /// `--name value` for each setting, for every launched server of the target.
-pub fn arguments(settings: &[ServerSetting]) -> Vec<String> {
+pub(crate) fn arguments(settings: &[ServerSetting]) -> Vec<String> {
     settings
         .iter()
         .flat_map(|s| [format!("--{}", s.name), s.value.clone()])
@@ -22,7 +22,7 @@ fn field(target: &str, name: &str) -> String {
 /// that setting's plan field. The server prints the refused line of its configuration as
 /// `>>> 'name "value"'` followed by its reason (Redis 6.2 and 7, Valkey), which `message`
 /// holds.
-pub fn refused_at_start(
+pub(crate) fn refused_at_start(
     target: &str,
     server_bin: &str,
     settings: &[ServerSetting],
@@ -47,7 +47,7 @@ pub fn refused_at_start(
 /// Checks on a running server that `CONFIG GET` knows the name of every setting, so what
 /// server_config sets can be read back (the server took them all at start; directives that
 /// are no setting, such as `include` or `rename-command`, are refused here).
-pub async fn check_known(
+pub(crate) async fn check_known(
     target: &str,
     settings: &[ServerSetting],
     control: &mut Control,

@@ -21,7 +21,7 @@ pub struct TlsFiles {
 /// A throwaway CA and a server certificate for 127.0.0.1 and localhost, for a launched TLS
 /// server; the files live as long as this value (or as the server, with `--keep`).
 #[derive(Debug)]
-pub struct LocalTls {
+pub(crate) struct LocalTls {
     dir: PathBuf,
     /// The CA certificate clients must trust.
     pub ca_file: PathBuf,
@@ -32,7 +32,7 @@ pub struct LocalTls {
 
 impl LocalTls {
     /// Generates the certificates into a new directory under the system's temp directory.
-    pub fn generate(target: &str) -> Result<LocalTls, String> {
+    pub(crate) fn generate(target: &str) -> Result<LocalTls, String> {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
         let fail = |e: &dyn std::fmt::Display| {
             format!("target \"{target}\": cannot make a throwaway TLS certificate: {e}")
@@ -73,7 +73,7 @@ impl LocalTls {
     }
 
     /// The files, for starting the server.
-    pub fn files(&self) -> TlsFiles {
+    pub(crate) fn files(&self) -> TlsFiles {
         TlsFiles {
             plain_port_too: false,
             ca_file: self.ca_file.clone(),
@@ -83,7 +83,7 @@ impl LocalTls {
     }
 
     /// Leaves the files in place (for servers kept with `--keep`).
-    pub fn keep(mut self) -> PathBuf {
+    pub(crate) fn keep(mut self) -> PathBuf {
         self.keep = true;
         cleanup::untrack(&self.dir);
         self.ca_file.clone()

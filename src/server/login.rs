@@ -18,7 +18,7 @@ use crate::resp::{self, ErrorReply, Reply};
 impl Connector {
     /// Opens a data connection for the hot path: TCP (and TLS), AUTH, SELECT, nothing else
     /// the writer sees. See [`Connector::data_identified`].
-    pub async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
+    pub(crate) async fn data(&self, addr: &NodeAddr) -> Result<Stream, TargetError> {
         self.data_identified(addr).await.map(|(stream, _)| stream)
     }
 
@@ -27,7 +27,7 @@ impl Connector {
     /// connection is only handed out once the server has answered on it (a stopped server
     /// accepts TCP connections but answers nothing): any reply, even a refusal, proves the
     /// server alive within `connect_timeout`.
-    pub async fn data_identified(
+    pub(crate) async fn data_identified(
         &self,
         addr: &NodeAddr,
     ) -> Result<(Stream, Option<String>), TargetError> {

@@ -2,23 +2,23 @@
 //! crate and raw data connections for the hot path), the one connect path of run, flush and
 //! verify, cluster topology, and local servers cachefill launches.
 
-pub mod cleanup;
-pub mod cluster;
-pub mod connect;
-pub mod connector;
-pub mod control;
-pub mod credentials;
-pub mod flush;
-pub mod guarded;
-pub mod launch;
-pub mod launch_settings;
-pub mod local_tls;
-pub mod login;
-pub mod reconnecting;
-pub mod slot_assignment;
-pub mod tls;
-pub mod value;
+pub(crate) mod cleanup;
+pub(crate) mod cluster;
+pub(crate) mod connect;
+pub(crate) mod connector;
+pub(crate) mod control;
+pub(crate) mod credentials;
+pub(crate) mod flush;
+pub(crate) mod guarded;
+pub(crate) mod launch;
+pub(crate) mod launch_settings;
+pub(crate) mod local_tls;
+pub(crate) mod login;
+pub(crate) mod reconnecting;
+pub(crate) mod slot_assignment;
+pub(crate) mod tls;
+pub(crate) mod value;
 
-pub use connector::{Connector, TargetError, WrittenStage};
-pub use control::{Control, ControlHandle, InfoFigures, MemoryProbe, ServerFacts};
-pub use credentials::{Credentials, Secret};
+pub(crate) use connector::{Connector, TargetError, WrittenStage};
+pub(crate) use control::{Control, ControlHandle, InfoFigures, MemoryProbe, ServerFacts};
+pub(crate) use credentials::Credentials;

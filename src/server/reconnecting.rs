@@ -22,14 +22,14 @@ use crate::plan::NodeAddr;
 use crate::resp::ErrorReply;
 
 /// New connections one request may make or try, at most, before it fails.
-pub const RECONNECTS_PER_REQUEST: u32 = 3;
+pub(crate) const RECONNECTS_PER_REQUEST: u32 = 3;
 
 /// The pause after a new connection failed, doubled each time (100 ms, then 200 ms …).
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// What is sent: one command or a pipeline.
 #[derive(Clone, Copy)]
-pub enum Request<'a> {
+pub(crate) enum Request<'a> {
     /// One command.
     Command(&'a redis::Cmd),
     /// A pipeline of commands, one round trip.
@@ -37,7 +37,7 @@ pub enum Request<'a> {
 }
 
 /// Why a request failed.
-pub struct ReadFailure {
+pub(crate) struct ReadFailure {
     /// The connection its last attempt went over.
     pub handle: ControlHandle,
     /// The last attempt's error.
@@ -66,12 +66,12 @@ impl ReadFailure {
 
     /// True when the server could not be reached any more: new connections to it failed,
     /// or it stayed silent for `io_timeout` (on a cluster, a failover may follow).
-    pub fn unreachable(&self) -> bool {
+    pub(crate) fn unreachable(&self) -> bool {
         self.reconnect_failed.is_some() || self.error.is_timeout()
     }
 
     /// The failure in words: what broke, and how often the link broke again.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut text = self.handle.explain(&self.error);
         if let Some(waited) = self.busy_for {
             text.push_str(&format!(
@@ -95,7 +95,7 @@ impl ReadFailure {
 }
 
 /// A control connection made again when its link breaks.
-pub struct Reconnecting {
+pub(crate) struct Reconnecting {
     /// The connection now, and how many times it was made again (its generation).
     current: Mutex<(u64, ControlHandle)>,
     /// Held while a new connection is made, so requests cut by one break make one.
@@ -107,7 +107,7 @@ pub struct Reconnecting {
 
 impl Reconnecting {
     /// Reads over `handle`, made again through `connector` when its link breaks.
-    pub fn new(handle: ControlHandle, connector: Arc<Connector>) -> Reconnecting {
+    pub(crate) fn new(handle: ControlHandle, connector: Arc<Connector>) -> Reconnecting {
         Reconnecting {
             current: Mutex::new((0, handle)),
             reconnecting: tokio::sync::Mutex::new(()),
@@ -117,17 +117,20 @@ impl Reconnecting {
     }
 
     /// The server.
-    pub fn addr(&self) -> NodeAddr {
+    pub(crate) fn addr(&self) -> NodeAddr {
         locked(&self.current).1.addr.clone()
     }
 
     /// New connections made so far.
-    pub fn reconnects(&self) -> u64 {
+    pub(crate) fn reconnects(&self) -> u64 {
         self.reconnects.load(Relaxed)
     }
 
     /// Sends `request` and reads its replies, on a new connection when the link broke.
-    pub async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, ReadFailure> {
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        request: Request<'_>,
+    ) -> Result<T, ReadFailure> {
         let mut reconnects = 0;
         let mut busy_since: Option<Instant> = None;
         loop {

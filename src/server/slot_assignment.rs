@@ -5,7 +5,11 @@
 const ADDSLOTS_BATCH: u16 = 1024;
 
 /// Assigns the slots `first..=last` to the node behind `conn`.
-pub fn assign(conn: &mut redis::Connection, first: u16, last: u16) -> redis::RedisResult<()> {
+pub(crate) fn assign(
+    conn: &mut redis::Connection,
+    first: u16,
+    last: u16,
+) -> redis::RedisResult<()> {
     let ranged = redis::cmd("CLUSTER")
         .arg("ADDSLOTSRANGE")
         .arg(first)

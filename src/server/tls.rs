@@ -20,7 +20,7 @@ use crate::plan::TlsSpec;
 
 /// A target's TLS client: the connector and the name to verify.
 #[derive(Clone)]
-pub struct Tls {
+pub(crate) struct Tls {
     connector: TlsConnector,
     server_name: Option<String>,
 }
@@ -46,7 +46,7 @@ fn read_pem_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>
 
 impl Tls {
     /// Builds the TLS client of a target. Errors name the file and say what is wrong with it.
-    pub fn new(spec: &TlsSpec) -> Result<Tls, String> {
+    pub(crate) fn new(spec: &TlsSpec) -> Result<Tls, String> {
         // AES-128-GCM first: as safe as the other suites, and the cheapest for a server with
         // AES instructions to decrypt, which is what bounds a fill over TLS.
         let mut provider = rustls::crypto::ring::default_provider();
@@ -109,7 +109,7 @@ impl Tls {
     }
 
     /// Runs the TLS handshake on a connected socket.
-    pub async fn connect(
+    pub(crate) async fn connect(
         &self,
         host: &str,
         tcp: TcpStream,
@@ -191,7 +191,7 @@ impl ServerCertVerifier for AcceptAnything {
 }
 
 /// A connection to a server: plain TCP or TLS over TCP.
-pub enum Stream {
+pub(crate) enum Stream {
     /// Plaintext.
     Plain(TcpStream),
     /// TLS.
@@ -258,7 +258,7 @@ impl AsyncWrite for Stream {
 
 impl Stream {
     /// The socket under the stream (for socket options).
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,

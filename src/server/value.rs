@@ -8,10 +8,10 @@ use crate::plan::NodeAddr;
 use crate::resp::ErrorReply;
 
 /// Where a cluster sent a command: the node, and whether it needs `ASKING` first.
-pub type Detour = (NodeAddr, bool);
+pub(crate) type Detour = (NodeAddr, bool);
 
 /// Where `reply` sends its command, when it is a `MOVED` or an `ASK` from `answered`.
-pub fn detour(reply: &Value, answered: &NodeAddr) -> Option<Detour> {
+pub(crate) fn detour(reply: &Value, answered: &NodeAddr) -> Option<Detour> {
     let Value::ServerError(e) = reply else {
         return None;
     };
@@ -24,7 +24,7 @@ pub fn detour(reply: &Value, answered: &NodeAddr) -> Option<Detour> {
 }
 
 /// A reply as text: a bulk, simple or verbatim string, `OK`, or an integer's digits.
-pub fn text(value: &Value) -> Option<String> {
+pub(crate) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
@@ -36,7 +36,7 @@ pub fn text(value: &Value) -> Option<String> {
 }
 
 /// A reply as an integer: an integer, or a string of one.
-pub fn int(value: &Value) -> Option<i64> {
+pub(crate) fn int(value: &Value) -> Option<i64> {
     match value {
         Value::Int(i) => Some(*i),
         other => text(other)?.parse().ok(),
@@ -44,7 +44,7 @@ pub fn int(value: &Value) -> Option<i64> {
 }
 
 /// The items of an array or set reply (none for a nil reply); `None` for anything else.
-pub fn items(value: &Value) -> Option<&[Value]> {
+pub(crate) fn items(value: &Value) -> Option<&[Value]> {
     match value {
         Value::Array(items) | Value::Set(items) => Some(items),
         Value::Nil => Some(&[]),

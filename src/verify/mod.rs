@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 use crate::dataset::Dataset;
 use crate::error::Failure;
 use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
-use crate::progress::Progress;
-use crate::result;
+use crate::progress::{Display, Progress};
+use crate::result::{self, RunResult};
 use crate::server::Credentials;
 use crate::server::connect::{self, Route};
 
@@ -29,35 +29,48 @@ const IN_FLIGHT: usize = 8;
 /// Offending keys listed per kind of problem.
 const SHOWN: usize = 5;
 
-/// Options of `cachefill verify`.
-#[derive(Debug, Clone)]
+/// How `verify` reads a plan's dataset back. `VerifyOptions::default()` checks every key of
+/// every stage with the plan's own seeds and counts, silently.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct VerifyOptions {
-    /// The result of the run to check: seeds, counts and the addresses of launched servers.
-    pub result: Option<PathBuf>,
-    /// Check this many entries spread over each stage instead of all.
+    /// The result of the run to check (`--result`): its seeds, counts and the addresses of
+    /// the servers it launched and kept. It must be a result of the same plan.
+    pub result: Option<RunResult>,
+    /// Check this many entries spread evenly over each stage instead of all (`--sample`).
     pub sample: Option<u64>,
-    /// Where the JSON report goes.
-    pub output: Option<PathBuf>,
+    /// What verify shows on standard error (default: nothing).
+    pub display: Display,
 }
 
 /// What verify found for one stage.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageCheck {
+    /// The stage's name.
     pub name: String,
+    /// Its target's name.
     pub target: String,
+    /// The seed its dataset was regenerated from.
     pub seed: u64,
+    /// Keys the stage has (the run's count with a result, else the plan's).
     pub keys: u64,
+    /// Keys read back.
     pub checked: u64,
+    /// Keys not there.
     pub missing: u64,
     /// Keys holding another type than the stage's.
     pub wrong_type: u64,
     /// Keys whose value (strings) or elements (typed keys) differ.
     pub wrong_value: u64,
+    /// Keys without the TTL they should have, or with one out of the stage's range.
     pub ttl_problems: u64,
+    /// Up to 5 of the missing keys.
     pub missing_keys: Vec<String>,
+    /// Up to 5 keys of another type, with the type found.
     pub wrong_type_keys: Vec<String>,
     /// Keys with another value or other elements; for typed keys, what differs.
     pub wrong_value_keys: Vec<String>,
+    /// Up to 5 keys with a TTL problem.
     pub ttl_problem_keys: Vec<String>,
     /// Connections made again after a link broke while the stage was read.
     pub reconnects: u64,
@@ -67,7 +80,8 @@ pub struct StageCheck {
 }
 
 impl StageCheck {
-    fn problems(&self) -> u64 {
+    /// Keys missing, of the wrong type, with a wrong value or a TTL problem.
+    pub fn problems(&self) -> u64 {
         self.missing + self.wrong_type + self.wrong_value + self.ttl_problems
     }
 
@@ -113,13 +127,54 @@ fn show(list: &mut Vec<String>, example: impl FnOnce() -> String) {
     }
 }
 
-/// The JSON report of `verify -o`.
-#[derive(Debug, Serialize)]
-struct VerifyReport {
-    cachefill_version: &'static str,
-    status: &'static str,
-    plan: String,
-    stages: Vec<StageCheck>,
+/// What `verify` found: the JSON report of `verify -o`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Version of cachefill that verified.
+    pub cachefill_version: String,
+    /// `ok` when no stage has a problem.
+    pub status: VerifyStatus,
+    /// The plan's name.
+    pub plan: String,
+    /// Each stage, in plan order.
+    pub stages: Vec<StageCheck>,
+}
+
+/// Whether a verify found the dataset whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyStatus {
+    /// Every key checked is there, of its type, value and TTL.
+    Ok,
+    /// At least one key is not.
+    Failed,
+}
+
+impl VerifyReport {
+    /// The one line that says what is wrong (the first stage with problems, an example
+    /// key), or `None` when nothing is.
+    pub fn problem(&self) -> Option<String> {
+        let bad: Vec<&StageCheck> = self.stages.iter().filter(|c| c.problems() > 0).collect();
+        let first = bad.first()?;
+        let example = [
+            (&first.missing_keys, "missing"),
+            (&first.wrong_type_keys, "wrong type at"),
+            (&first.wrong_value_keys, "wrong value at"),
+            (&first.ttl_problem_keys, "TTL problem at"),
+        ]
+        .into_iter()
+        .find_map(|(keys, what)| keys.first().map(|k| format!("{what} {k}")))
+        .unwrap_or_default();
+        Some(format!(
+            "verify found problems in {} stage(s); stage \"{}\": {} missing, {} of the wrong type, {} wrong values, {} TTL problems (e.g. {example})",
+            bad.len(),
+            first.name,
+            first.missing,
+            first.wrong_type,
+            first.wrong_value,
+            first.ttl_problems
+        ))
+    }
 }
 
 /// What verify needs from a run's result: seeds, counts, and where launched servers are.
@@ -130,19 +185,32 @@ struct RecordedRun {
     servers: HashMap<String, (Vec<NodeAddr>, Option<PathBuf>)>,
 }
 
-/// The recorded run of `path`, which must be a result of `plan` (the same plan file: its
-/// SHA-256 as the result records it).
-fn read_result(path: &Path, plan: &Plan) -> Result<RecordedRun, Failure> {
+/// The result file `path` of a run, which must be of `plan` (`--result`).
+pub(crate) fn read_result(path: &Path, plan: &Plan) -> Result<RunResult, Failure> {
     let report = result::read(path).map_err(Failure::Invalid)?;
-    if report.plan.sha256 != plan.sha256 {
-        return Err(Failure::Invalid(format!(
-            "{}: the result is of another plan than {} (it records plan \"{}\" from {}, whose file's SHA-256 differs): pass the result of a run of this plan file as it is now",
-            path.display(),
-            plan.path.display(),
-            report.plan.name,
-            report.plan.path,
-        )));
+    same_plan(&report, plan)
+        .map_err(|why| Failure::Invalid(format!("{}: {why}", path.display())))?;
+    Ok(report)
+}
+
+/// Refuses the result of another plan (another plan file: its SHA-256 as the result
+/// records it).
+fn same_plan(report: &RunResult, plan: &Plan) -> Result<(), String> {
+    if report.plan.sha256 == plan.sha256 {
+        return Ok(());
     }
+    Err(format!(
+        "the result is of another plan than {} (it records plan \"{}\" from {}, whose file's SHA-256 differs): pass the result of a run of this plan file as it is now",
+        plan.path.display(),
+        report.plan.name,
+        report.plan.path,
+    ))
+}
+
+/// What verify needs of a run's result.
+fn recorded(report: &RunResult, plan: &Plan) -> Result<RecordedRun, Failure> {
+    same_plan(report, plan).map_err(Failure::Invalid)?;
+    let report = report.clone();
     let mut recorded = RecordedRun {
         seeds: HashMap::new(),
         counts: HashMap::new(),
@@ -167,12 +235,13 @@ fn read_result(path: &Path, plan: &Plan) -> Result<RecordedRun, Failure> {
     Ok(recorded)
 }
 
-/// Runs `cachefill verify`.
-pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure> {
+/// Reads the plan's dataset back and says what differs; a verify that found problems is
+/// still `Ok` (see [`VerifyReport::status`]).
+pub(crate) async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<VerifyReport, Failure> {
     let recorded = options
         .result
-        .as_deref()
-        .map(|path| read_result(path, plan))
+        .as_ref()
+        .map(|report| recorded(report, plan))
         .transpose()?;
     let mut readers = Vec::new();
     for target in &plan.targets {
@@ -213,7 +282,7 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         readers.push(Arc::new(reader));
     }
 
-    let progress = Progress::new(false);
+    let progress = Progress::new(options.display);
     let mut checks = Vec::new();
     for stage in &plan.stages {
         let seed = stage_seed(plan, stage, recorded.as_ref())?;
@@ -265,60 +334,17 @@ pub async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<(), Failure>
         checks.push(check);
     }
 
-    let bad: Vec<&StageCheck> = checks.iter().filter(|c| c.problems() > 0).collect();
-    if let Some(path) = &options.output {
-        let report = VerifyReport {
-            cachefill_version: env!("CARGO_PKG_VERSION"),
-            status: if bad.is_empty() { "ok" } else { "failed" },
-            plan: plan.name.clone(),
-            stages: checks.clone(),
-        };
-        let json =
-            serde_json::to_vec_pretty(&report).map_err(|e| Failure::Failed(e.to_string()))?;
-        std::fs::write(path, json).map_err(|e| {
-            Failure::Failed(format!(
-                "cannot write the report to {}: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    match bad.first() {
-        None => Ok(()),
-        Some(first) => {
-            let example = first
-                .missing_keys
-                .first()
-                .map(|k| format!("missing {k}"))
-                .or_else(|| {
-                    first
-                        .wrong_type_keys
-                        .first()
-                        .map(|k| format!("wrong type at {k}"))
-                })
-                .or_else(|| {
-                    first
-                        .wrong_value_keys
-                        .first()
-                        .map(|k| format!("wrong value at {k}"))
-                })
-                .or_else(|| {
-                    first
-                        .ttl_problem_keys
-                        .first()
-                        .map(|k| format!("TTL problem at {k}"))
-                })
-                .unwrap_or_default();
-            Err(Failure::Failed(format!(
-                "verify found problems in {} stage(s); stage \"{}\": {} missing, {} of the wrong type, {} wrong values, {} TTL problems (e.g. {example})",
-                bad.len(),
-                first.name,
-                first.missing,
-                first.wrong_type,
-                first.wrong_value,
-                first.ttl_problems
-            )))
-        }
-    }
+    let status = if checks.iter().all(|c| c.problems() == 0) {
+        VerifyStatus::Ok
+    } else {
+        VerifyStatus::Failed
+    };
+    Ok(VerifyReport {
+        cachefill_version: env!("CARGO_PKG_VERSION").to_string(),
+        status,
+        plan: plan.name.clone(),
+        stages: checks,
+    })
 }
 
 fn stage_seed(plan: &Plan, stage: &Stage, recorded: Option<&RecordedRun>) -> Result<u64, Failure> {

@@ -187,7 +187,7 @@ pub struct Routes<'a> {
 impl Routes<'_> {
     fn index(&self, key: &[u8]) -> usize {
         // The crate's own slot function: the one cachefill routes its writes with.
-        let slot = cachefill::slot::slot(key);
+        let slot = cachefill::__private::slot(key);
         self.ranges
             .iter()
             .find(|(first, last, _)| (*first..=*last).contains(&slot))

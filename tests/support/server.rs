@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cachefill::server::launch::LocalServer;
+use cachefill::__private::LocalServer;
 
 use super::loading::LoadingServer;
 use super::server_kind::ServerKind;

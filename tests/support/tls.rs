@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use cachefill::server::local_tls::TlsFiles;
+use cachefill::__private::TlsFiles;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 /// A test CA (`ca.crt`), a server certificate for localhost / 127.0.0.1 / redis.test

@@ -21,7 +21,7 @@ impl Router {
     /// A primary that its connections cannot reach any more: waits (once, for all of its
     /// connections) for a replica to take over. `Ok` when one did and the entries are on
     /// their way to it; `Err` naming the node and its slots when none did in time.
-    pub async fn node_unreachable(
+    pub(crate) async fn node_unreachable(
         self: &Arc<Self>,
         node: &Arc<NodeFeed>,
         reason: &str,
@@ -75,7 +75,7 @@ impl Router {
     /// (its replica took over while it was paused, hung or cut off): its connections stop
     /// waiting for `io_timeout` and the failover follows at once. Reads the topology from
     /// the other nodes at most once a second per primary.
-    pub async fn replaced(&self, node: &Arc<NodeFeed>) -> bool {
+    pub(crate) async fn replaced(&self, node: &Arc<NodeFeed>) -> bool {
         if node.replaced.load(Relaxed) {
             return true;
         }

@@ -25,8 +25,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-pub use node::NodeFeed;
-pub use routing::KeyRefused;
+pub(super) use node::NodeFeed;
+pub(super) use routing::KeyRefused;
 
 use crate::dataset::Dataset;
 use crate::fill::key_bits::KeyBits;
@@ -37,7 +37,7 @@ use crate::server::Connector;
 use crate::server::cluster::Topology;
 
 /// The slot map and the primaries' feeds of one cluster stage.
-pub struct Router {
+pub(super) struct Router {
     stage: Arc<StageState>,
     /// The index in `nodes` of each slot's primary.
     slots: RwLock<Vec<usize>>,
@@ -90,7 +90,7 @@ pub(super) struct QueuedWindow {
 impl Router {
     /// A router over `topology`; primaries found later (after MOVED or ASK) arrive on the
     /// returned channel so the stage can open connections to them.
-    pub fn new(
+    pub(super) fn new(
         stage: Arc<StageState>,
         topology: &Topology,
         capacity: usize,
@@ -144,12 +144,12 @@ impl Router {
     }
 
     /// The primaries known so far.
-    pub fn nodes(&self) -> Vec<Arc<NodeFeed>> {
+    pub(super) fn nodes(&self) -> Vec<Arc<NodeFeed>> {
         read(&self.nodes).clone()
     }
 
     /// Called after acknowledgements: the cluster is answering, and the stage may be done.
-    pub fn acknowledged(&self) {
+    pub(super) fn acknowledged(&self) {
         *lock(&self.busy_since) = None;
         if self.finished() {
             self.wake_all();
@@ -158,7 +158,7 @@ impl Router {
 
     /// True when nothing more will be sent: all routed, all acknowledged and no failover
     /// re-check running, or stopping.
-    pub fn finished(&self) -> bool {
+    pub(super) fn finished(&self) -> bool {
         self.stage.should_stop()
             || (self.routed_all.load(Relaxed)
                 && self.stage.acked.load(Relaxed) >= self.stage.planned()
@@ -167,7 +167,7 @@ impl Router {
 
     /// Wakes every waiting connection (to exit, or to look for work). When the stage stops,
     /// the queues close too, so the router never waits for room that will not come.
-    pub fn wake_all(&self) {
+    pub(super) fn wake_all(&self) {
         let stopping = self.stage.should_stop();
         for node in self.nodes() {
             if stopping {

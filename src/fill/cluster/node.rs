@@ -14,7 +14,7 @@ use crate::plan::NodeAddr;
 
 /// The entries waiting for one primary.
 #[derive(Debug)]
-pub struct NodeFeed {
+pub(crate) struct NodeFeed {
     /// The primary's address.
     pub addr: NodeAddr,
     /// Entries the router queued here, in batches.
@@ -84,13 +84,13 @@ impl NodeFeed {
 
     /// True once the cluster gave this primary's slots to other nodes while it was silent:
     /// its connections give up at once and wait for the failover.
-    pub fn is_replaced(&self) -> bool {
+    pub(crate) fn is_replaced(&self) -> bool {
         self.replaced.load(Relaxed)
     }
 
     /// True once a replica took over this primary: nothing is sent here any more, and what
     /// was routed here is the failover re-check's.
-    pub fn is_retired(&self) -> bool {
+    pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Relaxed)
     }
 
@@ -105,7 +105,7 @@ impl NodeFeed {
     }
 
     /// Up to `max` entries to send: asked ones first, then moved ones, then routed ones.
-    pub fn next(&self, max: u64) -> Option<Span> {
+    pub(crate) fn next(&self, max: u64) -> Option<Span> {
         if self.retired.load(Relaxed) {
             return None;
         }
@@ -131,7 +131,7 @@ impl NodeFeed {
 
     /// Waits until there is work or the stage is over (`finished`, asked after every
     /// wake-up); false when it is over.
-    pub async fn wait(&self, finished: impl Fn() -> bool) -> bool {
+    pub(crate) async fn wait(&self, finished: impl Fn() -> bool) -> bool {
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);

@@ -204,7 +204,7 @@ impl Router {
     /// The element count of typed key `index` came back, `short` of the dataset's: true
     /// when a failover had handed the key on after it counted as written. Such a key that
     /// comes back short lost elements with the primary and counts as rewritten.
-    pub fn handed_on_counted(&self, index: u64, short: bool) -> bool {
+    pub(crate) fn handed_on_counted(&self, index: u64, short: bool) -> bool {
         let handed_on = self.handed_on.remove(self.stage.position(index));
         if handed_on && short {
             self.rewritten.fetch_add(1, Relaxed);

@@ -37,7 +37,7 @@ impl Router {
     /// that every connection of the node reconnecting later sees it): on a typed stage,
     /// records which keys the re-check resumes, those of the node's slots handed out so far.
     /// Read under the slot map's write lock: every entry handed out so far has been mapped.
-    pub fn note_restart(&self, node: &Arc<NodeFeed>) {
+    pub(crate) fn note_restart(&self, node: &Arc<NodeFeed>) {
         if !self.dataset.is_typed() {
             return;
         }
@@ -58,7 +58,7 @@ impl Router {
 
     /// True when typed key `index` is the re-check's after `node` restarted: the node's
     /// connections do not write it.
-    pub fn rechecks(&self, node: &NodeFeed, index: u64) -> bool {
+    pub(crate) fn rechecks(&self, node: &NodeFeed, index: u64) -> bool {
         let scope = lock(&node.restarted).clone();
         scope.is_some_and(|scope| self.covers(&scope, index))
     }
@@ -72,7 +72,7 @@ impl Router {
 
     /// Up to `max` entries for a connection of `node`, without the keys its restart
     /// re-check resumes (routed before the restart was found, queued after it).
-    pub fn next_for(&self, node: &NodeFeed, max: u64) -> Option<Span> {
+    pub(crate) fn next_for(&self, node: &NodeFeed, max: u64) -> Option<Span> {
         let scope = lock(&node.restarted).clone();
         loop {
             let span = node.next(max)?;
@@ -100,7 +100,7 @@ impl Router {
     /// The re-check after `node` restarted, once it serves its slots again: strings
     /// routed to its slots are read back and written again when missing; typed keys routed
     /// there before the restart was found are resumed over `stream`, a connection to it.
-    pub async fn recheck_restarted<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(crate) async fn recheck_restarted<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         node: &Arc<NodeFeed>,
         stream: &mut S,

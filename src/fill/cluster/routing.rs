@@ -133,7 +133,7 @@ const BUSY_PAUSE: Duration = Duration::from_millis(100);
 impl Router {
     /// Walks this shard's part of the stage (entries handed out by the stage, see
     /// [`crate::shard`]) and queues every entry on its primary.
-    pub async fn route(&self, dataset: &Dataset) {
+    pub(crate) async fn route(&self, dataset: &Dataset) {
         if self.by_slot && !self.stage.is_budgeted() {
             return self.route_by_slot(dataset).await;
         }
@@ -343,7 +343,7 @@ impl Router {
 
     /// Handles an error reply to entry `index` sent to `from`: true when it was a
     /// redirection (the entry is on its way elsewhere), false for a real error.
-    pub fn redirect(&self, index: u64, reply: ErrorReply<'_>, from: &Arc<NodeFeed>) -> bool {
+    pub(crate) fn redirect(&self, index: u64, reply: ErrorReply<'_>, from: &Arc<NodeFeed>) -> bool {
         match reply {
             ErrorReply::Moved(to) => {
                 self.follow_moved(&to, from).push_moved(index);
@@ -365,7 +365,7 @@ impl Router {
     /// real error. `MOVED` sends them to the new owner; `ASK` (the slot is being migrated: a
     /// multi-key command whose keys are split between two nodes is refused) sends each once
     /// with `ASKING` to where the slot goes; a busy cluster gets them again after a pause.
-    pub fn redirect_listed(
+    pub(crate) fn redirect_listed(
         &self,
         indices: &[u64],
         reply: ErrorReply<'_>,
@@ -408,7 +408,7 @@ impl Router {
     /// resumed on the same connection, once its commands in flight are answered (the
     /// refusal may clear before the next one is read); after a transient refusal of its
     /// count, after a pause.
-    pub fn redirect_key(
+    pub(crate) fn redirect_key(
         &self,
         index: u64,
         reply: ErrorReply<'_>,
@@ -450,12 +450,12 @@ impl Router {
     /// Typed key `index` may hold elements past a gap: one of its commands was refused and
     /// a later one applied (or may have been). Its next resume writes it again from its
     /// first element.
-    pub fn restart_key(&self, index: u64) {
+    pub(crate) fn restart_key(&self, index: u64) {
         self.restarts.insert(self.stage.position(index));
     }
 
     /// True (once) when typed key `index` is to be written again from its first element.
-    pub fn take_restart(&self, index: u64) -> bool {
+    pub(crate) fn take_restart(&self, index: u64) -> bool {
         self.restarts.remove(self.stage.position(index))
     }
 
@@ -511,7 +511,7 @@ impl Router {
 
     /// Entries a connection of `node` had sent without seeing their replies: back to the
     /// node's feed, or to the new owners when the node has been replaced.
-    pub fn hand_back(&self, node: &NodeFeed, spans: impl IntoIterator<Item = Span>) {
+    pub(crate) fn hand_back(&self, node: &NodeFeed, spans: impl IntoIterator<Item = Span>) {
         for span in spans {
             for index in span.into_indices() {
                 if node.retired.load(Relaxed) {
@@ -527,7 +527,7 @@ impl Router {
 
 /// What becomes of a typed key after an error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRefused {
+pub(crate) enum KeyRefused {
     /// It is on its way elsewhere, or back to the same node after a pause.
     HandedOn,
     /// The cluster refused it for a moment: resume it on this connection, after its

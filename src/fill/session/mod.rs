@@ -31,7 +31,7 @@ mod taking;
 use taking::Write;
 
 /// Why a session ended early.
-pub enum SessionEnd {
+pub(super) enum SessionEnd {
     /// The connection broke; what was in flight is retried on a new one.
     Lost(String),
     /// The server spoke something that is not RESP: retrying will not help.
@@ -45,7 +45,7 @@ pub enum SessionEnd {
 
 /// What a connection works on, across its reconnections: the stage, its dataset, how to
 /// batch, and where entries come from.
-pub struct Job<'a> {
+pub(super) struct Job<'a> {
     /// The stage's shared state.
     pub stage: &'a StageState,
     /// The stage's entries.
@@ -65,7 +65,7 @@ pub struct Job<'a> {
 }
 
 /// One connection's session: what the writing half and the reading half share.
-pub struct Session<'a> {
+pub(super) struct Session<'a> {
     job: &'a Job<'a>,
     /// Spans sent but not yet answered, in the order sent.
     inflight: Mutex<VecDeque<Span>>,
@@ -98,7 +98,7 @@ const NO_KEY: u64 = u64::MAX;
 
 impl<'a> Session<'a> {
     /// A session for `job`, nothing in flight yet.
-    pub fn new(job: &'a Job<'a>) -> Session<'a> {
+    pub(super) fn new(job: &'a Job<'a>) -> Session<'a> {
         Session {
             job,
             inflight: Mutex::new(VecDeque::new()),
@@ -125,20 +125,20 @@ impl<'a> Session<'a> {
     }
 
     /// The typed key left partly written when this session ended, if any.
-    pub fn open_key(&self) -> Option<u64> {
+    pub(super) fn open_key(&self) -> Option<u64> {
         Some(self.open_key.load(Relaxed)).filter(|&k| k != NO_KEY)
     }
 
     /// True when the session sent anything (a session stopped before its first write
     /// leaves what was in doubt before it in doubt).
-    pub fn sent_any(&self) -> bool {
+    pub(super) fn sent_any(&self) -> bool {
         self.sent.load(Relaxed) > 0
     }
 
     /// What to send on the next connection: the spans sent whose replies never came (ready
     /// to be sent again), the keys to resume, then `still_to_send`; never the commands of
     /// the key whose other replies were being passed over.
-    pub fn into_unanswered(self, still_to_send: VecDeque<Span>) -> VecDeque<Span> {
+    pub(super) fn into_unanswered(self, still_to_send: VecDeque<Span>) -> VecDeque<Span> {
         let abandoned = self.abandoned.load(Relaxed);
         // A panic while the lock was held left the queue whole (see `lock`): keep its spans.
         let mut spans: VecDeque<Span> = self
@@ -170,7 +170,7 @@ impl<'a> Session<'a> {
     /// Runs the connection until the work is done or the connection breaks. Spans of
     /// entries sent but not yet acknowledged stay in flight (see
     /// [`Session::into_unanswered`]); `retry` holds what is to be sent before new entries.
-    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: &mut S,
         wake_at: ReplyThreshold,

@@ -12,9 +12,9 @@ use crate::rdb::{Restorable, ServerEncoding, restorable};
 
 /// Payload bytes one variadic command carries, about: large enough that the per-command
 /// cost disappears, small enough that a million-member key never becomes one huge command.
-pub const COMMAND_BYTES: u64 = 64 << 10;
+pub(crate) const COMMAND_BYTES: u64 = 64 << 10;
 /// Most elements in one command.
-pub const MAX_ELEMENTS_PER_COMMAND: u64 = 1024;
+pub(crate) const MAX_ELEMENTS_PER_COMMAND: u64 = 1024;
 
 /// The element a typed key written with commands is written again from, given `count`,
 /// the elements the server holds of it (`LLEN`, `HLEN` …), and `elements`, the key's own.
@@ -22,7 +22,7 @@ pub const MAX_ELEMENTS_PER_COMMAND: u64 = 1024;
 /// order), unless `restart` says a refusal may have left a gap (then the key is deleted and
 /// written whole); the other types are written again whole unless complete, which is
 /// harmless.
-pub fn resume_from(data_type: DataType, count: u64, elements: u64, restart: bool) -> u64 {
+pub(crate) fn resume_from(data_type: DataType, count: u64, elements: u64, restart: bool) -> u64 {
     match data_type {
         _ if restart => 0,
         DataType::List | DataType::Stream => count.min(elements),

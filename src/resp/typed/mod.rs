@@ -15,11 +15,12 @@ use crate::rdb::{PayloadEncoder, ServerEncoding};
 mod chunking;
 mod elements;
 
-pub use chunking::{COMMAND_BYTES, Chunking, KeyForm, MAX_ELEMENTS_PER_COMMAND, resume_from};
+pub use chunking::Chunking;
+pub(crate) use chunking::{KeyForm, resume_from};
 use elements::ElementFrames;
 
 /// The command that writes a type's elements.
-pub fn write_command(data_type: DataType) -> &'static [u8] {
+pub(crate) fn write_command(data_type: DataType) -> &'static [u8] {
     match data_type {
         DataType::Hash => b"HSET",
         DataType::Set => b"SADD",
@@ -31,7 +32,7 @@ pub fn write_command(data_type: DataType) -> &'static [u8] {
 }
 
 /// The command that counts a typed key's elements.
-pub fn count_command(data_type: DataType) -> &'static [u8] {
+pub(crate) fn count_command(data_type: DataType) -> &'static [u8] {
     match data_type {
         DataType::Hash => b"HLEN",
         DataType::Set => b"SCARD",
@@ -43,7 +44,7 @@ pub fn count_command(data_type: DataType) -> &'static [u8] {
 }
 
 /// Encodes the commands of one typed stage's keys; what they all share is made once.
-pub struct KeyEncoder<'a> {
+pub(crate) struct KeyEncoder<'a> {
     dataset: &'a Dataset,
     chunking: Chunking,
     frames: ElementFrames,
@@ -54,7 +55,7 @@ pub struct KeyEncoder<'a> {
 
 impl<'a> KeyEncoder<'a> {
     /// The encoder of `dataset`'s keys, written with commands.
-    pub fn new(dataset: &'a Dataset) -> KeyEncoder<'a> {
+    pub(crate) fn new(dataset: &'a Dataset) -> KeyEncoder<'a> {
         KeyEncoder {
             dataset,
             chunking: Chunking::of(dataset),
@@ -67,7 +68,7 @@ impl<'a> KeyEncoder<'a> {
     /// The encoder of `dataset`'s keys written as `RESTORE` payloads for a server that
     /// encodes as `server` does (keys too large for a payload with commands); with
     /// commands when the keys cannot be payloads there.
-    pub fn restoring(dataset: &'a Dataset, server: ServerEncoding) -> KeyEncoder<'a> {
+    pub(crate) fn restoring(dataset: &'a Dataset, server: ServerEncoding) -> KeyEncoder<'a> {
         match PayloadEncoder::new(dataset, server, Chunking::of(dataset).per_command) {
             Ok(payloads) => KeyEncoder {
                 chunking: Chunking::restoring(dataset, &server),
@@ -79,19 +80,19 @@ impl<'a> KeyEncoder<'a> {
     }
 
     /// How the stage's keys split into commands.
-    pub fn chunking(&self) -> Chunking {
+    pub(crate) fn chunking(&self) -> Chunking {
         self.chunking
     }
 
     /// How `entry` is written (see [`Chunking::form`]).
     #[inline]
-    pub fn form(&self, entry: &Entry) -> KeyForm {
+    pub(crate) fn form(&self, entry: &Entry) -> KeyForm {
         self.chunking.form(self.dataset, entry)
     }
 
     /// Appends commands `commands` (counted from element `from`) of `entry`, written as
     /// `restored` says (from [`KeyEncoder::form`]).
-    pub fn push_commands(
+    pub(crate) fn push_commands(
         &self,
         entry: &Entry,
         restored: bool,
@@ -182,14 +183,14 @@ impl<'a> KeyEncoder<'a> {
     }
 
     /// Appends the command that counts `entry`'s elements on the server.
-    pub fn push_count(&self, entry: &Entry, out: &mut Vec<u8>) {
+    pub(crate) fn push_count(&self, entry: &Entry, out: &mut Vec<u8>) {
         push_array_header(out, 2);
         push_bulk(out, count_command(self.dataset.data_type()));
         self.push_key(entry, out);
     }
 
     /// Appends `DEL` of `entry`'s key: a key written again from its first element.
-    pub fn push_delete(&self, entry: &Entry, out: &mut Vec<u8>) {
+    pub(crate) fn push_delete(&self, entry: &Entry, out: &mut Vec<u8>) {
         push_array_header(out, 2);
         push_bulk(out, b"DEL");
         self.push_key(entry, out);

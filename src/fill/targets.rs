@@ -1,4 +1,4 @@
-//! Targets for a run: launch local servers, connect (through [`crate::server::connect`]),
+//! Targets for a run: launch local servers, connect (through [`crate::server::target`]),
 //! flush, and record what each server held before and after.
 
 use std::path::{Path, PathBuf};
@@ -8,13 +8,13 @@ use crate::plan::{DataType, Mode, NodeAddr, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
 use crate::rdb::ServerEncoding;
 use crate::result::{KeptServers, NodeReport, TargetReport};
-use crate::server::connect::{self, Connected};
+use crate::server::target::{self, Connected};
 use crate::server::launch::{self, LocalCluster, LocalServer};
 use crate::server::launch_settings;
 use crate::server::local_tls::{LocalTls, TlsFiles};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
-pub(super) use crate::server::connect::Route;
+pub(super) use crate::server::target::Route;
 
 /// Servers cachefill started for this run.
 enum Launched {
@@ -59,7 +59,7 @@ impl LiveTarget {
             }
             _ => None,
         };
-        let connector = connect::connector(
+        let connector = target::connector(
             target,
             credentials,
             local_tls.as_ref().map(|t| t.ca_file.as_path()),
@@ -75,7 +75,7 @@ impl LiveTarget {
             connector,
             route,
             mut primaries,
-        } = connect::connect(connector, target.mode, &seeds).await?;
+        } = target::connect(connector, target.mode, &seeds).await?;
         if let (Servers::Launch { server_config, .. }, Some(first)) =
             (&target.servers, primaries.first_mut())
         {
@@ -89,7 +89,7 @@ impl LiveTarget {
         let mut version = None;
         let mut encodings = Vec::new();
         let mut config_refused = false;
-        for connect::Primary { mut control, slots } in primaries {
+        for target::Primary { mut control, slots } in primaries {
             let addr = control.addr().clone();
             let mut facts = control.facts().await.map_err(failed)?;
             if facts.loading {

@@ -13,7 +13,7 @@ use crate::error::Failure;
 use crate::plan::{Plan, Servers, Target};
 use crate::progress::Progress;
 use crate::server::Credentials;
-use crate::server::connect;
+use crate::server::target;
 use crate::server::reconnecting::Reconnecting;
 
 pub(crate) mod patterns;
@@ -57,8 +57,8 @@ pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(),
     };
     let credentials = Credentials::resolve(&target.name, &target.auth)
         .map_err(|e| Failure::Invalid(format!("{}: {e}", plan.path.display())))?;
-    let connector = connect::connector(target, credentials, None)?;
-    let connected = connect::connect(connector, target.mode, seeds).await?;
+    let connector = target::connector(target, credentials, None)?;
+    let connected = target::connect(connector, target.mode, seeds).await?;
 
     let mut servers = Vec::new();
     for primary in &connected.primaries {

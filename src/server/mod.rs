@@ -4,7 +4,7 @@
 
 pub(crate) mod cleanup;
 pub(crate) mod cluster;
-pub(crate) mod connect;
+pub(crate) mod target;
 pub(crate) mod connector;
 pub(crate) mod control;
 pub(crate) mod credentials;

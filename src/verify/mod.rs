@@ -15,7 +15,7 @@ use crate::plan::{Amount, NodeAddr, Plan, Servers, Stage};
 use crate::progress::{Display, Progress};
 use crate::result::{self, RunResult};
 use crate::server::Credentials;
-use crate::server::connect::{self, Route};
+use crate::server::target::{self, Route};
 
 mod reader;
 mod typed;
@@ -265,8 +265,8 @@ pub(crate) async fn verify(plan: &Plan, options: &VerifyOptions) -> Result<Verif
                 target.name
             )));
         }
-        let connector = connect::connector(target, credentials, ca_file.as_deref())?;
-        let connected = connect::connect(connector, target.mode, &seeds).await?;
+        let connector = target::connector(target, credentials, ca_file.as_deref())?;
+        let connected = target::connect(connector, target.mode, &seeds).await?;
         let nodes = connected
             .primaries
             .iter()

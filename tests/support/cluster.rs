@@ -155,6 +155,14 @@ impl RedisCluster {
         self.servers[victim].kill();
     }
 
+    /// Empties every primary (`FLUSHALL`), as a test does between rounds on one cluster.
+    pub fn flush(&self) {
+        for (server, _) in self.primaries() {
+            redis::cmd("FLUSHALL").exec(&mut server.connect()).unwrap();
+        }
+        assert_eq!(self.total_keys(), 0);
+    }
+
     /// Sum of DBSIZE over the primaries.
     pub fn total_keys(&self) -> u64 {
         self.primaries().iter().map(|(s, _)| s.dbsize()).sum()

@@ -1,6 +1,6 @@
 //! ACL users and databases on standalone targets.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -1,7 +1,7 @@
 //! The command line's conventions: the committed JSON Schema that plans name, shell
 //! completions, the manual page and an example in every subcommand's help.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

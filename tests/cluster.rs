@@ -1,7 +1,7 @@
 //! Cluster targets against real clusters on loopback: exact counts, balance, the same data
 //! as standalone, redirections during resharding, flushing, lost primaries.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! ADDSLOTSRANGE`) is filled while 1000 slots move to another primary, and verifies. A
 //! server that refuses an option at start (6.2 has no TLS here) says why in one line.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! (addresses and the throwaway CA) for `verify --result`, and a result of another format
 //! is refused with the field that is wrong.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `cachefill export`: the plan's dataset without a server, as keys or as the RESP commands
 //! that write it.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! How runs fail: error replies, dead servers, interrupts, bad credentials. Each ends with
 //! the right exit code, one line of why, and a result file that says what was written.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

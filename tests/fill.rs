@@ -1,7 +1,7 @@
 //! The standalone fill against real redis-server processes: counts, determinism, shapes,
 //! flushing and stage ordering.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, SystemTime};
 

@@ -2,7 +2,7 @@
 //! cluster topology, FLUSHALL, the writes, the reads of verify), cachefill exits 1 with one
 //! line that names the server, never panics nor hangs, and `run` still writes its result.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -1,6 +1,6 @@
 //! Ctrl-C: a second signal exits at once, and still stops the servers cachefill launched.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! (a hash tag puts two stages' keys in one slot), verified, exported, sharded, sized, and
 //! read by redis-benchmark without a miss.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `launch = true`: a throwaway local server for self-contained plans and the quickstart, and
 //! the `server_config` every launched server starts with.
 
-mod support;
+use crate::support;
 
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The library API as a Rust test suite uses it: `Plan::parse`, `run`, `verify`, and
 //! `examples/fixture.rs` (built by `cargo test` with the other examples) run whole.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::Duration;

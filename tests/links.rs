@@ -3,7 +3,7 @@
 //! in time, and a slow link. A link that breaks loses nothing and counts nothing twice; a
 //! slow one is not a broken one.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! commands, no cachefill), profiled read-only within the rate cap; the plan it writes fills
 //! a fresh server of the same shape, which profiles back to the same plan.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

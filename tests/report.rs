@@ -1,7 +1,7 @@
 //! `cachefill report`: a result drawn as one self-contained HTML page. The content is checked
 //! here without a browser; `scripts/render-report` looks at it in a real one.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

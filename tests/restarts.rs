@@ -4,7 +4,7 @@
 //! once: no list item twice), and the run ends with the dataset of an undisturbed fill,
 //! each key counted once.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! bytes in memory), on Redis 7.0 and Valkey 9, at and around every limit of the compact
 //! encodings.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::Path;

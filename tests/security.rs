@@ -2,7 +2,7 @@
 //! `export` read the plan and nothing else. They open no connection, read no secret and start
 //! no process, whatever the plan names.
 
-mod support;
+use crate::support;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;

@@ -1,6 +1,6 @@
 //! Sharded runs: N processes write disjoint parts whose union is the one-process dataset.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 

@@ -2,7 +2,7 @@
 //! a run never waits on them longer than `io_timeout`, says which server is silent, and
 //! reports what it cannot know.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! counts, in time order, with the targets' INFO figures (null when INFO is refused); how
 //! `merge` keeps the shards' timelines; and results without one still read.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::*;

@@ -1,6 +1,6 @@
 //! TLS targets against real TLS servers on loopback, with certificates the tests make.
 
-mod support;
+use crate::support;
 
 use cachefill::__private::LocalCluster;
 use support::tls::tls_cli;

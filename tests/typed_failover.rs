@@ -3,7 +3,7 @@
 //! carries on at the replica that takes over and ends with every key complete, exactly once
 //! (no list item twice), and every key counted once.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `until_memory`: fill until the server's used_memory reaches a goal, writing a prefix of the
 //! index range that `verify --result` can check.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -1,7 +1,7 @@
 //! Bad plans through the binary: exit 2, one line naming the file, and nothing written.
 //! Which field each bad plan names, and how, is tested in-process (src/plan/tests.rs).
 
-mod support;
+use crate::support;
 
 use support::*;
 

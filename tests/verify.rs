@@ -1,6 +1,6 @@
 //! `cachefill verify`: the dataset read back and compared with what the plan says.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::path::Path;

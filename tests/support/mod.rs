@@ -5,7 +5,6 @@
 //! mid-way ([`silence`]).
 //! Servers are started through the crate's own launcher, so tests and `launch = true` pick
 //! ports and start servers the same way.
-#![allow(dead_code, unused_imports)]
 
 pub mod cluster;
 pub mod hostile;
@@ -25,7 +24,7 @@ use std::time::{Duration, Instant};
 pub use cluster::{RedisCluster, replication_offset, reshard, reshard_nodes};
 pub use hostile::{Garbage, HostileServer};
 pub use launched::{LaunchedRun, remove_kept_folders};
-pub use loading::{LoadingServer, saving_server};
+pub use loading::saving_server;
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
 pub use proxy::Proxy;
 pub use run::*;

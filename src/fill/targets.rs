@@ -8,10 +8,10 @@ use crate::plan::{DataType, Mode, NodeAddr, Servers, Stage, Target, WriteMode};
 use crate::progress::Progress;
 use crate::rdb::ServerEncoding;
 use crate::result::{KeptServers, NodeReport, TargetReport};
-use crate::server::target::{self, Connected};
 use crate::server::launch::{self, LocalCluster, LocalServer};
 use crate::server::launch_settings;
 use crate::server::local_tls::{LocalTls, TlsFiles};
+use crate::server::target::{self, Connected};
 use crate::server::{Connector, Control, Credentials, MemoryProbe, ServerFacts};
 
 pub(super) use crate::server::target::Route;

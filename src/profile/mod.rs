@@ -13,8 +13,8 @@ use crate::error::Failure;
 use crate::plan::{Plan, Servers, Target};
 use crate::progress::Progress;
 use crate::server::Credentials;
-use crate::server::target;
 use crate::server::reconnecting::Reconnecting;
+use crate::server::target;
 
 pub(crate) mod patterns;
 pub(crate) mod rate;

@@ -4,7 +4,6 @@
 
 pub(crate) mod cleanup;
 pub(crate) mod cluster;
-pub(crate) mod target;
 pub(crate) mod connector;
 pub(crate) mod control;
 pub(crate) mod credentials;
@@ -16,6 +15,7 @@ pub(crate) mod local_tls;
 pub(crate) mod login;
 pub(crate) mod reconnecting;
 pub(crate) mod slot_assignment;
+pub(crate) mod target;
 pub(crate) mod tls;
 pub(crate) mod value;
 

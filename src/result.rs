@@ -360,7 +360,7 @@ pub struct TargetSample {
 
 /// Reads a result file back; errors are one line naming the file and what is wrong (for a
 /// result of another format, the field that is missing or malformed).
-pub fn read(path: &Path) -> Result<RunResult, String> {
+pub(crate) fn read(path: &Path) -> Result<RunResult, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the result file: {e}", path.display()))?;
     let mut json = serde_json::Deserializer::from_str(&text);
@@ -380,12 +380,24 @@ pub fn read(path: &Path) -> Result<RunResult, String> {
 }
 
 /// `2026-11-26T07:00:00.123Z`: RFC 3339, UTC, milliseconds.
-pub fn timestamp(time: SystemTime) -> String {
+pub(crate) fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// The peak resident set of this process so far, in bytes (`getrusage`).
-pub fn peak_rss_bytes() -> Option<u64> {
+/// The peak resident set of this process so far, in bytes: `VmHWM` of /proc/self/status,
+/// the high-water mark of this program's own memory. (`getrusage`'s `ru_maxrss`, the
+/// fallback, also counts the memory of the process that started it: Linux carries the
+/// spawning process's peak across `exec`, so a large test harness inflated it.)
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let high_water = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok());
+    if let Some(kib) = high_water {
+        return Some(kib * 1024);
+    }
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable rusage for the call to fill in.
     let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
@@ -400,7 +412,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Writes `report` to `path` (`-`: standard output) through a temporary file and a rename,
 /// so a reader never sees half a result.
-pub fn write(report: &RunResult, path: &Path) -> std::io::Result<()> {
+pub(crate) fn write(report: &RunResult, path: &Path) -> std::io::Result<()> {
     let mut json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
     json.push(b'\n');
     crate::output::write(&json, path)

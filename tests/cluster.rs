@@ -301,6 +301,64 @@ fn a_failover_during_the_fill_loses_nothing() {
     );
 }
 
+/// A primary killed and started again in place (same address, node id and slots, empty:
+/// no persistence) before the cluster failed it over, as a supervisor restarts a crashed
+/// process within seconds: the run waits for it as for a successor, re-checks what it had
+/// acknowledged, writes what it lost and ends `ok` with every key there. Before, the run
+/// waited only for a replica, failed after `failover_timeout`, and the primary stayed empty.
+#[test]
+fn a_primary_restarted_in_place_gets_back_what_it_lost() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let scratch = Scratch::new();
+    let keys = 2_000_000u64;
+    let fill = StageBuilder::new("s").keys(keys).value_size(16);
+    let plan = PlanBuilder::new()
+        .seed(21)
+        .target(cluster.target().flush(true).failover_timeout("30s"))
+        .stage(fill.clone());
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let (mut child, result_path) = spawn_plan(&scratch, &plan);
+    let mut said = StderrLines::of(&mut child);
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 100_000
+    });
+    let victim = cluster.a_primary();
+    let addr = cluster.servers[victim].addr();
+    let config = cluster.servers[victim].crash_keeping_cluster_config();
+    // Started again once the run has given up reconnecting and waits: the case that failed.
+    let waiting = said.wait_for(&format!("primary {addr} is unreachable"));
+    assert!(
+        waiting.contains("waiting up to 30s (failover_timeout) for it to answer again"),
+        "{waiting}"
+    );
+    cluster.servers[victim].start_in_place(&config);
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    let err = said.all();
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("primary {addr} answers again")),
+        "{err}"
+    );
+    let result = read_result(&result_path);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok", "{err}");
+    assert_eq!(stage["keys_written"], keys);
+    assert_eq!(stage["failovers"], 0, "no replica took over");
+    assert_eq!(stage["restarts"], 1);
+    assert!(
+        stage["rewritten"].as_u64().unwrap() > 0,
+        "the restarted primary was empty"
+    );
+    let primaries: Vec<String> = cluster.primaries().iter().map(|(s, _)| s.addr()).collect();
+    assert!(primaries.contains(&addr), "{primaries:?}");
+    assert_eq!(cluster.total_keys(), keys, "every key is on the primaries");
+    assert_eq!(
+        cluster.digest_xor(),
+        standalone_digest(&scratch, PlanBuilder::new().seed(21).stage(fill)),
+        "an entry is missing or wrong"
+    );
+}
+
 #[test]
 fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
     let cluster = RedisCluster::start(3, 0);

@@ -128,7 +128,7 @@ fn a_launched_cluster_is_filled_through_a_resharding_and_verifies(kind: ServerKi
         );
     let plan = scratch.plan("plan.toml", &plan.build());
     let mut run = LaunchedRun::spawn(&scratch, &plan, "grid");
-    assert_eq!(run.addrs.len(), 3, "{:?}", run.seen);
+    assert_eq!(run.addrs.len(), 3, "{:?}", run.stderr.seen);
     wait_until("the fill has started", Duration::from_secs(60), || {
         run.total_keys() >= 5_000
     });

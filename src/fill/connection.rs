@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::batching::WriterConfig;
 use super::feed::Feed;
-use super::recheck;
+use super::recovery::AfterLoss;
+use super::recovery::recheck;
 use super::restoring::Restoring;
 use super::session::{Job, Session, SessionEnd};
 use super::socket::ReplyThreshold;
@@ -44,6 +45,8 @@ pub(super) async fn connection_worker(
     let mut in_doubt: Vec<Span> = Vec::new();
     // Why the connection first broke, in the current run of failed reconnections.
     let mut broke_because: Option<String> = None;
+    // The returns of a cluster primary restarted in place this connection reconnected for.
+    let mut seen_returns = 0u64;
     let acked_here = AtomicU64::new(0);
     // The server process this connection's last session wrote to.
     let mut last_run_id: Option<String> = None;
@@ -157,11 +160,28 @@ pub(super) async fn connection_worker(
                 let replaced = matches!(&feed, Feed::Node { node, .. } if node.is_replaced());
                 if failures > MAX_RECONNECTS || stage.should_stop() || replaced {
                     if let Feed::Node { node, router } = &feed {
-                        let outcome = router.node_unreachable(node, &reason).await;
-                        if outcome.is_err() {
-                            stage.unacknowledged.fetch_add(doubt, Relaxed);
+                        match router
+                            .node_unreachable(node, &reason, &mut seen_returns)
+                            .await
+                        {
+                            Ok(AfterLoss::Done) => return Ok(()),
+                            Ok(AfterLoss::Stopping) => {
+                                stage.unacknowledged.fetch_add(doubt, Relaxed);
+                                return Ok(());
+                            }
+                            Ok(AfterLoss::Reconnect) => {
+                                // Restarted in place: the new process's run_id starts the
+                                // re-check of what it acknowledged.
+                                failures = 0;
+                                broke_because = None;
+                                stage.reconnects.fetch_add(1, Relaxed);
+                                continue;
+                            }
+                            Err(message) => {
+                                stage.unacknowledged.fetch_add(doubt, Relaxed);
+                                return Err(message);
+                            }
                         }
-                        return outcome;
                     }
                     stage.unacknowledged.fetch_add(doubt, Relaxed);
                     if stage.should_stop() && failures <= MAX_RECONNECTS {

@@ -344,6 +344,9 @@ impl StageRun {
                 _ = ticker.tick() => {
                     self.display.update(state.acked.load(Relaxed), state.bytes.load(Relaxed), clock.elapsed());
                     self.display.stalled(state.stalls.longest(), (self.connector.io_timeout / 2).min(STALL_REPORT_AFTER));
+                    for note in state.take_notes() {
+                        self.display.note(&format!("stage {}: {note}", self.stage.name));
+                    }
                     if let Some(why) = self.connector.restore_warning_due() {
                         self.display.note(&format!(
                             "target \"{}\": the server refused a RESTORE payload ({why}); writing typed keys with commands (slower) from now on",

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::key_bits::KeyBits;
 use super::lock::lock;
-use super::restart::Restarts;
+use super::recovery::restart::Restarts;
 use super::stall::Stalls;
 use crate::dataset::Dataset;
 use crate::interrupt;
@@ -58,6 +58,9 @@ pub(super) struct StageState {
     pub restored_keys: AtomicU64,
     stop: AtomicBool,
     first_error: Mutex<Option<String>>,
+    /// Lines for the display from where there is none (a primary lost, found again),
+    /// shown at its next tick.
+    notes: Mutex<Vec<String>>,
 }
 
 impl StageState {
@@ -88,6 +91,7 @@ impl StageState {
             restored_keys: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             first_error: Mutex::new(None),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -373,6 +377,16 @@ impl StageState {
     /// The first error of the stage, if any.
     pub(super) fn first_error(&self) -> Option<String> {
         lock(&self.first_error).clone()
+    }
+
+    /// A line for the stage's display (shown at its next tick, prefixed with the stage).
+    pub(super) fn note(&self, line: String) {
+        lock(&self.notes).push(line);
+    }
+
+    /// The lines noted since the last call.
+    pub(super) fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.notes))
     }
 }
 

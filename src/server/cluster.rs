@@ -74,16 +74,51 @@ pub(crate) fn ranges(flags: impl Iterator<Item = bool>) -> Option<String> {
 /// How often a wait for a lost primary's successor reads the topology.
 const SUCCESSOR_POLL: Duration = Duration::from_millis(250);
 
+/// What became of a primary its connections lost.
+pub(crate) enum LostPrimary {
+    /// The cluster gave all of its slots to other nodes (a replica took over): the
+    /// topology then.
+    Replaced(Topology),
+    /// It answers again at its address as another process (a new `run_id`) and the
+    /// primary of its slots: restarted in place (its supervisor started it again before
+    /// the cluster failed it over).
+    Back,
+}
+
 /// Waits, up to the target's `failover_timeout`, for the cluster to give all of `lost`'s
 /// slots to other nodes (a replica took over), reading the topology from `seeds()` every
-/// 250 ms: the topology then, or `None` when the time ran out or `stop()` turned true. The
-/// fill's and verify's one wait for a successor.
+/// 250 ms: the topology then, or `None` when the time ran out or `stop()` turned true.
+/// Verify's wait for a successor.
 pub(crate) async fn successor_topology(
+    connector: &Connector,
+    lost: &NodeAddr,
+    seeds: impl FnMut() -> Vec<NodeAddr>,
+    stop: impl Fn() -> bool,
+) -> Option<Topology> {
+    match wait_for_lost(connector, lost, seeds, stop, false).await {
+        Some(LostPrimary::Replaced(topology)) => Some(topology),
+        _ => None,
+    }
+}
+
+/// [`successor_topology`], or `lost` itself answering again as the primary of its slots,
+/// whichever comes first: the fill's wait for a lost primary.
+pub(crate) async fn successor_or_return(
+    connector: &Connector,
+    lost: &NodeAddr,
+    seeds: impl FnMut() -> Vec<NodeAddr>,
+    stop: impl Fn() -> bool,
+) -> Option<LostPrimary> {
+    wait_for_lost(connector, lost, seeds, stop, true).await
+}
+
+async fn wait_for_lost(
     connector: &Connector,
     lost: &NodeAddr,
     mut seeds: impl FnMut() -> Vec<NodeAddr>,
     stop: impl Fn() -> bool,
-) -> Option<Topology> {
+    back_counts: bool,
+) -> Option<LostPrimary> {
     let deadline = Instant::now() + connector.failover_timeout;
     loop {
         if stop() {
@@ -92,13 +127,41 @@ pub(crate) async fn successor_topology(
         if let Ok(topology) = discover(connector, &seeds()).await
             && topology.replaced(lost)
         {
-            return Some(topology);
+            return Some(LostPrimary::Replaced(topology));
+        }
+        if back_counts && restarted_in_place(connector, lost).await {
+            return Some(LostPrimary::Back);
         }
         if Instant::now() >= deadline {
             return None;
         }
         tokio::time::sleep(SUCCESSOR_POLL).await;
     }
+}
+
+/// True when `node` answers as another process than the one the stage's data connections
+/// met there last (a new `run_id`) and, by its own slot map, is a primary serving slots.
+/// The same process answering again is no restart: its connections broke for a reason a
+/// reconnection did not cure, and reconnecting for ever is no answer (a server that closes
+/// every connection would be tried without end).
+async fn restarted_in_place(connector: &Connector, node: &NodeAddr) -> bool {
+    let Ok((_, Some(run_id))) = connector.data_identified(node).await else {
+        return false;
+    };
+    if connector
+        .known_run_id(node)
+        .is_none_or(|known| known == run_id)
+    {
+        return false;
+    }
+    matches!(
+        discover(connector, std::slice::from_ref(node)).await,
+        Ok(topology) if topology
+            .primaries
+            .iter()
+            .position(|p| p.addr == *node)
+            .is_some_and(|index| topology.slot_count(index) > 0)
+    )
 }
 
 /// Reads the topology from the first seed that answers. Seeds that are down are skipped.

@@ -106,6 +106,11 @@ impl Connector {
         locked(&self.run_ids).insert(addr.clone(), run_id.to_string())
     }
 
+    /// The process `addr` answered the latest data connection as, if any did.
+    pub(crate) fn known_run_id(&self, addr: &NodeAddr) -> Option<String> {
+        locked(&self.run_ids).get(addr).cloned()
+    }
+
     /// Records that `stage` ended having written to this target.
     pub(crate) fn stage_written(&self, stage: WrittenStage) {
         locked(&self.written_stages).push(stage);

@@ -213,6 +213,12 @@ impl LocalServer {
         }
     }
 
+    /// The server's folder (`--dir`: its log, a cluster node's `nodes.conf`); removed when
+    /// the server is dropped.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The server's process id, while cachefill owns it.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -2,20 +2,17 @@
 //! learns the servers' addresses from the run's "started … at" line, can pause the run
 //! (`SIGSTOP`) to act on the servers mid-fill, and stops the kept servers when dropped.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Scratch, cachefill, read_result, wait_until};
+use super::{Scratch, StderrLines, cachefill, read_result, wait_until};
 
 /// `cachefill run PLAN -o result.json --keep` in the background, and what it launched.
 pub struct LaunchedRun {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    /// The standard error lines read so far.
-    pub seen: Vec<String>,
+    /// Its standard error.
+    pub stderr: StderrLines,
     /// The launched servers' addresses, primaries first.
     pub addrs: Vec<String>,
     /// Where the run writes its result.
@@ -35,19 +32,10 @@ impl LaunchedRun {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stderr = StderrLines::of(&mut child);
         let mut run = LaunchedRun {
             child,
-            lines,
-            seen: Vec::new(),
+            stderr,
             addrs: Vec::new(),
             result,
         };
@@ -59,20 +47,9 @@ impl LaunchedRun {
         run
     }
 
-    /// Waits for the first line of standard error that contains `needle` and returns it;
-    /// panics with the lines seen when the run ends or stays silent for a minute first.
+    /// Waits for the first line of standard error that contains `needle` and returns it.
     pub fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line with {needle:?} in {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
+        self.stderr.wait_for(needle)
     }
 
     /// Waits (at most 30 s) until every launched replica has applied what its primary had
@@ -141,10 +118,9 @@ impl LaunchedRun {
     /// Waits for the run to end; returns its exit status, its standard error and its result.
     pub fn finish(&mut self) -> (ExitStatus, String, serde_json::Value) {
         let status = self.child.wait().unwrap();
-        // The reader ends at the end of the pipe, which the exit closed.
-        self.seen.extend(self.lines.iter());
+        let said = self.stderr.all();
         let result = read_result(&self.result);
-        (status, self.seen.join("\n"), result)
+        (status, said, result)
     }
 }
 

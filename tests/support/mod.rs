@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod hostile;
 pub mod launched;
+pub mod lines;
 pub mod loading;
 pub mod plan;
 pub mod proxy;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 pub use cluster::{RedisCluster, replication_offset, reshard, reshard_nodes};
 pub use hostile::{Garbage, HostileServer};
 pub use launched::{LaunchedRun, remove_kept_folders};
+pub use lines::StderrLines;
 pub use loading::saving_server;
 pub use plan::{PlanBuilder, StageBuilder, TargetBuilder};
 pub use proxy::Proxy;

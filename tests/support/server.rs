@@ -175,6 +175,24 @@ impl RedisServer {
         self.start_again();
     }
 
+    /// Kills a cluster node (SIGKILL) and keeps its cluster config (`nodes.conf`) for
+    /// [`Self::start_in_place`]: started again, it is the same node (id, slots, epoch) with
+    /// an empty dataset, as a crash restarted by its supervisor without persistence.
+    pub fn crash_keeping_cluster_config(&mut self) -> (std::path::PathBuf, Vec<u8>) {
+        let dir = self.server.as_ref().expect("running").dir().to_path_buf();
+        let conf = std::fs::read(dir.join("nodes.conf")).expect("a cluster node's nodes.conf");
+        self.kill();
+        (dir, conf)
+    }
+
+    /// Starts a node killed by [`Self::crash_keeping_cluster_config`] again where it was,
+    /// with its cluster config.
+    pub fn start_in_place(&mut self, (dir, conf): &(std::path::PathBuf, Vec<u8>)) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("nodes.conf"), conf).unwrap();
+        self.start_again();
+    }
+
     /// Starts the server again, after [`Self::kill`], on its port with its arguments.
     fn start_again(&mut self) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();

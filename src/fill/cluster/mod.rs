@@ -12,10 +12,7 @@
 //! can be gone): strings read back and written again when missing, typed keys resumed.
 //! `restart`: the same re-check for a primary that restarted with its cluster config.
 
-mod failover;
-mod node;
-mod recheck;
-mod restart;
+pub(super) mod node;
 mod routing;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,9 +35,9 @@ use crate::server::cluster::Topology;
 
 /// The slot map and the primaries' feeds of one cluster stage.
 pub(super) struct Router {
-    stage: Arc<StageState>,
+    pub(in crate::fill) stage: Arc<StageState>,
     /// The index in `nodes` of each slot's primary.
-    slots: RwLock<Vec<usize>>,
+    pub(in crate::fill) slots: RwLock<Vec<usize>>,
     nodes: RwLock<Vec<Arc<NodeFeed>>>,
     new_nodes: mpsc::UnboundedSender<Arc<NodeFeed>>,
     capacity: usize,
@@ -63,17 +60,17 @@ pub(super) struct Router {
     pub rewritten: AtomicU64,
     /// Typed keys a failover re-check handed on after they had counted as written, until
     /// their new owner answers with their element count.
-    handed_on: KeyBits,
+    pub(in crate::fill) handed_on: KeyBits,
     /// Typed keys to write again from their first element at their next resume.
     restarts: KeyBits,
-    connector: Arc<Connector>,
-    dataset: Arc<Dataset>,
+    pub(in crate::fill) connector: Arc<Connector>,
+    pub(in crate::fill) dataset: Arc<Dataset>,
     /// Every node seen, primaries and replicas: where to read the topology after a loss.
-    known: Mutex<Vec<NodeAddr>>,
+    pub(in crate::fill) known: Mutex<Vec<NodeAddr>>,
     /// Failover re-checks running.
-    recovering: AtomicU64,
+    pub(in crate::fill) recovering: AtomicU64,
     /// Strings routed by slot: what of the window being routed went to which queue.
-    queued: Mutex<Option<QueuedWindow>>,
+    pub(in crate::fill) queued: Mutex<Option<QueuedWindow>>,
 }
 
 /// The window of entries the router is routing by slot (stage positions `first` to

@@ -20,7 +20,7 @@ pub(crate) struct NodeFeed {
     /// Entries the router queued here, in batches.
     pub(super) queue: Mutex<VecDeque<Span>>,
     /// Room left in `queue`: bounds what a slow primary holds back.
-    pub(super) space: Semaphore,
+    pub(in crate::fill) space: Semaphore,
     /// Told when room is made in `queue` (shared by a stage's primaries: the router waits
     /// on it when every queue it has entries for is full).
     pub(super) room_made: Arc<Notify>,
@@ -28,35 +28,39 @@ pub(crate) struct NodeFeed {
     pub(super) moved_here: Mutex<VecDeque<u64>>,
     /// Entries to send here once each, after `ASKING`.
     pub(super) asked_here: Mutex<VecDeque<u64>>,
-    pub(super) work: Notify,
+    pub(in crate::fill) work: Notify,
     /// Entries this primary acknowledged.
     pub keys: AtomicU64,
     /// Set once a replica took over: nothing is sent here any more.
-    pub(super) retired: AtomicBool,
+    pub(in crate::fill) retired: AtomicBool,
     /// Set when the cluster gave this primary's slots to other nodes while it was silent.
-    pub(super) replaced: AtomicBool,
+    pub(in crate::fill) replaced: AtomicBool,
     /// When a silent connection last asked whether the cluster replaced this primary.
-    pub(super) replacement_asked: Mutex<Option<Instant>>,
+    pub(in crate::fill) replacement_asked: Mutex<Option<Instant>>,
     /// The outcome of waiting for a successor, decided once for all connections.
-    pub(super) failover: tokio::sync::Mutex<Option<Result<(), String>>>,
+    pub(in crate::fill) failover:
+        tokio::sync::Mutex<Option<Result<crate::fill::recovery::AfterLoss, String>>>,
+    /// How often this primary came back in place (restarted as a new process): each of its
+    /// connections reconnects once per return (see `Router::node_unreachable`).
+    pub(in crate::fill) returns: AtomicU64,
     /// Typed stages: the keys the re-check after this primary's latest restart resumes.
-    pub(super) restarted: Mutex<Option<Arc<RestartScope>>>,
+    pub(in crate::fill) restarted: Mutex<Option<Arc<RestartScope>>>,
 }
 
 /// The typed keys a restarted primary's re-check resumes: those routed to its slots before
 /// the restart was found. Nothing else writes them (two writers of one list would both
 /// append its rest).
 #[derive(Debug)]
-pub(super) struct RestartScope {
+pub(in crate::fill) struct RestartScope {
     /// Positions below this had been handed out when the restart was found.
-    pub(super) upto: u64,
+    pub(in crate::fill) upto: u64,
     /// The primary's slots then, slot by slot.
-    pub(super) lost: Vec<bool>,
+    pub(in crate::fill) lost: Vec<bool>,
 }
 
 impl RestartScope {
     /// True for the key at `position` in `slot`.
-    pub(super) fn covers(&self, position: u64, slot: u16) -> bool {
+    pub(in crate::fill) fn covers(&self, position: u64, slot: u16) -> bool {
         position < self.upto && self.lost[usize::from(slot)]
     }
 }
@@ -78,6 +82,7 @@ impl NodeFeed {
             replaced: AtomicBool::new(false),
             replacement_asked: Mutex::new(None),
             failover: tokio::sync::Mutex::new(None),
+            returns: AtomicU64::new(0),
             restarted: Mutex::new(None),
         }
     }
@@ -95,7 +100,7 @@ impl NodeFeed {
     }
 
     /// Every entry waiting here, taken out.
-    pub(super) fn drain(&self) -> Vec<u64> {
+    pub(in crate::fill) fn drain(&self) -> Vec<u64> {
         let mut out: Vec<u64> = lock(&self.asked_here).drain(..).collect();
         out.extend(lock(&self.moved_here).drain(..));
         for span in lock(&self.queue).drain(..) {
@@ -156,7 +161,7 @@ impl NodeFeed {
     }
 
     /// Resumes typed key `index` here: its element count first, then the rest of it.
-    pub(super) fn push_resume(&self, index: u64) {
+    pub(in crate::fill) fn push_resume(&self, index: u64) {
         // Typed stages never ask (they resume instead), so the queue serves them.
         self.push_asked(index);
     }

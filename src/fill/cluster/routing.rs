@@ -326,7 +326,7 @@ impl Router {
     }
 
     /// The feed of the primary at `addr`, created (and announced) when it is new.
-    pub(super) fn node_at(&self, addr: &NodeAddr) -> (usize, Arc<NodeFeed>) {
+    pub(in crate::fill) fn node_at(&self, addr: &NodeAddr) -> (usize, Arc<NodeFeed>) {
         let mut nodes = write(&self.nodes);
         if let Some(i) = nodes.iter().position(|n| &n.addr == addr) {
             return (i, nodes[i].clone());
@@ -492,20 +492,20 @@ impl Router {
     }
 
     /// The feed of the primary that owns `index`'s slot now.
-    pub(super) fn owner_of(&self, index: u64) -> Arc<NodeFeed> {
+    pub(in crate::fill) fn owner_of(&self, index: u64) -> Arc<NodeFeed> {
         let node = read(&self.slots)[usize::from(self.slot_of(index))];
         self.nodes()[node].clone()
     }
 
     /// The cluster slot of entry `index`'s key (off the hot path: the key is made anew).
-    pub(super) fn slot_of(&self, index: u64) -> u16 {
+    pub(in crate::fill) fn slot_of(&self, index: u64) -> u16 {
         let mut key = Vec::with_capacity(self.dataset.key_size());
         self.dataset.push_key(&self.dataset.entry(index), &mut key);
         slot(&key)
     }
 
     /// Sends `index` to the primary that owns its slot now.
-    pub(super) fn reroute(&self, index: u64) {
+    pub(in crate::fill) fn reroute(&self, index: u64) {
         self.owner_of(index).push_moved(index);
     }
 

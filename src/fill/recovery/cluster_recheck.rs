@@ -1,16 +1,16 @@
 //! The re-check after a failover: replication is asynchronous, so what the lost primary
 //! acknowledged may be missing on its successor. Strings are read back (`EXISTS`) and
 //! written again when missing; typed keys are handed to their new owner as resumes, which
-//! count what it holds and write the rest. (After a primary's restart: `restart.rs`.)
+//! count what it holds and write the rest. (After a primary's restart: `cluster_restart.rs`.)
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::node::NodeFeed;
-use super::{QueuedWindow, Router};
+use super::recheck::write_acknowledged;
+use crate::fill::cluster::node::NodeFeed;
+use crate::fill::cluster::{QueuedWindow, Router};
 use crate::fill::lock::read;
-use crate::fill::recheck::write_acknowledged;
 use crate::plan::NodeAddr;
 use crate::resp::EntryEncoder;
 use crate::server::Control;
@@ -25,7 +25,7 @@ impl Router {
     /// that are missing (acknowledged by the lost primary, never replicated). Reads go
     /// through control connections; writes through data connections, encoded by the one
     /// [`EntryEncoder`].
-    pub(super) async fn recheck(
+    pub(in crate::fill) async fn recheck(
         &self,
         lost: &[bool],
         upto: u64,
@@ -107,7 +107,7 @@ impl Router {
 
     /// The entries of `window` in the `lost` slots that never went to the lost primary's
     /// queue: its share of the window went there in slot order, the first `queued` of it.
-    pub(super) fn not_queued_to(
+    pub(in crate::fill) fn not_queued_to(
         &self,
         lost: &[bool],
         window: &QueuedWindow,
@@ -140,7 +140,7 @@ impl Router {
     /// complete on its new owner (see [`StageState::take_back`]).
     ///
     /// [`StageState::take_back`]: crate::fill::state::StageState::take_back
-    pub(super) async fn hand_on(
+    pub(in crate::fill) async fn hand_on(
         &self,
         from: &NodeFeed,
         lost: &[bool],

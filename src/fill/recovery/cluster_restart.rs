@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Router;
-use super::node::{NodeFeed, RestartScope};
+use super::recheck::exchange;
+use crate::fill::cluster::Router;
+use crate::fill::cluster::node::{NodeFeed, RestartScope};
 use crate::fill::lock::{lock, write};
-use crate::fill::recheck::exchange;
 use crate::fill::span::Span;
 use crate::plan::NodeAddr;
 use crate::resp::typed::{KeyForm, count_command, resume_from};

@@ -1,37 +1,66 @@
-//! Failover: a lost primary's connections wait (once, together) for a replica to take
-//! over; then the lost primary's slots and pending entries move to the new owners, and a
-//! re-check (`recheck.rs`) makes sure that everything routed to it is on them.
+//! A lost primary: its connections wait (once, together) for a replica to take over or for
+//! the primary to answer again in place. After a failover the lost primary's slots and
+//! pending entries move to the new owners, and a re-check (`cluster_recheck.rs`) makes sure
+//! that everything routed to it is on them; a primary back in place is connected to again,
+//! and its new `run_id` starts the re-check of `cluster_restart.rs`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::Router;
-use super::node::NodeFeed;
+use crate::fill::cluster::Router;
+use crate::fill::cluster::node::NodeFeed;
 use crate::fill::lock::{lock, read, write};
 use crate::plan::NodeAddr;
-use crate::server::cluster::{Topology, discover, ranges, successor_topology};
+use crate::server::cluster::{LostPrimary, Topology, discover, ranges, successor_or_return};
 use crate::slot::SLOTS;
 
 /// At most one such question per primary in this long (its connections share the answer).
 const ASK_REPLACED_EVERY: Duration = Duration::from_secs(1);
 
+/// What the connections of a lost primary do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterLoss {
+    /// Nothing more here: a replica took over, the entries are on their way to it.
+    Done,
+    /// The stage is stopping: what the connections had in doubt stays in doubt.
+    Stopping,
+    /// The primary answers again (restarted in place): connect to it again; the new
+    /// process's `run_id` starts the re-check of what it acknowledged.
+    Reconnect,
+}
+
 impl Router {
     /// A primary that its connections cannot reach any more: waits (once, for all of its
-    /// connections) for a replica to take over. `Ok` when one did and the entries are on
-    /// their way to it; `Err` naming the node and its slots when none did in time.
+    /// connections) for a replica to take over or for the primary to come back in place.
+    /// `Err` naming the node and its slots when neither happened in time. `seen_returns`
+    /// is the calling connection's count of the returns it reconnected for: each return
+    /// lets each connection reconnect once; a loss after that waits again, and only a new
+    /// process counts as a return then, so a primary that keeps breaking its links ends
+    /// the stage within `failover_timeout` instead of being reconnected to for ever.
     pub(crate) async fn node_unreachable(
         self: &Arc<Self>,
         node: &Arc<NodeFeed>,
         reason: &str,
-    ) -> Result<(), String> {
+        seen_returns: &mut u64,
+    ) -> Result<AfterLoss, String> {
         let mut outcome = node.failover.lock().await;
         if let Some(decided) = outcome.as_ref() {
             return decided.clone();
         }
+        let returns = node.returns.load(Relaxed);
+        if returns > *seen_returns {
+            *seen_returns = returns;
+            return Ok(AfterLoss::Reconnect);
+        }
         let decided = self.wait_for_successor(node, reason).await;
-        *outcome = Some(decided.clone());
+        if decided == Ok(AfterLoss::Reconnect) {
+            // Not kept as the decision: a later loss of the new process waits again.
+            *seen_returns = node.returns.fetch_add(1, Relaxed) + 1;
+        } else {
+            *outcome = Some(decided.clone());
+        }
         decided
     }
 
@@ -39,8 +68,13 @@ impl Router {
         self: &Arc<Self>,
         node: &Arc<NodeFeed>,
         reason: &str,
-    ) -> Result<(), String> {
-        let successor = successor_topology(
+    ) -> Result<AfterLoss, String> {
+        let timeout = humantime::format_duration(self.connector.failover_timeout);
+        self.stage.note(format!(
+            "primary {} is unreachable ({reason}); waiting up to {timeout} (failover_timeout) for it to answer again or for a replica to take over",
+            node.addr
+        ));
+        let successor = successor_or_return(
             &self.connector,
             &node.addr,
             || self.seeds_without(node),
@@ -48,16 +82,22 @@ impl Router {
         )
         .await;
         match successor {
-            Some(topology) => {
+            Some(LostPrimary::Replaced(topology)) => {
                 self.take_over(node, &topology);
-                Ok(())
+                Ok(AfterLoss::Done)
             }
-            None if self.stage.should_stop() => Ok(()),
+            Some(LostPrimary::Back) => {
+                self.stage.note(format!(
+                    "primary {} answers again; connecting to it again",
+                    node.addr
+                ));
+                Ok(AfterLoss::Reconnect)
+            }
+            None if self.stage.should_stop() => Ok(AfterLoss::Stopping),
             None => Err(format!(
-                "primary {} (slots {}) is unreachable ({reason}) and no replica took over within {} (failover_timeout)",
+                "primary {} (slots {}) is unreachable ({reason}); it did not answer again and no replica took over within {timeout} (failover_timeout)",
                 node.addr,
                 ranges(self.slots_of(node).into_iter()).unwrap_or_else(|| "none".into()),
-                humantime::format_duration(self.connector.failover_timeout)
             )),
         }
     }

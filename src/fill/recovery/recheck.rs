@@ -16,7 +16,7 @@ const RECHECK_BATCH: usize = 1000;
 /// one the server does not hold, waiting for every acknowledgement. Returns the number
 /// written again. Errors are one line: a refusal (the user may not run `EXISTS`), a silence
 /// of `io_timeout`, a broken connection.
-pub(super) async fn rewrite_missing<S: AsyncRead + AsyncWrite + Unpin>(
+pub(in crate::fill) async fn rewrite_missing<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     dataset: &Dataset,
     indices: impl Iterator<Item = u64>,
@@ -70,7 +70,7 @@ pub(super) async fn rewrite_missing<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Sends `commands`, `count` encoded `SET`s of entries written again, and waits until every
 /// one of them is acknowledged; the first refusal is the error.
-pub(super) async fn write_acknowledged<S: AsyncRead + AsyncWrite + Unpin>(
+pub(in crate::fill) async fn write_acknowledged<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     commands: &[u8],
     count: usize,
@@ -89,7 +89,7 @@ pub(super) async fn write_acknowledged<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Sends `commands` and hands each of the `count` replies to `answered`, in order; waits at
 /// most `io_timeout` for each read.
-pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+pub(in crate::fill) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     commands: &[u8],
     count: usize,

@@ -9,13 +9,13 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::key_bits::KeyBits;
-use super::lock::lock;
+use crate::fill::key_bits::KeyBits;
+use crate::fill::lock::lock;
 use crate::plan::NodeAddr;
 
 /// The processes a stage's connections met, and the re-check a restart calls for.
 #[derive(Debug, Default)]
-pub(super) struct Restarts {
+pub(in crate::fill) struct Restarts {
     seen: Mutex<Seen>,
     /// Set while `pending` may hold positions: the feed's common path takes no lock.
     rechecking: AtomicBool,
@@ -40,7 +40,7 @@ impl Restarts {
     /// `on_restart` runs under the same lock as the note, so that any connection noting
     /// later sees what it recorded; when it returns `Some(upto)` (a standalone typed stage),
     /// every position below `upto` is to be resumed once.
-    pub(super) fn note(
+    pub(in crate::fill) fn note(
         &self,
         addr: &NodeAddr,
         run_id: &str,
@@ -65,17 +65,17 @@ impl Restarts {
 
     /// Positions below this belong to the re-check of the latest restart: a connection
     /// that held some of them when the server went down leaves them to it.
-    pub(super) fn recheck_upto(&self) -> u64 {
+    pub(in crate::fill) fn recheck_upto(&self) -> u64 {
         lock(&self.seen).upto
     }
 
     /// True while positions remain to be re-checked.
-    pub(super) fn pending(&self) -> bool {
+    pub(in crate::fill) fn pending(&self) -> bool {
         self.rechecking.load(Relaxed) && !lock(&self.seen).pending.is_empty()
     }
 
     /// The next position to re-check, marked as resuming.
-    pub(super) fn next(&self) -> Option<u64> {
+    pub(in crate::fill) fn next(&self) -> Option<u64> {
         if !self.rechecking.load(Relaxed) {
             return None;
         }
@@ -93,13 +93,13 @@ impl Restarts {
 
     /// True when the key at `position` was handed out as a re-check resume whose element
     /// count has not come back.
-    pub(super) fn is_resuming(&self, position: u64) -> bool {
+    pub(in crate::fill) fn is_resuming(&self, position: u64) -> bool {
         self.resuming.contains(position)
     }
 
     /// The stage ended: calls `each` with every position the re-check did not finish (still
     /// pending, or resumed without its count back), and forgets them.
-    pub(super) fn give_up(&self, mut each: impl FnMut(u64)) {
+    pub(in crate::fill) fn give_up(&self, mut each: impl FnMut(u64)) {
         let pending = {
             let mut seen = lock(&self.seen);
             self.rechecking.store(false, Relaxed);
@@ -111,7 +111,7 @@ impl Restarts {
 
     /// The element count of the key at `position` came back: true when it was a re-check
     /// resume (then no more).
-    pub(super) fn counted(&self, position: u64) -> bool {
+    pub(in crate::fill) fn counted(&self, position: u64) -> bool {
         self.resuming.remove(position)
     }
 }

@@ -119,6 +119,7 @@ pub mod __private {
     pub use crate::plan::units::human_bytes;
     pub use crate::rdb::{PayloadEncoder, ServerEncoding};
     pub use crate::resp::typed::Chunking;
+    pub use crate::server::errors::SetupError;
     pub use crate::server::launch::{LocalCluster, LocalServer, free_port};
     pub use crate::server::local_tls::TlsFiles;
     pub use crate::slot::slot;

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::batching::WriterConfig;
+use super::error::StageError;
 use super::feed::Feed;
 use super::recovery::AfterLoss;
 use super::recovery::recheck;
@@ -36,7 +37,7 @@ pub(super) async fn connection_worker(
     config: WriterConfig,
     feed: Feed,
     restore: Option<Restoring>,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     let mut retry: VecDeque<Span> = VecDeque::new();
     let mut failures = 0u32;
     let mut open_key = None;
@@ -87,10 +88,10 @@ pub(super) async fn connection_worker(
                             (&addr, &run_id),
                             &mut stream,
                         );
-                        if let Err(message) = repaired.await {
-                            return Err(format!(
-                                "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {message}"
-                            ));
+                        if let Err(failure) = repaired.await {
+                            return Err(StageError::Recheck(format!(
+                                "{addr} restarted (its run_id changed) and may have lost acknowledged writes: {failure}"
+                            )));
                         }
                     }
                     if dataset.is_typed()
@@ -134,7 +135,9 @@ pub(super) async fn connection_worker(
         }
         match outcome {
             Ok(()) => return Ok(()),
-            Err(SessionEnd::Fatal(message)) => return Err(format!("{addr}: {message}")),
+            Err(SessionEnd::Fatal(message)) => {
+                return Err(StageError::Server(format!("{addr}: {message}")));
+            }
             Err(SessionEnd::MsetRefused) => connector.refuse_mset(),
             Err(SessionEnd::RestoreRefused(why)) => connector.refuse_restore(&why),
             Err(SessionEnd::Lost(reason)) => {
@@ -177,9 +180,9 @@ pub(super) async fn connection_worker(
                                 stage.reconnects.fetch_add(1, Relaxed);
                                 continue;
                             }
-                            Err(message) => {
+                            Err(failure) => {
                                 stage.unacknowledged.fetch_add(doubt, Relaxed);
-                                return Err(message);
+                                return Err(failure);
                             }
                         }
                     }
@@ -193,9 +196,9 @@ pub(super) async fn connection_worker(
                     } else {
                         format!("; then: {reason}")
                     };
-                    return Err(format!(
+                    return Err(StageError::Lost(format!(
                         "lost the connection to {addr} ({first_reason}) and could not restore it in {MAX_RECONNECTS} attempts{last}"
-                    ));
+                    )));
                 }
                 stage.reconnects.fetch_add(1, Relaxed);
                 tokio::time::sleep(Duration::from_millis(100 << failures)).await;
@@ -235,7 +238,7 @@ async fn after_restart(
     feed: &Feed,
     process: (&NodeAddr, &str),
     stream: &mut Stream,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     recheck_earlier_stages(connector, stage, feed, process, stream).await?;
     if let Feed::Node { node, router } = feed {
         return router.recheck_restarted(node, stream).await;
@@ -265,7 +268,7 @@ async fn recheck_earlier_stages(
     feed: &Feed,
     (addr, run_id): (&NodeAddr, &str),
     stream: &mut Stream,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     let earlier = connector.written_stages();
     let cannot: Vec<&str> = earlier
         .iter()
@@ -273,10 +276,10 @@ async fn recheck_earlier_stages(
         .map(|written| written.name.as_str())
         .collect();
     if !cannot.is_empty() {
-        return Err(format!(
+        return Err(StageError::Recheck(format!(
             "stages written before it ({}) are not re-checked (only string stages that ended ok, on a standalone server, are); run the plan again",
             cannot.join(", ")
-        ));
+        )));
     }
     if earlier.is_empty() || !connector.claim_earlier_recheck(addr, run_id) {
         return Ok(());
@@ -288,7 +291,9 @@ async fn recheck_earlier_stages(
         let indices = (0..*count).map(|position| shard.global(position));
         let rewritten = recheck::rewrite_missing(stream, dataset, indices, connector.io_timeout)
             .await
-            .map_err(|e| format!("re-checking stage \"{}\": {e}", written.name))?;
+            .map_err(|e| {
+                StageError::Recheck(format!("re-checking stage \"{}\": {e}", written.name))
+            })?;
         stage.rewritten.fetch_add(rewritten, Relaxed);
     }
     Ok(())

@@ -4,6 +4,7 @@
 mod batching;
 mod cluster;
 mod connection;
+mod error;
 mod feed;
 mod key_bits;
 mod key_cost;

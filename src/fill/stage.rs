@@ -1,6 +1,7 @@
 //! One running stage: its connections (per primary on a cluster), the router of a cluster
 //! stage, the progress display, and the stage's report.
 
+use super::error::StageError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
@@ -61,14 +62,20 @@ async fn memory_monitor(
     mut probe: MemoryProbe,
     goal: u64,
     entry_bytes: u64,
-) -> Result<(), String> {
-    let start = probe.used().await?;
+) -> Result<(), StageError> {
+    let start = probe
+        .used()
+        .await
+        .map_err(|e| StageError::Memory(e.to_string()))?;
     loop {
         if state.should_stop() {
             state.close();
             return Ok(());
         }
-        let used = probe.used().await?;
+        let used = probe
+            .used()
+            .await
+            .map_err(|e| StageError::Memory(e.to_string()))?;
         if used >= goal {
             state.close();
             return Ok(());
@@ -95,7 +102,7 @@ async fn memory_monitor(
     }
 }
 
-type Workers = JoinSet<Result<(), String>>;
+type Workers = JoinSet<Result<(), StageError>>;
 
 /// What `drive` needs to open connections to primaries found during a cluster stage.
 type ClusterDrive<'a> = (
@@ -195,8 +202,8 @@ impl StageRun {
                     dataset.clone(),
                     by_slot,
                 ) {
-                    Err(message) => {
-                        state.record_failure(message);
+                    Err(failure) => {
+                        state.record_failure(failure.to_string());
                         (Vec::new(), Redirects::default())
                     }
                     Ok((router, new_nodes)) => {
@@ -329,7 +336,7 @@ impl StageRun {
                     match finished {
                         None => break,
                         Some(Ok(Ok(()))) => {}
-                        Some(Ok(Err(message))) => state.record_failure(message),
+                        Some(Ok(Err(failure))) => state.record_failure(failure.to_string()),
                         Some(Err(e)) => state.record_failure(format!("internal error: {e}")),
                     }
                     if let Some((router, ..)) = &cluster && state.should_stop() {

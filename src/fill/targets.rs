@@ -55,7 +55,7 @@ impl LiveTarget {
         // A launched TLS server gets a throwaway CA, which its connector must trust.
         let local_tls = match (&target.servers, &target.tls) {
             (Servers::Launch { .. }, Some(_)) => {
-                Some(LocalTls::generate(&target.name).map_err(Failure::Failed)?)
+                Some(LocalTls::generate(&target.name).map_err(|e| Failure::Failed(e.to_string()))?)
             }
             _ => None,
         };
@@ -81,7 +81,7 @@ impl LiveTarget {
         {
             launch_settings::check_known(&target.name, server_config, &mut first.control)
                 .await
-                .map_err(Failure::Failed)?;
+                .map_err(|e| Failure::Failed(e.to_string()))?;
         }
         let mut controls = Vec::new();
         let mut eviction_before = Vec::new();
@@ -351,7 +351,8 @@ async fn launch(
     })
     .await
     .map_err(|e| Failure::Failed(format!("target \"{}\": {e}", target.name)))?
-    .map_err(|message| {
+    .map_err(|error| {
+        let message = error.to_string();
         Failure::Failed(
             launch_settings::refused_at_start(&target.name, server_bin, settings, &message)
                 .unwrap_or(message),

@@ -2,6 +2,7 @@
 //! temp folders. Dropping a local server removes it; this registry is for the exit that
 //! skips drops (a second Ctrl-C), so that exit still stops what the run started.
 
+use super::errors::SetupError;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -46,7 +47,7 @@ impl Registry {
 
 /// Records a launched server (`pid`) or folder (`dir`) so [`stop_all`] can remove it.
 /// Errors when the process is already exiting: the thing is then removed at once.
-pub(crate) fn track(pid: Option<u32>, dir: &Path) -> Result<(), String> {
+pub(crate) fn track(pid: Option<u32>, dir: &Path) -> Result<(), SetupError> {
     let entry = Launched {
         pid,
         dir: dir.to_path_buf(),
@@ -54,8 +55,10 @@ pub(crate) fn track(pid: Option<u32>, dir: &Path) -> Result<(), String> {
     // The lock is released before removing: waiting for a process must not block others.
     let refused = registry().track(entry);
     refused.map_err(|entry| {
-        remove(&entry);
-        "cachefill is exiting (interrupted)".to_string()
+        SetupError::Launch({
+            remove(&entry);
+            "cachefill is exiting (interrupted)".to_string()
+        })
     })
 }
 

@@ -182,12 +182,16 @@ pub(crate) async fn discover(
         let parsed = match shards {
             Ok(value) => parse_shards(&value, seed, connector.tls.is_some()),
             // Servers before 7.0 refuse CLUSTER SHARDS; a broken connection is no refusal.
-            Err(e) if !is_refusal(&e) => {
-                Err(format!("CLUSTER SHARDS failed: {}", control.explain(&e)))
-            }
+            Err(e) if !is_refusal(&e) => Err(TargetError(format!(
+                "CLUSTER SHARDS failed: {}",
+                control.explain(&e)
+            ))),
             Err(_) => match control.query(redis::cmd("CLUSTER").arg("SLOTS")).await {
                 Ok(value) => parse_slots(&value, seed),
-                Err(e) => Err(format!("CLUSTER SLOTS failed: {}", control.explain(&e))),
+                Err(e) => Err(TargetError(format!(
+                    "CLUSTER SLOTS failed: {}",
+                    control.explain(&e)
+                ))),
             },
         };
         match parsed {
@@ -230,7 +234,7 @@ fn announced(host: Option<String>, port: Option<i64>, seed: &NodeAddr) -> Option
     Some(NodeAddr { host, port })
 }
 
-fn parse_shards(value: &Value, seed: &NodeAddr, tls: bool) -> Result<Topology, String> {
+fn parse_shards(value: &Value, seed: &NodeAddr, tls: bool) -> Result<Topology, TargetError> {
     let mut topology = Topology {
         primaries: Vec::new(),
         replicas: Vec::new(),
@@ -291,7 +295,7 @@ fn port_of(node: &Value, tls: bool) -> Option<i64> {
     }
 }
 
-fn parse_slots(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
+fn parse_slots(value: &Value, seed: &NodeAddr) -> Result<Topology, TargetError> {
     let mut topology = Topology {
         primaries: Vec::new(),
         replicas: Vec::new(),
@@ -300,10 +304,12 @@ fn parse_slots(value: &Value, seed: &NodeAddr) -> Result<Topology, String> {
     for range in items(value).unwrap_or_default() {
         let parts = items(range).unwrap_or_default();
         if parts.len() < 3 {
-            return Err("CLUSTER SLOTS gave a malformed reply".into());
+            return Err(TargetError("CLUSTER SLOTS gave a malformed reply".into()));
         }
         let (Some(start), Some(end)) = (int(&parts[0]), int(&parts[1])) else {
-            return Err("CLUSTER SLOTS gave a malformed slot range".into());
+            return Err(TargetError(
+                "CLUSTER SLOTS gave a malformed slot range".into(),
+            ));
         };
         let node = |value: &Value| {
             let fields = items(value).unwrap_or_default();

@@ -2,6 +2,7 @@
 //! they answered with, and the claims on re-checks after a restart. The raw data
 //! connections of the hot path log in through `login.rs`.
 
+use super::errors::SetupError;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -74,11 +75,12 @@ pub(crate) struct TargetError(pub String);
 impl Connector {
     /// Builds a connector (and its TLS client) from a plan target and its credentials.
     /// Errors name the target and the TLS file that is wrong.
-    pub(crate) fn new(target: &Target, credentials: Credentials) -> Result<Connector, String> {
+    pub(crate) fn new(target: &Target, credentials: Credentials) -> Result<Connector, SetupError> {
         let tls = match &target.tls {
-            Some(spec) => {
-                Some(Tls::new(spec).map_err(|e| format!("targets.{}.tls: {e}", target.name))?)
-            }
+            Some(spec) => Some(
+                Tls::new(spec)
+                    .map_err(|e| SetupError::Tls(format!("targets.{}.tls: {e}", target.name)))?,
+            ),
             None => None,
         };
         Ok(Connector {
@@ -190,7 +192,9 @@ impl Connector {
             tcp.set_nodelay(true).map_err(|e| e.to_string())?;
             match &self.tls {
                 None => Ok::<Stream, String>(Stream::Plain(tcp)),
-                Some(tls) => Ok(Stream::Tls(Box::new(tls.connect(&addr.host, tcp).await?))),
+                Some(tls) => Ok(Stream::Tls(Box::new(
+                    tls.connect(&addr.host, tcp).await.map_err(|e| e.0)?,
+                ))),
             }
         };
         match tokio::time::timeout(timeout, connecting).await {

@@ -201,7 +201,7 @@ impl MemoryProbe {
     }
 
     /// The sum of `used_memory` now. Errors name the server.
-    pub(crate) async fn used(&mut self) -> Result<u64, String> {
+    pub(crate) async fn used(&mut self) -> Result<u64, TargetError> {
         let mut total = 0u64;
         for control in &mut self.controls {
             let addr = &control.addr;
@@ -209,10 +209,15 @@ impl MemoryProbe {
                 .arg("memory")
                 .query_async(&mut control.connection)
                 .await
-                .map_err(|e| format!("{addr}: INFO memory failed: {}", control.explain(&e)))?;
+                .map_err(|e| {
+                    TargetError(format!(
+                        "{addr}: INFO memory failed: {}",
+                        control.explain(&e)
+                    ))
+                })?;
             let used = info_field(&info, "used_memory")
                 .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| format!("{addr}: INFO memory has no used_memory"))?;
+                .ok_or_else(|| TargetError(format!("{addr}: INFO memory has no used_memory")))?;
             total = total.saturating_add(used);
         }
         Ok(total)

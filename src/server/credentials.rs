@@ -1,6 +1,7 @@
 //! A target's ACL user and password, read at run time from the environment or a file; the
 //! password never shows in `Debug`, logs or messages.
 
+use super::errors::SetupError;
 use std::fmt;
 
 use crate::plan::{Auth, PasswordSource};
@@ -33,24 +34,24 @@ pub(crate) struct Credentials {
 
 impl Credentials {
     /// Reads the password a target names. Errors name the target and the variable or file.
-    pub(crate) fn resolve(target: &str, auth: &Auth) -> Result<Credentials, String> {
+    pub(crate) fn resolve(target: &str, auth: &Auth) -> Result<Credentials, SetupError> {
         let password = match &auth.password {
             None => None,
             Some(PasswordSource::Env(var)) => match std::env::var(var) {
                 Ok(value) => Some(Secret(value)),
                 Err(_) => {
-                    return Err(format!(
+                    return Err(SetupError::Credentials(format!(
                         "targets.{target}.password_env: the environment variable {var} is not set; export it before running the plan"
-                    ));
+                    )));
                 }
             },
             Some(PasswordSource::File(path)) => match std::fs::read_to_string(path) {
                 Ok(text) => Some(Secret(text.lines().next().unwrap_or("").to_string())),
                 Err(e) => {
-                    return Err(format!(
+                    return Err(SetupError::Credentials(format!(
                         "targets.{target}.password_file: cannot read {}: {e}",
                         path.display()
-                    ));
+                    )));
                 }
             },
         };

@@ -1,6 +1,7 @@
 //! Throwaway local servers for `launch = true`: started on a free loopback port without
 //! persistence, stopped when the run ends (unless `--keep`).
 
+use super::errors::SetupError;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -35,7 +36,7 @@ impl LocalServer {
         target: &str,
         extra: &[&str],
         tls: Option<&TlsFiles>,
-    ) -> Result<LocalServer, String> {
+    ) -> Result<LocalServer, SetupError> {
         let mut last_error = String::new();
         // A port found free can be taken by someone else before the server binds it: retry.
         for _ in 0..5 {
@@ -45,14 +46,18 @@ impl LocalServer {
             } else {
                 free_port()
             }
-            .map_err(|e| format!("target \"{target}\": cannot find a free loopback port: {e}"))?;
+            .map_err(|e| {
+                SetupError::Launch(format!(
+                    "target \"{target}\": cannot find a free loopback port: {e}"
+                ))
+            })?;
             match Self::start_on(server_bin, target, port, extra, tls) {
                 Ok(server) => return Ok(server),
-                Err(StartError::Fatal(message)) => return Err(message),
+                Err(StartError::Fatal(message)) => return Err(SetupError::Launch(message)),
                 Err(StartError::Retry(message)) => last_error = message,
             }
         }
-        Err(last_error)
+        Err(SetupError::Launch(last_error))
     }
 
     /// Starts `server_bin` on `port` (plaintext) with `extra` arguments, and waits until it
@@ -62,9 +67,11 @@ impl LocalServer {
         target: &str,
         port: u16,
         extra: &[&str],
-    ) -> Result<LocalServer, String> {
-        Self::start_on(server_bin, target, port, extra, None).map_err(|e| match e {
-            StartError::Fatal(message) | StartError::Retry(message) => message,
+    ) -> Result<LocalServer, SetupError> {
+        Self::start_on(server_bin, target, port, extra, None).map_err(|e| {
+            SetupError::Launch(match e {
+                StartError::Fatal(message) | StartError::Retry(message) => message,
+            })
         })
     }
 
@@ -375,7 +382,7 @@ impl LocalCluster {
         replicas: u32,
         extra: &[&str],
         tls: Option<&TlsFiles>,
-    ) -> Result<LocalCluster, String> {
+    ) -> Result<LocalCluster, SetupError> {
         let mut args = vec![
             "--cluster-enabled",
             "yes",
@@ -396,9 +403,11 @@ impl LocalCluster {
             servers.push(LocalServer::start_with(server_bin, target, &args, tls)?);
         }
         let cluster = LocalCluster { servers };
-        cluster
-            .form(primaries as usize)
-            .map_err(|e| format!("target \"{target}\": cannot form the local cluster: {e}"))?;
+        cluster.form(primaries as usize).map_err(|e| {
+            SetupError::Launch(format!(
+                "target \"{target}\": cannot form the local cluster: {e}"
+            ))
+        })?;
         Ok(cluster)
     }
 

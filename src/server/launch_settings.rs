@@ -3,6 +3,7 @@
 //! `CONFIG GET` once the servers run.
 
 use super::control::Control;
+use super::errors::SetupError;
 use crate::plan::ServerSetting;
 
 /// `--name value` for each setting, for every launched server of the target.
@@ -51,17 +52,19 @@ pub(crate) async fn check_known(
     target: &str,
     settings: &[ServerSetting],
     control: &mut Control,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     for setting in settings {
         let reply = control
             .query(redis::cmd("CONFIG").arg("GET").arg(&setting.name))
             .await
             .map_err(|e| {
-                format!(
-                    "{}: cannot check it with CONFIG GET on {}: {e}; nothing was written",
-                    field(target, &setting.name),
-                    control.addr()
-                )
+                SetupError::Launch({
+                    format!(
+                        "{}: cannot check it with CONFIG GET on {}: {e}; nothing was written",
+                        field(target, &setting.name),
+                        control.addr()
+                    )
+                })
             })?;
         let known = match reply {
             redis::Value::Array(items) => !items.is_empty(),
@@ -69,12 +72,12 @@ pub(crate) async fn check_known(
             _ => false,
         };
         if !known {
-            return Err(format!(
+            return Err(SetupError::Launch(format!(
                 "{}: the server at {} has no setting {} that CONFIG GET reports: server_config takes settings only, not directives such as include or rename-command; nothing was written",
                 field(target, &setting.name),
                 control.addr(),
                 setting.name
-            ));
+            )));
         }
     }
     Ok(())

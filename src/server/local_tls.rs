@@ -1,6 +1,7 @@
 //! The throwaway TLS files of a launched TLS server: a CA and a server certificate for
 //! 127.0.0.1 and localhost, in a temp folder removed with the server (or kept with it).
 
+use super::errors::SetupError;
 use std::path::PathBuf;
 
 use super::cleanup;
@@ -32,29 +33,32 @@ pub(crate) struct LocalTls {
 
 impl LocalTls {
     /// Generates the certificates into a new directory under the system's temp directory.
-    pub(crate) fn generate(target: &str) -> Result<LocalTls, String> {
+    pub(crate) fn generate(target: &str) -> Result<LocalTls, SetupError> {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
         let fail = |e: &dyn std::fmt::Display| {
             format!("target \"{target}\": cannot make a throwaway TLS certificate: {e}")
         };
         let dir =
             std::env::temp_dir().join(format!("cachefill-tls-{}-{target}", std::process::id()));
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
+        let mut ca_params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| SetupError::Tls(fail(&e)))?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
             .push(DnType::CommonName, "cachefill throwaway CA");
-        let ca =
-            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(|e| fail(&e))?)
-                .map_err(|e| fail(&e))?;
-        let key = KeyPair::generate().map_err(|e| fail(&e))?;
+        let ca = CertifiedIssuer::self_signed(
+            ca_params,
+            KeyPair::generate().map_err(|e| SetupError::Tls(fail(&e)))?,
+        )
+        .map_err(|e| SetupError::Tls(fail(&e)))?;
+        let key = KeyPair::generate().map_err(|e| SetupError::Tls(fail(&e)))?;
         let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .map_err(|e| fail(&e))?
+            .map_err(|e| SetupError::Tls(fail(&e)))?
             .signed_by(&key, &ca)
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| SetupError::Tls(fail(&e)))?;
         // The folder is made once the certificates exist, so a failure leaves nothing behind.
-        std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
-        cleanup::track(None, &dir).map_err(|e| fail(&e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| SetupError::Tls(fail(&e)))?;
+        cleanup::track(None, &dir).map_err(|e| SetupError::Tls(fail(&e)))?;
         let tls = LocalTls {
             ca_file: dir.join("ca.crt"),
             cert_file: dir.join("server.crt"),
@@ -67,7 +71,7 @@ impl LocalTls {
             (&tls.cert_file, server.pem()),
             (&tls.key_file, key.serialize_pem()),
         ] {
-            std::fs::write(path, text).map_err(|e| fail(&e))?;
+            std::fs::write(path, text).map_err(|e| SetupError::Tls(fail(&e)))?;
         }
         Ok(tls)
     }

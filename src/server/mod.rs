@@ -7,6 +7,7 @@ pub(crate) mod cluster;
 pub(crate) mod connector;
 pub(crate) mod control;
 pub(crate) mod credentials;
+pub(crate) mod errors;
 pub(crate) mod flush;
 pub(crate) mod guarded;
 pub(crate) mod launch;

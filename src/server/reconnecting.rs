@@ -9,6 +9,7 @@
 //! server (`io_timeout`), a refusal and a reply that broke the rules of RESP are not the
 //! link: they fail the request at once.
 
+use super::connector::TargetError;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -169,7 +170,7 @@ impl Reconnecting {
                     Ok(()) => break,
                     Err(failed) if reconnects == RECONNECTS_PER_REQUEST => {
                         return Err(ReadFailure {
-                            reconnect_failed: Some(failed),
+                            reconnect_failed: Some(failed.0),
                             ..ReadFailure::new(handle, error, reconnects)
                         });
                     }
@@ -181,7 +182,7 @@ impl Reconnecting {
 
     /// Makes the connection again, unless another request already replaced the broken one
     /// (`generation`).
-    async fn reconnect(&self, generation: u64) -> Result<(), String> {
+    async fn reconnect(&self, generation: u64) -> Result<(), TargetError> {
         let _one_at_a_time = self.reconnecting.lock().await;
         let addr = {
             let current = locked(&self.current);
@@ -194,7 +195,7 @@ impl Reconnecting {
             .connector
             .control(&addr)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TargetError(e.to_string()))?;
         // Made means answered: without a login to send, a connection the server closed as
         // it accepted it would only fail on the request sent again. A refusal is an answer
         // (a least-privilege user may not run PING).
@@ -203,7 +204,9 @@ impl Reconnecting {
             .query_async::<()>(&mut handle.connection.clone())
             .await
         {
-            Err(e) if !is_refusal(&e) => return Err(format!("{addr}: {}", handle.explain(&e))),
+            Err(e) if !is_refusal(&e) => {
+                return Err(TargetError(format!("{addr}: {}", handle.explain(&e))));
+            }
             _ => {}
         }
         *locked(&self.current) = (generation + 1, handle);

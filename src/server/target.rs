@@ -53,7 +53,7 @@ pub(crate) fn connector(
     }
     Connector::new(&resolved, credentials)
         .map(Arc::new)
-        .map_err(Failure::Invalid)
+        .map_err(|e| Failure::Invalid(e.to_string()))
 }
 
 /// Connects to a target through `seeds`: its only server on a standalone target, any nodes

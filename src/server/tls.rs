@@ -1,6 +1,8 @@
 //! TLS for both planes, built once per target from the plan's `[tls]` table, so the data
 //! connections and the control connection can never disagree on what they trust.
 
+use super::connector::TargetError;
+use super::errors::SetupError;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -33,20 +35,23 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-fn read_pem_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_pem_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?
+        .map_err(|e| SetupError::Tls(format!("cannot read {what} {}: {e}", path.display())))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{what} {} is not valid PEM: {e}", path.display()))?;
+        .map_err(|e| SetupError::Tls(format!("{what} {} is not valid PEM: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(format!("{what} {} holds no certificate", path.display()));
+        return Err(SetupError::Tls(format!(
+            "{what} {} holds no certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
 
 impl Tls {
     /// Builds the TLS client of a target. Errors name the file and say what is wrong with it.
-    pub(crate) fn new(spec: &TlsSpec) -> Result<Tls, String> {
+    pub(crate) fn new(spec: &TlsSpec) -> Result<Tls, SetupError> {
         // AES-128-GCM first: as safe as the other suites, and the cheapest for a server with
         // AES instructions to decrypt, which is what bounds a fill over TLS.
         // ring, deprecated by rustls 0.23.48 for lacking post-quantum key exchange: kept on
@@ -65,7 +70,7 @@ impl Tls {
         let provider = Arc::new(provider);
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup failed: {e}"))?;
+            .map_err(|e| SetupError::Tls(format!("TLS setup failed: {e}")))?;
         let builder = if spec.insecure {
             builder
                 .dangerous()
@@ -75,9 +80,9 @@ impl Tls {
             match &spec.ca_file {
                 Some(path) => {
                     for cert in read_pem_certs(path, "ca_file")? {
-                        roots
-                            .add(cert)
-                            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                        roots.add(cert).map_err(|e| {
+                            SetupError::Tls(format!("ca_file {}: {e}", path.display()))
+                        })?;
                     }
                 }
                 None => {
@@ -85,7 +90,9 @@ impl Tls {
                         let _ = roots.add(cert);
                     }
                     if roots.is_empty() {
-                        return Err("no system CA certificates were found: set ca_file".into());
+                        return Err(SetupError::Tls(
+                            "no system CA certificates were found: set ca_file".into(),
+                        ));
                     }
                 }
             }
@@ -95,14 +102,16 @@ impl Tls {
             Some((cert, key)) => {
                 let certs = read_pem_certs(cert, "cert_file")?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    format!(
-                        "key_file {} holds no usable private key: {e}",
-                        key.display()
-                    )
+                    SetupError::Tls({
+                        format!(
+                            "key_file {} holds no usable private key: {e}",
+                            key.display()
+                        )
+                    })
                 })?;
-                builder
-                    .with_client_auth_cert(certs, key)
-                    .map_err(|e| format!("cert_file and key_file do not go together: {e}"))?
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                    SetupError::Tls(format!("cert_file and key_file do not go together: {e}"))
+                })?
             }
             None => builder.with_no_client_auth(),
         };
@@ -117,14 +126,14 @@ impl Tls {
         &self,
         host: &str,
         tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, String> {
+    ) -> Result<TlsStream<TcpStream>, TargetError> {
         let name = self.server_name.as_deref().unwrap_or(host);
         let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
+            .map_err(|_| TargetError(format!("`{name}` is not a valid TLS server name")))?;
         self.connector
             .connect(server_name, tcp)
             .await
-            .map_err(|e| describe_handshake_error(&e, name))
+            .map_err(|e| TargetError(describe_handshake_error(&e, name)))
     }
 }
 

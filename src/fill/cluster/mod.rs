@@ -15,6 +15,7 @@
 pub(super) mod node;
 mod routing;
 
+use crate::fill::error::StageError;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
@@ -94,11 +95,11 @@ impl Router {
         connector: Arc<Connector>,
         dataset: Arc<Dataset>,
         by_slot: bool,
-    ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), String> {
+    ) -> Result<(Arc<Router>, mpsc::UnboundedReceiver<Arc<NodeFeed>>), StageError> {
         if let Some(uncovered) = topology.uncovered() {
-            return Err(format!(
+            return Err(StageError::Topology(format!(
                 "no primary serves slots {uncovered}; the cluster is not ready"
-            ));
+            )));
         }
         let (new_nodes, receiver) = mpsc::unbounded_channel();
         let room_made = Arc::new(tokio::sync::Notify::new());

@@ -38,8 +38,9 @@ pub(crate) struct NodeFeed {
     /// When a silent connection last asked whether the cluster replaced this primary.
     pub(in crate::fill) replacement_asked: Mutex<Option<Instant>>,
     /// The outcome of waiting for a successor, decided once for all connections.
-    pub(in crate::fill) failover:
-        tokio::sync::Mutex<Option<Result<crate::fill::recovery::AfterLoss, String>>>,
+    pub(in crate::fill) failover: tokio::sync::Mutex<
+        Option<Result<crate::fill::recovery::AfterLoss, crate::fill::error::StageError>>,
+    >,
     /// How often this primary came back in place (restarted as a new process): each of its
     /// connections reconnects once per return (see `Router::node_unreachable`).
     pub(in crate::fill) returns: AtomicU64,

@@ -3,6 +3,7 @@
 //! written again when missing; typed keys are handed to their new owner as resumes, which
 //! count what it holds and write the rest. (After a primary's restart: `cluster_restart.rs`.)
 
+use crate::fill::error::StageError;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,7 +31,7 @@ impl Router {
         lost: &[bool],
         upto: u64,
         skip: &HashSet<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         let mut controls: HashMap<NodeAddr, Control> = HashMap::new();
         let mut writers = HashMap::new();
         let encoder = EntryEncoder::new(&self.dataset);
@@ -57,7 +58,11 @@ impl Router {
             }
             for (addr, entries) in by_owner {
                 if !controls.contains_key(&addr) {
-                    let control = self.connector.control(&addr).await.map_err(|e| e.0)?;
+                    let control = self
+                        .connector
+                        .control(&addr)
+                        .await
+                        .map_err(|e| StageError::Recheck(e.0))?;
                     controls.insert(addr.clone(), control);
                 }
                 let Some(control) = controls.get_mut(&addr) else {
@@ -70,7 +75,10 @@ impl Router {
                 let found: Vec<i64> = match control.pipeline(&exists).await {
                     Ok(found) => found,
                     Err(e) => {
-                        return Err(format!("{addr}: EXISTS failed: {}", control.explain(&e)));
+                        return Err(StageError::Recheck(format!(
+                            "{addr}: EXISTS failed: {}",
+                            control.explain(&e)
+                        )));
                     }
                 };
                 rewrite.clear();
@@ -83,7 +91,11 @@ impl Router {
                 }
                 if missing > 0 {
                     if !writers.contains_key(&addr) {
-                        let stream = self.connector.data(&addr).await.map_err(|e| e.0)?;
+                        let stream = self
+                            .connector
+                            .data(&addr)
+                            .await
+                            .map_err(|e| StageError::Recheck(e.0))?;
                         writers.insert(addr.clone(), stream);
                     }
                     let Some(stream) = writers.get_mut(&addr) else {
@@ -96,7 +108,7 @@ impl Router {
                         self.connector.io_timeout,
                     )
                     .await
-                    .map_err(|e| format!("{addr}: {e}"))?;
+                    .map_err(|e| StageError::Recheck(format!("{addr}: {e}")))?;
                     self.rewritten.fetch_add(missing, Relaxed);
                 }
             }

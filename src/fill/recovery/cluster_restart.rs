@@ -6,6 +6,7 @@
 //! its queue leave those keys to that re-check, since two writers of one list would both
 //! append its rest.
 
+use crate::fill::error::StageError;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -104,13 +105,15 @@ impl Router {
         &self,
         node: &Arc<NodeFeed>,
         stream: &mut S,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         // Its own view: a node that lost its cluster config comes back as a new node that
         // serves no slot (the cluster fails it over, or its slots stay down).
         let lost_config = "a node that lost its cluster config (nodes.conf) comes back as a new one, so what it held cannot be re-checked there; run the plan again";
         let seen = discover(&self.connector, std::slice::from_ref(&node.addr))
             .await
-            .map_err(|e| format!("it came back without slots ({e}): {lost_config}"))?;
+            .map_err(|e| {
+                StageError::Recheck(format!("it came back without slots ({e}): {lost_config}"))
+            })?;
         let scope = match lock(&node.restarted).clone() {
             Some(scope) => scope,
             None => Arc::new(self.scope_now(node)),
@@ -119,7 +122,9 @@ impl Router {
             seen.owner[slot].is_some_and(|owner| seen.primaries[owner].addr == node.addr)
         };
         if let Some(slot) = (0..scope.lost.len()).find(|&slot| scope.lost[slot] && !serves(slot)) {
-            return Err(format!("it came back without slot {slot}: {lost_config}"));
+            return Err(StageError::Recheck(format!(
+                "it came back without slot {slot}: {lost_config}"
+            )));
         }
         self.wait_until_serving(&node.addr).await?;
         if self.dataset.is_typed() {
@@ -132,24 +137,33 @@ impl Router {
     /// Waits until the restarted primary at `addr` says its cluster is ok (a primary that
     /// rejoins after a restart refuses commands for up to `cluster-node-timeout`), for at
     /// most `failover_timeout`.
-    async fn wait_until_serving(&self, addr: &NodeAddr) -> Result<(), String> {
+    async fn wait_until_serving(&self, addr: &NodeAddr) -> Result<(), StageError> {
         let timeout = self.connector.failover_timeout;
         let deadline = Instant::now() + timeout;
-        let mut control = self.connector.control(addr).await.map_err(|e| e.0)?;
+        let mut control = self
+            .connector
+            .control(addr)
+            .await
+            .map_err(|e| StageError::Recheck(e.0))?;
         loop {
             let info = control.query(redis::cmd("CLUSTER").arg("INFO")).await;
             let state = match info.and_then(|v| Ok(redis::from_redis_value::<String>(v)?)) {
                 Ok(info) => info,
-                Err(e) => return Err(format!("CLUSTER INFO failed: {}", control.explain(&e))),
+                Err(e) => {
+                    return Err(StageError::Recheck(format!(
+                        "CLUSTER INFO failed: {}",
+                        control.explain(&e)
+                    )));
+                }
             };
             if state.lines().any(|line| line.trim() == "cluster_state:ok") {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(StageError::Recheck(format!(
                     "its cluster was not ok again within {} (failover_timeout), so what it lost cannot be re-checked",
                     humantime::format_duration(timeout)
-                ));
+                )));
             }
             tokio::time::sleep(REJOIN_POLL).await;
         }
@@ -167,7 +181,7 @@ impl Router {
         node: &NodeFeed,
         scope: &RestartScope,
         stream: &mut S,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         let mut confirmed = 0;
         let result = self.resume_each(node, scope, stream, &mut confirmed).await;
         if confirmed < scope.upto {
@@ -184,7 +198,7 @@ impl Router {
         scope: &RestartScope,
         stream: &mut S,
         confirmed: &mut u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         let dataset = &self.dataset;
         let encoder = EntryEncoder::new(dataset);
         let io_timeout = self.connector.io_timeout;
@@ -214,11 +228,13 @@ impl Router {
                         counts.push(u64::try_from(count).unwrap_or(0));
                         Ok(())
                     }
-                    Reply::Error(line) => Err(format!(
+                    Reply::Error(line) => Err(StageError::Recheck(format!(
                         "{count_name} was refused ({}), so what it lost cannot be found",
                         String::from_utf8_lossy(line)
-                    )),
-                    Reply::Ok | Reply::Other => Err(format!("unexpected reply to {count_name}")),
+                    ))),
+                    Reply::Ok | Reply::Other => Err(StageError::Recheck(format!(
+                        "unexpected reply to {count_name}"
+                    ))),
                 },
             )
             .await?;
@@ -266,7 +282,7 @@ impl Router {
         node: &NodeFeed,
         writes: &mut Writes,
         stream: &mut S,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         let dataset = &self.dataset;
         if writes.replies > 0 {
             let replies = usize::try_from(writes.replies).unwrap_or(usize::MAX);
@@ -276,10 +292,10 @@ impl Router {
                 replies,
                 self.connector.io_timeout,
                 |reply| match reply {
-                    Reply::Error(line) => Err(format!(
+                    Reply::Error(line) => Err(StageError::Recheck(format!(
                         "writing a lost key again was refused: {}",
                         String::from_utf8_lossy(line)
-                    )),
+                    ))),
                     _ => Ok(()),
                 },
             )

@@ -4,6 +4,7 @@
 //! that everything routed to it is on them; a primary back in place is connected to again,
 //! and its new `run_id` starts the re-check of `cluster_restart.rs`.
 
+use crate::fill::error::StageError;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -44,7 +45,7 @@ impl Router {
         node: &Arc<NodeFeed>,
         reason: &str,
         seen_returns: &mut u64,
-    ) -> Result<AfterLoss, String> {
+    ) -> Result<AfterLoss, StageError> {
         let mut outcome = node.failover.lock().await;
         if let Some(decided) = outcome.as_ref() {
             return decided.clone();
@@ -68,7 +69,7 @@ impl Router {
         self: &Arc<Self>,
         node: &Arc<NodeFeed>,
         reason: &str,
-    ) -> Result<AfterLoss, String> {
+    ) -> Result<AfterLoss, StageError> {
         let timeout = humantime::format_duration(self.connector.failover_timeout);
         self.stage.note(format!(
             "primary {} is unreachable ({reason}); waiting up to {timeout} (failover_timeout) for it to answer again or for a replica to take over",
@@ -94,11 +95,11 @@ impl Router {
                 Ok(AfterLoss::Reconnect)
             }
             None if self.stage.should_stop() => Ok(AfterLoss::Stopping),
-            None => Err(format!(
+            None => Err(StageError::Lost(format!(
                 "primary {} (slots {}) is unreachable ({reason}); it did not answer again and no replica took over within {timeout} (failover_timeout)",
                 node.addr,
                 ranges(self.slots_of(node).into_iter()).unwrap_or_else(|| "none".into()),
-            )),
+            ))),
         }
     }
 

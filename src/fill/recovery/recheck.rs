@@ -2,6 +2,7 @@
 //! one data connection: after a standalone server restarted (its `run_id` changed) it may
 //! have lost acknowledged writes.
 
+use crate::fill::error::StageError;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,7 +22,7 @@ pub(in crate::fill) async fn rewrite_missing<S: AsyncRead + AsyncWrite + Unpin>(
     dataset: &Dataset,
     indices: impl Iterator<Item = u64>,
     io_timeout: Duration,
-) -> Result<u64, String> {
+) -> Result<u64, StageError> {
     let encoder = EntryEncoder::new(dataset);
     let mut indices = indices.peekable();
     let mut batch = Vec::with_capacity(RECHECK_BATCH);
@@ -44,12 +45,14 @@ pub(in crate::fill) async fn rewrite_missing<S: AsyncRead + AsyncWrite + Unpin>(
                 Reply::Integer(0) => missing.push(batch[at]),
                 Reply::Integer(_) => {}
                 Reply::Error(line) => {
-                    return Err(format!(
+                    return Err(StageError::Recheck(format!(
                         "EXISTS was refused ({}), so what the server lost cannot be found",
                         String::from_utf8_lossy(line)
-                    ));
+                    )));
                 }
-                Reply::Ok | Reply::Other => return Err("unexpected reply to EXISTS".into()),
+                Reply::Ok | Reply::Other => {
+                    return Err(StageError::Recheck("unexpected reply to EXISTS".into()));
+                }
             }
             at += 1;
             Ok(())
@@ -75,14 +78,16 @@ pub(in crate::fill) async fn write_acknowledged<S: AsyncRead + AsyncWrite + Unpi
     commands: &[u8],
     count: usize,
     io_timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     exchange(stream, commands, count, io_timeout, |reply| match reply {
         Reply::Ok => Ok(()),
-        Reply::Error(line) => Err(format!(
+        Reply::Error(line) => Err(StageError::Recheck(format!(
             "writing a lost entry again was refused: {}",
             String::from_utf8_lossy(line)
-        )),
-        Reply::Integer(_) | Reply::Other => Err("unexpected reply to SET".into()),
+        ))),
+        Reply::Integer(_) | Reply::Other => {
+            Err(StageError::Recheck("unexpected reply to SET".into()))
+        }
     })
     .await
 }
@@ -94,31 +99,36 @@ pub(in crate::fill) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     commands: &[u8],
     count: usize,
     io_timeout: Duration,
-    mut answered: impl FnMut(Reply<'_>) -> Result<(), String>,
-) -> Result<(), String> {
+    mut answered: impl FnMut(Reply<'_>) -> Result<(), StageError>,
+) -> Result<(), StageError> {
     stream
         .write_all(commands)
         .await
-        .map_err(|e| format!("the connection broke: {e}"))?;
+        .map_err(|e| StageError::Recheck(format!("the connection broke: {e}")))?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let mut replies = 0;
     while replies < count {
         let n = match tokio::time::timeout(io_timeout, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) => return Err("the server closed the connection".into()),
+            Ok(Ok(0)) => {
+                return Err(StageError::Recheck(
+                    "the server closed the connection".into(),
+                ));
+            }
             Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(format!("the connection broke: {e}")),
+            Ok(Err(e)) => return Err(StageError::Recheck(format!("the connection broke: {e}"))),
             Err(_) => {
-                return Err(format!(
+                return Err(StageError::Recheck(format!(
                     "no reply for {} (io_timeout)",
                     humantime::format_duration(io_timeout)
-                ));
+                )));
             }
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut at = 0;
         while replies < count
-            && let Some((reply, used)) = resp::parse_reply(&buf[at..]).map_err(|e| e.to_string())?
+            && let Some((reply, used)) =
+                resp::parse_reply(&buf[at..]).map_err(|e| StageError::Recheck(e.to_string()))?
         {
             answered(reply)?;
             replies += 1;
@@ -134,7 +144,7 @@ mod tests {
     use super::*;
 
     /// Replies handed over in pieces, as a socket may deliver them.
-    async fn replies(bytes: &[u8], count: usize) -> Result<Vec<i64>, String> {
+    async fn replies(bytes: &[u8], count: usize) -> Result<Vec<i64>, StageError> {
         let (mut client, mut server) = tokio::io::duplex(64);
         let bytes = bytes.to_vec();
         let serve = async move {
@@ -155,8 +165,10 @@ mod tests {
                     seen.push(n);
                     Ok(())
                 }
-                Reply::Error(line) => Err(String::from_utf8_lossy(line).into_owned()),
-                _ => Err("unexpected".into()),
+                Reply::Error(line) => Err(StageError::Server(
+                    String::from_utf8_lossy(line).into_owned(),
+                )),
+                _ => Err(StageError::Server("unexpected".into())),
             },
         );
         let (result, ()) = tokio::join!(exchanged, serve);
@@ -172,7 +184,7 @@ mod tests {
     async fn a_refusal_or_a_closed_connection_is_an_error() {
         assert_eq!(
             replies(b":1\r\n-NOPERM no EXISTS for you\r\n", 2).await,
-            Err("NOPERM no EXISTS for you".into())
+            Err(StageError::Server("NOPERM no EXISTS for you".into()))
         );
         assert!(
             replies(b":1\r\n", 2).await.is_err(),
@@ -187,6 +199,9 @@ mod tests {
             Ok(())
         })
         .await;
-        assert_eq!(result, Err("no reply for 50ms (io_timeout)".into()));
+        assert_eq!(
+            result,
+            Err(StageError::Recheck("no reply for 50ms (io_timeout)".into()))
+        );
     }
 }

@@ -54,9 +54,14 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                     .map(export::parse_slots)
                     .transpose()
                     .map_err(command_line)?,
-                output,
             };
-            export::export(&plan, &options)
+            let export = export::prepare(&plan, &options)?;
+            match output.as_deref().filter(|path| *path != Path::new("-")) {
+                None => export.write_to(std::io::stdout().lock()),
+                Some(path) => export.write_to(std::fs::File::create(path).map_err(|e| {
+                    Failure::Failed(format!("cannot create {}: {e}", path.display()))
+                })?),
+            }
         }
         Command::Check {
             plans,
@@ -67,7 +72,24 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             if let Some(path) = &output {
                 output::check_writable(path, "the merged result")?;
             }
-            merge::merge(&results, output.as_deref())
+            let merged = merge::merge(&results)?;
+            let path = output_or(output, &merged.plan.name, "result");
+            // The default name comes from the results: checked once it is known.
+            output::check_writable(&path, "the merged result")?;
+            result::write(&merged, &path).map_err(|e| {
+                Failure::Failed(format!(
+                    "cannot write the merged result to {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if path.as_os_str() != "-" {
+                eprintln!(
+                    "merged {} shard results into {}",
+                    results.len(),
+                    path.display()
+                );
+            }
+            Ok(())
         }
         Command::Report { result, output } => {
             let path = output.unwrap_or_else(|| result.with_extension("html"));
@@ -128,9 +150,20 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                 sample: sample.max(1),
                 amount: profile_amount(scale, size.as_deref())?,
                 max_ops: (max_ops > 0).then_some(max_ops),
-                output,
             };
-            runtime()?.block_on(profile::profile(&plan, &options))
+            let profiled = runtime()?.block_on(profile::profile(&plan, &options))?;
+            output::write(profiled.text.as_bytes(), &output)
+                .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", output.display())))?;
+            eprintln!(
+                "profiled target \"{}\": {} of {} keys sampled with {} read commands; {} stages written to {}",
+                profiled.target,
+                profiled.sampled,
+                profiled.total,
+                profiled.commands,
+                profiled.stages,
+                output.display()
+            );
+            Ok(())
         }
         Command::Run {
             plan,

@@ -28,8 +28,8 @@ fn rank(status: Status) -> u8 {
     }
 }
 
-/// Reads shard results, checks they belong together, and writes the merged result.
-pub(crate) fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Failure> {
+/// Reads shard results, checks they belong together, and merges them into one result.
+pub(crate) fn merge(files: &[PathBuf]) -> Result<RunResult, Failure> {
     let mut results = Vec::new();
     for path in files {
         results.push((path.clone(), result::read(path).map_err(Failure::Invalid)?));
@@ -98,23 +98,7 @@ pub(crate) fn merge(files: &[PathBuf], output: Option<&Path>) -> Result<(), Fail
         .map(|(i, stage)| merge_stage(i, stage, &results))
         .collect::<Result<_, _>>()?;
 
-    let path = output
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(format!("{}.result.json", merged.plan.name)));
-    result::write(&merged, &path).map_err(|e| {
-        Failure::Failed(format!(
-            "cannot write the merged result to {}: {e}",
-            path.display()
-        ))
-    })?;
-    if path.as_os_str() != "-" {
-        eprintln!(
-            "merged {} shard results into {}",
-            results.len(),
-            path.display()
-        );
-    }
-    Ok(())
+    Ok(merged)
 }
 
 /// Each shard's timeline, in shard order whatever the order of the files: the shards' samples

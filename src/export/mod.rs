@@ -7,7 +7,6 @@ mod rdb;
 
 use std::io::{BufWriter, ErrorKind, Write};
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dataset::Dataset;
@@ -51,15 +50,24 @@ pub(crate) struct ExportOptions {
     pub base_ms: Option<u64>,
     /// `rdb`: only the keys of these hash slots.
     pub slots: Option<RangeInclusive<u16>>,
-    /// Where to write (`None` or `-`: standard output).
-    pub output: Option<PathBuf>,
 }
 
 /// Bytes gathered before each write.
 const CHUNK: usize = 256 << 10;
 
-/// Runs `cachefill export`.
-pub(crate) fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure> {
+/// An export checked against its plan, ready to write: nothing is opened before it is, so
+/// an export the plan or the options make invalid writes nothing.
+pub(crate) struct Export<'a> {
+    plan: &'a Plan,
+    options: &'a ExportOptions,
+    stages: Vec<&'a Stage>,
+}
+
+/// Checks what `cachefill export` is asked for against the plan.
+pub(crate) fn prepare<'a>(
+    plan: &'a Plan,
+    options: &'a ExportOptions,
+) -> Result<Export<'a>, Failure> {
     let target = match &options.target {
         Some(name) => Some(
             plan.targets
@@ -103,51 +111,55 @@ pub(crate) fn export(plan: &Plan, options: &ExportOptions) -> Result<(), Failure
     if options.format == Format::Rdb {
         check_rdb(plan, &stages, target)?;
     }
-    let out: Box<dyn Write> = match options.output.as_deref() {
-        None => Box::new(std::io::stdout().lock()),
-        Some(path) if path == Path::new("-") => Box::new(std::io::stdout().lock()),
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", path.display())))?,
-        ),
-    };
-    let mut out = BufWriter::with_capacity(CHUNK, out);
-    let written = if options.format == Format::Rdb {
-        write_rdb(plan, &stages, options, &mut out)
-    } else {
-        stages.iter().try_for_each(|stage| {
-            let seed = stage.seed.or(plan.seed).unwrap_or_default();
-            let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
-            let server = options.rdb_version.map(ServerEncoding::of_rdb_version);
-            let encoder = match server.filter(|_| stage.write != WriteMode::Commands) {
-                Some(server)
-                    if PayloadEncoder::new(
-                        &dataset,
-                        server,
-                        Chunking::of(&dataset).per_command,
-                    )
-                    .is_ok() =>
-                {
-                    EntryEncoder::restoring(&dataset, server)
-                }
-                _ => EntryEncoder::new(&dataset),
-            };
-            write_stage(
-                &dataset,
-                &encoder,
-                &stage.name,
-                stage.keys,
-                options,
-                &mut out,
-            )
-        })
-    };
-    match written.and_then(|()| out.flush()) {
-        // A reader that went away (`| head`) is not an error.
-        Err(e) if e.kind() != ErrorKind::BrokenPipe => {
-            Err(Failure::Failed(format!("cannot write the export: {e}")))
+    Ok(Export {
+        plan,
+        options,
+        stages,
+    })
+}
+
+impl Export<'_> {
+    /// Writes the export into `out`; a reader that went away (`| head`) is not an error.
+    pub(crate) fn write_to(&self, out: impl Write) -> Result<(), Failure> {
+        let (plan, options, stages) = (self.plan, self.options, &self.stages);
+        let mut out = BufWriter::with_capacity(CHUNK, out);
+        let written = if options.format == Format::Rdb {
+            write_rdb(plan, stages, options, &mut out)
+        } else {
+            stages.iter().try_for_each(|stage| {
+                let seed = stage.seed.or(plan.seed).unwrap_or_default();
+                let dataset = Dataset::new(seed, &stage.name, &stage.shape, stage.keys);
+                let server = options.rdb_version.map(ServerEncoding::of_rdb_version);
+                let encoder = match server.filter(|_| stage.write != WriteMode::Commands) {
+                    Some(server)
+                        if PayloadEncoder::new(
+                            &dataset,
+                            server,
+                            Chunking::of(&dataset).per_command,
+                        )
+                        .is_ok() =>
+                    {
+                        EntryEncoder::restoring(&dataset, server)
+                    }
+                    _ => EntryEncoder::new(&dataset),
+                };
+                write_stage(
+                    &dataset,
+                    &encoder,
+                    &stage.name,
+                    stage.keys,
+                    options,
+                    &mut out,
+                )
+            })
+        };
+        match written.and_then(|()| out.flush()) {
+            // A reader that went away (`| head`) is not an error.
+            Err(e) if e.kind() != ErrorKind::BrokenPipe => {
+                Err(Failure::Failed(format!("cannot write the export: {e}")))
+            }
+            _ => Ok(()),
         }
-        _ => Ok(()),
     }
 }
 

@@ -5,7 +5,7 @@
 //! `patterns.rs` turns keys into patterns, `shape.rs` groups the sample, `statistics.rs`
 //! summarises each measure, `writer.rs` writes the plan.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::task::JoinSet;
 
@@ -42,12 +42,26 @@ pub(crate) struct ProfileOptions {
     pub amount: Amount,
     /// Commands per second per server; `None`: no cap.
     pub max_ops: Option<u64>,
-    /// Where the plan goes (`-`: standard output).
-    pub output: PathBuf,
 }
 
-/// Runs `cachefill profile`.
-pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(), Failure> {
+/// What `profile` made: the plan's text and what it measured.
+pub(crate) struct Profiled {
+    /// The plan of the keyspace's shape (TOML, commented).
+    pub text: String,
+    /// The target profiled.
+    pub target: String,
+    /// Keys sampled, of the total.
+    pub sampled: u64,
+    /// Keys in the keyspace.
+    pub total: u64,
+    /// Read commands sent.
+    pub commands: u64,
+    /// Stages in the plan.
+    pub stages: usize,
+}
+
+/// Measures the target's keyspace read-only and writes a plan of its shape.
+pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<Profiled, Failure> {
     let target = pick_target(plan, options.target.as_deref())?;
     let Servers::Nodes(seeds) = &target.servers else {
         return Err(Failure::Invalid(format!(
@@ -136,15 +150,14 @@ pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<(),
         unsupported: unsupported.into_iter().collect(),
     };
     let text = writer::write(&mut groups, &source, options.amount);
-    crate::output::write(text.as_bytes(), &options.output)
-        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", options.output.display())))?;
-    eprintln!(
-        "profiled target \"{}\": {sampled} of {total} keys sampled with {commands} read commands; {} stages written to {}",
-        target.name,
-        groups.len(),
-        options.output.display()
-    );
-    Ok(())
+    Ok(Profiled {
+        text,
+        target: target.name.clone(),
+        sampled,
+        total,
+        commands,
+        stages: groups.len(),
+    })
 }
 
 fn pick_target<'a>(plan: &'a Plan, name: Option<&str>) -> Result<&'a Target, Failure> {

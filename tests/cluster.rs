@@ -273,6 +273,8 @@ fn a_failover_during_the_fill_loses_nothing() {
     assert_eq!(stage["status"], "ok");
     assert_eq!(stage["keys_written"], keys);
     assert_eq!(stage["failovers"], 1);
+    // The key-cost sample is read where the keys are now, the successor included.
+    assert_eq!(stage["memory"]["sampled_keys"], 100, "{}", stage["memory"]);
     assert_eq!(cluster.primaries().len(), 3, "a replica took over");
     // Only what went to the lost primary is re-checked: what it acknowledged, and at most a
     // window of commands in flight on each of its 4 connections; not the entries the router

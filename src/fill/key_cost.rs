@@ -20,6 +20,7 @@ use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
 use crate::result::KeyCost;
 use crate::server::Connector;
+use crate::server::cluster::discover;
 use crate::server::value::{Detour, detour};
 use crate::slot::slot;
 
@@ -53,6 +54,20 @@ pub(super) async fn sample(
         return None;
     }
     let count = written.min(SAMPLE);
+    // The slot map now, not the stage's first: after a failover the lost primary's keys are
+    // on its successor (a replica then, so among the nodes the stage knew).
+    let current = match route {
+        Route::Standalone(_) => None,
+        Route::Cluster(topology) => {
+            let seeds: Vec<NodeAddr> = topology
+                .primaries
+                .iter()
+                .chain(&topology.replicas)
+                .map(|n| n.addr.clone())
+                .collect();
+            discover(connector, &seeds).await.ok()
+        }
+    };
     // Sampled keys grouped by the server that holds them.
     let mut by_node: BTreeMap<String, (NodeAddr, Vec<Vec<u8>>)> = BTreeMap::new();
     for k in 0..count {
@@ -60,7 +75,8 @@ pub(super) async fn sample(
         let key = dataset.key(state.global(position));
         let addr = match route {
             Route::Standalone(addr) => addr.clone(),
-            Route::Cluster(topology) => {
+            Route::Cluster(first) => {
+                let topology = current.as_ref().unwrap_or(first);
                 let owner = topology.owner[usize::from(slot(&key))]?;
                 topology.primaries[owner].addr.clone()
             }

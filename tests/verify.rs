@@ -245,6 +245,18 @@ fn verify_while_a_primary_dies(
     cluster: &mut RedisCluster,
     victim: usize,
 ) -> std::process::Output {
+    verify_with_a_fault(scratch, path, cluster, victim, RedisServer::kill)
+}
+
+/// Runs `verify PLAN -o verify.json` and does `fault` to `cluster.servers[victim]` as soon
+/// as verify has connected to it; verify's output (within 120 s).
+fn verify_with_a_fault(
+    scratch: &Scratch,
+    path: &Path,
+    cluster: &mut RedisCluster,
+    victim: usize,
+    fault: impl FnOnce(&mut RedisServer),
+) -> std::process::Output {
     let before = cluster.servers[victim].calls("ping");
     let child = cachefill(scratch.dir.path())
         .arg("verify")
@@ -260,7 +272,7 @@ fn verify_while_a_primary_dies(
         Duration::from_secs(30),
         || cluster.servers[victim].calls("ping") > before,
     );
-    cluster.servers[victim].kill();
+    fault(&mut cluster.servers[victim]);
     wait_for_exit(child, Duration::from_secs(120))
 }
 
@@ -316,6 +328,46 @@ fn verify_reads_a_lost_primarys_slots_from_the_replica_that_took_over() {
         "{err}"
     );
 }
+/// A primary paused (SIGSTOP) as soon as verify has connected to it, with an `io_timeout`
+/// of 10 minutes: its replica takes over after `cluster-node-timeout` (5 s here), and
+/// verify, asking the other nodes once its reads have gone unanswered for 2 s, reads the
+/// paused primary's slots there instead of waiting out the 10 minutes (the test's bound,
+/// 120 s, would fail first). Every key is checked and found.
+#[test]
+fn verify_leaves_a_paused_primary_once_its_replica_took_over() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let scratch = Scratch::new();
+    let keys = 300_000u64;
+    let plan = PlanBuilder::new()
+        .seed(43)
+        .target(cluster.target().flush(true).set("io_timeout", "10m"))
+        .stage(StageBuilder::new("strings").keys(keys).value_size(32))
+        .build();
+    let path = scratch.plan("plan.toml", &plan);
+    run_ok(&scratch, &path, &[]);
+    let victim = cluster.a_primary();
+    let replica = cluster.replica_of(victim);
+    wait_until(
+        "the replica holds what its primary holds",
+        Duration::from_secs(30),
+        || {
+            let sent = replication_offset(&cluster.servers[victim], "master_repl_offset");
+            sent.is_some()
+                && sent == replication_offset(&cluster.servers[replica], "slave_repl_offset")
+        },
+    );
+    let output = verify_with_a_fault(&scratch, &path, &mut cluster, victim, |s| s.pause());
+    cluster.servers[victim].kill();
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let report = read_result(&scratch.path("verify.json"));
+    let stage = &report["stages"][0];
+    assert_eq!(stage["checked"], keys, "{stage}");
+    assert_eq!(stage["missing"], 0, "{stage}");
+    assert_eq!(stage["wrong_value"], 0, "{stage}");
+    assert_eq!(stage["failovers"], 1, "{err}");
+}
+
 /// A slot migrating while verify reads it: its owner answers `ASK` for the keys that already
 /// went, and verify reads them where they went (after `ASKING`), so it checks every key,
 /// strings and hashes, and finds nothing wrong.

@@ -5,7 +5,9 @@
 //! where the redirection says, once. On a cluster, a primary that cannot be reached any
 //! more (its new connections refused, or silent for `io_timeout`) is waited for like the
 //! fill waits: up to `failover_timeout` for a replica to take over its slots, after which
-//! its reads go to the slots' new primaries. A server that stays silent, refuses the new
+//! its reads go to the slots' new primaries. A primary silent for [`ASK_REPLACED_AFTER`]
+//! (paused, hung) is asked about once a second, as the fill does: once the other nodes say
+//! a replica took over its slots, its reads go there without waiting out `io_timeout`. A server that stays silent, refuses the new
 //! connection (standalone, or no replica took over), breaks the rules of RESP or whose
 //! links keep breaking ends the check with one line naming it.
 
@@ -18,12 +20,18 @@ use redis::Value;
 
 use crate::dataset::Dataset;
 use crate::plan::NodeAddr;
-use crate::server::cluster::{Topology, successor_topology};
+use crate::server::cluster::{Topology, discover, successor_topology};
 use crate::server::connector::locked;
 use crate::server::reconnecting::{ReadFailure, Reconnecting, Request};
 use crate::server::value::{Detour, detour};
 use crate::server::{Connector, ControlHandle};
 use crate::slot::slot;
+
+/// How long a read of a cluster primary may go unanswered before verify asks the other
+/// nodes whether a replica took over its slots (then once a second): as the fill does.
+const ASK_REPLACED_AFTER: Duration = Duration::from_secs(2);
+/// How often a silent primary is asked about after that.
+const ASK_REPLACED_EVERY: Duration = Duration::from_secs(1);
 
 /// A target's primaries as verify reads them.
 pub(super) struct Reader {
@@ -140,7 +148,15 @@ impl Reader {
             self.read_from_successors(&commands).await?
         } else {
             let asked = &self.nodes[node];
-            match asked.query::<Vec<Value>>(Request::Pipeline(pipe)).await {
+            let answer = tokio::select! {
+                answer = asked.query::<Vec<Value>>(Request::Pipeline(pipe)) => answer,
+                () = self.replaced_while_silent(node), if self.slots.is_some() => {
+                    // The read in flight is dropped with its connection's state: the
+                    // primary is lost, nothing is read from it any more.
+                    return Box::pin(self.query(node, pipe)).await;
+                }
+            };
+            match answer {
                 Ok(replies) => {
                     let mut detours = HashMap::new();
                     note_detours(&replies, 0..replies.len(), &asked.addr(), &mut detours);
@@ -241,15 +257,7 @@ impl Reader {
             return Ok(());
         }
         let addr = self.nodes[node].addr();
-        let seeds = || {
-            let succession = locked(&self.succession);
-            (0..self.nodes.len())
-                .filter(|i| *i != node && !succession.lost.contains(i))
-                .map(|i| self.nodes[i].addr())
-                .chain(locked(&self.redirected).keys().cloned())
-                .filter(|a| *a != addr)
-                .collect()
-        };
+        let seeds = || self.seeds_without(node);
         let Some(topology) = successor_topology(&self.connector, &addr, seeds, || false).await
         else {
             return Err(format!(
@@ -258,11 +266,50 @@ impl Reader {
                 humantime::format_duration(self.connector.failover_timeout)
             ));
         };
-        let mut succession = locked(&self.succession);
-        succession.lost.insert(node);
-        succession.topology = Some(Arc::new(topology));
-        self.failovers.fetch_add(1, Relaxed);
+        self.succeeded(node, topology);
         Ok(())
+    }
+
+    /// Returns once primary `node`, silent on a read for [`ASK_REPLACED_AFTER`], is replaced:
+    /// the other nodes say a replica took over all of its slots (asked once a second), or
+    /// another read found so. Never returns for a primary that answers (the read wins).
+    async fn replaced_while_silent(&self, node: usize) {
+        tokio::time::sleep(ASK_REPLACED_AFTER).await;
+        let addr = self.nodes[node].addr();
+        loop {
+            if locked(&self.succession).lost.contains(&node) {
+                return;
+            }
+            if let Ok(topology) = discover(&self.connector, &self.seeds_without(node)).await
+                && topology.replaced(&addr)
+            {
+                self.succeeded(node, topology);
+                return;
+            }
+            tokio::time::sleep(ASK_REPLACED_EVERY).await;
+        }
+    }
+
+    /// Every node known but `node` and the primaries lost: where to read the slot map.
+    fn seeds_without(&self, node: usize) -> Vec<NodeAddr> {
+        let addr = self.nodes[node].addr();
+        let succession = locked(&self.succession);
+        (0..self.nodes.len())
+            .filter(|i| *i != node && !succession.lost.contains(i))
+            .map(|i| self.nodes[i].addr())
+            .chain(locked(&self.redirected).keys().cloned())
+            .filter(|a| *a != addr)
+            .collect()
+    }
+
+    /// Records that a replica took over primary `node`'s slots (`topology`: the slot map
+    /// then); its reads go there from now on. Once per primary.
+    fn succeeded(&self, node: usize, topology: Topology) {
+        let mut succession = locked(&self.succession);
+        if succession.lost.insert(node) {
+            self.failovers.fetch_add(1, Relaxed);
+        }
+        succession.topology = Some(Arc::new(topology));
     }
 
     /// The connection for reads redirected to `addr`, made on the first (even to a node

@@ -361,6 +361,57 @@ fn a_primary_restarted_in_place_gets_back_what_it_lost() {
     );
 }
 
+/// A primary's slots unassigned mid-fill (`CLUSTER DELSLOTSRANGE`): the cluster answers
+/// `CLUSTERDOWN` for them, and cachefill sends those entries again after a pause (for up to
+/// 30 s) until the slots are served again (`ADDSLOTSRANGE`, once a `CLUSTERDOWN` was sent):
+/// the run ends `ok` with every key, the same dataset as a standalone fill.
+#[test]
+fn slots_unassigned_mid_fill_are_waited_for_until_they_are_served_again() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let keys = 1_000_000u64;
+    let fill = StageBuilder::new("s").keys(keys).value_size(16);
+    let plan = PlanBuilder::new()
+        .seed(31)
+        .target(cluster.target().flush(true))
+        .stage(fill.clone());
+    let plan = scratch.plan("plan.toml", &plan.build());
+    let (child, result_path) = spawn_plan(&scratch, &plan);
+    wait_until("the fill has started", Duration::from_secs(30), || {
+        cluster.total_keys() > 100_000
+    });
+    let victim = &cluster.servers[cluster.a_primary()];
+    let mut conn = victim.connect();
+    let ranges = own_slots(&mut conn).expect("the primary's slots");
+    let slots_command = |command: &str, conn: &mut redis::Connection| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg(command);
+        for (first, last) in &ranges {
+            cmd.arg(first).arg(last);
+        }
+        cmd.exec(conn).unwrap();
+    };
+    slots_command("DELSLOTSRANGE", &mut conn);
+    wait_until("the fill met CLUSTERDOWN", Duration::from_secs(30), || {
+        victim.errors("CLUSTERDOWN") > 0
+    });
+    slots_command("ADDSLOTSRANGE", &mut conn);
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let result = read_result(&result_path);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok", "{err}");
+    assert_eq!(stage["keys_written"], keys);
+    assert_eq!(stage["failovers"], 0);
+    assert_eq!(cluster.total_keys(), keys);
+    assert_eq!(
+        cluster.digest_xor(),
+        standalone_digest(&scratch, PlanBuilder::new().seed(31).stage(fill)),
+        "an entry is missing or wrong"
+    );
+}
+
 #[test]
 fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
     let cluster = RedisCluster::start(3, 0);

@@ -256,7 +256,7 @@ pub fn reshard_nodes(cli_args: &[String], seed: &str, from: &str, to: &str, slot
 }
 
 /// The slot ranges the node behind `conn` serves, from its own line of `CLUSTER NODES`.
-fn own_slots(conn: &mut redis::Connection) -> Option<Vec<(u16, u16)>> {
+pub fn own_slots(conn: &mut redis::Connection) -> Option<Vec<(u16, u16)>> {
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(conn).ok()?;
     let line = nodes.lines().find(|l| l.contains("myself"))?;
     let ranges = line

@@ -22,7 +22,7 @@ pub mod tls;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use cluster::{RedisCluster, replication_offset, reshard, reshard_nodes};
+pub use cluster::{RedisCluster, own_slots, replication_offset, reshard, reshard_nodes};
 pub use hostile::{Garbage, HostileServer};
 pub use launched::{LaunchedRun, remove_kept_folders};
 pub use lines::StderrLines;

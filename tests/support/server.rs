@@ -159,6 +159,19 @@ impl RedisServer {
             .unwrap_or(0)
     }
 
+    /// Error replies of `kind` (`CLUSTERDOWN`, `MOVED` …) the server has sent
+    /// (`INFO errorstats`).
+    pub fn errors(&self, kind: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("errorstats")
+            .query(&mut self.connect())
+            .unwrap();
+        let prefix = format!("errorstat_{kind}:count=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Clients connected now (`CLIENT LIST`), this connection included.
     pub fn clients(&self) -> usize {
         let list: String = redis::cmd("CLIENT")

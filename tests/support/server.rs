@@ -149,26 +149,23 @@ impl RedisServer {
     /// Calls of `command` the server has served (`INFO commandstats`; lowercase, `config|get`
     /// for a subcommand).
     pub fn calls(&self, command: &str) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut self.connect())
-            .unwrap();
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|line| line.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
-            .unwrap_or(0)
+        self.counted("commandstats", &format!("cmdstat_{command}:calls="))
     }
 
     /// Error replies of `kind` (`CLUSTERDOWN`, `MOVED` …) the server has sent
     /// (`INFO errorstats`).
     pub fn errors(&self, kind: &str) -> u64 {
+        self.counted("errorstats", &format!("errorstat_{kind}:count="))
+    }
+
+    /// The number after `prefix` in `INFO section` (up to a comma), 0 when absent.
+    fn counted(&self, section: &str, prefix: &str) -> u64 {
         let info: String = redis::cmd("INFO")
-            .arg("errorstats")
+            .arg(section)
             .query(&mut self.connect())
             .unwrap();
-        let prefix = format!("errorstat_{kind}:count=");
         info.lines()
-            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .find_map(|line| line.strip_prefix(prefix)?.split(',').next()?.parse().ok())
             .unwrap_or(0)
     }
 

@@ -154,8 +154,13 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             let profiled = runtime()?.block_on(profile::profile(&plan, &options))?;
             output::write(profiled.text.as_bytes(), &output)
                 .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", output.display())))?;
+            let failovers = match profiled.failovers {
+                0 => String::new(),
+                1 => " (sampled a lost primary's keys on the replica that took over)".into(),
+                n => format!(" (sampled {n} lost primaries' keys on the replicas that took over)"),
+            };
             eprintln!(
-                "profiled target \"{}\": {} of {} keys sampled with {} read commands; {} stages written to {}",
+                "profiled target \"{}\": {} of {} keys sampled with {} read commands{failovers}; {} stages written to {}",
                 profiled.target,
                 profiled.sampled,
                 profiled.total,

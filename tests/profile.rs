@@ -830,3 +830,78 @@ fn cachefill_default_keys_profile_as_their_stages() {
         assert_eq!(mean(stage, "value_size"), size);
     }
 }
+
+/// A cluster primary killed as soon as profile has read its `DBSIZE` (while its keys are
+/// sampled, within a low rate cap): profile waits for its replica to take over, as the fill
+/// does, samples the lost primary's keys again on it, from the start, and drops what it had
+/// sampled there, so every key is counted once: with a sample of every key, the plan has
+/// exactly the source's counts.
+#[test]
+fn profile_carries_on_through_a_failover_counting_each_key_once() {
+    require("redis-server");
+    let mut cluster = RedisCluster::start(3, 1);
+    let scratch = Scratch::new();
+    let source = support::PlanBuilder::new()
+        .seed(5)
+        .target(cluster.target().flush(true))
+        .stage(
+            support::StageBuilder::new("users")
+                .keys(20_000)
+                .value_size(40),
+        )
+        .stage(
+            support::StageBuilder::new("carts")
+                .data_type("hash")
+                .keys(3_000)
+                .elements(10, 10)
+                .value_size(8),
+        )
+        .build();
+    run_plan(&scratch, "source.toml", &source);
+    let victim = cluster.a_primary();
+    let replica = cluster.replica_of(victim);
+    support::wait_until(
+        "the replica holds what its primary holds",
+        std::time::Duration::from_secs(30),
+        || {
+            let sent = support::replication_offset(&cluster.servers[victim], "master_repl_offset");
+            sent.is_some()
+                && sent
+                    == support::replication_offset(&cluster.servers[replica], "slave_repl_offset")
+        },
+    );
+    let before = cluster.servers[victim].calls("dbsize");
+    let plan = support::PlanBuilder::new().target(cluster.target()).build();
+    let plan = scratch.plan("profiled.source.toml", &plan);
+    let child = cachefill(scratch.dir.path())
+        .arg("profile")
+        .arg(&plan)
+        .args([
+            "-o",
+            "shape.toml",
+            "--sample",
+            "100000",
+            "--max-ops",
+            "3000",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        "profile has read the primary's DBSIZE",
+        std::time::Duration::from_secs(30),
+        || cluster.servers[victim].calls("dbsize") > before,
+    );
+    cluster.servers[victim].kill();
+    let output = support::wait_for_exit(child, std::time::Duration::from_secs(180));
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("(sampled a lost primary's keys on the replica that took over)"),
+        "{said}"
+    );
+    let profiled = std::fs::read_to_string(scratch.path("shape.toml")).unwrap();
+    let mut counts: Vec<u64> = stages(&profiled).values().map(keys).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![3_000, 20_000], "{said}\n{profiled}");
+}

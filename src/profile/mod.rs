@@ -6,15 +6,20 @@
 //! summarises each measure, `writer.rs` writes the plan.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
 use crate::error::Failure;
+use crate::plan::NodeAddr;
 use crate::plan::{Plan, Servers, Target};
+use crate::progress::Counter;
 use crate::progress::Progress;
+use crate::server::Connector;
 use crate::server::Credentials;
+use crate::server::cluster::{Topology, successor_topology};
 use crate::server::reconnecting::Reconnecting;
-use crate::server::target;
+use crate::server::target::{self, Route};
 
 pub(crate) mod patterns;
 pub(crate) mod rate;
@@ -58,6 +63,82 @@ pub(crate) struct Profiled {
     pub commands: u64,
     /// Stages in the plan.
     pub stages: usize,
+    /// Primaries lost while sampled whose slots were sampled on the replica that took over.
+    pub failovers: u64,
+}
+
+/// Where a cluster primary's keys are sampled when it is lost while sampled: the slot map
+/// profile started with, the primary's place in it, and how to connect.
+struct Succession {
+    topology: Arc<Topology>,
+    index: usize,
+    connector: Arc<Connector>,
+}
+
+/// Samples one primary (`quota` of its `dbsize` keys). On a cluster, a primary lost while
+/// sampled (its link broke and new connections failed, or it stayed silent for
+/// `io_timeout`) is waited for as the fill waits, up to `failover_timeout` for a replica to
+/// take over its slots; then its keys are sampled again, from the start, on that replica,
+/// and what was sampled of it before is dropped, so no key counts twice. The sample, and 1
+/// when a replica took over.
+async fn sample_primary(
+    mut sampler: sampling::Sampler,
+    (quota, dbsize): (u64, u64),
+    cap: rate::RateCap,
+    counter: Counter,
+    succession: Option<Succession>,
+) -> Result<(sampling::ServerSample, u64), Failure> {
+    let failure = match sampler.sample(quota, dbsize, cap, counter.clone()).await {
+        Ok(sample) => return Ok((sample, 0)),
+        Err(failure) => failure,
+    };
+    let Some(succession) = succession.filter(|_| sampler.lost) else {
+        return Err(failure);
+    };
+    let lost = sampler.control.addr();
+    let first = &succession.topology;
+    let seeds: Vec<NodeAddr> = first
+        .primaries
+        .iter()
+        .chain(&first.replicas)
+        .map(|n| n.addr.clone())
+        .filter(|a| *a != lost)
+        .collect();
+    let connector = &succession.connector;
+    let Some(now) = successor_topology(connector, &lost, || seeds.clone(), || false).await else {
+        return Err(Failure::Failed(format!(
+            "{failure}; no replica took over its slots within {} (failover_timeout)",
+            humantime::format_duration(connector.failover_timeout)
+        )));
+    };
+    let successor = first
+        .owner
+        .iter()
+        .position(|o| *o == Some(succession.index))
+        .and_then(|slot| now.owner[slot])
+        .map(|owner| now.primaries[owner].addr.clone())
+        .filter(|addr| !first.primaries.iter().any(|p| p.addr == *addr));
+    let Some(successor) = successor else {
+        return Err(Failure::Failed(format!(
+            "{failure}; its slots went to a primary that is sampled already: run profile again"
+        )));
+    };
+    let control = connector
+        .control(&successor)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let mut sampler = sampling::Sampler {
+        control: Reconnecting::new(control.handle(), connector.clone()),
+        target: sampler.target.clone(),
+        max_ops: sampler.max_ops,
+        lost: false,
+    };
+    let mut cap = rate::RateCap::new(sampler.max_ops);
+    let dbsize = sampler.dbsize(&mut cap).await?;
+    let sample = sampler
+        .sample(quota.min(dbsize), dbsize, cap, counter)
+        .await?;
+    Ok((sample, 1))
 }
 
 /// Measures the target's keyspace read-only and writes a plan of its shape.
@@ -80,6 +161,7 @@ pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<Pro
             control: Reconnecting::new(primary.control.handle(), connected.connector.clone()),
             target: target.name.clone(),
             max_ops: options.max_ops,
+            lost: false,
         };
         let mut cap = rate::RateCap::new(sampler.max_ops);
         let dbsize = sampler.dbsize(&mut cap).await?;
@@ -107,14 +189,30 @@ pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<Pro
         "sampled",
     );
     let mut tasks = JoinSet::new();
-    for ((sampler, cap, dbsize), quota) in servers.into_iter().zip(quotas) {
-        tasks.spawn(sampler.sample(quota, dbsize, cap, display.counter()));
+    for (index, ((sampler, cap, dbsize), quota)) in servers.into_iter().zip(quotas).enumerate() {
+        let succession = match &connected.route {
+            Route::Cluster(topology) => Some(Succession {
+                topology: topology.clone(),
+                index,
+                connector: connected.connector.clone(),
+            }),
+            Route::Standalone(_) => None,
+        };
+        tasks.spawn(sample_primary(
+            sampler,
+            (quota, dbsize),
+            cap,
+            display.counter(),
+            succession,
+        ));
     }
     let mut sample = Vec::new();
-    let (mut commands, mut sampled) = (0, 0);
+    let (mut commands, mut sampled, mut failovers) = (0, 0, 0);
     let mut unsupported = std::collections::BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
-        let server = done.map_err(|e| Failure::Failed(format!("profiling stopped: {e}")))??;
+        let (server, took_over) =
+            done.map_err(|e| Failure::Failed(format!("profiling stopped: {e}")))??;
+        failovers += took_over;
         commands += server.commands;
         let types: u64 = server.unsupported.values().sum();
         let measured = server.keys.len() as u64 + types;
@@ -157,6 +255,7 @@ pub(crate) async fn profile(plan: &Plan, options: &ProfileOptions) -> Result<Pro
         total,
         commands,
         stages: groups.len(),
+        failovers,
     })
 }
 

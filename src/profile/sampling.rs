@@ -44,6 +44,10 @@ pub(crate) struct Sampler {
     pub target: String,
     /// The cap on commands per second (`None`: none).
     pub max_ops: Option<u64>,
+    /// Set when the server could not be reached any more (its link broke and new
+    /// connections failed, or it stayed silent for `io_timeout`): on a cluster, a replica
+    /// may take over.
+    pub lost: bool,
 }
 
 impl Sampler {
@@ -59,7 +63,7 @@ impl Sampler {
     /// Measures up to `quota` keys: the first ones `SCAN` returns (it visits keys in the
     /// order of their hashes, unrelated to their names, so these are a uniform sample).
     pub(crate) async fn sample(
-        mut self,
+        &mut self,
         quota: u64,
         dbsize: u64,
         mut cap: RateCap,
@@ -204,7 +208,10 @@ impl Sampler {
             Err(failure) if crate::server::control::is_refusal(&failure.error) => {
                 Err(self.refused(name, &failure.error.to_string()))
             }
-            Err(failure) => Err(self.broken(name, &failure)),
+            Err(failure) => {
+                self.lost = failure.unreachable();
+                Err(self.broken(name, &failure))
+            }
         }
     }
 
@@ -215,10 +222,17 @@ impl Sampler {
     ) -> Result<Vec<Value>, Failure> {
         let mut pipe = pipe.clone();
         pipe.ignore_errors();
-        self.control
+        match self
+            .control
             .query::<Vec<Value>>(Request::Pipeline(&pipe))
             .await
-            .map_err(|failure| self.broken(what, &failure))
+        {
+            Ok(replies) => Ok(replies),
+            Err(failure) => {
+                self.lost = failure.unreachable();
+                Err(self.broken(what, &failure))
+            }
+        }
     }
 
     fn broken(&self, what: &str, failure: &ReadFailure) -> Failure {

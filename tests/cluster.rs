@@ -412,6 +412,85 @@ fn slots_unassigned_mid_fill_are_waited_for_until_they_are_served_again() {
     );
 }
 
+/// An `MSET` group for a slot that is migrating, some of whose keys are still on the source
+/// and some not: the source answers `TRYAGAIN` (a multi-key command while the slot is
+/// split), and cachefill sends the group's entries one `SET` each, on the source for the keys
+/// it holds and after `ASKING` on the target for the others. The run ends `ok` with every key
+/// once and the standalone dataset.
+#[test]
+fn a_group_split_by_a_migrating_slot_is_written_one_key_at_a_time() {
+    let cluster = RedisCluster::start(3, 0);
+    let scratch = Scratch::new();
+    let keys = 200_000u64;
+    let fill = StageBuilder::new("s").keys(keys).value_size(16);
+    let plan = PlanBuilder::new()
+        .seed(37)
+        .target(cluster.target().flush(false))
+        .stage(fill.clone());
+    let path = scratch.plan("plan.toml", &plan.build());
+    let listed = cachefill(scratch.dir.path())
+        .args(["export", "--format", "keys"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let all: Vec<Vec<u8>> = listed
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|k| !k.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let slot = cachefill::__private::slot(&all[0]);
+    let in_slot: Vec<&Vec<u8>> = all
+        .iter()
+        .filter(|k| cachefill::__private::slot(k) == slot)
+        .collect();
+    assert!(in_slot.len() >= 4, "{} keys in slot {slot}", in_slot.len());
+    let primaries = cluster.primaries();
+    let owns = |server: &RedisServer| {
+        own_slots(&mut server.connect())
+            .unwrap_or_default()
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&slot))
+    };
+    let source = primaries.iter().find(|(s, _)| owns(s)).unwrap().0;
+    let target = primaries.iter().find(|(s, _)| !owns(s)).unwrap().0;
+    let id = |server: &RedisServer| -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut server.connect())
+            .unwrap()
+    };
+    // Half the slot's keys are on the source (with a value the fill must replace).
+    for key in in_slot.iter().step_by(2) {
+        redis::cmd("SET")
+            .arg(key.as_slice())
+            .arg("old")
+            .exec(&mut source.connect())
+            .unwrap();
+    }
+    for (server, state, other) in [(target, "IMPORTING", source), (source, "MIGRATING", target)] {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(state)
+            .arg(id(other))
+            .exec(&mut server.connect())
+            .unwrap();
+    }
+    let result = run_ok(&scratch, &path, &[]);
+    let stage = &result["stages"][0];
+    assert_eq!(stage["status"], "ok");
+    assert_eq!(stage["keys_written"], keys);
+    assert!(source.errors("TRYAGAIN") > 0, "the group met no TRYAGAIN");
+    assert_eq!(cluster.total_keys(), keys, "every key once");
+    assert_eq!(
+        cluster.digest_xor(),
+        standalone_digest(&scratch, PlanBuilder::new().seed(37).stage(fill)),
+        "an entry is missing or wrong"
+    );
+}
+
 #[test]
 fn error_replies_on_a_cluster_end_the_run_instead_of_hanging() {
     let cluster = RedisCluster::start(3, 0);

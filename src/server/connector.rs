@@ -3,6 +3,7 @@
 //! connections of the hot path log in through `login.rs`.
 
 use super::errors::SetupError;
+pub(crate) use super::errors::TargetError;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -66,11 +67,6 @@ pub(crate) struct WrittenStage {
     /// not end `ok`, whose written entries are not a known range).
     pub entries: Option<(Arc<Dataset>, Shard, u64)>,
 }
-
-/// A failure to reach or use a server, already phrased for the user.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct TargetError(pub String);
 
 impl Connector {
     /// Builds a connector (and its TLS client) from a plan target and its credentials.

@@ -1,4 +1,10 @@
-//! Why a target's servers could not be set up, before any connection to them.
+//! Why a target's servers could not be set up ([`SetupError`]) or reached or used
+//! (`TargetError`), phrased for the user.
+
+/// A failure to reach or use a server, already phrased for the user.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct TargetError(pub String);
 
 /// A failure to prepare what a target's connections need, already phrased for the user:
 /// the variant says which part (a failure to reach or use a server is a `TargetError`).

@@ -1,8 +1,8 @@
 //! TLS for both planes, built once per target from the plan's `[tls]` table, so the data
 //! connections and the control connection can never disagree on what they trust.
 
-use super::connector::TargetError;
 use super::errors::SetupError;
+use super::errors::TargetError;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;

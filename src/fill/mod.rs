@@ -2,6 +2,7 @@
 //! exactly what was written.
 
 mod batching;
+mod checks;
 mod cluster;
 mod connection;
 mod error;
@@ -9,6 +10,7 @@ mod feed;
 mod key_bits;
 mod key_cost;
 mod lock;
+mod options;
 mod recovery;
 mod restoring;
 mod session;
@@ -19,6 +21,7 @@ mod stall;
 mod state;
 mod targets;
 mod timeline;
+mod until_memory;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -30,66 +33,17 @@ use tokio::task::JoinSet;
 use crate::dataset;
 use crate::error::Failure;
 use crate::interrupt;
-use crate::plan::units::human_bytes;
-use crate::plan::{Amount, MemoryGoal, NodeAddr, Plan, Servers, Stage, Target, WriteMode};
-use crate::progress::{Display, Progress};
+use crate::plan::{Amount, MemoryGoal, Plan, Stage, WriteMode};
+use crate::progress::Progress;
 use crate::result::{self, PlanInfo, Redirects, RunResult, ShardInfo, StageReport, Status};
 use crate::server::Credentials;
 use crate::shard::Shard;
+pub(crate) use checks::{cannot_fit, check_sharding, planned_payload};
+use checks::{check_flush_safety, flushes, remote_flush_refused};
+pub use options::{AfterRun, Flushes, RemoteFlush, RunOptions};
 use stage::StageRun;
 use targets::LiveTarget;
 use timeline::{Recorder, Sampler};
-
-/// How a run goes beyond what its plan says: what it shows, which flushes it does, what
-/// becomes of the servers it launched, which part of the dataset it writes.
-/// `RunOptions::default()` is a quiet run of the whole plan, as a test fixture wants it.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct RunOptions {
-    /// What the run shows on standard error (default: nothing).
-    pub display: Display,
-    /// Whether targets not on a loopback address may be flushed (`--yes`).
-    pub remote_flush: RemoteFlush,
-    /// What becomes of the servers the run launched once it ends (`--keep`).
-    pub launched: AfterRun,
-    /// The part of every stage to write (`--shard`; default: all of it).
-    pub shard: Shard,
-    /// Which of the plan's flushes the run does (`--no-flush`, `cachefill flush`).
-    pub flushes: Flushes,
-}
-
-/// Whether a run may flush a server that is not on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RemoteFlush {
-    /// Refuse before anything is written (the default).
-    #[default]
-    Refuse,
-    /// The user confirmed it (`--yes`).
-    Confirmed,
-}
-
-/// What becomes of the servers a run launched (`launch = true`) once it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AfterRun {
-    /// Stopped, their folders removed (the default).
-    #[default]
-    Stop,
-    /// Left running (`--keep`): the result's `targets.NAME.kept` says where, and their
-    /// process ids (their folders go when they stop).
-    Keep,
-}
-
-/// Which of the plan's flushes a run does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flushes {
-    /// Flush the targets with `flush = true`, then fill (the default).
-    #[default]
-    AsPlanned,
-    /// Flush nothing (`--no-flush`: the shards of a run flushed once before).
-    Skip,
-    /// Only flush, write no stage (`cachefill flush`).
-    Only,
-}
 
 /// Runs a plan: checks what needs the environment, connects, flushes, fills, and returns
 /// the result, also when the run fails or is interrupted (inside the error then). An error
@@ -202,68 +156,6 @@ struct RunContext<'a> {
     clock: Instant,
 }
 
-/// The refusal to flush a server that is not on this machine without `--yes`.
-fn remote_flush_refused(target: &str, remote: &NodeAddr) -> Failure {
-    Failure::Invalid(format!(
-        "target \"{target}\" has flush = true and its server {remote} is not on a loopback address: nothing was written; run again with --yes to confirm the FLUSHALL"
-    ))
-}
-
-/// True when this run flushes `target`.
-fn flushes(target: &Target, options: &RunOptions) -> bool {
-    target.flush && options.flushes != Flushes::Skip
-}
-
-/// Refuses a sharded run that could not write one dataset: a flush that could erase what
-/// other shards already wrote, or a stage without a seed (each shard would draw its own).
-pub(crate) fn check_sharding(plan: &Plan, shard: Shard, no_flush: bool) -> Result<(), Failure> {
-    if shard.count <= 1 {
-        return Ok(());
-    }
-    if let Some(stage) = plan
-        .stages
-        .iter()
-        .find(|s| matches!(s.amount, Amount::UntilMemory(_)))
-    {
-        return Err(Failure::Invalid(format!(
-            "{}: stage \"{}\" fills until_memory, which one process must measure and stop: run it without --shard",
-            plan.path.display(),
-            stage.name
-        )));
-    }
-    if let Some(stage) = plan.stages.iter().find(|s| s.seed.or(plan.seed).is_none()) {
-        return Err(Failure::Invalid(format!(
-            "{}: stage \"{}\" has no seed, and every shard would draw its own: add seed = … to the plan so the shards write one dataset",
-            plan.path.display(),
-            stage.name
-        )));
-    }
-    if let Some(target) = plan.targets.iter().find(|t| t.flush && !no_flush) {
-        return Err(Failure::Invalid(format!(
-            "target \"{}\" has flush = true, and a shard could erase what other shards already wrote: flush once with `cachefill flush {}` before starting the shards, and run the shards with --no-flush",
-            target.name,
-            plan.path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses what could write a wrong dataset or flush the wrong server, before connecting.
-fn check_flush_safety(plan: &Plan, options: &RunOptions) -> Result<(), Failure> {
-    check_sharding(plan, options.shard, options.flushes == Flushes::Skip)?;
-    if options.remote_flush == RemoteFlush::Confirmed {
-        return Ok(());
-    }
-    for target in plan.targets.iter().filter(|t| flushes(t, options)) {
-        if let Servers::Nodes(nodes) = &target.servers
-            && let Some(remote) = nodes.iter().find(|n| !n.is_loopback())
-        {
-            return Err(remote_flush_refused(&target.name, remote));
-        }
-    }
-    Ok(())
-}
-
 fn stage_seed(stage: &Stage, run_seed: u64) -> u64 {
     stage.seed.unwrap_or(run_seed)
 }
@@ -334,25 +226,6 @@ fn stage_failure(plan: &Plan, report: &RunResult) -> Option<Failure> {
         )));
     }
     None
-}
-
-/// Why a plan cannot fit target `name`, whose primaries refuse writes once they hold `max`
-/// bytes in all: its stages write `payload`.
-pub(crate) fn cannot_fit(name: &str, payload: u64, max: u64) -> String {
-    format!(
-        "target \"{name}\": its stages write ~{} of payload, more than its maxmemory of {} (maxmemory-policy noeviction): the server would refuse writes once full. Lower the stages' size or keys, raise maxmemory, or fill with until_memory",
-        human_bytes(payload),
-        human_bytes(max)
-    )
-}
-
-/// Payload the stages of target `target` write, about (`until_memory` stages not counted).
-pub(crate) fn planned_payload(plan: &Plan, target: usize) -> u64 {
-    plan.stages
-        .iter()
-        .filter(|s| s.target == target && !matches!(s.amount, Amount::UntilMemory(_)))
-        .map(|s| s.keys.saturating_mul(s.shape.mean_entry_bytes()))
-        .fold(0, u64::saturating_add)
 }
 
 async fn execute(

@@ -9,17 +9,24 @@
 //! made, so that `OBJECT ENCODING` and `MEMORY USAGE` are the same either way and the
 //! dataset (`DEBUG DIGEST`) is the same by construction.
 
+mod elements;
 mod encoding;
 mod intset;
 mod keys;
 mod listpack;
 mod quicklist;
+mod restorable;
 mod server;
+mod stream;
 
 pub(crate) use encoding::{Crc64Digest, push_len, push_string};
 pub use keys::PayloadEncoder;
-pub(crate) use keys::{Restorable, restorable};
+pub(crate) use restorable::{Restorable, restorable};
 pub use server::ServerEncoding;
+
+/// An object written: its RDB type (the first byte of a payload) and the lowest RDB
+/// version that has it.
+pub(crate) type Object = (u8, u16);
 
 /// RDB object types (`rdb.h`), the first byte of a payload.
 pub(crate) mod object_type {

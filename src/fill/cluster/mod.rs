@@ -13,6 +13,7 @@
 //! `restart`: the same re-check for a primary that restarted with its cluster config.
 
 pub(super) mod node;
+mod redirects;
 mod routing;
 
 use crate::fill::error::StageError;
@@ -24,7 +25,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 pub(super) use node::NodeFeed;
-pub(super) use routing::KeyRefused;
+pub(super) use redirects::KeyRefused;
 
 use crate::dataset::Dataset;
 use crate::fill::key_bits::KeyBits;

@@ -88,12 +88,17 @@
 //! - `cluster_restart.rs`: `note_restart`, `next_for`, `recheck_restarted` and its helpers.
 //! - `cluster_recheck.rs`: `Router::recheck`, `hand_on`, `handed_on_counted`.
 //! - `failover.rs`: `node_unreachable`, `replaced`, `take_over`.
+//! - `reconnected.rs`: `restart_seen`, `after_restart`, `recheck_earlier_stages` (a
+//!   connection that meets a restarted server).
+//! - `reconnected.rs`: `restart_seen`, `after_restart`, `recheck_earlier_stages` (a
+//!   connection that meets a restarted server).
 //! - Callers: `connection.rs`, `session/`, `state.rs` (the re-check counts), `stage.rs`.
 
 mod cluster_recheck;
 mod cluster_restart;
 mod failover;
 pub(in crate::fill) mod recheck;
+pub(in crate::fill) mod reconnected;
 pub(in crate::fill) mod restart;
 
 pub(in crate::fill) use failover::AfterLoss;

@@ -68,7 +68,7 @@ impl Chunking {
 
     /// The chunking of `dataset`'s stage when its keys are written as payloads for a server
     /// that encodes as `server` does: each key `rdb::restorable` picks is one `RESTORE`
-    /// (one whose payload surely fits in [`crate::rdb::MAX_PAYLOAD_BYTES`]), the others
+    /// (one whose payload surely fits in `rdb::restorable::MAX_PAYLOAD_BYTES`), the others
     /// are written with commands.
     pub fn restoring(dataset: &Dataset, server: &ServerEncoding) -> Chunking {
         let commands = Chunking::of(dataset);

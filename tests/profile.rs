@@ -859,17 +859,7 @@ fn profile_carries_on_through_a_failover_counting_each_key_once() {
         .build();
     run_plan(&scratch, "source.toml", &source);
     let victim = cluster.a_primary();
-    let replica = cluster.replica_of(victim);
-    support::wait_until(
-        "the replica holds what its primary holds",
-        std::time::Duration::from_secs(30),
-        || {
-            let sent = support::replication_offset(&cluster.servers[victim], "master_repl_offset");
-            sent.is_some()
-                && sent
-                    == support::replication_offset(&cluster.servers[replica], "slave_repl_offset")
-        },
-    );
+    cluster.await_replica_of(victim);
     let before = cluster.servers[victim].calls("dbsize");
     let plan = support::PlanBuilder::new().target(cluster.target()).build();
     let plan = scratch.plan("profiled.source.toml", &plan);

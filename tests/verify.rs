@@ -301,16 +301,7 @@ fn verify_reads_a_lost_primarys_slots_from_the_replica_that_took_over() {
     let path = scratch.plan("plan.toml", &plan);
     run_ok(&scratch, &path, &[]);
     let victim = cluster.a_primary();
-    let replica = cluster.replica_of(victim);
-    wait_until(
-        "the replica holds what its primary holds",
-        Duration::from_secs(30),
-        || {
-            let sent = replication_offset(&cluster.servers[victim], "master_repl_offset");
-            sent.is_some()
-                && sent == replication_offset(&cluster.servers[replica], "slave_repl_offset")
-        },
-    );
+    cluster.await_replica_of(victim);
     let output = verify_while_a_primary_dies(&scratch, &path, &mut cluster, victim);
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
@@ -346,16 +337,7 @@ fn verify_leaves_a_paused_primary_once_its_replica_took_over() {
     let path = scratch.plan("plan.toml", &plan);
     run_ok(&scratch, &path, &[]);
     let victim = cluster.a_primary();
-    let replica = cluster.replica_of(victim);
-    wait_until(
-        "the replica holds what its primary holds",
-        Duration::from_secs(30),
-        || {
-            let sent = replication_offset(&cluster.servers[victim], "master_repl_offset");
-            sent.is_some()
-                && sent == replication_offset(&cluster.servers[replica], "slave_repl_offset")
-        },
-    );
+    cluster.await_replica_of(victim);
     let output = verify_with_a_fault(&scratch, &path, &mut cluster, victim, |s| s.pause());
     cluster.servers[victim].kill();
     let err = stderr(&output);

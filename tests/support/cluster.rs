@@ -133,6 +133,21 @@ impl RedisCluster {
             .expect("a primary other than the seed node")
     }
 
+    /// Waits (at most 30 s) until the replica of `servers[primary]` has applied everything
+    /// its primary sent it: a primary killed then loses nothing its replica lacks.
+    pub fn await_replica_of(&self, primary: usize) {
+        let replica = self.replica_of(primary);
+        wait_until(
+            "the replica holds what its primary holds",
+            Duration::from_secs(30),
+            || {
+                let sent = replication_offset(&self.servers[primary], "master_repl_offset");
+                sent.is_some()
+                    && sent == replication_offset(&self.servers[replica], "slave_repl_offset")
+            },
+        );
+    }
+
     /// The index in `servers` of a replica of `servers[primary]`.
     pub fn replica_of(&self, primary: usize) -> usize {
         let port = self.servers[primary].port;

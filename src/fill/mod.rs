@@ -52,22 +52,14 @@ pub(crate) async fn run(
     plan: &Plan,
     options: &RunOptions,
 ) -> Result<RunResult, (Failure, Option<RunResult>)> {
-    run_plan(plan, options)
-        .await
-        .map_err(|failure| (failure, None))?
-}
-
-async fn run_plan(
-    plan: &Plan,
-    options: &RunOptions,
-) -> Result<Result<RunResult, (Failure, Option<RunResult>)>, Failure> {
+    let nothing_written = |failure| (failure, None);
     let credentials = plan
         .targets
         .iter()
         .map(|t| Credentials::resolve(&t.name, &t.auth))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::Invalid(format!("{}: {e}", plan.path.display())))?;
-    check_flush_safety(plan, options)?;
+        .map_err(|e| nothing_written(Failure::Invalid(format!("{}: {e}", plan.path.display()))))?;
+    check_flush_safety(plan, options).map_err(nothing_written)?;
 
     let run_seed = plan
         .seed
@@ -139,10 +131,10 @@ async fn run_plan(
     report.finished_at = result::timestamp(SystemTime::now());
     report.duration_s = clock.elapsed().as_secs_f64();
     report.client_peak_rss_bytes = result::peak_rss_bytes();
-    Ok(match failure {
+    match failure {
         None => Ok(report),
         Some(failure) => Err((failure, Some(report))),
-    })
+    }
 }
 
 /// What every step of one run reads: the plan, the options, the display, the run's seed,

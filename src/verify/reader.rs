@@ -149,24 +149,23 @@ impl Reader {
         } else {
             let asked = &self.nodes[node];
             let answer = tokio::select! {
-                answer = asked.query::<Vec<Value>>(Request::Pipeline(pipe)) => answer,
-                () = self.replaced_while_silent(node), if self.slots.is_some() => {
-                    // The read in flight is dropped with its connection's state: the
-                    // primary is lost, nothing is read from it any more.
-                    return Box::pin(self.query(node, pipe)).await;
-                }
+                answer = asked.query::<Vec<Value>>(Request::Pipeline(pipe)) => Some(answer),
+                () = self.replaced_while_silent(node), if self.slots.is_some() => None,
             };
             match answer {
-                Ok(replies) => {
+                // Replaced while silent: the read in flight is dropped with its connection's
+                // state (nothing is read from that primary any more) and read there instead.
+                None => self.read_from_successors(&commands).await?,
+                Some(Ok(replies)) => {
                     let mut detours = HashMap::new();
                     note_detours(&replies, 0..replies.len(), &asked.addr(), &mut detours);
                     (replies, detours)
                 }
-                Err(failure) if self.slots.is_some() && failure.unreachable() => {
+                Some(Err(failure)) if self.slots.is_some() && failure.unreachable() => {
                     self.await_successor(node, &failure).await?;
                     self.read_from_successors(&commands).await?
                 }
-                Err(failure) => return Err(self.read_failed(&failure)),
+                Some(Err(failure)) => return Err(self.read_failed(&failure)),
             }
         };
         for ((addr, asking), positions) in detours {

@@ -73,9 +73,12 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                 output::check_writable(path, "the merged result")?;
             }
             let merged = merge::merge(&results)?;
+            let named = output.is_some();
             let path = output_or(output, &merged.plan.name, "result");
-            // The default name comes from the results: checked once it is known.
-            output::check_writable(&path, "the merged result")?;
+            if !named {
+                // The default name comes from the results: checked once it is known.
+                output::check_writable(&path, "the merged result")?;
+            }
             result::write(&merged, &path).map_err(|e| {
                 Failure::Failed(format!(
                     "cannot write the merged result to {}: {e}",
